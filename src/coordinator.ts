@@ -1,0 +1,193 @@
+import { EventEmitter } from 'node:events';
+import { ConcordError, closedError, isConcordError } from './errors.js';
+import { debug } from './debug.js';
+import type { Driver, DriverEvents, LockKind } from './driver.js';
+import { GroupHandle, type GroupHost } from './group.js';
+import { LockHandle, LockRegistry } from './lock.js';
+import { SessionMachine } from './session.js';
+import type { AcquireOptions, Capabilities, Coordinator, CoordinatorEvent, Features, Group, HeldLock, Lock, SessionInfo } from './types.js';
+import type { Resyncable } from './watch.js';
+
+export interface CoordinatorConfig {
+  readonly member: string;
+  readonly url: string;
+  readonly sessionTtlMs: number;
+  readonly rejoin: boolean;
+}
+
+/** Symbol of the test hook that makes a coordinator vanish like a crashed process. */
+export const kCrash = Symbol.for('concord.crash');
+
+export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupHost {
+  readonly member: string;
+  readonly url: string;
+  readonly sessionTtlMs: number;
+  readonly joined = new Map<string, Capabilities>();
+  readonly streams = new Set<Resyncable>();
+  readonly locks = new LockRegistry();
+  readonly #rejoin: boolean;
+  #driver: Driver | undefined;
+  #machine: SessionMachine | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(config: CoordinatorConfig) {
+    super();
+    this.member = config.member;
+    this.url = config.url;
+    this.sessionTtlMs = config.sessionTtlMs;
+    this.#rejoin = config.rejoin;
+  }
+
+  /** The calls a driver makes into the core. */
+  readonly driverEvents: DriverEvents = {
+    sessionExpired: (sessionId) => {
+      this.#machine?.expired(sessionId);
+    },
+    lockLost: (kind: LockKind, name: string, token: bigint) => {
+      for (const held of this.locks.held) if (held.kind === kind && held.name === name && held.token === token) held.lose();
+    },
+  };
+
+  /** Second half of construction: the driver exists and the first session opens. */
+  async start(driver: Driver): Promise<void> {
+    this.#driver = driver;
+    this.#machine = new SessionMachine(driver, this.sessionTtlMs, {
+      suspended: () => this.emit('suspended'),
+      reconnected: () => {
+        this.emit('reconnected');
+        for (const stream of this.streams) stream.resync();
+        this.locks.retryReleases().catch(() => undefined);
+      },
+      lost: () => {
+        this.locks.loseAll();
+        if (!this.#rejoin) this.joined.clear();
+        this.emit('lost');
+      },
+      restore: () => this.#restore(),
+      restored: () => this.emit('restored'),
+    });
+    await this.#machine.open();
+  }
+
+  async #restore(): Promise<void> {
+    for (const [group, capabilities] of [...this.joined]) {
+      try {
+        await this.driver.joinGroup(group, this.member, this.session.id, capabilities, false);
+      } catch (error) {
+        if (isConcordError(error, 'ERR_MEMBER_EXISTS')) {
+          // The old session's membership outlived it on the backend: take it over.
+          await this.driver.leaveGroup(group, this.member).catch(() => undefined);
+          await this.driver.joinGroup(group, this.member, this.session.id, capabilities, false).catch(() => undefined);
+        } else {
+          debug('re-joining group "%s" failed: %s', group, (error as Error).message);
+          if (isConcordError(error, 'ERR_GROUP_NOT_FOUND')) this.joined.delete(group);
+        }
+      }
+    }
+    for (const stream of this.streams) stream.resync();
+  }
+
+  get driver(): Driver {
+    if (!this.#driver) throw closedError();
+    return this.#driver;
+  }
+
+  get features(): Features {
+    return this.driver.features;
+  }
+
+  get session(): SessionInfo {
+    const machine = this.#machine;
+    return {
+      id: machine?.id ?? '',
+      ttlMs: this.sessionTtlMs,
+      state: this.#closing ? 'closed' : (machine?.state ?? 'connected'),
+    };
+  }
+
+  assertOpen(): void {
+    if (this.#closing) throw closedError();
+  }
+
+  usableSession(): string {
+    this.assertOpen();
+    const machine = this.#machine;
+    if (!machine) throw closedError();
+    machine.check();
+    if (machine.state === 'lost') throw new ConcordError('ERR_SESSION_LOST', 'the session is lost and not yet replaced');
+    return machine.id;
+  }
+
+  checkSession(): void {
+    this.#machine?.check();
+  }
+
+  override on(event: CoordinatorEvent, listener: () => void): this {
+    return super.on(event, listener);
+  }
+
+  override off(event: string, listener: (...args: never[]) => void): this {
+    return super.off(event, listener as (...args: unknown[]) => void);
+  }
+
+  group(name: string): Group {
+    return new GroupHandle(this, name);
+  }
+
+  async groups(): Promise<string[]> {
+    this.assertOpen();
+    return (await this.driver.listGroups()).sort();
+  }
+
+  lock(name: string): Lock {
+    return new LockHandle(this, name);
+  }
+
+  async withLock<T>(name: string, fn: (held: HeldLock) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
+    if (typeof fn !== 'function') throw new ConcordError('ERR_INVALID_ARGUMENT', 'fn must be a function');
+    const held = await this.lock(name).acquire(options);
+    try {
+      return await fn(held);
+    } finally {
+      await held.release();
+    }
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    const machine = this.#machine;
+    const driver = this.#driver;
+    await Promise.all([...this.streams].map((stream) => stream.close()));
+    for (const pending of [...this.locks.pending]) pending.abort(closedError());
+    // Releasing each lock and leaving each group costs a round trip apiece; ending the session frees them all at once.
+    for (const held of [...this.locks.held]) held.drop();
+    const sessionId = machine?.id;
+    machine?.stop();
+    if (driver) {
+      if (sessionId) await driver.closeSession(sessionId).catch((error: unknown) => {
+        debug('closing session %s failed: %s', sessionId, (error as Error).message);
+      });
+      await driver.close().catch(() => undefined);
+    }
+    this.joined.clear();
+    this.emit('closed');
+  }
+
+  /** Test hook: stop heartbeats and drop the connection without releasing anything, as a crash would. */
+  [kCrash](): void {
+    this.#closing ??= Promise.resolve();
+    for (const stream of [...this.streams]) void stream.close();
+    for (const pending of [...this.locks.pending]) pending.abort(closedError());
+    for (const held of [...this.locks.held]) held.drop();
+    this.#machine?.stop();
+    this.#driver?.destroy();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

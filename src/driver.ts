@@ -1,0 +1,112 @@
+/**
+ * The driver interface: storage-level atomic steps. Everything that must behave the same on every backend
+ * (validation, timeouts, cancellation, the session state machine, lost signals, the in-process waiter queue,
+ * watch resynchronisation, election, partitioning) lives in the core, on top of these.
+ *
+ * Error contract: a driver method rejects with a ConcordError. Backend and network failures are ERR_CONNECTION
+ * (the core treats them as "the session may still be alive"); semantic refusals use the codes below.
+ */
+import type { Capabilities, Features, Member } from './types.js';
+
+/** Locks and leaderships live in separate key spaces, so a lock and a group may share a name. */
+export type LockKind = 'lock' | 'leader';
+
+/** A position in a group's change history; opaque to the core, only handed back to the same driver. */
+export type Revision = bigint | string;
+
+export interface GroupSnapshot {
+  readonly exists: boolean;
+  /** Sorted by id. */
+  readonly members: Member[];
+  /** Events after this revision are exactly the changes not reflected in `members`. */
+  readonly revision: Revision;
+}
+
+export type DriverGroupEvent =
+  | { readonly type: 'join'; readonly member: string; readonly capabilities: Capabilities }
+  | { readonly type: 'update'; readonly member: string; readonly capabilities: Capabilities }
+  | { readonly type: 'leave'; readonly member: string };
+
+export interface WatchSink {
+  /** Changes in the order the backend applied them, each at most once, none at or before the starting revision. */
+  event(event: DriverGroupEvent): void;
+  /** Continuity was lost (reconnect, trimmed history, compaction): the core takes a new snapshot and diffs. */
+  resync(): void;
+}
+
+export interface LockHolder {
+  readonly member: string;
+  readonly token: bigint;
+}
+
+export type Unsubscribe = () => void;
+
+/** Calls from a driver into the core. */
+export interface DriverEvents {
+  /** The backend says the session is gone (e.g. a ZooKeeper expiry). The core declares `lost` at once. */
+  sessionExpired(sessionId: string): void;
+  /** The backend says a held lock is gone while the session lives on (e.g. its key was deleted). */
+  lockLost(kind: LockKind, name: string, token: bigint): void;
+}
+
+export interface DriverContext {
+  /** The parsed URL; its password is available to the driver, never printed. */
+  readonly url: URL;
+  /** Query parameters other than the core's own (member, sessionTtlMs, namespace, rejoin). */
+  readonly params: URLSearchParams;
+  readonly namespace: string;
+  readonly member: string;
+  readonly sessionTtlMs: number;
+  readonly signal: AbortSignal | undefined;
+  readonly events: DriverEvents;
+}
+
+export interface Driver {
+  readonly features: Features;
+  /**
+   * Fallback re-check period of a waiting lock or a polled watch, ms. Waits are woken by `watchLock`; this bounds the
+   * delay when a notification is missed. The core never polls faster than sessionTtlMs / 3 unless this says so.
+   */
+  readonly pollIntervalMs?: number;
+
+  /** Creates a session that lives for ttlMs after each renewal. Returns its id. */
+  openSession(ttlMs: number): Promise<string>;
+  /** Extends the session by its TTL. Resolves false when the session no longer exists (it expired). */
+  renewSession(sessionId: string): Promise<boolean>;
+  /** Ends the session and with it every membership and lock it holds. */
+  closeSession(sessionId: string): Promise<void>;
+  /** Releases connections. Called once, after closeSession. */
+  close(): Promise<void>;
+  /** Drops connections at once without releasing anything: what a crash looks like to the backend (tests). */
+  destroy(): void;
+
+  createGroup(group: string): Promise<void>; // ERR_GROUP_EXISTS
+  deleteGroup(group: string): Promise<void>; // ERR_GROUP_NOT_FOUND, ERR_GROUP_NOT_EMPTY
+  listGroups(): Promise<string[]>;
+  /** ERR_GROUP_NOT_FOUND unless create, ERR_MEMBER_EXISTS. The membership ends with the session. */
+  joinGroup(group: string, member: string, sessionId: string, capabilities: Capabilities, create: boolean): Promise<void>;
+  /** ERR_GROUP_NOT_FOUND, ERR_MEMBER_NOT_JOINED. */
+  leaveGroup(group: string, member: string): Promise<void>;
+  /** ERR_GROUP_NOT_FOUND, ERR_MEMBER_NOT_JOINED. */
+  updateMember(group: string, member: string, capabilities: Capabilities): Promise<void>;
+  getMembers(group: string): Promise<GroupSnapshot>;
+  /** Delivers the group's changes after `fromRevision` to the sink until unsubscribed. */
+  watchGroup(group: string, fromRevision: Revision, sink: WatchSink): Promise<Unsubscribe>;
+
+  /** One attempt: the fencing token when this session now holds the lock, undefined when someone else does. */
+  tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined>;
+  /** Releases the lock only if `sessionId` holds it with `token`; never deletes another holder's lock. */
+  unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void>;
+  lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined>;
+  /** Calls `listener` whenever the lock may have changed hands (released, expired, acquired). */
+  watchLock(kind: LockKind, name: string, listener: () => void): Promise<Unsubscribe>;
+  /**
+   * Optional: wait in a backend-side queue until held (fair drivers). Must leave nothing behind when `signal`
+   * aborts, and reject with ERR_SESSION_LOST if the session dies while queued. Without it, the core loops
+   * tryLock / watchLock.
+   */
+  acquireLock?(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal): Promise<bigint>;
+}
+
+/** What a driver module exports. */
+export type DriverFactory = (context: DriverContext) => Promise<Driver>;

@@ -1,0 +1,156 @@
+/**
+ * Leader election on the lock machinery: leading a group is holding its lock in the 'leader' key space, and the term
+ * is that lock's fencing token, so terms strictly increase with every change of leader.
+ */
+import { Channel } from './channel.js';
+import { sleep } from './clock.js';
+import { debug } from './debug.js';
+import { isConcordError } from './errors.js';
+import { acquire, type HeldLockImpl, type LockHost } from './lock.js';
+import type { Unsubscribe } from './driver.js';
+import type { AcquireOptions, LeaderChange, Leadership } from './types.js';
+import type { Resyncable, WatchHost } from './watch.js';
+
+class LeadershipImpl implements Leadership {
+  readonly #held: HeldLockImpl;
+
+  constructor(held: HeldLockImpl) {
+    this.#held = held;
+  }
+
+  get group(): string {
+    return this.#held.name;
+  }
+
+  get term(): bigint {
+    return this.#held.token;
+  }
+
+  get signal(): AbortSignal {
+    return this.#held.signal;
+  }
+
+  resign(): Promise<void> {
+    return this.#held.release();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.resign();
+  }
+}
+
+export async function campaign(host: LockHost, group: string, options?: AcquireOptions): Promise<Leadership> {
+  return new LeadershipImpl(await acquire(host, 'leader', group, options));
+}
+
+export async function leader(host: LockHost, group: string): Promise<string | undefined> {
+  host.assertOpen();
+  return (await host.driver.lockHolder('leader', group))?.member;
+}
+
+/** Yields the current leader, then every change seen. Re-reads on each notification and after reconnects. */
+export class LeaderWatch implements AsyncIterable<LeaderChange>, Resyncable {
+  readonly #host: LockHost & WatchHost;
+  readonly #group: string;
+  readonly #channel: Channel<LeaderChange>;
+  readonly #stop = new AbortController();
+  readonly #signal: AbortSignal | undefined;
+  #last: { member: string | undefined; token: bigint | undefined } | undefined;
+  #unsubscribe: Unsubscribe | undefined;
+  #reading: Promise<void> | undefined;
+  #dirty = false;
+
+  constructor(host: LockHost & WatchHost, group: string, signal: AbortSignal | undefined) {
+    this.#host = host;
+    this.#group = group;
+    this.#signal = signal;
+    this.#channel = new Channel(() => void this.close());
+    host.streams.add(this);
+    signal?.addEventListener('abort', this.#onAbort, { once: true });
+    if (signal?.aborted) {
+      void this.close();
+      return;
+    }
+    void this.#start();
+  }
+
+  readonly #onAbort = (): void => {
+    void this.close();
+  };
+
+  async #start(): Promise<void> {
+    try {
+      const unsubscribe = await this.#host.driver.watchLock('leader', this.#group, () => {
+        this.resync();
+      });
+      if (this.#stop.signal.aborted) unsubscribe();
+      else this.#unsubscribe = unsubscribe;
+    } catch (error) {
+      if (!isConcordError(error, 'ERR_CONNECTION')) {
+        this.#end(error);
+        return;
+      }
+      // Without a subscription, reads after each reconnect and the fallback below keep the view fresh.
+    }
+    this.resync();
+  }
+
+  /** Reads the holder again; reads never overlap and one more runs if a notification came in during a read. */
+  resync(): void {
+    if (this.#stop.signal.aborted) return;
+    if (this.#reading) {
+      this.#dirty = true;
+      return;
+    }
+    this.#reading = this.#read().finally(() => {
+      this.#reading = undefined;
+      if (this.#dirty) {
+        this.#dirty = false;
+        this.resync();
+      }
+    });
+  }
+
+  async #read(): Promise<void> {
+    let delay = 10;
+    while (!this.#stop.signal.aborted) {
+      try {
+        const holder = await this.#host.driver.lockHolder('leader', this.#group);
+        if (this.#stop.signal.aborted) return;
+        const member = holder?.member;
+        const token = holder?.token;
+        if (this.#last === undefined || this.#last.member !== member || this.#last.token !== token) {
+          this.#last = { member, token };
+          this.#channel.push(token === undefined ? { leader: member } : { leader: member, term: token });
+        }
+        return;
+      } catch (error) {
+        if (!isConcordError(error, 'ERR_CONNECTION')) {
+          this.#end(error);
+          return;
+        }
+        debug('leader watch of "%s": %s', this.#group, (error as Error).message);
+        await sleep(delay, this.#stop.signal).catch(() => undefined);
+        delay = Math.min(delay * 2, this.#host.sessionTtlMs / 3);
+      }
+    }
+  }
+
+  #end(error?: unknown): void {
+    this.#stop.abort();
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+    this.#host.streams.delete(this);
+    this.#signal?.removeEventListener('abort', this.#onAbort);
+    this.#channel.end(error);
+  }
+
+  async close(): Promise<void> {
+    if (!this.#stop.signal.aborted) this.#end();
+    await this.#reading;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<LeaderChange> {
+    return this.#channel;
+  }
+}

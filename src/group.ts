@@ -1,0 +1,110 @@
+import { ConcordError, isConcordError } from './errors.js';
+import { campaign, leader, LeaderWatch } from './election.js';
+import type { LockHost } from './lock.js';
+import { validateCapabilities, validateName, validateOptionsObject, validateSignal } from './options.js';
+import type { PartitionerHost } from './partitioner.js';
+import { openPartitioner } from './partitioner.js';
+import type {
+  AcquireOptions,
+  Capabilities,
+  Group,
+  GroupWatch,
+  JoinOptions,
+  LeaderChange,
+  Leadership,
+  Member,
+  Partitioner,
+  PartitionerOptions,
+  WatchOptions,
+} from './types.js';
+import { GroupWatchImpl, type WatchHost } from './watch.js';
+
+export interface GroupHost extends LockHost, WatchHost, PartitionerHost {
+  /** Groups this coordinator has joined, with the capabilities to re-join with after a lost session. */
+  readonly joined: Map<string, Capabilities>;
+}
+
+export class GroupHandle implements Group {
+  readonly name: string;
+  readonly #host: GroupHost;
+
+  constructor(host: GroupHost, name: string) {
+    this.name = validateName(name, 'name');
+    this.#host = host;
+  }
+
+  async create(): Promise<void> {
+    this.#host.assertOpen();
+    await this.#host.driver.createGroup(this.name);
+  }
+
+  async delete(): Promise<void> {
+    this.#host.assertOpen();
+    await this.#host.driver.deleteGroup(this.name);
+  }
+
+  async join(options?: JoinOptions): Promise<void> {
+    validateOptionsObject(options, 'options');
+    const capabilities = validateCapabilities(options?.capabilities ?? {}, 'options.capabilities');
+    const create = options?.create ?? false;
+    if (typeof create !== 'boolean') throw new ConcordError('ERR_INVALID_ARGUMENT', 'options.create must be a boolean');
+    const session = this.#host.usableSession();
+    await this.#host.driver.joinGroup(this.name, this.#host.member, session, capabilities, create);
+    this.#host.joined.set(this.name, capabilities);
+  }
+
+  async leave(): Promise<void> {
+    this.#host.assertOpen();
+    try {
+      await this.#host.driver.leaveGroup(this.name, this.#host.member);
+      this.#host.joined.delete(this.name);
+    } catch (error) {
+      if (isConcordError(error, 'ERR_MEMBER_NOT_JOINED') || isConcordError(error, 'ERR_GROUP_NOT_FOUND')) {
+        this.#host.joined.delete(this.name);
+      }
+      throw error;
+    }
+  }
+
+  async members(): Promise<Member[]> {
+    this.#host.assertOpen();
+    const snapshot = await this.#host.driver.getMembers(this.name);
+    if (!snapshot.exists) throw new ConcordError('ERR_GROUP_NOT_FOUND', `group "${this.name}" does not exist`);
+    return snapshot.members;
+  }
+
+  async updateCapabilities(capabilities: Capabilities): Promise<void> {
+    const copy = validateCapabilities(capabilities, 'capabilities');
+    this.#host.usableSession();
+    await this.#host.driver.updateMember(this.name, this.#host.member, copy);
+    if (this.#host.joined.has(this.name)) this.#host.joined.set(this.name, copy);
+  }
+
+  watch(options?: WatchOptions): GroupWatch {
+    validateOptionsObject(options, 'options');
+    const signal = validateSignal(options?.signal, 'options.signal');
+    const initial = options?.initial ?? true;
+    if (typeof initial !== 'boolean') throw new ConcordError('ERR_INVALID_ARGUMENT', 'options.initial must be a boolean');
+    this.#host.assertOpen();
+    return new GroupWatchImpl(this.#host, this.name, initial, signal);
+  }
+
+  leader(): Promise<string | undefined> {
+    return leader(this.#host, this.name);
+  }
+
+  campaign(options?: AcquireOptions): Promise<Leadership> {
+    return campaign(this.#host, this.name, options);
+  }
+
+  watchLeader(options?: { signal?: AbortSignal }): AsyncIterable<LeaderChange> {
+    validateOptionsObject(options, 'options');
+    const signal = validateSignal(options?.signal, 'options.signal');
+    this.#host.assertOpen();
+    return new LeaderWatch(this.#host, this.name, signal);
+  }
+
+  partitioner(options?: PartitionerOptions): Promise<Partitioner> {
+    return openPartitioner(this.#host, this, options);
+  }
+}

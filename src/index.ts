@@ -1,0 +1,27 @@
+export { connect, schemes } from './connect.js';
+export { ConcordError, isConcordError, type ErrorCode } from './errors.js';
+export { DEFAULTS, type ConnectOptions } from './options.js';
+export type {
+  AcquireOptions,
+  Capabilities,
+  Coordinator,
+  CoordinatorEvent,
+  Features,
+  Group,
+  GroupEvent,
+  GroupWatch,
+  HeldLock,
+  JoinOptions,
+  Json,
+  LeaderChange,
+  Leadership,
+  Lock,
+  Member,
+  PartitionChange,
+  Partitioner,
+  PartitionerOptions,
+  SessionInfo,
+  SessionState,
+  WatchOptions,
+} from './types.js';
+export type * from './driver.js';

@@ -1,0 +1,297 @@
+/**
+ * Locks: the in-process waiter queue (one remote contender per process per name), the remote wait, fencing tokens
+ * and lost signals. Leadership (election.ts) is the same machinery on the 'leader' key space.
+ */
+import { ConcordError, abortedError, isConcordError } from './errors.js';
+import { sleep, waitForWake } from './clock.js';
+import { debug } from './debug.js';
+import type { Driver, LockKind } from './driver.js';
+import { validateAcquireOptions, validateName } from './options.js';
+import type { AcquireOptions, HeldLock, Lock } from './types.js';
+
+/** What the lock machinery needs from its coordinator. */
+export interface LockHost {
+  readonly driver: Driver;
+  readonly member: string;
+  readonly sessionTtlMs: number;
+  /** Throws ERR_CLOSED / ERR_SESSION_LOST when no lock can be taken now; returns the live session id. */
+  usableSession(): string;
+  /** Throws ERR_CLOSED after close(). */
+  assertOpen(): void;
+  /** Declares the session lost if its time ran out (a paused process learns it before touching anything). */
+  checkSession(): void;
+  readonly locks: LockRegistry;
+}
+
+/** A process-local FIFO: only its head contends with other processes. */
+class LocalQueue {
+  busy = false;
+  readonly waiters: Array<() => void> = [];
+
+  /** Resolves when it is this caller's turn; with `immediate`, fails at once if it is not. */
+  enter(signal: AbortSignal, immediate: boolean): Promise<void> {
+    if (!this.busy) {
+      this.busy = true;
+      return Promise.resolve();
+    }
+    if (immediate) return Promise.reject(timeoutError());
+    return new Promise<void>((resolve, reject) => {
+      const turn = (): void => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = (): void => {
+        const i = this.waiters.indexOf(turn);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(abortedError(signal));
+      };
+      this.waiters.push(turn);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Hands the turn to the next local waiter, or frees the queue. */
+  leave(): void {
+    const next = this.waiters.shift();
+    if (next) next();
+    else this.busy = false;
+  }
+
+  get idle(): boolean {
+    return !this.busy && this.waiters.length === 0;
+  }
+}
+
+function timeoutError(): ConcordError {
+  return new ConcordError('ERR_LOCK_TIMEOUT', 'the lock was not acquired in time');
+}
+
+/** Per-coordinator bookkeeping: local queues, held locks and pending acquisitions. */
+export class LockRegistry {
+  readonly #queues = new Map<string, LocalQueue>();
+  readonly held = new Set<HeldLockImpl>();
+  readonly pending = new Set<AbortController>();
+  /** Releases that failed on a broken connection, retried when it comes back. */
+  readonly unreleased = new Set<() => Promise<void>>();
+
+  queue(kind: LockKind, name: string): LocalQueue {
+    const key = `${kind}\u0000${name}`;
+    let queue = this.#queues.get(key);
+    if (!queue) {
+      queue = new LocalQueue();
+      this.#queues.set(key, queue);
+    }
+    return queue;
+  }
+
+  leave(kind: LockKind, name: string): void {
+    const key = `${kind}\u0000${name}`;
+    const queue = this.#queues.get(key);
+    if (!queue) return;
+    queue.leave();
+    if (queue.idle) this.#queues.delete(key);
+  }
+
+  /** The session is gone: every held lock is lost and every wait fails, synchronously. */
+  loseAll(): void {
+    for (const held of [...this.held]) held.lose();
+    for (const pending of [...this.pending]) {
+      pending.abort(new ConcordError('ERR_SESSION_LOST', 'the session was lost while waiting'));
+    }
+    this.unreleased.clear();
+  }
+
+  async retryReleases(): Promise<void> {
+    for (const release of [...this.unreleased]) {
+      this.unreleased.delete(release);
+      await release();
+    }
+  }
+}
+
+export class HeldLockImpl implements HeldLock {
+  readonly name: string;
+  readonly token: bigint;
+  readonly kind: LockKind;
+  readonly #host: LockHost;
+  readonly #sessionId: string;
+  readonly #controller = new AbortController();
+  #released: Promise<void> | undefined;
+
+  constructor(host: LockHost, kind: LockKind, name: string, sessionId: string, token: bigint) {
+    this.#host = host;
+    this.kind = kind;
+    this.name = name;
+    this.#sessionId = sessionId;
+    this.token = token;
+    host.locks.held.add(this);
+  }
+
+  get signal(): AbortSignal {
+    this.#host.checkSession();
+    return this.#controller.signal;
+  }
+
+  /** Aborts the signal with ERR_LOCK_LOST / ERR_LEADERSHIP_LOST; the backend has freed, or will free, the lock. */
+  lose(): void {
+    if (this.#released) return;
+    this.#released = Promise.resolve();
+    this.#finish(
+      this.kind === 'leader'
+        ? new ConcordError('ERR_LEADERSHIP_LOST', `leadership of group "${this.name}" was lost`)
+        : new ConcordError('ERR_LOCK_LOST', `lock "${this.name}" was lost`),
+    );
+  }
+
+  /** The coordinator is closing and ends the session, which frees the lock on the backend. */
+  drop(): void {
+    if (this.#released) return;
+    this.#released = Promise.resolve();
+    this.#finish(new ConcordError('ERR_CLOSED', 'the coordinator was closed'));
+  }
+
+  release(): Promise<void> {
+    this.#released ??= this.#release();
+    return this.#released;
+  }
+
+  async #release(): Promise<void> {
+    const what = this.kind === 'leader' ? `leadership of group "${this.name}" was resigned` : `lock "${this.name}" was released`;
+    this.#finish(new ConcordError('ERR_ABORTED', what));
+    const unlock = async (): Promise<void> => {
+      try {
+        await this.#host.driver.unlock(this.kind, this.name, this.#sessionId, this.token);
+      } catch (error) {
+        // A lock whose release did not reach the backend would block others until our session ends: retry later.
+        if (isConcordError(error, 'ERR_CONNECTION')) this.#host.locks.unreleased.add(unlock);
+        debug('release of %s "%s" failed: %s', this.kind, this.name, (error as Error).message);
+      }
+    };
+    await unlock();
+  }
+
+  #finish(reason: ConcordError): void {
+    this.#host.locks.held.delete(this);
+    if (!this.#controller.signal.aborted) this.#controller.abort(reason);
+    this.#host.locks.leave(this.kind, this.name);
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+}
+
+/**
+ * Acquires kind/name for the host's session. `timeoutMs` 0 makes one attempt. Rejects with ERR_LOCK_TIMEOUT,
+ * ERR_ABORTED, ERR_SESSION_LOST or ERR_CLOSED, leaving nothing behind.
+ */
+export async function acquire(host: LockHost, kind: LockKind, name: string, options: AcquireOptions | undefined): Promise<HeldLockImpl> {
+  const { signal, timeoutMs } = validateAcquireOptions(options);
+  const sessionId = host.usableSession();
+  const op = new AbortController();
+  const onAbort = (): void => {
+    op.abort(abortedError(signal, `acquiring ${kind === 'leader' ? 'leadership of' : 'lock'} "${name}"`));
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let timer: NodeJS.Timeout | undefined;
+  if (timeoutMs !== undefined && timeoutMs > 0) {
+    timer = setTimeout(() => {
+      op.abort(timeoutError());
+    }, timeoutMs);
+  }
+  host.locks.pending.add(op);
+  const queue = host.locks.queue(kind, name);
+  let entered = false;
+  try {
+    await queue.enter(op.signal, timeoutMs === 0);
+    entered = true;
+    const token = await contend(host, kind, name, sessionId, op.signal, timeoutMs === 0);
+    if (op.signal.aborted) {
+      // Granted at the moment the wait ended: give it straight back.
+      await host.driver.unlock(kind, name, sessionId, token).catch(() => undefined);
+      throw reasonOf(op.signal);
+    }
+    return new HeldLockImpl(host, kind, name, sessionId, token);
+  } catch (error) {
+    if (entered) host.locks.leave(kind, name);
+    throw op.signal.aborted ? reasonOf(op.signal) : error;
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+    host.locks.pending.delete(op);
+  }
+}
+
+function reasonOf(signal: AbortSignal): ConcordError {
+  return abortedError(signal);
+}
+
+/** The remote part: one attempt, the driver's fair queue, or a notified retry loop. */
+async function contend(host: LockHost, kind: LockKind, name: string, sessionId: string, signal: AbortSignal, once: boolean): Promise<bigint> {
+  const { driver } = host;
+  if (once) {
+    const token = await driver.tryLock(kind, name, sessionId, host.member);
+    if (token === undefined) throw timeoutError();
+    return token;
+  }
+  const pollMs = driver.pollIntervalMs ?? host.sessionTtlMs / 3;
+  if (driver.acquireLock) {
+    for (;;) {
+      try {
+        return await driver.acquireLock(kind, name, sessionId, host.member, signal);
+      } catch (error) {
+        // A dropped connection is not the end of the wait: the session machine decides when it is lost.
+        if (signal.aborted || !isConcordError(error, 'ERR_CONNECTION')) throw error;
+        await sleep(pollMs, signal);
+      }
+    }
+  }
+  let wake: (() => void) | undefined;
+  const unsubscribe = await driver.watchLock(kind, name, () => wake?.());
+  try {
+    for (;;) {
+      // Armed before the attempt, so a release between the attempt and the wait still wakes us.
+      const woken = new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      let token: bigint | undefined;
+      try {
+        token = await driver.tryLock(kind, name, sessionId, host.member);
+      } catch (error) {
+        if (!isConcordError(error, 'ERR_CONNECTION')) throw error;
+      }
+      if (token !== undefined) return token;
+      await waitForWake(woken, pollMs, signal);
+    }
+  } finally {
+    unsubscribe();
+  }
+}
+
+export class LockHandle implements Lock {
+  readonly name: string;
+  readonly #host: LockHost;
+
+  constructor(host: LockHost, name: string) {
+    this.name = validateName(name, 'name');
+    this.#host = host;
+  }
+
+  acquire(options?: AcquireOptions): Promise<HeldLock> {
+    return acquire(this.#host, 'lock', this.name, options);
+  }
+
+  async tryAcquire(): Promise<HeldLock | undefined> {
+    try {
+      return await acquire(this.#host, 'lock', this.name, { timeoutMs: 0 });
+    } catch (error) {
+      if (isConcordError(error, 'ERR_LOCK_TIMEOUT')) return undefined;
+      throw error;
+    }
+  }
+
+  async holder(): Promise<string | undefined> {
+    this.#host.assertOpen();
+    return (await this.#host.driver.lockHolder('lock', this.name))?.member;
+  }
+}

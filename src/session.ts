@@ -1,0 +1,185 @@
+/**
+ * The session state machine. One backend session per coordinator; memberships and locks hang off it.
+ *
+ *   connected --renew fails--> suspended --renew works--> connected ('reconnected')
+ *   connected|suspended --no renewal for ttl - margin, or the backend says expired--> lost
+ *   lost --new session opened, groups re-joined--> connected ('restored')
+ *
+ * Liveness is judged on the monotonic clock from the moment the last successful renewal was *sent*: the backend
+ * measures its TTL from when it received that request, which is later, so we always give up first.
+ */
+import { ConcordError } from './errors.js';
+import { now, sleep } from './clock.js';
+import { debug } from './debug.js';
+import type { Driver } from './driver.js';
+import type { SessionState } from './types.js';
+
+export interface SessionHooks {
+  suspended(): void;
+  reconnected(): void;
+  /** Synchronous: every lost signal must be aborted before this returns. */
+  lost(): void;
+  /** The new session is open; re-join and resynchronise (never rejects), then the machine reports `restored`. */
+  restore(): Promise<void>;
+  restored(): void;
+}
+
+export class SessionMachine {
+  readonly ttlMs: number;
+  #id = '';
+  #state: SessionState = 'connected';
+  #renewedAt = 0;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #deadline: NodeJS.Timeout | undefined;
+  #beating = false;
+  readonly #driver: Driver;
+  readonly #hooks: SessionHooks;
+  readonly #stop = new AbortController();
+
+  constructor(driver: Driver, ttlMs: number, hooks: SessionHooks) {
+    this.#driver = driver;
+    this.ttlMs = ttlMs;
+    this.#hooks = hooks;
+  }
+
+  get id(): string {
+    return this.#id;
+  }
+
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  /** How long before the backend's expiry we declare the session lost: covers timer lateness and clock rate. */
+  get marginMs(): number {
+    return Math.min(Math.max(this.ttlMs / 10, 5), 1000);
+  }
+
+  get #intervalMs(): number {
+    // While suspended, retry faster so a short outage is noticed to be over well within the TTL.
+    return this.#state === 'suspended' ? Math.max(this.ttlMs / 10, 5) : this.ttlMs / 3;
+  }
+
+  async open(): Promise<void> {
+    const sentAt = now();
+    this.#id = await this.#driver.openSession(this.ttlMs);
+    this.#renewedAt = sentAt;
+    this.#state = 'connected';
+    this.#schedule();
+  }
+
+  /** Declares the session lost if its time is up. Called before any use of a held lock's signal. */
+  check(): void {
+    if ((this.#state === 'connected' || this.#state === 'suspended') && now() >= this.#expiresAt()) {
+      this.lose('the session could not be renewed within its TTL');
+    }
+  }
+
+  #expiresAt(): number {
+    return this.#renewedAt + this.ttlMs - this.marginMs;
+  }
+
+  #schedule(): void {
+    clearTimeout(this.#heartbeat);
+    clearTimeout(this.#deadline);
+    if (this.#stop.signal.aborted) return;
+    this.#heartbeat = setTimeout(() => void this.#beat(), this.#intervalMs);
+    this.#heartbeat.unref();
+    this.#deadline = setTimeout(() => {
+      this.check();
+    }, Math.max(0, this.#expiresAt() - now()));
+    this.#deadline.unref();
+  }
+
+  async #beat(): Promise<void> {
+    if (this.#beating || this.#stop.signal.aborted) return;
+    if (this.#state !== 'connected' && this.#state !== 'suspended') return;
+    this.#beating = true;
+    const id = this.#id;
+    const sentAt = now();
+    let alive: boolean | undefined;
+    try {
+      alive = await withTimeout(this.#driver.renewSession(id), this.ttlMs / 3);
+    } catch (error) {
+      debug('session %s renewal failed: %s', id, (error as Error).message);
+    } finally {
+      this.#beating = false;
+    }
+    if (this.#stop.signal.aborted || id !== this.#id) return;
+    if (this.#state !== 'connected' && this.#state !== 'suspended') return;
+    if (alive === true) {
+      this.#renewedAt = sentAt;
+      if (this.#state === 'suspended') {
+        this.#state = 'connected';
+        debug('session %s reconnected', id);
+        this.#hooks.reconnected();
+      }
+    } else if (alive === false) {
+      this.lose('the backend no longer knows the session');
+      return;
+    } else if (this.#state === 'connected') {
+      this.#state = 'suspended';
+      debug('session %s suspended', id);
+      this.#hooks.suspended();
+    }
+    this.check();
+    if (this.#state === 'connected' || this.#state === 'suspended') this.#schedule();
+  }
+
+  /** The backend said the session expired. */
+  expired(sessionId: string): void {
+    if (sessionId === this.#id) this.lose('the backend expired the session');
+  }
+
+  lose(why: string): void {
+    if (this.#state !== 'connected' && this.#state !== 'suspended') return;
+    debug('session %s lost: %s', this.#id, why);
+    this.#state = 'lost';
+    clearTimeout(this.#heartbeat);
+    clearTimeout(this.#deadline);
+    this.#hooks.lost();
+    void this.#replace();
+  }
+
+  async #replace(): Promise<void> {
+    const old = this.#id;
+    // Best effort: if the backend still has the old session, end it so its memberships do not linger.
+    this.#driver.closeSession(old).catch(() => undefined);
+    let delay = Math.min(50, this.ttlMs / 10);
+    while (!this.#stop.signal.aborted) {
+      try {
+        await this.open();
+      } catch (error) {
+        debug('opening a new session failed: %s', (error as Error).message);
+        await sleep(delay, this.#stop.signal).catch(() => undefined);
+        delay = Math.min(delay * 2, this.ttlMs / 3);
+        continue;
+      }
+      debug('session %s replaces %s', this.#id, old);
+      await this.#hooks.restore();
+      if (!this.#stop.signal.aborted && this.#state === 'connected') this.#hooks.restored();
+      return;
+    }
+  }
+
+  /** Stops every timer; the caller closes the backend session. */
+  stop(): void {
+    this.#stop.abort();
+    this.#state = 'closed';
+    clearTimeout(this.#heartbeat);
+    clearTimeout(this.#deadline);
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      reject(new ConcordError('ERR_CONNECTION', `no answer within ${Math.round(ms)} ms`));
+    }, ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => {
+    clearTimeout(timer);
+  });
+}

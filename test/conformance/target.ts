@@ -1,0 +1,31 @@
+/**
+ * What a driver gives the conformance suite. Adding a driver to the suite is one file:
+ *
+ *   // test/conformance/redis.test.ts
+ *   import { describeConformance } from './suite.js';
+ *   describeConformance(redisTarget);
+ */
+import type { Coordinator, ConnectOptions } from '../../src/index.js';
+
+export interface FaultyCoordinator {
+  readonly coordinator: Coordinator;
+  /** Cut this coordinator's link to the backend (its session ages on the server meanwhile). */
+  disconnect(): void | Promise<void>;
+  /** Restore the link. */
+  reconnect(): void | Promise<void>;
+}
+
+export interface ConformanceTarget {
+  readonly name: string;
+  /** Starts servers (once per file). */
+  setup(): Promise<void>;
+  teardown(): Promise<void>;
+  /** The URL to connect with; the suite isolates tests by adding its own `namespace` option. */
+  url(): string;
+  /** A short TTL that the expiry tests use; the backend's minimum or a little above. */
+  readonly shortTtlMs: number;
+  /** A coordinator whose link to the backend the test can cut and restore. */
+  connectFaulty(options: ConnectOptions): Promise<FaultyCoordinator>;
+  /** Worst-case extra delay after the TTL before a crashed member's leave is published (documented per driver). */
+  readonly detectionDelayMs: number;
+}
