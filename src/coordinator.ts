@@ -17,6 +17,8 @@ export interface CoordinatorConfig {
 
 /** Symbol of the test hook that makes a coordinator vanish like a crashed process. */
 export const kCrash = Symbol.for('concord.crash');
+/** Symbol event emitted with (kind, name) once a lock wait is registered with the backend (tests rely on it for order). */
+export const kQueued = Symbol.for('concord.queued');
 
 export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupHost {
   readonly member: string;
@@ -116,6 +118,10 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
     machine.check();
     if (machine.state === 'lost') throw new ConcordError('ERR_SESSION_LOST', 'the session is lost and not yet replaced');
     return machine.id;
+  }
+
+  queued(kind: LockKind, name: string): void {
+    this.emit(kQueued, kind, name);
   }
 
   checkSession(): void {

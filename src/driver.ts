@@ -101,11 +101,12 @@ export interface Driver {
   /** Calls `listener` whenever the lock may have changed hands (released, expired, acquired). */
   watchLock(kind: LockKind, name: string, listener: () => void): Promise<Unsubscribe>;
   /**
-   * Optional: wait in a backend-side queue until held (fair drivers). Must leave nothing behind when `signal`
-   * aborts, and reject with ERR_SESSION_LOST if the session dies while queued. Without it, the core loops
-   * tryLock / watchLock.
+   * Optional: wait in a backend-side queue until held (fair drivers). Call `queued` once this waiter is registered on
+   * the backend (tests use it to know the arrival order). Must leave nothing behind when `signal` aborts (also when
+   * it is already aborted on entry), and reject with ERR_SESSION_LOST if the session dies while queued. Without it,
+   * the core loops tryLock / watchLock.
    */
-  acquireLock?(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal): Promise<bigint>;
+  acquireLock?(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint>;
 }
 
 /** What a driver module exports. */

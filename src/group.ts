@@ -45,7 +45,7 @@ export class GroupHandle implements Group {
 
   async join(options?: JoinOptions): Promise<void> {
     validateOptionsObject(options, 'options');
-    const capabilities = validateCapabilities(options?.capabilities ?? {}, 'options.capabilities');
+    const capabilities = options?.capabilities === undefined ? {} : validateCapabilities(options.capabilities, 'options.capabilities');
     const create = options?.create ?? false;
     if (typeof create !== 'boolean') throw new ConcordError('ERR_INVALID_ARGUMENT', 'options.create must be a boolean');
     const session = this.#host.usableSession();

@@ -18,6 +18,8 @@ export interface LockHost {
   usableSession(): string;
   /** Throws ERR_CLOSED after close(). */
   assertOpen(): void;
+  /** This coordinator's wait for kind/name is registered with the backend. */
+  queued(kind: LockKind, name: string): void;
   /** Declares the session lost if its time ran out (a paused process learns it before touching anything). */
   checkSession(): void;
   readonly locks: LockRegistry;
@@ -235,10 +237,17 @@ async function contend(host: LockHost, kind: LockKind, name: string, sessionId: 
     return token;
   }
   const pollMs = driver.pollIntervalMs ?? host.sessionTtlMs / 3;
+  let announced = false;
+  const queued = (): void => {
+    if (announced) return;
+    announced = true;
+    host.queued(kind, name);
+  };
   if (driver.acquireLock) {
     for (;;) {
+      if (signal.aborted) throw reasonOf(signal);
       try {
-        return await driver.acquireLock(kind, name, sessionId, host.member, signal);
+        return await driver.acquireLock(kind, name, sessionId, host.member, signal, queued);
       } catch (error) {
         // A dropped connection is not the end of the wait: the session machine decides when it is lost.
         if (signal.aborted || !isConcordError(error, 'ERR_CONNECTION')) throw error;
@@ -246,6 +255,7 @@ async function contend(host: LockHost, kind: LockKind, name: string, sessionId: 
       }
     }
   }
+  if (signal.aborted) throw reasonOf(signal);
   let wake: (() => void) | undefined;
   const unsubscribe = await driver.watchLock(kind, name, () => wake?.());
   try {
@@ -261,6 +271,7 @@ async function contend(host: LockHost, kind: LockKind, name: string, sessionId: 
         if (!isConcordError(error, 'ERR_CONNECTION')) throw error;
       }
       if (token !== undefined) return token;
+      queued();
       await waitForWake(woken, pollMs, signal);
     }
   } finally {

@@ -175,8 +175,8 @@ class MemoryDriver implements Driver, ServerClient {
     return this.#call(() => this.#server.tryLock(kind, name, sessionId, member));
   }
 
-  acquireLock(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal): Promise<bigint> {
-    return this.#call(() => this.#server.acquire(kind, name, sessionId, member, signal));
+  acquireLock(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint> {
+    return this.#call(() => this.#server.acquire(kind, name, sessionId, member, signal, queued));
   }
 
   unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {

@@ -284,8 +284,9 @@ export class MemoryServer {
   }
 
   /** Fair wait: a FIFO queue on the server, served as the lock frees. */
-  acquire(kind: LockKind, name: string, session: string, member: string, signal: AbortSignal): Promise<bigint> {
+  acquire(kind: LockKind, name: string, session: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint> {
     this.#requireSession(session);
+    if (signal.aborted) return Promise.reject(new ConcordError('ERR_ABORTED', 'the wait was aborted', { cause: signal.reason }));
     const [key, lock] = this.#lock(kind, name);
     if (lock.holder === undefined && lock.queue.length === 0) return Promise.resolve(this.#grant(lock, session, member));
     return new Promise<bigint>((resolve, reject) => {
@@ -309,6 +310,7 @@ export class MemoryServer {
       };
       lock.queue.push(waiter);
       signal.addEventListener('abort', onAbort, { once: true });
+      queued();
     });
   }
 

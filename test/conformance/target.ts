@@ -26,6 +26,8 @@ export interface ConformanceTarget {
   readonly shortTtlMs: number;
   /** A coordinator whose link to the backend the test can cut and restore. */
   connectFaulty(options: ConnectOptions): Promise<FaultyCoordinator>;
+  /** False when the driver does not serve waiters in arrival order (features.fairLocks false). Default true. */
+  readonly fairLocks?: boolean;
   /** Worst-case extra delay after the TTL before a crashed member's leave is published (documented per driver). */
   readonly detectionDelayMs: number;
 }
