@@ -40,7 +40,7 @@ export async function connect(url: string, options?: ConnectOptions): Promise<Co
   const params = new URLSearchParams([...query].filter(([key]) => !CORE_PARAMS.has(key)));
   const module = await entry.load();
   const coordinator = new CoordinatorImpl({ member, url: redact(url), sessionTtlMs, rejoin });
-  const driver = await module.createDriver({ url: parsed, params, namespace, member, sessionTtlMs, signal, events: coordinator.driverEvents });
+  const driver = await module.createDriver({ url: parsed, rawUrl: url, params, namespace, member, sessionTtlMs, signal, events: coordinator.driverEvents });
   try {
     if (signal?.aborted) throw abortedError(signal, 'connecting');
     await coordinator.start(driver);

@@ -52,6 +52,8 @@ export interface DriverEvents {
 export interface DriverContext {
   /** The parsed URL; its password is available to the driver, never printed. */
   readonly url: URL;
+  /** The URL string as given: host lists (`h:p,h:p`) survive only here. Holds the password: never print it. */
+  readonly rawUrl: string;
   /** Query parameters other than the core's own (member, sessionTtlMs, namespace, rejoin). */
   readonly params: URLSearchParams;
   readonly namespace: string;
