@@ -11,7 +11,10 @@ interface DriverEntry {
 }
 
 /** Scheme -> driver module. Each module imports its client library itself (see client.ts). */
-const DRIVERS = new Map<string, DriverEntry>([['memory', { load: () => import('../drivers/memory/index.js') }]]);
+const DRIVERS = new Map<string, DriverEntry>([
+  ['memory', { load: () => import('../drivers/memory/index.js') }],
+  ['sqlite', { load: () => import('../drivers/sqlite/index.js') }],
+]);
 
 /** The schemes connect() understands. */
 export function schemes(): string[] {

@@ -2,8 +2,7 @@ import { ConcordError, isConcordError } from './errors.js';
 import { campaign, leader, LeaderWatch } from './election.js';
 import type { LockHost } from './lock.js';
 import { validateCapabilities, validateName, validateOptionsObject, validateSignal } from './options.js';
-import type { PartitionerHost } from './partitioner.js';
-import { openPartitioner } from './partitioner.js';
+import { openPartitioner, type PartitionerHost } from './partitioner.js';
 import type {
   AcquireOptions,
   Capabilities,

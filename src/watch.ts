@@ -7,7 +7,7 @@
 import { Channel } from './channel.js';
 import { sleep } from './clock.js';
 import { debug } from './debug.js';
-import { isConcordError } from './errors.js';
+import { ConcordError, isConcordError } from './errors.js';
 import type { Driver, DriverGroupEvent, GroupSnapshot, Unsubscribe } from './driver.js';
 import type { Capabilities, GroupEvent, GroupWatch } from './types.js';
 
@@ -38,11 +38,21 @@ export class GroupWatchImpl implements GroupWatch, Resyncable {
   #unsubscribe: Unsubscribe | undefined;
   #syncing: Promise<void> | undefined;
   #again = false;
+  readonly #listener: ((event: GroupEvent) => void) | undefined;
+  #ready: { resolve: () => void; reject: (error: unknown) => void } | undefined;
+  /** Settles once the first snapshot has been delivered (or the watch failed first). */
+  readonly ready: Promise<void>;
 
-  constructor(host: WatchHost, group: string, initial: boolean, signal: AbortSignal | undefined) {
+  /** With `listener`, events go to it synchronously instead of to the iterator (for the core's own consumers). */
+  constructor(host: WatchHost, group: string, initial: boolean, signal: AbortSignal | undefined, listener?: (event: GroupEvent) => void) {
     this.#host = host;
     this.#group = group;
     this.#signal = signal;
+    this.#listener = listener;
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.#ready = { resolve, reject };
+    });
+    this.ready.catch(() => undefined);
     this.#channel = new Channel(() => void this.close());
     host.streams.add(this);
     signal?.addEventListener('abort', this.#onAbort, { once: true });
@@ -71,6 +81,8 @@ export class GroupWatchImpl implements GroupWatch, Resyncable {
         if (generation !== this.#generation || this.#stop.signal.aborted) return;
         this.#apply(snapshot, mode);
         mode = 'diff';
+        this.#ready?.resolve();
+        this.#ready = undefined;
         const unsubscribe = await this.#host.driver.watchGroup(this.#group, snapshot.revision, {
           event: (event) => {
             if (generation === this.#generation) this.#event(event);
@@ -122,13 +134,16 @@ export class GroupWatchImpl implements GroupWatch, Resyncable {
     if (known?.json === json) return;
     this.#view.set(member, { capabilities, json });
     const group = this.#group;
-    this.#channel.push(
-      known ? { type: 'update', group, member, capabilities } : { type: 'join', group, member, capabilities, initial },
-    );
+    this.#emit(known ? { type: 'update', group, member, capabilities } : { type: 'join', group, member, capabilities, initial });
   }
 
   #remove(member: string): void {
-    if (this.#view.delete(member)) this.#channel.push({ type: 'leave', group: this.#group, member });
+    if (this.#view.delete(member)) this.#emit({ type: 'leave', group: this.#group, member });
+  }
+
+  #emit(event: GroupEvent): void {
+    if (this.#listener) this.#listener(event);
+    else this.#channel.push(event);
   }
 
   resync(): void {
@@ -154,6 +169,8 @@ export class GroupWatchImpl implements GroupWatch, Resyncable {
     this.#host.streams.delete(this);
     this.#signal?.removeEventListener('abort', this.#onAbort);
     this.#channel.end(error);
+    this.#ready?.reject(error ?? new ConcordError('ERR_CLOSED', 'the watch was closed'));
+    this.#ready = undefined;
   }
 
   async close(): Promise<void> {

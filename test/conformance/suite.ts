@@ -592,6 +592,62 @@ export function describeConformance(target: ConformanceTarget): void {
       });
     });
 
+    describe('partitioner', () => {
+      const keys = Array.from({ length: 200 }, (_v, i) => `task-${i}`);
+
+      it('every member computes the same owners, and follows joins, weight updates and leaves', async () => {
+        fresh();
+        const cs = await Promise.all(['p0', 'p1', 'p2'].map((m) => coordinator(m)));
+        const parts = [];
+        for (const c of cs) parts.push(await c.group('work').partitioner());
+        const all = (): boolean => parts.every((p) => p.members().length === 3);
+        const changes = new Collector(parts[0]?.changes() ?? []);
+        await eventually(() => all(), (ok) => ok, expiryWait, 'every partitioner to see three members');
+        for (const key of keys) {
+          const owners = parts.map((p) => p.owners(key)[0]);
+          expect(new Set(owners).size).toBe(1);
+          expect(parts.filter((p, i) => p.isMine(key) && cs[i]?.member === owners[0]).length).toBe(1);
+        }
+        expect(parts[0]?.owners('k', { replicas: 3 }).sort()).toEqual(['p0', 'p1', 'p2']);
+        expect(await cs[0]?.group('work').members()).toEqual(
+          expect.arrayContaining([{ id: 'p1', capabilities: { weight: 1 } }]),
+        );
+        // A heavier member joins: every view takes its weight into account the same way.
+        const heavy = await coordinator('heavy');
+        const heavyPart = await heavy.group('work').partitioner({ weight: 3, capabilities: { zone: 'b' } });
+        await eventually(() => parts.every((p) => p.members().includes('heavy')), (ok) => ok, expiryWait, 'the heavy join');
+        const share = (p: { owners(k: string): string[] }): number => keys.filter((k) => p.owners(k)[0] === 'heavy').length;
+        expect(share(heavyPart)).toBeGreaterThan(keys.length / 4);
+        for (const p of parts) expect(keys.map((k) => p.owners(k)[0])).toEqual(keys.map((k) => heavyPart.owners(k)[0]));
+        await changes.until((e) => e.some((x) => x.joined.includes('heavy')), 'the join in changes()');
+        await heavyPart.close();
+        await eventually(() => parts.every((p) => !p.members().includes('heavy')), (ok) => ok, expiryWait, 'the heavy leave');
+        await changes.until((e) => e.some((x) => x.left.includes('heavy')), 'the leave in changes()');
+        expect(changes.items.at(-1)?.members).toEqual(['p0', 'p1', 'p2']);
+      });
+
+      it('drops a crashed member from every view', async () => {
+        fresh();
+        const a = await coordinator('a');
+        const crashing = await coordinator('crashing', { sessionTtlMs: ttl });
+        const pa = await a.group('work').partitioner({ algorithm: 'ring' });
+        await crashing.group('work').partitioner({ algorithm: 'ring' });
+        await eventually(() => pa.members(), (m) => m.length === 2, expiryWait, 'two members');
+        (crashing as unknown as { [kCrash](): void })[kCrash]();
+        await eventually(() => pa.members(), (m) => m.length === 1, expiryWait, 'the crashed member to leave');
+        expect(keys.every((k) => pa.isMine(k))).toBe(true);
+      });
+
+      it('rejects bad options before joining', async () => {
+        fresh();
+        const a = await coordinator('a');
+        for (const options of [{ weight: 0 }, { weight: -1 }, { weight: NaN }, { weight: Infinity }, { algorithm: 'nope' as 'ring' }, { capabilities: [] as unknown as Record<string, never> }]) {
+          expect(await codeOf(a.group('work').partitioner(options))).toBe('ERR_INVALID_ARGUMENT');
+        }
+        expect(await a.groups()).toEqual([]);
+      });
+    });
+
     describe('bad input', () => {
       it('rejects each bad argument with its code, before any I/O, changing nothing', async () => {
         fresh();
