@@ -3,7 +3,7 @@ export class Channel<T> implements AsyncIterableIterator<T> {
   readonly #buffer: T[] = [];
   #pending: { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void } | undefined;
   #done = false;
-  #error: unknown;
+  #error: Error | undefined;
   readonly #onReturn: (() => void) | undefined;
 
   /** `onReturn` runs once when the consumer stops early (break, return, throw). */
@@ -30,12 +30,12 @@ export class Channel<T> implements AsyncIterableIterator<T> {
   end(error?: unknown): void {
     if (this.#done) return;
     this.#done = true;
-    this.#error = error;
+    this.#error = error === undefined || error instanceof Error ? error : new Error('stream failed', { cause: error });
     const pending = this.#pending;
     this.#pending = undefined;
     if (pending) {
-      if (error === undefined) pending.resolve({ value: undefined, done: true });
-      else pending.reject(error);
+      if (this.#error === undefined) pending.resolve({ value: undefined, done: true });
+      else pending.reject(this.#error);
       this.#error = undefined;
     }
   }

@@ -17,6 +17,10 @@ const FEATURES: Features = Object.freeze({
   fairLocks: true,
 });
 
+function toError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
 /** Session id -> the driver that opened it, so tests can reach a coordinator's link. */
 const bySession = new Map<string, MemoryDriver>();
 
@@ -47,9 +51,9 @@ class MemoryDriver implements Driver, ServerClient {
     if (this.#state !== 'open') return Promise.reject(new ConcordError('ERR_CONNECTION', 'the connection is closed'));
     if (!this.#linkUp) return Promise.reject(new ConcordError('ERR_CONNECTION', 'the memory link is down'));
     try {
-      return Promise.resolve(fn()) as Promise<Awaited<T>>;
+      return Promise.resolve<Awaited<T>>(fn() as Awaited<T>);
     } catch (error) {
-      return Promise.reject(error as Error);
+      return Promise.reject(toError(error));
     }
   }
 

@@ -138,8 +138,8 @@ export abstract class WeightedNodes {
   }
 
   /** Subclasses refuse weights that would need an unreasonable number of points. */
-  protected checkWeightLimit(weight: number): void {
-    void weight;
+  protected checkWeightLimit(_weight: number): void {
+    return;
   }
 
   add(node: string, weight?: number): void {

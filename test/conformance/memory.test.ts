@@ -12,6 +12,14 @@ describeConformance({
   async connectFaulty(options) {
     const coordinator = await connect('memory://conformance', options);
     const faults = memoryFaults(coordinator);
-    return { coordinator, disconnect: faults.disconnect, reconnect: faults.reconnect };
+    return {
+      coordinator,
+      disconnect: () => {
+        faults.disconnect();
+      },
+      reconnect: () => {
+        faults.reconnect();
+      },
+    };
   },
 });

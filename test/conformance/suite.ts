@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ConcordError, connect, type ConnectOptions, type Coordinator, type GroupEvent, type HeldLock } from '../../src/index.js';
+import { ConcordError, connect, type ConnectOptions, type Coordinator, type GroupEvent, type HeldLock, type Partitioner } from '../../src/index.js';
 import { kCrash, kQueued } from '../../src/coordinator.js';
 import { checkHistory, type LockEvent } from '../support/history.js';
 import { aborted, Collector, deadline, eventually, once } from '../support/wait.js';
@@ -598,10 +598,10 @@ export function describeConformance(target: ConformanceTarget): void {
       it('every member computes the same owners, and follows joins, weight updates and leaves', async () => {
         fresh();
         const cs = await Promise.all(['p0', 'p1', 'p2'].map((m) => coordinator(m)));
-        const parts = [];
+        const parts: Partitioner[] = [];
         for (const c of cs) parts.push(await c.group('work').partitioner());
         const all = (): boolean => parts.every((p) => p.members().length === 3);
-        const changes = new Collector(parts[0]?.changes() ?? []);
+        const changes = new Collector(parts[0]!.changes());
         await eventually(() => all(), (ok) => ok, expiryWait, 'every partitioner to see three members');
         for (const key of keys) {
           const owners = parts.map((p) => p.owners(key)[0]);

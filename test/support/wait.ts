@@ -51,7 +51,7 @@ export async function eventually<T>(check: () => Promise<T> | T, accept: (value:
   for (;;) {
     last = await check();
     if (accept(last)) return last;
-    if (performance.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}; last value: ${String(JSON.stringify(last, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)))}`);
+    if (performance.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}; last value: ${JSON.stringify(last, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
