@@ -1,5 +1,5 @@
 import { setTimeout as sleepTimer } from 'node:timers/promises';
-import { abortedError } from './errors.js';
+import { ConcordError, abortedError } from './errors.js';
 
 /** Monotonic milliseconds. Wall clocks never decide anything here. */
 export const now = (): number => performance.now();
@@ -12,26 +12,6 @@ export async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) throw abortedError(signal);
     throw error;
   }
-}
-
-/** Rejects when the signal aborts, with its reason; `dispose` removes the listener. */
-export function abortPromise(signal: AbortSignal): { promise: Promise<never>; dispose: () => void } {
-  let dispose = (): void => undefined;
-  const promise = new Promise<never>((_resolve, reject) => {
-    if (signal.aborted) {
-      reject(abortedError(signal));
-      return;
-    }
-    const onAbort = (): void => {
-      reject(abortedError(signal));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    dispose = () => {
-      signal.removeEventListener('abort', onAbort);
-    };
-  });
-  promise.catch(() => undefined);
-  return { promise, dispose };
 }
 
 /** Waits for `wake`, for `ms`, or for the signal (rejecting), whichever is first; leaves no timer or listener. */
@@ -59,5 +39,19 @@ export function waitForWake(wake: Promise<void>, ms: number, signal: AbortSignal
       done();
       resolve();
     });
+  });
+}
+
+/** Rejects with ERR_CONNECTION when `promise` has not settled within ms. */
+export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      reject(new ConcordError('ERR_CONNECTION', `no answer within ${Math.round(ms)} ms`));
+    }, ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => {
+    clearTimeout(timer);
   });
 }

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { ConcordError, closedError, isConcordError } from './errors.js';
+import { withTimeout } from './clock.js';
 import { debug } from './debug.js';
 import type { Driver, DriverEvents, LockKind } from './driver.js';
 import { GroupHandle, type GroupHost } from './group.js';
@@ -174,10 +175,13 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
     const sessionId = machine?.id;
     machine?.stop();
     if (driver) {
-      if (sessionId) await driver.closeSession(sessionId).catch((error: unknown) => {
-        debug('closing session %s failed: %s', sessionId, (error as Error).message);
-      });
-      await driver.close().catch(() => undefined);
+      // An unreachable backend must not hold close() up: the session then ends by expiry.
+      if (sessionId) {
+        await withTimeout(driver.closeSession(sessionId), this.sessionTtlMs).catch((error: unknown) => {
+          debug('closing session %s failed: %s', sessionId, (error as Error).message);
+        });
+      }
+      await withTimeout(driver.close(), this.sessionTtlMs).catch(() => undefined);
     }
     this.joined.clear();
     this.emit('closed');

@@ -8,8 +8,7 @@
  * Liveness is judged on the monotonic clock from the moment the last successful renewal was *sent*: the backend
  * measures its TTL from when it received that request, which is later, so we always give up first.
  */
-import { ConcordError } from './errors.js';
-import { now, sleep } from './clock.js';
+import { now, sleep, withTimeout } from './clock.js';
 import { debug } from './debug.js';
 import type { Driver } from './driver.js';
 import type { SessionState } from './types.js';
@@ -169,17 +168,4 @@ export class SessionMachine {
     clearTimeout(this.#heartbeat);
     clearTimeout(this.#deadline);
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
-      reject(new ConcordError('ERR_CONNECTION', `no answer within ${Math.round(ms)} ms`));
-    }, ms);
-    timer.unref();
-  });
-  return Promise.race([promise, timeout]).finally(() => {
-    clearTimeout(timer);
-  });
 }
