@@ -8,7 +8,7 @@ import type { Driver, DriverContext, DriverGroupEvent, LockKind, Revision, Unsub
 import type { Capabilities, Coordinator, Features } from '../../src/types.js';
 import { MemoryServer, type ServerClient } from './server.js';
 
-const FEATURES: Features = Object.freeze({
+export const features: Features = Object.freeze({
   scope: 'process',
   groups: true,
   election: true,
@@ -25,7 +25,7 @@ function toError(error: unknown): Error {
 const bySession = new Map<string, MemoryDriver>();
 
 class MemoryDriver implements Driver, ServerClient {
-  readonly features = FEATURES;
+  readonly features = features;
   readonly #server: MemoryServer;
   readonly #context: DriverContext;
   #linkUp = true;

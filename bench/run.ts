@@ -1,0 +1,43 @@
+/**
+ * npm run bench: runs every benchmark in its own process, one after another (they would disturb each other side by
+ * side), then writes BENCHMARKS.md from their sections. `npm run bench -- redis etcd` runs only those.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+const ALL = ['placement', 'sqlite', 'redis', 'etcd'];
+const root = fileURLToPath(new URL('..', import.meta.url));
+const chosen = process.argv.slice(2);
+const names = chosen.length > 0 ? chosen : ALL;
+
+for (const name of names) {
+  const script = `bench/${name}.ts`;
+  if (!existsSync(`${root}${script}`)) {
+    console.error(`no benchmark ${script}`);
+    process.exitCode = 1;
+    continue;
+  }
+  console.error(`running ${script}`);
+  const run = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+  if (run.status !== 0) {
+    console.error(`${script} failed with ${run.status ?? run.signal}`);
+    process.exitCode = 1;
+  }
+}
+
+const sections = ALL.filter((name) => existsSync(`${root}bench/results/${name}.md`)).map((name) => readFileSync(`${root}bench/results/${name}.md`, 'utf8').trim());
+const cpu = cpus()[0]?.model ?? 'unknown CPU';
+writeFileSync(
+  `${root}BENCHMARKS.md`,
+  `# Benchmarks
+
+Measured with \`npm run bench\` on ${cpus().length} cores (${cpu}), Node ${process.version}. Each section runs concord and
+its peers in one process against one server, and reports ratios: absolute times on a shared machine drift by 1.5-2x
+between runs, ratios much less. Each section says when it was run.
+
+${sections.join('\n\n')}
+`,
+);
+console.error('wrote BENCHMARKS.md');
