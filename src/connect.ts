@@ -14,6 +14,8 @@ interface DriverEntry {
 const DRIVERS = new Map<string, DriverEntry>([
   ['memory', { load: () => import('../drivers/memory/index.js') }],
   ['sqlite', { load: () => import('../drivers/sqlite/index.js') }],
+  ['etcd', { load: () => import('../drivers/etcd/index.js') }],
+  ['etcds', { load: () => import('../drivers/etcd/index.js') }],
 ]);
 
 /** The schemes connect() understands. */

@@ -1,0 +1,571 @@
+/**
+ * etcd://h:p[,h:p...] and etcds:// — etcd v3 through the etcd3 package's gRPC clients (KV, Lease, Watch), with the
+ * recipes written here rather than taken from the package: its Lock never waits and its Lease helper keeps
+ * heartbeating after close().
+ *
+ * - Session = one lease (TTL = ceil(sessionTtlMs / 1000) s, at least 2 s). The core renews it with one LeaseKeepAlive
+ *   exchange per heartbeat; close revokes it, and every membership and lock key hangs off it.
+ * - Groups are single transactions: create (marker absent), delete (marker present and no member key: a range compare),
+ *   join (group present, member absent), update and leave (both present).
+ * - Watches: the snapshot is one read at revision R, the watch starts at R + 1; one gRPC stream carries every watch.
+ * - Locks and leadership follow etcd's concurrency package: one key per contender, the lowest create revision holds,
+ *   each waiter watches only its predecessor's deletion, token = the key's create revision. A waiter whose own key
+ *   disappears (its lease died) fails with ERR_SESSION_LOST.
+ *
+ * Crash detection: etcd deletes a dead session's keys when its lease expires, at most ceil(ttl) s after the last
+ * renewal plus etcd's expiry check period (500 ms); the deletions reach watchers as ordinary events.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Etcd3, ICompare, IKeyValue, IOptions, IRequestOp, ITxnRequest, ITxnResponse } from 'etcd3';
+import { noop } from 'cockatiel';
+import { importClient } from '../../src/client.js';
+import { sleep, waitForWake } from '../../src/clock.js';
+import { debug } from '../../src/debug.js';
+import { ConcordError, abortedError } from '../../src/errors.js';
+import type { Driver, DriverContext, DriverGroupEvent, GroupSnapshot, LockHolder, LockKind, Revision, Unsubscribe, WatchSink } from '../../src/driver.js';
+import type { Capabilities, Features, Member } from '../../src/types.js';
+import { MIN_TTL_MS, etcdConfig, type EtcdConfig } from './config.js';
+import { Keys, prefixEnd } from './keys.js';
+import { WatchHub } from './watch.js';
+
+type Etcd3Module = typeof import('etcd3');
+type CallOptions = NonNullable<Parameters<Etcd3['kv']['range']>[1]>;
+/** etcd 3.3+ compares a whole key range; the package's typings predate the field. */
+type Compare = ICompare & { range_end?: Buffer };
+/** How far a failed call may be retried: reads and idempotent writes always; others only when nothing was sent. */
+type Retry = 'always' | 'unsent';
+
+const FEATURES: Features = Object.freeze({
+  scope: 'cluster',
+  groups: true,
+  election: true,
+  fencing: true,
+  watch: 'push',
+  fairLocks: true,
+});
+
+const b = (key: string): Buffer => Buffer.from(key);
+const exists = (key: string): Compare => ({ key: b(key), target: 'Version', result: 'Greater', version: 0 });
+const absent = (key: string): Compare => ({ key: b(key), target: 'Create', result: 'Equal', create_revision: 0 });
+const createdAt = (key: string, revision: bigint): Compare => ({ key: b(key), target: 'Create', result: 'Equal', create_revision: revision.toString() });
+/** True when no key starts with `prefix` (an empty range compares like a missing key: version 0). */
+const emptyPrefix = (prefix: string): Compare => ({ key: b(prefix), range_end: prefixEnd(prefix), target: 'Version', result: 'Equal', version: 0 });
+const get = (key: string, countOnly = false): IRequestOp => ({ request_range: { key: b(key), count_only: countOnly } });
+const lowest = (prefix: string, order: 'Ascend' | 'Descend', limit: number, maxCreate?: bigint): IRequestOp => ({
+  request_range: {
+    key: b(prefix),
+    range_end: prefixEnd(prefix),
+    sort_target: 'Create',
+    sort_order: order,
+    limit,
+    max_create_revision: maxCreate?.toString(),
+  },
+});
+
+function kvsOf(response: ITxnResponse, index: number): IKeyValue[] {
+  return response.responses[index]?.response_range.kvs ?? [];
+}
+
+function countOf(response: ITxnResponse, index: number): number {
+  return Number(response.responses[index]?.response_range.count ?? '0');
+}
+
+function parseCapabilities(value: Buffer): Capabilities {
+  try {
+    const parsed: unknown = JSON.parse(value.toString());
+    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) return parsed as Capabilities;
+  } catch {
+    // written by something else: show it as having none
+  }
+  return {};
+}
+
+function compareIds(x: string, y: string): number {
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+class EtcdDriver implements Driver {
+  readonly features = FEATURES;
+  readonly #mod: Etcd3Module;
+  readonly #client: Etcd3;
+  readonly #keys: Keys;
+  readonly #ttlMs: number;
+  readonly #callTimeoutMs: number;
+  readonly #attempts: number;
+  readonly #hub: WatchHub;
+  /** Streams of keepalive exchanges in flight, cancelled on close. */
+  readonly #streams = new Set<{ cancel(): void }>();
+  /** Contender keys whose deletion failed (key -> create revision), retried after the next successful renewal. */
+  readonly #orphans = new Map<string, bigint>();
+  readonly #deleting = new Map<string, Promise<void>>();
+  /** The newest etcd revision seen in any answer. */
+  #revision = 0n;
+  #closed = false;
+
+  constructor(context: DriverContext, mod: Etcd3Module, client: Etcd3, config: EtcdConfig) {
+    this.#mod = mod;
+    this.#client = client;
+    this.#keys = new Keys(context.namespace);
+    this.#ttlMs = context.sessionTtlMs;
+    this.#callTimeoutMs = Math.min(Math.max(context.sessionTtlMs, 2000), 10_000);
+    this.#attempts = config.hosts.length + 1;
+    this.#hub = new WatchHub(() => this.#client.watchClient.watch());
+  }
+
+  // ---- calls
+
+  /** One RPC with a deadline, retried on another host when that is safe; failures become ConcordErrors. */
+  async #rpc<T>(what: string, retry: Retry, call: (options: CallOptions) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      if (this.#closed) throw new ConcordError('ERR_CONNECTION', 'the etcd connection is closed');
+      try {
+        const response = await call({ deadline: Date.now() + this.#callTimeoutMs });
+        this.#observe(response);
+        return response;
+      } catch (error) {
+        if (error instanceof ConcordError) throw error;
+        if (error instanceof this.#mod.EtcdLeaseInvalidError) {
+          throw new ConcordError('ERR_SESSION_LOST', `etcd ${what}: the session's lease has expired`, { cause: error });
+        }
+        const message = error instanceof Error ? error.message : String(error);
+        const again = attempt < this.#attempts && !this.#closed && (retry === 'always' ? this.#transient(error) : this.#unsent(error));
+        debug('etcd %s failed (attempt %d%s): %s', what, attempt, again ? ', retrying' : '', message);
+        if (!again) throw new ConcordError('ERR_CONNECTION', `etcd ${what} failed: ${message}`, { cause: error });
+        await sleep(25 * attempt);
+      }
+    }
+  }
+
+  /** Remembers the newest revision any answer carried: a lower bound of etcd's current revision. */
+  #observe(response: unknown): void {
+    const header = (response as { header?: { revision?: unknown } } | undefined)?.header;
+    if (typeof header?.revision === 'string') {
+      const revision = BigInt(header.revision);
+      if (revision > this.#revision) this.#revision = revision;
+    }
+  }
+
+  #transient(error: unknown): boolean {
+    const mod = this.#mod;
+    return !(
+      error instanceof mod.EtcdAuthenticationFailedError ||
+      error instanceof mod.EtcdPermissionDeniedError ||
+      error instanceof mod.GRPCInvalidArgumentError ||
+      error instanceof mod.ClientClosedError
+    );
+  }
+
+  /** The request never left this process (no connection to that host): trying another host cannot apply it twice. */
+  #unsent(error: unknown): boolean {
+    return this.#transient(error) && error instanceof Error && /No connection established|ECONNREFUSED|failed to connect/i.test(error.message);
+  }
+
+  #txn(what: string, retry: Retry, request: { compare?: Compare[]; success?: IRequestOp[]; failure?: IRequestOp[] }): Promise<ITxnResponse> {
+    const txn: ITxnRequest = request;
+    return this.#rpc(what, retry, (options) => this.#client.kv.txn(txn, options));
+  }
+
+  // ---- sessions
+
+  async openSession(ttlMs: number): Promise<string> {
+    const ttlSeconds = Math.ceil(Math.max(ttlMs, MIN_TTL_MS) / 1000);
+    // A retried grant may leave an unused lease behind; it expires by itself.
+    const response = await this.#rpc('lease grant', 'always', (options) => this.#client.leaseClient.leaseGrant({ TTL: ttlSeconds }, options));
+    return response.ID;
+  }
+
+  async renewSession(sessionId: string): Promise<boolean> {
+    const alive = await this.#rpc('lease keepalive', 'always', (options) => this.#keepAliveOnce(sessionId, options));
+    if (alive && this.#orphans.size > 0) this.#retryOrphans();
+    return alive;
+  }
+
+  /** One LeaseKeepAlive exchange: the stream is opened, used once and cancelled. TTL 0 = the lease is gone. */
+  async #keepAliveOnce(sessionId: string, options: CallOptions): Promise<boolean> {
+    const stream = await this.#client.leaseClient.leaseKeepAlive(options);
+    this.#streams.add(stream);
+    try {
+      return await new Promise<boolean>((resolve, reject) => {
+        stream.on('data', (response: { TTL: string }) => {
+          resolve(Number(response.TTL) > 0);
+        });
+        stream.on('error', reject);
+        stream.on('end', () => {
+          reject(new Error('the keepalive stream ended without an answer'));
+        });
+        stream.write({ ID: sessionId });
+      });
+    } finally {
+      this.#streams.delete(stream);
+      stream.on('error', () => undefined);
+      stream.cancel();
+    }
+  }
+
+  async closeSession(sessionId: string): Promise<void> {
+    const lease = BigInt(sessionId);
+    for (const key of [...this.#orphans.keys()]) if (key.endsWith(`/${lease.toString(16).padStart(16, '0')}`)) this.#orphans.delete(key);
+    try {
+      await this.#rpc('lease revoke', 'always', (options) => this.#client.leaseClient.leaseRevoke({ ID: sessionId }, options));
+    } catch (error) {
+      // Already expired: nothing left to end.
+      if (!(error instanceof ConcordError && error.code === 'ERR_SESSION_LOST')) throw error;
+    }
+  }
+
+  close(): Promise<void> {
+    this.destroy();
+    return Promise.resolve();
+  }
+
+  destroy(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#hub.close();
+    for (const stream of this.#streams) stream.cancel();
+    this.#streams.clear();
+    this.#orphans.clear();
+    this.#client.close();
+  }
+
+  // ---- groups
+
+  async createGroup(group: string): Promise<void> {
+    const key = this.#keys.group(group);
+    // The marker holds a nonce, so a retried create that had in fact succeeded recognises its own marker.
+    const nonce = randomBytes(8).toString('hex');
+    const response = await this.#txn('create group', 'always', {
+      compare: [absent(key)],
+      success: [{ request_put: { key: b(key), value: b(nonce) } }],
+      failure: [get(key)],
+    });
+    if (response.succeeded || kvsOf(response, 0)[0]?.value.toString() === nonce) return;
+    throw new ConcordError('ERR_GROUP_EXISTS', `group "${group}" already exists`);
+  }
+
+  async deleteGroup(group: string): Promise<void> {
+    const key = this.#keys.group(group);
+    const response = await this.#txn('delete group', 'unsent', {
+      compare: [exists(key), emptyPrefix(this.#keys.members(group))],
+      success: [{ request_delete_range: { key: b(key) } }],
+      failure: [get(key, true)],
+    });
+    if (response.succeeded) return;
+    if (countOf(response, 0) === 0) throw notFound(group);
+    throw new ConcordError('ERR_GROUP_NOT_EMPTY', `group "${group}" still has members`);
+  }
+
+  async listGroups(): Promise<string[]> {
+    const prefix = this.#keys.groups;
+    const response = await this.#rpc('list groups', 'always', (options) =>
+      this.#client.kv.range({ key: b(prefix), range_end: prefixEnd(prefix), keys_only: true }, options),
+    );
+    return response.kvs.map((kv) => this.#keys.groupName(kv.key.toString())).sort(compareIds);
+  }
+
+  async joinGroup(group: string, member: string, sessionId: string, capabilities: Capabilities, create: boolean): Promise<void> {
+    const groupKey = this.#keys.group(group);
+    const memberKey = this.#keys.member(group, member);
+    const put: IRequestOp = { request_put: { key: b(memberKey), value: b(JSON.stringify(capabilities)), lease: sessionId } };
+    const response = await this.#txn('join group', 'unsent', {
+      compare: create ? [absent(memberKey)] : [exists(groupKey), absent(memberKey)],
+      success: create
+        ? [put, { request_txn: { compare: [absent(groupKey)], success: [{ request_put: { key: b(groupKey), value: b('') } }], failure: [] } }]
+        : [put],
+      failure: [get(groupKey, true)],
+    });
+    if (response.succeeded) return;
+    if (!create && countOf(response, 0) === 0) throw notFound(group);
+    throw new ConcordError('ERR_MEMBER_EXISTS', `member "${member}" is already in group "${group}"`);
+  }
+
+  async leaveGroup(group: string, member: string): Promise<void> {
+    const groupKey = this.#keys.group(group);
+    const memberKey = this.#keys.member(group, member);
+    const response = await this.#txn('leave group', 'unsent', {
+      compare: [exists(groupKey), exists(memberKey)],
+      success: [{ request_delete_range: { key: b(memberKey) } }],
+      failure: [get(groupKey, true)],
+    });
+    if (response.succeeded) return;
+    if (countOf(response, 0) === 0) throw notFound(group);
+    throw notJoined(group, member);
+  }
+
+  async updateMember(group: string, member: string, capabilities: Capabilities): Promise<void> {
+    const groupKey = this.#keys.group(group);
+    const memberKey = this.#keys.member(group, member);
+    const response = await this.#txn('update member', 'unsent', {
+      compare: [exists(groupKey), exists(memberKey)],
+      // ignore_lease keeps the membership on the lease it joined with.
+      success: [{ request_put: { key: b(memberKey), value: b(JSON.stringify(capabilities)), ignore_lease: true } }],
+      failure: [get(groupKey, true)],
+    });
+    if (response.succeeded) return;
+    if (countOf(response, 0) === 0) throw notFound(group);
+    throw notJoined(group, member);
+  }
+
+  async getMembers(group: string): Promise<GroupSnapshot> {
+    const prefix = this.#keys.members(group);
+    // One read-only transaction: the members and the marker at the same revision.
+    const response = await this.#txn('read members', 'always', {
+      success: [{ request_range: { key: b(prefix), range_end: prefixEnd(prefix) } }, get(this.#keys.group(group), true)],
+    });
+    const members: Member[] = kvsOf(response, 0)
+      .map((kv) => ({ id: this.#keys.memberName(group, kv.key.toString()), capabilities: parseCapabilities(kv.value) }))
+      .sort((x, y) => compareIds(x.id, y.id));
+    return { exists: countOf(response, 1) > 0, members, revision: BigInt(response.header.revision) };
+  }
+
+  watchGroup(group: string, fromRevision: Revision, sink: WatchSink): Promise<Unsubscribe> {
+    const prefix = this.#keys.members(group);
+    return this.#hub.watch({
+      key: b(prefix),
+      rangeEnd: prefixEnd(prefix),
+      startRevision: BigInt(fromRevision) + 1n,
+      events: (events) => {
+        for (const event of events) {
+          const member = this.#keys.memberName(group, event.kv.key.toString());
+          let change: DriverGroupEvent;
+          if (event.type === 'Delete') change = { type: 'leave', member };
+          else if (event.kv.version === '1') change = { type: 'join', member, capabilities: parseCapabilities(event.kv.value) };
+          else change = { type: 'update', member, capabilities: parseCapabilities(event.kv.value) };
+          sink.event(change);
+        }
+      },
+      reset: () => {
+        sink.resync();
+      },
+    });
+  }
+
+  // ---- locks
+
+  async tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined> {
+    const prefix = this.#keys.locks(kind, name);
+    const own = this.#keys.contender(kind, name, BigInt(sessionId));
+    await this.#adopt(own);
+    // Put our key only when nobody contends: a refused attempt writes nothing and leaves nothing behind.
+    const response = await this.#txn('try lock', 'always', {
+      compare: [emptyPrefix(prefix)],
+      success: [{ request_put: { key: b(own), value: b(member), lease: sessionId } }],
+      failure: [get(own), lowest(prefix, 'Ascend', 1)],
+    });
+    if (response.succeeded) return BigInt(response.header.revision);
+    const first = kvsOf(response, 1)[0];
+    // A retry whose first attempt had in fact put our key finds it first in line.
+    if (first?.key.toString() === own) return BigInt(first.create_revision);
+    const mine = kvsOf(response, 0)[0];
+    if (mine) await this.#drop(own, BigInt(mine.create_revision));
+    return undefined;
+  }
+
+  async acquireLock(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint> {
+    if (signal.aborted) throw abortedError(signal);
+    const prefix = this.#keys.locks(kind, name);
+    const own = this.#keys.contender(kind, name, BigInt(sessionId));
+    await this.#adopt(own);
+    // Enter the line (or find our key from an attempt that lost its answer) and see who is ahead, in one round trip.
+    const entry = await this.#txn('lock', 'always', {
+      compare: [absent(own)],
+      success: [{ request_put: { key: b(own), value: b(member), lease: sessionId } }, lowest(prefix, 'Descend', 2)],
+      failure: [get(own), lowest(prefix, 'Ascend', 1)],
+    });
+    let revision = BigInt(entry.header.revision);
+    let mine: bigint;
+    let ahead: IKeyValue | undefined;
+    let known: boolean;
+    if (entry.succeeded) {
+      mine = revision;
+      // Sorted newest first: ours, then the one just before it, if any.
+      ahead = kvsOf(entry, 1).find((kv) => kv.key.toString() !== own);
+      known = true;
+    } else {
+      const existing = kvsOf(entry, 0)[0];
+      if (!existing) throw new ConcordError('ERR_CONNECTION', 'etcd lock: the contender key vanished during the transaction');
+      mine = BigInt(existing.create_revision);
+      const first = kvsOf(entry, 1)[0];
+      known = first?.key.toString() === own;
+      ahead = undefined;
+    }
+    if (known && ahead === undefined) return mine;
+    queued();
+    try {
+      return await this.#wait(prefix, own, mine, revision, ahead, signal);
+    } catch (error) {
+      await this.#drop(own, mine);
+      throw signal.aborted ? abortedError(signal) : error;
+    }
+  }
+
+  /** Waits in line: watches only the key just ahead, re-reads when it goes, holds when none is ahead. */
+  async #wait(prefix: string, own: string, mine: bigint, revision: bigint, ahead: IKeyValue | undefined, signal: AbortSignal): Promise<bigint> {
+    let wake: (() => void) | undefined;
+    let ownGone = false;
+    // Our own key going away means our lease died: waiting on would be waiting forever (etcd's own mutex does).
+    const unwatchOwn = await this.#hub.watch({
+      key: b(own),
+      startRevision: revision + 1n,
+      deletesOnly: true,
+      events: () => {
+        ownGone = true;
+        wake?.();
+      },
+      reset: () => wake?.(),
+    });
+    try {
+      for (;;) {
+        if (signal.aborted) throw abortedError(signal);
+        if (ownGone) throw sessionGone();
+        if (ahead === undefined) {
+          const check = await this.#txn('lock check', 'always', {
+            success: [get(own), lowest(prefix, 'Descend', 1, mine - 1n)],
+          });
+          if (kvsOf(check, 0).length === 0) throw sessionGone();
+          ahead = kvsOf(check, 1)[0];
+          revision = BigInt(check.header.revision);
+          if (ahead === undefined) return mine;
+        }
+        const woken = new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        const unwatch = await this.#hub.watch({
+          key: ahead.key,
+          startRevision: revision + 1n,
+          deletesOnly: true,
+          events: () => wake?.(),
+          reset: () => wake?.(),
+        });
+        try {
+          // The watch is the wake-up; the period only bounds the delay should a notification be lost.
+          await waitForWake(woken, this.#ttlMs / 3, signal);
+        } finally {
+          unwatch();
+        }
+        ahead = undefined;
+      }
+    } finally {
+      wake = undefined;
+      unwatchOwn();
+    }
+  }
+
+  async unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
+    const own = this.#keys.contender(kind, name, BigInt(sessionId));
+    // Only the key with this create revision: a later key of ours (or anyone's) is never touched. The next local
+    // contender may start before this lands (the core hands over at once), so it waits for it in #adopt.
+    const error = await this.#drop(own, token);
+    if (error !== undefined) throw error;
+  }
+
+  async lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined> {
+    const response = await this.#txn('lock holder', 'always', { success: [lowest(this.#keys.locks(kind, name), 'Ascend', 1)] });
+    const first = kvsOf(response, 0)[0];
+    return first ? { member: first.value.toString(), token: BigInt(first.create_revision) } : undefined;
+  }
+
+  watchLock(kind: LockKind, name: string, listener: () => void): Promise<Unsubscribe> {
+    const prefix = this.#keys.locks(kind, name);
+    // From the newest revision we know of (never later than now): no change after this call can be missed, an
+    // older one merely wakes the listener once more. So there is no need to wait for etcd to confirm the watch.
+    const known = this.#revision;
+    return this.#hub.watch({
+      key: b(prefix),
+      rangeEnd: prefixEnd(prefix),
+      startRevision: known > 0n ? known + 1n : undefined,
+      eager: known > 0n,
+      events: listener,
+      reset: listener,
+    });
+  }
+
+  // ---- contender keys that must go
+
+  /**
+   * Deletes our contender key if it still has this create revision. On failure the key is kept as an orphan: deleted
+   * before this key name is used again, and retried after the next successful renewal. Resolves with the error.
+   */
+  #drop(key: string, revision: bigint): Promise<ConcordError | undefined> {
+    const deleting = this.#txn('withdraw', 'always', { compare: [createdAt(key, revision)], success: [{ request_delete_range: { key: b(key) } }] }).then(
+      () => {
+        if (this.#orphans.get(key) === revision) this.#orphans.delete(key);
+        return undefined;
+      },
+      (error: unknown) => {
+        debug('etcd: withdrawing %s failed, retrying later: %s', key, (error as Error).message);
+        if (!this.#closed) this.#orphans.set(key, revision);
+        return error instanceof ConcordError ? error : new ConcordError('ERR_CONNECTION', 'etcd withdraw failed', { cause: error });
+      },
+    );
+    const settled = deleting.then(() => undefined);
+    this.#deleting.set(key, settled);
+    void settled.then(() => {
+      if (this.#deleting.get(key) === settled) this.#deleting.delete(key);
+    });
+    return deleting;
+  }
+
+  /**
+   * About to contend with this key name. A deletion in flight must land first, and an earlier key of ours that could
+   * not be deleted must go now: reusing it would hand out its old token a second time.
+   */
+  async #adopt(key: string): Promise<void> {
+    await this.#deleting.get(key);
+    const orphan = this.#orphans.get(key);
+    if (orphan === undefined) return;
+    const error = await this.#drop(key, orphan);
+    if (error !== undefined) throw error;
+  }
+
+  #retryOrphans(): void {
+    for (const [key, revision] of [...this.#orphans]) {
+      if (this.#deleting.has(key)) continue;
+      this.#orphans.delete(key);
+      void this.#drop(key, revision);
+    }
+  }
+}
+
+function notFound(group: string): ConcordError {
+  return new ConcordError('ERR_GROUP_NOT_FOUND', `group "${group}" does not exist`);
+}
+
+function notJoined(group: string, member: string): ConcordError {
+  return new ConcordError('ERR_MEMBER_NOT_JOINED', `member "${member}" has not joined group "${group}"`);
+}
+
+function sessionGone(): ConcordError {
+  return new ConcordError('ERR_SESSION_LOST', 'the session ended while waiting for the lock');
+}
+
+export async function createDriver(context: DriverContext): Promise<Driver> {
+  // Checked before anything is loaded or dialled: etcd would silently round a shorter lease up to its minimum.
+  if (context.sessionTtlMs < MIN_TTL_MS) {
+    throw new ConcordError(
+      'ERR_INVALID_ARGUMENT',
+      `sessionTtlMs must be at least ${MIN_TTL_MS} for etcd, got ${context.sessionTtlMs}: etcd's minimum lease TTL is 2 s`,
+    );
+  }
+  const config = etcdConfig(context);
+  const scheme = context.url.protocol.slice(0, -1).toLowerCase();
+  const loaded = await importClient<Etcd3Module & { default?: Etcd3Module }>('etcd3', scheme);
+  const mod: Etcd3Module = typeof loaded.Etcd3 === 'function' ? loaded : (loaded.default ?? loaded);
+  const options: IOptions = {
+    hosts: config.hosts,
+    credentials: config.credentials,
+    auth: config.auth ? { username: config.auth.username, password: config.auth.password } : undefined,
+    // Retries are decided per call above (only when they cannot apply a write twice); the package's circuit breaker
+    // would refuse every call to a host for 5 s after three failures, far longer than a session may be suspended.
+    faultHandling: { host: () => noop, global: noop },
+    grpcOptions: {
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.min_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1000,
+      // Notice a silently dead connection (etcd accepts pings every 5 s at most by default).
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5000,
+    },
+  };
+  return new EtcdDriver(context, mod, new mod.Etcd3(options), config);
+}

@@ -1,0 +1,198 @@
+/**
+ * Every watch of one driver on one gRPC Watch stream. Watchers carry their own ids (etcd 3.4+ accepts client-chosen
+ * ids), so creating one needs no ordering. A watcher remembers the revision after the last event it saw; when the
+ * stream breaks, the hub opens a new one and re-creates every watcher from that revision, so nothing is missed or
+ * repeated. Only when etcd has compacted that revision away (or cancels the watch for another reason) is the
+ * watcher told to start over with `reset`.
+ */
+import type { IDuplexStream, IEvent, IWatchRequest, IWatchResponse } from 'etcd3';
+import { ConcordError } from '../../src/errors.js';
+import { debug } from '../../src/debug.js';
+
+export interface WatchSpec {
+  readonly key: Buffer;
+  /** Watch [key, rangeEnd); a single key without it. */
+  readonly rangeEnd?: Buffer;
+  /** First revision to report; omitted: changes after the watch is created. */
+  readonly startRevision?: bigint;
+  /** Only deletions. */
+  readonly deletesOnly?: boolean;
+  /** Resolve at once instead of when etcd confirms; needs startRevision, so nothing between is missed. */
+  readonly eager?: boolean;
+  /** Events of one revision batch, in revision order. */
+  events(events: IEvent[]): void;
+  /** Continuity is lost (compaction, or etcd cancelled the watch): re-read and start again. */
+  reset(): void;
+}
+
+interface Entry {
+  readonly id: number;
+  readonly spec: WatchSpec;
+  /** The revision to resume from; undefined until the watch is created without a start revision. */
+  next: bigint | undefined;
+  created: boolean;
+  settle: ((error?: Error) => void) | undefined;
+}
+
+type Stream = IDuplexStream<IWatchRequest, IWatchResponse>;
+
+const MIN_BACKOFF_MS = 50;
+const MAX_BACKOFF_MS = 1000;
+
+export class WatchHub {
+  readonly #open: () => Promise<Stream>;
+  readonly #entries = new Map<number, Entry>();
+  #stream: Stream | undefined;
+  #opening = false;
+  #closed = false;
+  #nextId = 1;
+  #backoffMs = MIN_BACKOFF_MS;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(open: () => Promise<Stream>) {
+    this.#open = open;
+  }
+
+  /** Resolves with an unsubscribe function once etcd has created the watch; ERR_CONNECTION if it could not. */
+  watch(spec: WatchSpec): Promise<() => void> {
+    if (this.#closed) return Promise.reject(new ConcordError('ERR_CONNECTION', 'the etcd connection is closed'));
+    const entry: Entry = { id: this.#nextId++, spec, next: spec.startRevision, created: false, settle: undefined };
+    const unsubscribe = (): void => {
+      this.#remove(entry);
+    };
+    const created = new Promise<() => void>((resolve, reject) => {
+      entry.settle = (error) => {
+        entry.settle = undefined;
+        if (error) reject(error);
+        else resolve(unsubscribe);
+      };
+    });
+    this.#entries.set(entry.id, entry);
+    if (this.#stream) this.#create(this.#stream, entry);
+    else this.#connect();
+    if (spec.eager && spec.startRevision !== undefined) {
+      // Kept across failures like a created watch: it is (re)created from its revision whenever a stream is up.
+      entry.settle = undefined;
+      created.catch(() => undefined);
+      return Promise.resolve(unsubscribe);
+    }
+    return created;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    const stream = this.#stream;
+    this.#stream = undefined;
+    for (const entry of this.#entries.values()) entry.settle?.(new ConcordError('ERR_CONNECTION', 'the etcd connection is closed'));
+    this.#entries.clear();
+    stream?.cancel();
+  }
+
+  #remove(entry: Entry): void {
+    if (this.#entries.get(entry.id) !== entry) return;
+    this.#entries.delete(entry.id);
+    if (entry.created && this.#stream) this.#stream.write({ cancel_request: { watch_id: entry.id } });
+  }
+
+  #create(stream: Stream, entry: Entry): void {
+    const { spec } = entry;
+    stream.write({
+      create_request: {
+        key: spec.key,
+        range_end: spec.rangeEnd,
+        start_revision: entry.next === undefined ? undefined : entry.next.toString(),
+        filters: spec.deletesOnly ? ['Noput'] : undefined,
+        watch_id: entry.id,
+      },
+    });
+  }
+
+  #connect(): void {
+    if (this.#opening || this.#stream || this.#closed) return;
+    this.#opening = true;
+    this.#open().then(
+      (stream) => {
+        this.#opening = false;
+        if (this.#closed) {
+          stream.on('error', () => undefined);
+          stream.cancel();
+          return;
+        }
+        this.#stream = stream;
+        stream.on('data', (response: IWatchResponse) => {
+          if (this.#stream === stream) this.#response(response);
+        });
+        stream.on('error', (error: Error) => {
+          this.#broken(stream, error);
+        });
+        stream.on('end', () => {
+          this.#broken(stream, new Error('the watch stream ended'));
+        });
+        for (const entry of this.#entries.values()) this.#create(stream, entry);
+      },
+      (error: unknown) => {
+        this.#opening = false;
+        this.#broken(undefined, error);
+      },
+    );
+  }
+
+  #broken(stream: Stream | undefined, error: unknown): void {
+    if (stream !== undefined && stream !== this.#stream) return;
+    this.#stream = undefined;
+    if (this.#closed) return;
+    debug('etcd watch stream broke: %s', error instanceof Error ? error.message : String(error));
+    stream?.cancel();
+    for (const entry of [...this.#entries.values()]) {
+      entry.created = false;
+      if (entry.settle) {
+        // Still awaited by its caller, who hears of the failure and decides whether to try again.
+        this.#entries.delete(entry.id);
+        entry.settle(new ConcordError('ERR_CONNECTION', 'the etcd watch could not be created', { cause: error }));
+      }
+    }
+    if (this.#entries.size === 0) return;
+    // Watchers that were running resume where they left off on a new stream.
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#connect();
+    }, this.#backoffMs);
+    this.#backoffMs = Math.min(this.#backoffMs * 2, MAX_BACKOFF_MS);
+  }
+
+  #response(response: IWatchResponse): void {
+    const entry = this.#entries.get(Number(response.watch_id));
+    if (response.created) {
+      this.#backoffMs = MIN_BACKOFF_MS;
+      if (!entry) return;
+      if (response.canceled) {
+        this.#cancelled(entry, response);
+        return;
+      }
+      entry.created = true;
+      entry.next ??= BigInt(response.header.revision) + 1n;
+      entry.settle?.();
+    }
+    if (!entry) return; // cancelled by us; late responses are dropped
+    if (response.events.length > 0) {
+      const last = response.events[response.events.length - 1];
+      if (last) entry.next = BigInt(last.kv.mod_revision) + 1n;
+      entry.spec.events(response.events);
+    }
+    if (response.canceled && !response.created) this.#cancelled(entry, response);
+  }
+
+  #cancelled(entry: Entry, response: IWatchResponse): void {
+    this.#entries.delete(entry.id);
+    const why = response.compact_revision !== '0' ? `compacted at revision ${response.compact_revision}` : response.cancel_reason;
+    debug('etcd watch %d cancelled: %s', entry.id, why);
+    if (entry.settle) {
+      entry.settle(new ConcordError('ERR_CONNECTION', `etcd refused the watch: ${why}`));
+      return;
+    }
+    entry.spec.reset();
+  }
+}
