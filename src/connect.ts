@@ -13,6 +13,9 @@ interface DriverEntry {
 /** Scheme -> driver module. Each module imports its client library itself (see client.ts). */
 const DRIVERS = new Map<string, DriverEntry>([
   ['memory', { load: () => import('../drivers/memory/index.js') }],
+  ['redis', { load: () => import('../drivers/redis/index.js') }],
+  ['rediss', { load: () => import('../drivers/redis/index.js') }],
+  ['redis+sentinel', { load: () => import('../drivers/redis/index.js') }],
   ['sqlite', { load: () => import('../drivers/sqlite/index.js') }],
   ['etcd', { load: () => import('../drivers/etcd/index.js') }],
   ['etcds', { load: () => import('../drivers/etcd/index.js') }],

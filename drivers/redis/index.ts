@@ -1,0 +1,444 @@
+/**
+ * redis://, rediss://, redis+sentinel:// — Redis 6+ with ioredis.
+ *
+ * Everything lives under one key prefix `{namespace}:` (scripts.ts lists the keys). Every change is one Lua script,
+ * so each step is atomic; groups log their changes to a stream that watches read with XREAD BLOCK; locks keep a
+ * FIFO queue of waiting sessions and hand the lock to the first live waiter inside the releasing script, then
+ * publish the grant, so a hand-off costs one pub/sub message and one round trip.
+ *
+ * Liveness: a session is a key with a PX TTL. Redis tells nobody when it expires, so live coordinators reap expired
+ * sessions (their memberships and locks) while renewing, and at once when keyspace notifications for expired keys
+ * are on (the driver turns them on when the server lets it; nothing depends on them). Worst-case detection of a
+ * crashed member: its TTL plus a third of the shortest TTL among the live coordinators (about 100 ms with
+ * notifications). Lock waiters also re-check when the holder's session is due to expire.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Redis as RedisClient } from 'ioredis';
+import { importClient } from '../../src/client.js';
+import { sleep, waitForWake } from '../../src/clock.js';
+import { debug } from '../../src/debug.js';
+import { ConcordError, abortedError, type ErrorCode } from '../../src/errors.js';
+import type { Driver, DriverContext, GroupSnapshot, LockHolder, LockKind, Revision, Unsubscribe, WatchSink } from '../../src/driver.js';
+import type { Capabilities, Features, Member } from '../../src/types.js';
+import { createClient, open, quit, type RedisConstructor } from './connection.js';
+import { redisSettings, type RedisSettings } from './options.js';
+import { Subscriber } from './pubsub.js';
+import { StreamReader, type StreamWatch } from './reader.js';
+import { SCRIPTS, type ScriptName } from './scripts.js';
+
+/** What this driver implements (the README capability matrix is generated from it). */
+export const features: Features = Object.freeze({
+  scope: 'cluster',
+  groups: true,
+  election: true,
+  fencing: true,
+  watch: 'push',
+  fairLocks: true,
+});
+
+/** Expired sessions reaped per renewal at most (the rest on the next ones). */
+const REAP_LIMIT = 16;
+/** How long a deleted group's change stream is kept, so watchers of a re-created group carry on without a gap. */
+const HISTORY_MS = 3_600_000;
+
+interface ErrorContext {
+  readonly group?: string;
+  readonly member?: string;
+}
+
+function message(code: ErrorCode, context: ErrorContext): string {
+  const group = `group "${context.group ?? ''}"`;
+  switch (code) {
+    case 'ERR_GROUP_EXISTS':
+      return `${group} already exists`;
+    case 'ERR_GROUP_NOT_FOUND':
+      return `${group} does not exist`;
+    case 'ERR_GROUP_NOT_EMPTY':
+      return `${group} still has members`;
+    case 'ERR_MEMBER_EXISTS':
+      return `member "${context.member ?? ''}" is already in ${group}`;
+    case 'ERR_MEMBER_NOT_JOINED':
+      return `member "${context.member ?? ''}" has not joined ${group}`;
+    case 'ERR_SESSION_LOST':
+      return 'the session has expired';
+    default:
+      return code;
+  }
+}
+
+/** Script refusals become their ConcordError; anything else from the server or the link is ERR_CONNECTION. */
+function toConcordError(error: unknown, context: ErrorContext = {}): ConcordError {
+  if (error instanceof ConcordError) return error;
+  const text = error instanceof Error ? error.message : String(error);
+  const match = /CONCORD (ERR_[A-Z_]+)/.exec(text);
+  if (match?.[1]) {
+    const code = match[1] as ErrorCode;
+    return new ConcordError(code, message(code, context));
+  }
+  return new ConcordError('ERR_CONNECTION', `redis: ${text}`, { cause: error });
+}
+
+function lockKey(kind: LockKind, name: string): string {
+  return `${kind}:${name}`;
+}
+
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('NOSCRIPT');
+}
+
+class RedisDriver implements Driver {
+  readonly features = features;
+  readonly #Redis: RedisConstructor;
+  readonly #settings: RedisSettings;
+  readonly #context: DriverContext;
+  readonly #prefix: string;
+  readonly #ttlMs: number;
+  readonly #cmd: RedisClient;
+  #subscriber: Subscriber | undefined;
+  #subscribing: Promise<Subscriber> | undefined;
+  #reader: StreamReader | undefined;
+  #readerClient: RedisClient | undefined;
+  readonly #sessions = new Map<string, number>();
+  readonly #lockWatchers = new Set<() => void>();
+  /** Cancellations that did not reach the server, retried when the link is back. */
+  readonly #unfinished = new Set<() => Promise<void>>();
+  /** Scripts known to be cached by the server behind the current connection. */
+  readonly #loaded = new Set<ScriptName>();
+  #reapScheduled = false;
+  #closed = false;
+
+  constructor(Redis: RedisConstructor, settings: RedisSettings, context: DriverContext) {
+    this.#Redis = Redis;
+    this.#settings = settings;
+    this.#context = context;
+    this.#prefix = `{${context.namespace}}:`;
+    this.#ttlMs = context.sessionTtlMs;
+    this.#cmd = createClient(Redis, settings.base, 'command', context.sessionTtlMs);
+    let wasDown = false;
+    this.#cmd.on('close', () => {
+      wasDown = true;
+      this.#loaded.clear();
+    });
+    this.#cmd.on('ready', () => {
+      if (!wasDown) return;
+      wasDown = false;
+      for (const retry of [...this.#unfinished]) {
+        this.#unfinished.delete(retry);
+        void retry();
+      }
+    });
+  }
+
+  async start(): Promise<void> {
+    await open(this.#cmd);
+  }
+
+  // ---- plumbing
+
+  async #run(name: ScriptName, args: readonly string[], context?: ErrorContext): Promise<unknown> {
+    if (this.#closed) throw new ConcordError('ERR_CONNECTION', 'the redis connection is closed');
+    const script = SCRIPTS[name];
+    const argv = [this.#prefix, ...args];
+    const routing = `${this.#prefix}ss`;
+    try {
+      // EVAL the first time on each connection: an EVALSHA answered NOSCRIPT and then sent again as EVAL would run
+      // after commands sent in between, reordering (say) a release behind the next acquire.
+      if (!this.#loaded.has(name)) {
+        const reply: unknown = await this.#cmd.eval(script.source, 1, routing, ...argv);
+        this.#loaded.add(name);
+        return reply;
+      }
+      try {
+        return await this.#cmd.evalsha(script.sha, 1, routing, ...argv);
+      } catch (error) {
+        if (!isNoScript(error)) throw error;
+        this.#loaded.clear();
+        return await this.#cmd.eval(script.source, 1, routing, ...argv);
+      }
+    } catch (error) {
+      throw toConcordError(error, context);
+    }
+  }
+
+  /** The subscriber connection, opened on first use (plain members that only heartbeat never need it). */
+  async #sub(): Promise<Subscriber> {
+    if (this.#subscriber) return this.#subscriber;
+    this.#subscribing ??= (async () => {
+      const client = createClient(this.#Redis, this.#settings.base, 'subscriber', this.#ttlMs);
+      try {
+        await open(client);
+      } catch (error) {
+        this.#subscribing = undefined;
+        throw error;
+      }
+      if (this.#closed) {
+        client.disconnect();
+        throw new ConcordError('ERR_CONNECTION', 'the redis connection is closed');
+      }
+      const subscriber = new Subscriber(client, () => {
+        for (const listener of [...this.#lockWatchers]) listener();
+        this.#scheduleReap();
+      });
+      this.#subscriber = subscriber;
+      if (this.#settings.keyspaceEvents) void this.#listenForExpiry(subscriber);
+      return subscriber;
+    })();
+    return this.#subscribing;
+  }
+
+  /** Expired session keys reaped at once: turn the notifications on when allowed; never depend on them. */
+  async #listenForExpiry(subscriber: Subscriber): Promise<void> {
+    try {
+      const reply = (await this.#cmd.call('CONFIG', 'GET', 'notify-keyspace-events')) as string[];
+      const flags = reply[1] ?? '';
+      const on = flags.includes('E') && (flags.includes('x') || flags.includes('A'));
+      if (!on) await this.#cmd.call('CONFIG', 'SET', 'notify-keyspace-events', `${flags}Ex`);
+    } catch (error) {
+      debug('keyspace notifications unavailable: %s', (error as Error).message);
+    }
+    const sessionKeys = `${this.#prefix}s:`;
+    try {
+      await subscriber.add(`__keyevent@${this.#settings.db}__:expired`, (key) => {
+        if (!key.startsWith(sessionKeys)) return;
+        const sid = key.slice(sessionKeys.length);
+        if (this.#sessions.has(sid)) this.#context.events.sessionExpired(sid);
+        this.#scheduleReap();
+      });
+    } catch (error) {
+      debug('cannot subscribe to expiry notifications: %s', (error as Error).message);
+    }
+  }
+
+  /** One reap per burst of expiries; a random delay spreads the reapers of many coordinators. */
+  #scheduleReap(): void {
+    if (this.#reapScheduled || this.#closed) return;
+    this.#reapScheduled = true;
+    const timer = setTimeout(() => {
+      this.#reapScheduled = false;
+      if (this.#closed) return;
+      this.#run('reap', [String(REAP_LIMIT * 4)]).catch((error: unknown) => {
+        debug('reap failed: %s', (error as Error).message);
+      });
+    }, Math.random() * 20);
+    timer.unref();
+  }
+
+  #streamReader(): StreamReader {
+    if (!this.#reader) {
+      this.#readerClient = createClient(this.#Redis, this.#settings.base, 'reader', this.#ttlMs);
+      this.#reader = new StreamReader(this.#readerClient, this.#cmd);
+    }
+    return this.#reader;
+  }
+
+  // ---- sessions
+
+  async openSession(ttlMs: number): Promise<string> {
+    const sid = randomBytes(12).toString('hex');
+    await this.#run('openSession', [sid, this.#context.member, String(Math.ceil(ttlMs))]);
+    this.#sessions.set(sid, Math.ceil(ttlMs));
+    return sid;
+  }
+
+  async renewSession(sessionId: string): Promise<boolean> {
+    const ttl = this.#sessions.get(sessionId) ?? Math.ceil(this.#ttlMs);
+    return (await this.#run('renewSession', [sessionId, String(ttl), String(REAP_LIMIT)])) === 1;
+  }
+
+  async closeSession(sessionId: string): Promise<void> {
+    this.#sessions.delete(sessionId);
+    await this.#run('closeSession', [sessionId]);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#unfinished.clear();
+    this.#readerClient?.disconnect();
+    await this.#reader?.stop();
+    const subscribing = this.#subscribing?.catch(() => undefined);
+    const subscriber = await subscribing;
+    await Promise.all([quit(this.#cmd), subscriber ? quit(subscriber.client) : Promise.resolve()]);
+  }
+
+  destroy(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#unfinished.clear();
+    this.#readerClient?.disconnect();
+    void this.#reader?.stop();
+    this.#cmd.disconnect();
+    this.#subscriber?.client.disconnect();
+    void this.#subscribing?.then((s) => s.client.disconnect()).catch(() => undefined);
+  }
+
+  // ---- groups
+
+  async createGroup(group: string): Promise<void> {
+    await this.#run('createGroup', [group], { group });
+  }
+
+  async deleteGroup(group: string): Promise<void> {
+    await this.#run('deleteGroup', [group, String(HISTORY_MS)], { group });
+  }
+
+  async listGroups(): Promise<string[]> {
+    return ((await this.#run('listGroups', [])) as string[]).sort();
+  }
+
+  async joinGroup(group: string, member: string, sessionId: string, capabilities: Capabilities, create: boolean): Promise<void> {
+    await this.#run('joinGroup', [group, member, sessionId, JSON.stringify(capabilities), create ? '1' : '0'], { group, member });
+  }
+
+  async leaveGroup(group: string, member: string): Promise<void> {
+    await this.#run('leaveGroup', [group, member], { group, member });
+  }
+
+  async updateMember(group: string, member: string, capabilities: Capabilities): Promise<void> {
+    await this.#run('updateMember', [group, member, JSON.stringify(capabilities)], { group, member });
+  }
+
+  async getMembers(group: string): Promise<GroupSnapshot> {
+    const [exists, flat, id, seq] = (await this.#run('getMembers', [group], { group })) as [number, string[], string, string];
+    const members: Member[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const value = flat[i + 1] ?? '';
+      members.push({ id: flat[i] ?? '', capabilities: JSON.parse(value.slice(value.indexOf(' ') + 1)) as Capabilities });
+    }
+    members.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return { exists: exists === 1, members, revision: `${id} ${seq}` };
+  }
+
+  async watchGroup(group: string, fromRevision: Revision, sink: WatchSink): Promise<Unsubscribe> {
+    if (this.#closed) throw new ConcordError('ERR_CONNECTION', 'the redis connection is closed');
+    const [id = '0-0', seq = '0'] = String(fromRevision).split(' ');
+    const reader = this.#streamReader();
+    // Crashed members are noticed sooner by a watcher that hears about expiries.
+    if (this.#settings.keyspaceEvents) this.#sub().catch(() => undefined);
+    const watch: StreamWatch = { key: `${this.#prefix}x:${group}`, group, sink, id, seq: Number(seq), active: true };
+    reader.add(watch);
+    return () => {
+      reader.remove(watch);
+    };
+  }
+
+  // ---- locks
+
+  async tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined> {
+    const [held, value] = (await this.#run('acquire', [lockKey(kind, name), sessionId, member, 'try', '0'])) as [number, number | string];
+    return held === 1 ? BigInt(value) : undefined;
+  }
+
+  async acquireLock(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint> {
+    if (signal.aborted) throw abortedError(signal);
+    const lk = lockKey(kind, name);
+    let wake = (): void => undefined;
+    const onMessage = (text: string): void => {
+      // Our own grant, or a release nobody was queued for: check now. A grant to someone else changes nothing here.
+      if (text === 'r' || text.startsWith(`g ${sessionId} `)) wake();
+    };
+    const subscriber = await this.#sub();
+    const unsubscribe = await subscriber.add(`${this.#prefix}c:${lk}`, onMessage);
+    const wakeAll = (): void => {
+      wake();
+    };
+    this.#lockWatchers.add(wakeAll);
+    try {
+      const refreshMs = this.#ttlMs / 3;
+      for (;;) {
+        if (signal.aborted) throw abortedError(signal);
+        const woken = new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        const [held, value] = (await this.#run('acquire', [lk, sessionId, member, 'wait', String(Math.ceil(this.#ttlMs))])) as [number, number | string];
+        if (held === 1) return BigInt(value);
+        queued();
+        // Expiry publishes nothing: re-check when the holder's session is due to expire, and refresh our queue entry.
+        const holderMs = Number(value);
+        const recheckMs = holderMs >= 0 ? Math.min(holderMs + 2, refreshMs) : refreshMs;
+        await waitForWake(woken, recheckMs, signal);
+      }
+    } catch (error) {
+      if (signal.aborted) {
+        // The last attempt may have queued us (or granted us the lock) even if its reply never came: undo it.
+        await this.#cancel(lk, sessionId);
+        throw abortedError(signal);
+      }
+      throw toConcordError(error);
+    } finally {
+      this.#lockWatchers.delete(wakeAll);
+      unsubscribe();
+    }
+  }
+
+  /** Leaves the queue at once, and gives back a grant that crossed the abort; retried after a reconnect if need be. */
+  async #cancel(lk: string, sessionId: string): Promise<void> {
+    const attempt = async (): Promise<void> => {
+      try {
+        await this.#run('cancel', [lk, sessionId]);
+      } catch (error) {
+        if (this.#closed || !this.#sessions.has(sessionId)) return;
+        debug('leaving the queue of %s failed: %s', lk, (error as Error).message);
+        this.#unfinished.add(attempt);
+      }
+    };
+    await attempt();
+  }
+
+  async unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
+    await this.#run('unlock', [lockKey(kind, name), sessionId, token.toString()]);
+  }
+
+  async lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined> {
+    const reply = (await this.#run('holder', [lockKey(kind, name)])) as string[];
+    const [member, token] = reply;
+    return member === undefined || token === undefined ? undefined : { member, token: BigInt(token) };
+  }
+
+  /**
+   * Resolves at once: the subscription is made in the background (retried while the link is down), and the listener
+   * is called once it is confirmed, so a caller that reads right away and again on each call misses nothing.
+   */
+  watchLock(kind: LockKind, name: string, listener: () => void): Promise<Unsubscribe> {
+    if (this.#closed) return Promise.reject(new ConcordError('ERR_CONNECTION', 'the redis connection is closed'));
+    const channel = `${this.#prefix}c:${lockKey(kind, name)}`;
+    let stopped = false;
+    let unsubscribe: Unsubscribe | undefined;
+    const notify = (): void => {
+      if (!stopped) listener();
+    };
+    this.#lockWatchers.add(notify);
+    void (async () => {
+      let delayMs = 10;
+      while (!stopped && !this.#closed) {
+        try {
+          const subscriber = await this.#sub();
+          const done = await subscriber.add(channel, notify);
+          if (stopped) done();
+          else {
+            unsubscribe = done;
+            notify();
+          }
+          return;
+        } catch (error) {
+          debug('watching %s failed: %s', channel, (error as Error).message);
+          await sleep(delayMs);
+          delayMs = Math.min(delayMs * 2, this.#ttlMs / 3);
+        }
+      }
+    })();
+    return Promise.resolve(() => {
+      stopped = true;
+      this.#lockWatchers.delete(notify);
+      unsubscribe?.();
+    });
+  }
+}
+
+export async function createDriver(context: DriverContext): Promise<Driver> {
+  const settings = redisSettings(context.url, context.params, context.sessionTtlMs);
+  const module = await importClient<{ Redis: RedisConstructor }>('ioredis', context.url.protocol.slice(0, -1));
+  const driver = new RedisDriver(module.Redis, settings, context);
+  await driver.start();
+  return driver;
+}

@@ -1,0 +1,141 @@
+/**
+ * redis://, rediss:// and redis+sentinel:// URLs -> ioredis options.
+ *
+ *   redis://[user[:password]@]host[:port][/db]
+ *   rediss://...?ca=/path/ca.pem&cert=/path/cert.pem&key=/path/key.pem&servername=x&rejectUnauthorized=false
+ *   redis+sentinel://[user[:password]@]h:p[,h:p...]/MASTER[?db=N&sentinelPassword=...&sentinelUsername=...&tls=true]
+ *
+ * Driver parameters (all optional): keyspaceEvents=false (never touch notify-keyspace-events), connectTimeoutMs.
+ */
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
+import type { RedisOptions } from 'ioredis';
+import { ConcordError } from '../../src/errors.js';
+import { hostList } from '../../src/url.js';
+
+export interface RedisSettings {
+  /** Options shared by every connection of a driver (each connection adds its own). */
+  readonly base: RedisOptions;
+  readonly db: number;
+  readonly keyspaceEvents: boolean;
+}
+
+const TLS_PARAMS = ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized'];
+const KNOWN = new Set([...TLS_PARAMS, 'keyspaceEvents', 'connectTimeoutMs', 'db', 'sentinelPassword', 'sentinelUsername', 'tls']);
+
+function bad(message: string): ConcordError {
+  return new ConcordError('ERR_INVALID_URL', message);
+}
+
+function flag(params: URLSearchParams, name: string, fallback: boolean): boolean {
+  const raw = params.get(name);
+  if (raw === null) return fallback;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw bad(`url parameter ${name} must be true or false, got ${JSON.stringify(raw)}`);
+}
+
+function integer(raw: string, name: string, min: number, max: number): number {
+  const value = Number(raw);
+  if (raw.trim() === '' || !Number.isInteger(value) || value < min || value > max) {
+    throw bad(`url ${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+function readPem(params: URLSearchParams, name: string): Buffer | undefined {
+  const file = params.get(name);
+  if (file === null) return undefined;
+  try {
+    return readFileSync(file);
+  } catch (cause) {
+    throw new ConcordError('ERR_INVALID_ARGUMENT', `url parameter ${name}: cannot read ${JSON.stringify(file)}`, { cause });
+  }
+}
+
+function tlsOptions(params: URLSearchParams): ConnectionOptions {
+  const tls: ConnectionOptions = {};
+  const ca = readPem(params, 'ca');
+  const cert = readPem(params, 'cert');
+  const key = readPem(params, 'key');
+  if (ca) tls.ca = ca;
+  if (cert) tls.cert = cert;
+  if (key) tls.key = key;
+  const servername = params.get('servername');
+  if (servername !== null) tls.servername = servername;
+  tls.rejectUnauthorized = flag(params, 'rejectUnauthorized', true);
+  return tls;
+}
+
+function decode(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw bad('url has a malformed percent-encoding in its user or password');
+  }
+}
+
+/** Parses the URL; `raw` is the original string (for the sentinel host list). Never puts the password in an error. */
+export function redisSettings(url: URL, params: URLSearchParams, ttlMs: number): RedisSettings {
+  for (const key of params.keys()) {
+    if (!KNOWN.has(key)) throw bad(`url has an unknown parameter "${key}" for redis (known: ${[...KNOWN].sort().join(', ')})`);
+  }
+  const scheme = url.protocol.slice(0, -1).toLowerCase();
+  const username = url.username === '' ? undefined : decode(url.username);
+  const password = url.password === '' ? undefined : decode(url.password);
+  const connectTimeout = params.has('connectTimeoutMs')
+    ? integer(params.get('connectTimeoutMs') ?? '', 'parameter connectTimeoutMs', 1, 600_000)
+    : Math.max(1000, Math.min(ttlMs, 10_000));
+  const base: RedisOptions = {
+    ...(username === undefined ? {} : { username }),
+    ...(password === undefined ? {} : { password }),
+    connectTimeout,
+    keepAlive: 1000,
+    noDelay: true,
+  };
+  let db = 0;
+  if (scheme === 'redis+sentinel') {
+    const raw = url.href;
+    const master = decode(url.pathname.replace(/^\/+/, '').replace(/\/+$/, ''));
+    if (master === '') throw bad('a redis+sentinel url names its master: redis+sentinel://host:port[,host:port]/MASTER');
+    const hosts = sentinelHosts(raw, url);
+    if (params.has('db')) db = integer(params.get('db') ?? '', 'parameter db', 0, 1_000_000);
+    const sentinelPassword = params.get('sentinelPassword');
+    const sentinelUsername = params.get('sentinelUsername');
+    Object.assign(base, {
+      sentinels: hosts,
+      name: master,
+      db,
+      ...(sentinelPassword === null ? {} : { sentinelPassword }),
+      ...(sentinelUsername === null ? {} : { sentinelUsername }),
+      ...(flag(params, 'tls', false) ? { tls: tlsOptions(params), enableTLSForSentinelMode: true } : {}),
+      sentinelRetryStrategy: (times: number) => Math.min(50 * times, 1000),
+    });
+  } else {
+    if (url.hostname === 'multi-host.invalid') throw bad(`a ${scheme} url has one host; use redis+sentinel:// for several`);
+    const path = url.pathname.replace(/^\/+/, '').replace(/\/+$/, '');
+    if (path !== '') db = integer(path, 'database index', 0, 1_000_000);
+    if (params.has('db')) db = integer(params.get('db') ?? '', 'parameter db', 0, 1_000_000);
+    const port = url.port === '' ? 6379 : Number(url.port);
+    Object.assign(base, {
+      host: url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
+      port,
+      db,
+      ...(scheme === 'rediss' ? { tls: tlsOptions(params) } : {}),
+    });
+    if (scheme !== 'rediss' && TLS_PARAMS.some((p) => params.has(p))) {
+      throw bad('TLS parameters (ca, cert, key, servername, rejectUnauthorized) need a rediss:// url');
+    }
+  }
+  return { base, db, keyspaceEvents: flag(params, 'keyspaceEvents', true) };
+}
+
+/** The original host list of a redis+sentinel url, which the core parsed as a placeholder host. */
+function sentinelHosts(_raw: string, url: URL): Array<{ host: string; port: number }> {
+  const original = (url as URL & { concordRaw?: string }).concordRaw;
+  if (original !== undefined) return hostList(original, 26379);
+  if (url.hostname === 'multi-host.invalid') {
+    throw bad('redis+sentinel with several hosts needs the original url (internal)');
+  }
+  return [{ host: url.hostname.replace(/^\[|\]$/g, ''), port: url.port === '' ? 26379 : Number(url.port) }];
+}

@@ -1,0 +1,330 @@
+/**
+ * The Lua scripts of the Redis driver. Each runs atomically on the server; each is sent once and then called by its
+ * SHA1 (EVALSHA), and sent again after a NOSCRIPT (a restarted or flushed server).
+ *
+ * Keys, all under one prefix P = `{namespace}:` (one hash tag, so a namespace lives in one cluster slot):
+ *   P s:<sid>        session: value = member id, PX = the session TTL
+ *   P ss             zset sid -> expiry (server ms): the sessions a live coordinator may have to reap
+ *   P sm:<sid>       hash group -> member: the session's memberships
+ *   P sl:<sid>       set of `<kind>:<name>`: the locks the session holds
+ *   P groups         set of group names
+ *   P g:<group>      hash member -> `<sid> <capabilities JSON>`
+ *   P x:<group>      stream of changes: n (sequence), t (j|u|l), m (member), c (capabilities JSON)
+ *   P n:<group>      the group's change sequence number (so a reader can tell a trimmed stream from a gapless one)
+ *   P l:<kind>:<name>   hash s (sid), m (member), t (fencing token)
+ *   P f:<kind>:<name>   fencing counter, seeded from the server's TIME in microseconds
+ *   P q:<kind>:<name>   list of waiting sids, FIFO
+ *   P qt:<kind>:<name>  zset sid -> expiry of the waiter's entry (server ms), refreshed while it waits
+ *   channel P c:<kind>:<name>: `g <sid> <token>` when granted, `r` when freed with nobody waiting
+ *
+ * Every script takes KEYS[1] = P..'ss' (routing only) and ARGV[1] = P, then its own arguments.
+ * Errors meant for the caller are replies 'CONCORD <code>'.
+ */
+import { createHash } from 'node:crypto';
+
+/** Entries kept per group stream; a watcher further behind than this resynchronises. */
+export const STREAM_MAXLEN = 2000;
+
+const PRELUDE = `
+local P = ARGV[1]
+local function nowms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function fail(code) return redis.error_reply('CONCORD ' .. code) end
+local function alive(sid) return redis.call('EXISTS', P .. 's:' .. sid) == 1 end
+
+local function event(group, typ, member, caps)
+  local n = redis.call('INCR', P .. 'n:' .. group)
+  redis.call('XADD', P .. 'x:' .. group, 'MAXLEN', '~', ${STREAM_MAXLEN}, '*', 'n', n, 't', typ, 'm', member, 'c', caps)
+end
+
+local function grant(lk, sid, member)
+  local fence = P .. 'f:' .. lk
+  if redis.call('EXISTS', fence) == 0 then
+    -- Seeded from the clock, so tokens keep growing even after a restart that lost the counter.
+    local t = redis.call('TIME')
+    redis.call('SET', fence, t[1] .. string.sub('00000' .. t[2], -6))
+  end
+  redis.call('INCR', fence)
+  local token = redis.call('GET', fence)
+  redis.call('HSET', P .. 'l:' .. lk, 's', sid, 'm', member, 't', token)
+  redis.call('SADD', P .. 'sl:' .. sid, lk)
+  redis.call('PUBLISH', P .. 'c:' .. lk, 'g ' .. sid .. ' ' .. token)
+  return token
+end
+
+-- Drops waiters at the head whose session died or who stopped refreshing their entry; returns the live head.
+local function prune(lk, now)
+  local q, qt = P .. 'q:' .. lk, P .. 'qt:' .. lk
+  while true do
+    local head = redis.call('LINDEX', q, 0)
+    if not head then return nil end
+    local exp = redis.call('ZSCORE', qt, head)
+    if exp and tonumber(exp) >= now and alive(head) then return head end
+    redis.call('LPOP', q)
+    redis.call('ZREM', qt, head)
+  end
+end
+
+local function dequeue(lk, sid)
+  if redis.call('ZREM', P .. 'qt:' .. lk, sid) == 1 then redis.call('LREM', P .. 'q:' .. lk, 0, sid) end
+end
+
+local function enqueue(lk, sid, expiry)
+  if redis.call('ZADD', P .. 'qt:' .. lk, expiry, sid) == 1 then redis.call('RPUSH', P .. 'q:' .. lk, sid) end
+end
+
+-- The lock is free: the first live waiter gets it now (no round trip on its side), else the release is announced.
+local function handoff(lk, now)
+  local head = prune(lk, now)
+  if head then
+    local member = redis.call('GET', P .. 's:' .. head)
+    dequeue(lk, head)
+    grant(lk, head, member)
+  else
+    redis.call('PUBLISH', P .. 'c:' .. lk, 'r')
+  end
+end
+
+local function free(lk, sid, now)
+  redis.call('DEL', P .. 'l:' .. lk)
+  redis.call('SREM', P .. 'sl:' .. sid, lk)
+  handoff(lk, now)
+end
+
+-- The lock's holder {sid, member, token}, or nil; a holder whose session died is removed first.
+local function current(lk, now)
+  local l = P .. 'l:' .. lk
+  local h = redis.call('HMGET', l, 's', 'm', 't')
+  if h[1] and not alive(h[1]) then
+    free(lk, h[1], now)
+    h = redis.call('HMGET', l, 's', 'm', 't')
+  end
+  if h[1] then return h end
+  return nil
+end
+
+-- Everything a dead or closed session held: memberships (with leave events) and locks (handed to waiters).
+local function reapSession(sid, now)
+  local sm = P .. 'sm:' .. sid
+  local groups = redis.call('HGETALL', sm)
+  for i = 1, #groups, 2 do
+    local g, m = groups[i], groups[i + 1]
+    local gk = P .. 'g:' .. g
+    local v = redis.call('HGET', gk, m)
+    if v and string.sub(v, 1, #sid + 1) == sid .. ' ' then
+      redis.call('HDEL', gk, m)
+      event(g, 'l', m, '')
+    end
+  end
+  redis.call('DEL', sm)
+  local sl = P .. 'sl:' .. sid
+  for _, lk in ipairs(redis.call('SMEMBERS', sl)) do
+    if redis.call('HGET', P .. 'l:' .. lk, 's') == sid then
+      redis.call('DEL', P .. 'l:' .. lk)
+      handoff(lk, now)
+    end
+  end
+  redis.call('DEL', sl)
+  redis.call('ZREM', P .. 'ss', sid)
+end
+
+local function reap(now, limit)
+  local due = redis.call('ZRANGEBYSCORE', P .. 'ss', '-inf', now, 'LIMIT', 0, limit)
+  local n = 0
+  for _, sid in ipairs(due) do
+    local pttl = redis.call('PTTL', P .. 's:' .. sid)
+    if pttl < 0 then
+      reapSession(sid, now)
+      n = n + 1
+    else
+      redis.call('ZADD', P .. 'ss', now + pttl, sid)
+    end
+  end
+  return n
+end
+
+local function ownerOf(v) return string.sub(v, 1, string.find(v, ' ', 1, true) - 1) end
+
+-- Members whose session died are reaped before anyone looks at the group.
+local function reapGroup(group, now)
+  local all = redis.call('HGETALL', P .. 'g:' .. group)
+  for i = 2, #all, 2 do
+    local sid = ownerOf(all[i])
+    if not alive(sid) then reapSession(sid, now) end
+  end
+end
+`;
+
+const BODIES = {
+  /** ARGV: P, sid, member, ttlMs */
+  openSession: `
+redis.call('SET', P .. 's:' .. ARGV[2], ARGV[3], 'PX', ARGV[4])
+redis.call('ZADD', P .. 'ss', nowms() + tonumber(ARGV[4]), ARGV[2])
+return 1`,
+
+  /** ARGV: P, sid, ttlMs, reapLimit. 0 when the session is gone. Reaps expired sessions on the way. */
+  renewSession: `
+local now = nowms()
+if redis.call('PEXPIRE', P .. 's:' .. ARGV[2], ARGV[3]) == 0 then return 0 end
+redis.call('ZADD', P .. 'ss', now + tonumber(ARGV[3]), ARGV[2])
+reap(now, tonumber(ARGV[4]))
+return 1`,
+
+  /** ARGV: P, limit */
+  reap: `return reap(nowms(), tonumber(ARGV[2]))`,
+
+  /** ARGV: P, sid */
+  closeSession: `
+redis.call('DEL', P .. 's:' .. ARGV[2])
+reapSession(ARGV[2], nowms())
+return 1`,
+
+  /** ARGV: P, group */
+  createGroup: `
+if redis.call('SADD', P .. 'groups', ARGV[2]) == 0 then return fail('ERR_GROUP_EXISTS') end
+redis.call('PERSIST', P .. 'x:' .. ARGV[2])
+redis.call('PERSIST', P .. 'n:' .. ARGV[2])
+return 1`,
+
+  /** ARGV: P, group, historyMs */
+  deleteGroup: `
+local g = ARGV[2]
+if redis.call('SISMEMBER', P .. 'groups', g) == 0 then return fail('ERR_GROUP_NOT_FOUND') end
+reapGroup(g, nowms())
+if redis.call('HLEN', P .. 'g:' .. g) > 0 then return fail('ERR_GROUP_NOT_EMPTY') end
+redis.call('SREM', P .. 'groups', g)
+-- The history outlives the group a while, so a watcher of a re-created group carries on without a gap.
+redis.call('PEXPIRE', P .. 'x:' .. g, ARGV[3])
+redis.call('PEXPIRE', P .. 'n:' .. g, ARGV[3])
+return 1`,
+
+  /** ARGV: P */
+  listGroups: `return redis.call('SMEMBERS', P .. 'groups')`,
+
+  /** ARGV: P, group, member, sid, capabilities JSON, create (1|0) */
+  joinGroup: `
+local g, m, sid = ARGV[2], ARGV[3], ARGV[4]
+if not alive(sid) then return fail('ERR_SESSION_LOST') end
+if redis.call('SISMEMBER', P .. 'groups', g) == 0 then
+  if ARGV[6] ~= '1' then return fail('ERR_GROUP_NOT_FOUND') end
+  redis.call('SADD', P .. 'groups', g)
+  redis.call('PERSIST', P .. 'x:' .. g)
+  redis.call('PERSIST', P .. 'n:' .. g)
+end
+local gk = P .. 'g:' .. g
+local v = redis.call('HGET', gk, m)
+if v then
+  local owner = ownerOf(v)
+  if alive(owner) then return fail('ERR_MEMBER_EXISTS') end
+  reapSession(owner, nowms())
+end
+redis.call('HSET', gk, m, sid .. ' ' .. ARGV[5])
+redis.call('HSET', P .. 'sm:' .. sid, g, m)
+event(g, 'j', m, ARGV[5])
+return 1`,
+
+  /** ARGV: P, group, member */
+  leaveGroup: `
+local g, m = ARGV[2], ARGV[3]
+if redis.call('SISMEMBER', P .. 'groups', g) == 0 then return fail('ERR_GROUP_NOT_FOUND') end
+local gk = P .. 'g:' .. g
+local v = redis.call('HGET', gk, m)
+if not v then return fail('ERR_MEMBER_NOT_JOINED') end
+redis.call('HDEL', gk, m)
+redis.call('HDEL', P .. 'sm:' .. ownerOf(v), g)
+event(g, 'l', m, '')
+return 1`,
+
+  /** ARGV: P, group, member, capabilities JSON */
+  updateMember: `
+local g, m = ARGV[2], ARGV[3]
+if redis.call('SISMEMBER', P .. 'groups', g) == 0 then return fail('ERR_GROUP_NOT_FOUND') end
+local gk = P .. 'g:' .. g
+local v = redis.call('HGET', gk, m)
+if not v then return fail('ERR_MEMBER_NOT_JOINED') end
+redis.call('HSET', gk, m, ownerOf(v) .. ' ' .. ARGV[4])
+event(g, 'u', m, ARGV[4])
+return 1`,
+
+  /** ARGV: P, group. {exists, {member, value, ...}, last stream id, sequence}, all read at one instant. */
+  getMembers: `
+local g = ARGV[2]
+local exists = redis.call('SISMEMBER', P .. 'groups', g)
+if exists == 1 then reapGroup(g, nowms()) end
+local members = redis.call('HGETALL', P .. 'g:' .. g)
+local last = redis.call('XREVRANGE', P .. 'x:' .. g, '+', '-', 'COUNT', 1)
+local id = '0-0'
+if last[1] then id = last[1][1] end
+local n = redis.call('GET', P .. 'n:' .. g) or '0'
+return {exists, members, id, n}`,
+
+  /**
+   * ARGV: P, lk, sid, member, mode ('try' | 'wait'), waiter entry ttl ms.
+   * {1, token} when held by sid; {0, ms until the holder's session would expire (-1: unknown)} otherwise.
+   */
+  acquire: `
+local lk, sid, member, mode = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if not alive(sid) then return fail('ERR_SESSION_LOST') end
+local now = nowms()
+local h = current(lk, now)
+if not h then
+  local head = prune(lk, now)
+  if head == nil or head == sid then
+    dequeue(lk, sid)
+    return {1, grant(lk, sid, member)}
+  end
+  -- Free, with an earlier live waiter: it is served first, and we never barge ahead of it.
+  handoff(lk, now)
+  h = current(lk, now)
+end
+if h and h[1] == sid then
+  -- Already ours (a retry whose first reply was lost, or a release still on its way): a fresh token, so the
+  -- earlier holder's late release cannot free it.
+  dequeue(lk, sid)
+  return {1, grant(lk, sid, member)}
+end
+if mode == 'wait' then enqueue(lk, sid, now + tonumber(ARGV[6])) end
+local pttl = -1
+if h then pttl = redis.call('PTTL', P .. 's:' .. h[1]) end
+return {0, pttl}`,
+
+  /** ARGV: P, lk, sid. An abandoned wait: leaves the queue, and gives back a grant that raced with the abort. */
+  cancel: `
+local lk, sid = ARGV[2], ARGV[3]
+dequeue(lk, sid)
+if redis.call('HGET', P .. 'l:' .. lk, 's') == sid then free(lk, sid, nowms()) end
+return 1`,
+
+  /** ARGV: P, lk, sid, token */
+  unlock: `
+local lk, sid = ARGV[2], ARGV[3]
+local h = redis.call('HMGET', P .. 'l:' .. lk, 's', 't')
+if h[1] == sid and h[2] == ARGV[4] then free(lk, sid, nowms()) return 1 end
+return 0`,
+
+  /** ARGV: P, lk. {member, token} or {} */
+  holder: `
+local h = current(ARGV[2], nowms())
+if h then return {h[2], h[3]} end
+return {}`,
+} as const;
+
+export type ScriptName = keyof typeof BODIES;
+
+export interface Script {
+  readonly name: ScriptName;
+  readonly source: string;
+  readonly sha: string;
+}
+
+function build(name: ScriptName): Script {
+  // Scripts must not depend on the reply of TIME being replicated verbatim (Redis 6 needs effects replication).
+  const source = `if redis.replicate_commands then pcall(redis.replicate_commands) end\n${PRELUDE}\n${BODIES[name]}`;
+  return { name, source, sha: createHash('sha1').update(source).digest('hex') };
+}
+
+export const SCRIPTS: { readonly [K in ScriptName]: Script } = Object.fromEntries(
+  (Object.keys(BODIES) as ScriptName[]).map((name) => [name, build(name)]),
+) as { [K in ScriptName]: Script };
