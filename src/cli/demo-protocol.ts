@@ -1,0 +1,38 @@
+/**
+ * Messages between `concord demo` and its workers, over the IPC channel of each worker process.
+ *
+ * The parent is the ledger of completions, standing in for the database a real job would write to. Workers run each
+ * task holding the task's lock: inside it they ask whether the task is done (claim), do the work, and report it (done),
+ * waiting for the answer before they release, so the ledger has recorded a completion before anyone else can claim.
+ * The ledger accepts a completion only under the newest fencing token it has seen for that task, as a fenced store
+ * would: a holder that lost its lock cannot record a stale result.
+ */
+
+export type ToWorker =
+  | { readonly type: 'start'; readonly members: readonly string[] }
+  | { readonly type: 'claimed'; readonly id: number; readonly done: boolean }
+  | { readonly type: 'recorded'; readonly id: number; readonly accepted: boolean }
+  | { readonly type: 'finish' };
+
+export type FromWorker =
+  | { readonly type: 'ready'; readonly member: string; readonly pid: number; readonly scope: string }
+  | { readonly type: 'claim'; readonly id: number; readonly task: number; readonly token: string }
+  | { readonly type: 'done'; readonly id: number; readonly task: number; readonly token: string; readonly digest: string }
+  | { readonly type: 'fail'; readonly message: string };
+
+/** The key a task is placed by, and the lock around it. */
+export function taskKey(task: number): string {
+  return `task-${task}`;
+}
+
+export function taskLock(group: string, task: number): string {
+  return `${group}/${taskKey(task)}`;
+}
+
+export function isFromWorker(value: unknown): value is FromWorker {
+  return typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string';
+}
+
+export function isToWorker(value: unknown): value is ToWorker {
+  return typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string';
+}

@@ -1,0 +1,81 @@
+/** concord elect GROUP -- CMD: runs CMD only while this process leads GROUP. */
+import type { Leadership } from '../types.js';
+import type { CommandSpec, Parsed } from './args.js';
+import { Child } from './child.js';
+import { BACKEND_OPTIONS, HELP_OPTION, open, signalExitCode, type Context } from './context.js';
+import { note } from './output.js';
+
+export const spec: CommandSpec = {
+  name: 'elect',
+  summary: 'Campaign for leadership of a group and run a command only while this process is the leader.',
+  description: [
+    'When elected, the command starts with CONCORD_TERM (the leadership term, strictly increasing with every new',
+    'leader), CONCORD_GROUP and CONCORD_MEMBER. When leadership is lost, the command gets SIGTERM, then SIGKILL after',
+    '--grace, and concord campaigns again. When the command exits by itself, concord resigns and exits with its code.',
+    'On SIGINT or SIGTERM, concord passes the signal to the command, waits for it (up to --grace), resigns and exits.',
+  ].join('\n'),
+  positionals: [{ name: 'GROUP', arity: '1' }],
+  command: 'required',
+  options: [
+    { name: 'grace', type: 'integer', value: 'MS', min: 0, default: 5000, description: 'after SIGTERM, wait this long before SIGKILL' },
+    { name: 'quiet', type: 'boolean', description: 'no notes on stderr' },
+    ...BACKEND_OPTIONS,
+    HELP_OPTION,
+  ],
+  examples: ['concord elect scheduler -- node scheduler.js', 'concord elect cron --grace 10000 -- ./run-cron.sh'],
+};
+
+export async function run(args: Parsed, context: Context): Promise<number> {
+  const group = args.positionals[0] ?? '';
+  const graceMs = args.integer('grace') ?? 5000;
+  const quiet = args.flag('quiet');
+  const coordinator = await open(args, context);
+  const interruptedCode = (): number => signalExitCode(context.signalName() ?? 'SIGINT');
+  try {
+    for (;;) {
+      if (!quiet) note(`campaigning for leadership of "${group}" as ${coordinator.member}`);
+      let leadership: Leadership;
+      try {
+        leadership = await coordinator.group(group).campaign({ signal: context.interrupted });
+      } catch (error) {
+        if (context.interrupted.aborted) return interruptedCode();
+        throw error;
+      }
+      if (!quiet) note(`elected leader of "${group}" (term ${leadership.term}); starting the command`);
+      let child: Child;
+      try {
+        child = await Child.start(args.rest, { CONCORD_TERM: leadership.term.toString(), CONCORD_GROUP: group, CONCORD_MEMBER: coordinator.member });
+      } catch (error) {
+        await leadership.resign();
+        throw error;
+      }
+      // The child receives SIGINT/SIGTERM through forwarding; give it the grace period, then make sure it is gone.
+      const onInterrupt = (): void => {
+        setTimeout(() => {
+          child.kill('SIGKILL');
+        }, graceMs).unref();
+      };
+      context.interrupted.addEventListener('abort', onInterrupt, { once: true });
+      const lost = new Promise<'lost'>((resolve) => {
+        leadership.signal.addEventListener('abort', () => {
+          resolve('lost');
+        }, { once: true });
+      });
+      const outcome = await Promise.race([child.exited, lost]);
+      context.interrupted.removeEventListener('abort', onInterrupt);
+      if (outcome === 'lost' && child.running) {
+        if (!quiet) note(`lost leadership of "${group}" (term ${leadership.term}); stopping the command`);
+        await child.stop(graceMs);
+        await leadership.resign();
+        if (context.interrupted.aborted) return interruptedCode();
+        continue;
+      }
+      const exit = await child.exited;
+      await leadership.resign();
+      if (!quiet) note(`the command exited with code ${exit.code}; resigned leadership of "${group}"`);
+      return exit.code;
+    }
+  } finally {
+    await coordinator.close();
+  }
+}

@@ -1,0 +1,81 @@
+/** concord lock NAME -- CMD: runs CMD while holding the lock NAME. */
+import { isConcordError } from '../errors.js';
+import type { HeldLock } from '../types.js';
+import type { CommandSpec, Parsed } from './args.js';
+import { Child } from './child.js';
+import { BACKEND_OPTIONS, HELP_OPTION, open, signalExitCode, type Context } from './context.js';
+import { CliError, EXIT, formatMs, note } from './output.js';
+
+export const spec: CommandSpec = {
+  name: 'lock',
+  summary: 'Run a command while holding a lock, so that no two such commands run at once anywhere the backend reaches.',
+  description: [
+    'The command gets CONCORD_FENCING_TOKEN (strictly greater for every later holder of NAME), CONCORD_LOCK and',
+    'CONCORD_MEMBER. SIGINT, SIGTERM and SIGHUP are forwarded to it. concord exits with the command\'s exit code;',
+    `${EXIT.timeout} when --timeout runs out first; ${EXIT.lost} when the lock is lost while the command runs (the command`,
+    'then gets SIGTERM, and SIGKILL after --grace).',
+  ].join('\n'),
+  positionals: [{ name: 'NAME', arity: '1' }],
+  command: 'required',
+  options: [
+    { name: 'timeout', type: 'integer', value: 'MS', min: 0, description: 'give up waiting after MS milliseconds (0: one attempt; default: wait)' },
+    { name: 'grace', type: 'integer', value: 'MS', min: 0, default: 5000, description: 'after SIGTERM on a lost lock, wait this long before SIGKILL' },
+    { name: 'quiet', type: 'boolean', description: 'no notes on stderr' },
+    ...BACKEND_OPTIONS,
+    HELP_OPTION,
+  ],
+  examples: ['concord lock nightly-backup --timeout 5000 -- ./backup.sh', 'concord lock deploy -- sh -c \'echo "token $CONCORD_FENCING_TOKEN"\''],
+};
+
+export async function run(args: Parsed, context: Context): Promise<number> {
+  const name = args.positionals[0] ?? '';
+  const timeoutMs = args.integer('timeout');
+  const graceMs = args.integer('grace') ?? 5000;
+  const quiet = args.flag('quiet');
+  const coordinator = await open(args, context);
+  try {
+    let held: HeldLock;
+    try {
+      held = await coordinator.lock(name).acquire({ signal: context.interrupted, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
+    } catch (error) {
+      if (isConcordError(error, 'ERR_LOCK_TIMEOUT')) {
+        const holder = await coordinator.lock(name).holder().catch(() => undefined);
+        throw new CliError(`timed out after ${formatMs(timeoutMs ?? 0)} waiting for lock "${name}"${holder ? ` (held by ${holder})` : ''}`, EXIT.timeout);
+      }
+      if (context.interrupted.aborted) return signalExitCode(context.signalName() ?? 'SIGINT');
+      throw error;
+    }
+    if (!quiet) note(`holding lock "${name}" (fencing token ${held.token})`);
+    let child: Child;
+    try {
+      child = await Child.start(args.rest, {
+        CONCORD_FENCING_TOKEN: held.token.toString(),
+        CONCORD_LOCK: name,
+        CONCORD_MEMBER: coordinator.member,
+      });
+    } catch (error) {
+      await held.release();
+      throw error;
+    }
+    let lost = false;
+    const onLost = (): void => {
+      // A release by us also aborts the signal; only a loss while the command runs matters.
+      if (!child.running) return;
+      lost = true;
+      note(`lost lock "${name}" while the command ran (${describeReason(held.signal.reason)}); stopping it`);
+      void child.stop(graceMs);
+    };
+    held.signal.addEventListener('abort', onLost, { once: true });
+    const exit = await child.exited;
+    held.signal.removeEventListener('abort', onLost);
+    await held.release();
+    if (lost) throw new CliError(`the command was stopped because lock "${name}" was lost (its exit code was ${exit.code})`, EXIT.lost);
+    return exit.code;
+  } finally {
+    await coordinator.close();
+  }
+}
+
+function describeReason(reason: unknown): string {
+  return reason instanceof Error ? reason.message : 'session lost';
+}
