@@ -98,8 +98,7 @@ export class ToozHashRing extends Ring {
     order.sort((a, b) => {
       const x = a << 2;
       const y = b << 2;
-      return pos[x]! - pos[y]! || pos[x + 1]! - pos[y + 1]! || pos[x + 2]! - pos[y + 2]! || pos[x + 3]! - pos[y + 3]! ||
-        own[a]! - own[b]!;
+      return pos[x]! - pos[y]! || pos[x + 1]! - pos[y + 1]! || pos[x + 2]! - pos[y + 2]! || pos[x + 3]! - pos[y + 3]! || own[a]! - own[b]!;
     });
     const points = new Uint32Array(total * 4);
     const owners = new Uint32Array(total);

@@ -25,9 +25,11 @@ describe('murmur3 x86_32', () => {
   });
 
   it('hashes a string as its UTF-8 bytes, ASCII or not', () => {
-    fc.assert(fc.property(fc.string({ unit: 'grapheme', maxLength: 30 }), fc.nat(), (s, seed) => {
-      expect(murmur3(s, seed)).toBe(murmur3(utf8(s), seed));
-    }));
+    fc.assert(
+      fc.property(fc.string({ unit: 'grapheme', maxLength: 30 }), fc.nat(), (s, seed) => {
+        expect(murmur3(s, seed)).toBe(murmur3(utf8(s), seed));
+      }),
+    );
     expect(murmur3('naïve-ключ-键-😀')).toBe(murmur3(utf8('naïve-ключ-键-😀')));
   });
 });
@@ -37,10 +39,12 @@ describe('md5', () => {
 
   it('md5Words equals node:crypto for strings and bytes of any length', () => {
     const out = new Uint32Array(4);
-    fc.assert(fc.property(fc.oneof(fc.string({ unit: 'grapheme', maxLength: 200 }), fc.uint8Array({ maxLength: 300 })), (data) => {
-      md5Words(data, out);
-      expect([...out]).toEqual(words(createHash('md5').update(data).digest()));
-    }));
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ unit: 'grapheme', maxLength: 200 }), fc.uint8Array({ maxLength: 300 })), (data) => {
+        md5Words(data, out);
+        expect([...out]).toEqual(words(createHash('md5').update(data).digest()));
+      }),
+    );
     for (const length of [55, 56, 63, 64, 65, 119, 120, 128, 1000]) {
       const data = new Uint8Array(length).fill(0x61);
       md5Words(data, out);
@@ -52,7 +56,11 @@ describe('md5', () => {
     const bytes = utf8('nöde');
     const points = md5Repeated(bytes, 5);
     for (let r = 0; r < 5; r++) {
-      const expected = words(createHash('md5').update(Buffer.from('nöde'.repeat(r + 2))).digest());
+      const expected = words(
+        createHash('md5')
+          .update(Buffer.from('nöde'.repeat(r + 2)))
+          .digest(),
+      );
       expect([...points.subarray(r * 4, r * 4 + 4)]).toEqual(expected);
     }
   });

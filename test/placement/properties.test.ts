@@ -55,24 +55,30 @@ describe.each(implementations)('%s', (_name, build) => {
 
   it('returns distinct, ordered replicas, as many as there are non-ignored nodes, none ignored', () => {
     fc.assert(
-      fc.property(nodeSet, keys, fc.integer({ min: 1, max: 12 }), fc.array(nodeId, { maxLength: 5 }), (nodes, ks, replicas, extraIgnore) => {
-        const p = build(nodes);
-        const members = Object.keys(nodes);
-        const ignore = [...members.filter((_, i) => i % 3 === 1), ...extraIgnore];
-        const ignored = new Set(ignore.filter((n) => members.includes(n)));
-        const withoutIgnored = build(Object.fromEntries(Object.entries(nodes).filter(([n]) => !ignored.has(n))));
-        for (const k of ks) {
-          const owners = p.getNodes(k, { replicas, ignore });
-          expect(new Set(owners).size).toBe(owners.length);
-          expect(owners.length).toBe(Math.min(replicas, members.length - ignored.size));
-          for (const o of owners) expect(ignored.has(o)).toBe(false);
-          // Ordered: fewer replicas give a prefix of more.
-          expect(p.getNodes(k, { replicas: replicas + 1, ignore }).slice(0, owners.length)).toEqual(owners);
-          // Ignoring a node is the same as removing it.
-          if (withoutIgnored.size > 0) expect(withoutIgnored.getNodes(k, { replicas })).toEqual(owners);
-          expect(p.get(k)).toBe(p.getNodes(k)[0]);
-        }
-      }),
+      fc.property(
+        nodeSet,
+        keys,
+        fc.integer({ min: 1, max: 12 }),
+        fc.array(nodeId, { maxLength: 5 }),
+        (nodes, ks, replicas, extraIgnore) => {
+          const p = build(nodes);
+          const members = Object.keys(nodes);
+          const ignore = [...members.filter((_, i) => i % 3 === 1), ...extraIgnore];
+          const ignored = new Set(ignore.filter((n) => members.includes(n)));
+          const withoutIgnored = build(Object.fromEntries(Object.entries(nodes).filter(([n]) => !ignored.has(n))));
+          for (const k of ks) {
+            const owners = p.getNodes(k, { replicas, ignore });
+            expect(new Set(owners).size).toBe(owners.length);
+            expect(owners.length).toBe(Math.min(replicas, members.length - ignored.size));
+            for (const o of owners) expect(ignored.has(o)).toBe(false);
+            // Ordered: fewer replicas give a prefix of more.
+            expect(p.getNodes(k, { replicas: replicas + 1, ignore }).slice(0, owners.length)).toEqual(owners);
+            // Ignoring a node is the same as removing it.
+            if (withoutIgnored.size > 0) expect(withoutIgnored.getNodes(k, { replicas })).toEqual(owners);
+            expect(p.get(k)).toBe(p.getNodes(k)[0]);
+          }
+        },
+      ),
     );
   });
 
@@ -170,11 +176,13 @@ describe('weights', () => {
     return worst;
   }
 
-  const weightedSet = fc.uniqueArray(fc.string({ minLength: 1, maxLength: 8 }), { minLength: 2, maxLength: 6 }).chain((names) =>
-    fc.tuple(...names.map(() => fc.double({ min: 0.5, max: 4, noNaN: true }))).map((ws) =>
-      Object.fromEntries(names.map((n, i) => [n, ws[i]!])),
-    ),
-  );
+  const weightedSet = fc
+    .uniqueArray(fc.string({ minLength: 1, maxLength: 8 }), { minLength: 2, maxLength: 6 })
+    .chain((names) =>
+      fc
+        .tuple(...names.map(() => fc.double({ min: 0.5, max: 4, noNaN: true })))
+        .map((ws) => Object.fromEntries(names.map((n, i) => [n, ws[i]!]))),
+    );
 
   // Bounds: rendezvous is exact up to sampling noise; a ring's arcs add a relative error ~ 1/sqrt(points per node).
   it.each([

@@ -141,12 +141,7 @@ export async function runTooz(cases: readonly ToozCase[]): Promise<ToozAnswer[][
   }
 }
 
-/** Sorts like Python's sorted() on str: by code point (JS's default sort compares UTF-16 units). */
+/** Sorts like Python's sorted() on str: by code point, which is UTF-8 byte order (JS's sort compares UTF-16 units). */
 export function sortByCodePoint(items: readonly string[]): string[] {
-  return [...items].sort((a, b) => {
-    const x = [...a].map((c) => c.codePointAt(0)!);
-    const y = [...b].map((c) => c.codePointAt(0)!);
-    for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
-    return x.length - y.length;
-  });
+  return [...items].sort((a, b) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')));
 }

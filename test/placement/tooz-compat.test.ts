@@ -78,10 +78,25 @@ describe('ToozHashRing against Python tooz', () => {
 
   it.skipIf(!available)('agrees on the primary where two ids share md5 points', async () => {
     // 'a' and 'aa' share points; tooz keeps the node added last there, which here is the smaller id, as ours does.
-    const nodes = [['aa', 1], ['a', 3], ['b', 1], ['aaaa', 1]] as const;
+    const nodes = [
+      ['aa', 1],
+      ['a', 3],
+      ['b', 1],
+      ['aaaa', 1],
+    ] as const;
     const random = prng(7);
     const lookups = Array.from({ length: 300 }, (_, l) => ({ spec: randomKey(random, l), replicas: 1, ignore: [] }));
-    const [answers] = await runTooz([{ nodes: [['aaaa', 1], ['aa', 1], ['a', 3], ['b', 1]], lookups }]);
+    const [answers] = await runTooz([
+      {
+        nodes: [
+          ['aaaa', 1],
+          ['aa', 1],
+          ['a', 3],
+          ['b', 1],
+        ],
+        lookups,
+      },
+    ]);
     const ring = new ToozHashRing(Object.fromEntries(nodes));
     lookups.forEach((lookup, l) => expect(ring.get(keyOf(lookup.spec))).toBe(answers![l]!.ordered[0]));
   });

@@ -103,6 +103,13 @@ describe.each(implementations)('%s validation', (name, build) => {
     expect(p.has('c')).toBe(true);
     expect(p.remove('zzz')).toBe(false);
     expect(p.getNodes('k', { replicas: 2, ignore: new Set(['a']) })).toHaveLength(2);
-    expect(p.getNodes('k', { ignore: (function* () { yield 'a'; yield 'b'; })() })).toEqual(['c']);
+    expect(
+      p.getNodes('k', {
+        ignore: (function* () {
+          yield 'a';
+          yield 'b';
+        })(),
+      }),
+    ).toEqual(['c']);
   });
 });

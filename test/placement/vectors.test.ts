@@ -21,8 +21,11 @@ describe.each(builders)('test/vectors/%s.json', (name, build) => {
       const placement = build(c.nodes, c.options);
       for (const l of c.lookups) {
         const key = keyOf(l.key === undefined ? { keyHex: l.keyHex! } : { key: l.key });
-        expect({ case: c.name, key: l.key ?? l.keyHex, owners: placement.getNodes(key, { replicas: l.replicas, ignore: l.ignore }) })
-          .toEqual({ case: c.name, key: l.key ?? l.keyHex, owners: l.owners });
+        expect({
+          case: c.name,
+          key: l.key ?? l.keyHex,
+          owners: placement.getNodes(key, { replicas: l.replicas, ignore: l.ignore }),
+        }).toEqual({ case: c.name, key: l.key ?? l.keyHex, owners: l.owners });
         lookups++;
       }
     }

@@ -67,11 +67,14 @@ function shapes(seed: number, integerWeights: boolean, optionName: string, optio
       if (variant !== undefined && size > 10) continue;
       const names: string[] = [];
       while (names.length < size) {
-        const name = pick(random, [`node-${names.length}`, randomText(random, 8), `10.0.0.${int(random, 1, 254)}:${int(random, 1000, 9999)}`]);
+        const name = pick(random, [
+          `node-${names.length}`,
+          randomText(random, 8),
+          `10.0.0.${int(random, 1, 254)}:${int(random, 1000, 9999)}`,
+        ]);
         if (!names.some((other) => repeats(other, name))) names.push(name);
       }
-      const weightOf = (): number =>
-        kind === 'equal' ? 1 : integerWeights ? int(random, 1, 4) : pick(random, [0.5, 1, 1.5, 2, 3, 0.25]);
+      const weightOf = (): number => (kind === 'equal' ? 1 : integerWeights ? int(random, 1, 4) : pick(random, [0.5, 1, 1.5, 2, 3, 0.25]));
       const nodes = Object.fromEntries(names.map((n) => [n, weightOf()]));
       const queries = Array.from({ length: size >= 100 ? 40 : 24 }, (_, i) => {
         const ignore = random() < 0.3 ? names.filter(() => random() < 0.2) : [];
@@ -98,7 +101,8 @@ function ours(shape: Shape, placement: Placement): VectorCase {
   };
 }
 
-const KEYS_NOTE = 'key: a string, hashed as its UTF-8 bytes; keyHex: raw bytes. owners: getNodes(key, { replicas, ignore }), primary first.';
+const KEYS_NOTE =
+  'key: a string, hashed as its UTF-8 bytes; keyHex: raw bytes. owners: getNodes(key, { replicas, ignore }), primary first.';
 
 async function main(): Promise<void> {
   const dir = fileURLToPath(new URL('.', import.meta.url));
@@ -108,7 +112,7 @@ async function main(): Promise<void> {
 
   write('rendezvous', {
     algorithm: 'rendezvous',
-    description: `concord Rendezvous: weighted highest random weight, score ln((mix32(murmur3(key) ^ murmur3(node)) + 0.5) / 2^32) / weight, highest wins, ties to the smaller node id (UTF-16 order). ${KEYS_NOTE}`,
+    description: `concord Rendezvous: weighted highest random weight. x = murmur3(key) ^ murmur3(node); y = imul(x ^ (x >>> 16), 0x85ebca6b); rank = imul(y ^ (y >>> 13), 0xc2b2ae35) as int32; score = ln((rank + 2^31 + 0.5) / 2^32) / weight; highest wins, ties to the smaller node id (UTF-16 order). ${KEYS_NOTE}`,
     cases: shapes(1, false, 'unused', []).map((s) => ours(s, new Rendezvous(s.nodes))),
   });
 
