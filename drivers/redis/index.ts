@@ -94,8 +94,8 @@ class RedisDriver implements Driver {
   readonly #prefix: string;
   readonly #ttlMs: number;
   readonly #cmd: RedisClient;
-  #subscriber: Subscriber | undefined;
-  #subscribing: Promise<Subscriber> | undefined;
+  readonly #subscriber: Subscriber;
+  #expiryEvents = false;
   #reader: StreamReader | undefined;
   #readerClient: RedisClient | undefined;
   readonly #sessions = new Map<string, number>();
@@ -105,6 +105,7 @@ class RedisDriver implements Driver {
   /** Scripts known to be cached by the server behind the current connection. */
   readonly #loaded = new Set<ScriptName>();
   #reapScheduled = false;
+  #nonce = 0;
   #closed = false;
 
   constructor(Redis: RedisConstructor, settings: RedisSettings, context: DriverContext) {
@@ -114,6 +115,11 @@ class RedisDriver implements Driver {
     this.#prefix = `{${context.namespace}}:`;
     this.#ttlMs = context.sessionTtlMs;
     this.#cmd = createClient(Redis, settings.base, 'command', context.sessionTtlMs);
+    this.#subscriber = new Subscriber(createClient(Redis, settings.base, 'subscriber', context.sessionTtlMs), () => {
+      // Messages published while the subscriber was down are lost: every waiter and lock watch checks again.
+      for (const listener of [...this.#lockWatchers]) listener();
+      this.#scheduleReap();
+    });
     let wasDown = false;
     this.#cmd.on('close', () => {
       wasDown = true;
@@ -130,7 +136,21 @@ class RedisDriver implements Driver {
   }
 
   async start(): Promise<void> {
-    await open(this.#cmd);
+    try {
+      await Promise.all([open(this.#cmd), open(this.#subscriber.client)]);
+    } catch (error) {
+      this.destroy();
+      throw error;
+    }
+    // Every script cached up front: later calls send only the SHA1.
+    try {
+      const pipeline = this.#cmd.pipeline();
+      for (const script of Object.values(SCRIPTS)) pipeline.call('SCRIPT', 'LOAD', script.source);
+      const replies = (await pipeline.exec()) ?? [];
+      if (replies.every(([error]) => error === null)) for (const name of Object.keys(SCRIPTS) as ScriptName[]) this.#loaded.add(name);
+    } catch (error) {
+      debug('loading scripts failed: %s', (error as Error).message);
+    }
   }
 
   // ---- plumbing
@@ -160,30 +180,15 @@ class RedisDriver implements Driver {
     }
   }
 
-  /** The subscriber connection, opened on first use (plain members that only heartbeat never need it). */
-  async #sub(): Promise<Subscriber> {
-    if (this.#subscriber) return this.#subscriber;
-    this.#subscribing ??= (async () => {
-      const client = createClient(this.#Redis, this.#settings.base, 'subscriber', this.#ttlMs);
-      try {
-        await open(client);
-      } catch (error) {
-        this.#subscribing = undefined;
-        throw error;
-      }
-      if (this.#closed) {
-        client.disconnect();
-        throw new ConcordError('ERR_CONNECTION', 'the redis connection is closed');
-      }
-      const subscriber = new Subscriber(client, () => {
-        for (const listener of [...this.#lockWatchers]) listener();
-        this.#scheduleReap();
-      });
-      this.#subscriber = subscriber;
-      if (this.#settings.keyspaceEvents) void this.#listenForExpiry(subscriber);
-      return subscriber;
-    })();
-    return this.#subscribing;
+  /** The subscriber connection, opened with the command connection so a first watch subscribes in one round trip. */
+  #sub(): Promise<Subscriber> {
+    if (this.#closed) return Promise.reject(new ConcordError('ERR_CONNECTION', 'the redis connection is closed'));
+    if (this.#settings.keyspaceEvents && !this.#expiryEvents) {
+      // Only coordinators that watch or wait listen for expiries: plain members need not all reap on every one.
+      this.#expiryEvents = true;
+      void this.#listenForExpiry(this.#subscriber);
+    }
+    return Promise.resolve(this.#subscriber);
   }
 
   /** Expired session keys reaped at once: turn the notifications on when allowed; never depend on them. */
@@ -256,9 +261,8 @@ class RedisDriver implements Driver {
     this.#unfinished.clear();
     this.#readerClient?.disconnect();
     await this.#reader?.stop();
-    const subscribing = this.#subscribing?.catch(() => undefined);
-    const subscriber = await subscribing;
-    await Promise.all([quit(this.#cmd), subscriber ? quit(subscriber.client) : Promise.resolve()]);
+    this.#subscriber.dispose();
+    await Promise.all([quit(this.#cmd), quit(this.#subscriber.client)]);
   }
 
   destroy(): void {
@@ -268,8 +272,8 @@ class RedisDriver implements Driver {
     this.#readerClient?.disconnect();
     void this.#reader?.stop();
     this.#cmd.disconnect();
-    this.#subscriber?.client.disconnect();
-    void this.#subscribing?.then((s) => s.client.disconnect()).catch(() => undefined);
+    this.#subscriber.dispose();
+    this.#subscriber.client.disconnect();
   }
 
   // ---- groups
@@ -325,38 +329,60 @@ class RedisDriver implements Driver {
   // ---- locks
 
   async tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined> {
-    const [held, value] = (await this.#run('acquire', [lockKey(kind, name), sessionId, member, 'try', '0'])) as [number, number | string];
+    const nonce = String(++this.#nonce);
+    const [held, value] = (await this.#run('acquire', [lockKey(kind, name), sessionId, member, 'try', '0', nonce])) as [number, number | string];
     return held === 1 ? BigInt(value) : undefined;
   }
 
+  /**
+   * The fair wait. One attempt first; when it queues us, subscribe to the lock's channel (or reuse a recent
+   * subscription) and wait for the grant addressed to this call's nonce, which the releasing script publishes after
+   * handing us the lock. Expiry publishes nothing, so we also re-check when the holder's session is due to expire,
+   * and at least every ttl/3 (which keeps our queue entry fresh).
+   */
   async acquireLock(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint> {
     if (signal.aborted) throw abortedError(signal);
     const lk = lockKey(kind, name);
+    const channel = `${this.#prefix}c:${lk}`;
+    const nonce = String(++this.#nonce);
+    const ours = `g ${sessionId} ${nonce} `;
+    let granted: string | undefined;
     let wake = (): void => undefined;
     const onMessage = (text: string): void => {
-      // Our own grant, or a release nobody was queued for: check now. A grant to someone else changes nothing here.
-      if (text === 'r' || text.startsWith(`g ${sessionId} `)) wake();
+      if (text.startsWith(ours)) {
+        granted = text.slice(ours.length);
+        wake();
+      } else if (text === 'r') {
+        // Freed with nobody queued (our entry may have lapsed): try again.
+        wake();
+      }
     };
-    const subscriber = await this.#sub();
-    const unsubscribe = await subscriber.add(`${this.#prefix}c:${lk}`, onMessage);
     const wakeAll = (): void => {
       wake();
     };
     this.#lockWatchers.add(wakeAll);
+    let unsubscribe: Unsubscribe | undefined;
     try {
+      if (this.#subscriber.has(channel)) unsubscribe = await (await this.#sub()).add(channel, onMessage);
       const refreshMs = this.#ttlMs / 3;
       for (;;) {
         if (signal.aborted) throw abortedError(signal);
         const woken = new Promise<void>((resolve) => {
           wake = resolve;
         });
-        const [held, value] = (await this.#run('acquire', [lk, sessionId, member, 'wait', String(Math.ceil(this.#ttlMs))])) as [number, number | string];
+        const [held, value] = (await this.#run('acquire', [lk, sessionId, member, 'wait', String(Math.ceil(this.#ttlMs)), nonce])) as [number, number | string];
         if (held === 1) return BigInt(value);
+        if (granted !== undefined) return BigInt(granted);
+        if (!unsubscribe) {
+          // Queued before we listened: subscribe, then look again, so a grant in between is not missed.
+          unsubscribe = await (await this.#sub()).add(channel, onMessage);
+          continue;
+        }
         queued();
-        // Expiry publishes nothing: re-check when the holder's session is due to expire, and refresh our queue entry.
         const holderMs = Number(value);
         const recheckMs = holderMs >= 0 ? Math.min(holderMs + 2, refreshMs) : refreshMs;
         await waitForWake(woken, recheckMs, signal);
+        if (granted !== undefined) return BigInt(granted);
       }
     } catch (error) {
       if (signal.aborted) {
@@ -367,7 +393,7 @@ class RedisDriver implements Driver {
       throw toConcordError(error);
     } finally {
       this.#lockWatchers.delete(wakeAll);
-      unsubscribe();
+      unsubscribe?.();
     }
   }
 

@@ -12,7 +12,12 @@ type Listener = (message: string) => void;
 interface Channel {
   readonly listeners: Set<Listener>;
   readonly subscribed: Promise<void>;
+  /** Pending unsubscription of a channel nobody listens to any more. */
+  idle: NodeJS.Timeout | undefined;
 }
+
+/** A channel stays subscribed this long after its last listener left: the next wait on a busy lock saves a round trip. */
+const LINGER_MS = 5000;
 
 export class Subscriber {
   readonly #client: RedisClient;
@@ -43,6 +48,17 @@ export class Subscriber {
     return this.#client;
   }
 
+  /** True when the channel is subscribed or being subscribed: `add` then costs no round trip. */
+  has(channel: string): boolean {
+    return this.#channels.has(channel);
+  }
+
+  /** Stops the linger timers (the connection is being closed). */
+  dispose(): void {
+    for (const entry of this.#channels.values()) clearTimeout(entry.idle);
+    this.#channels.clear();
+  }
+
   async add(channel: string, listener: Listener): Promise<Unsubscribe> {
     let entry = this.#channels.get(channel);
     if (!entry) {
@@ -54,10 +70,12 @@ export class Subscriber {
         },
       );
       subscribed.catch(() => undefined);
-      entry = { listeners: new Set(), subscribed };
+      entry = { listeners: new Set(), subscribed, idle: undefined };
       this.#channels.set(channel, entry);
     }
     const own = entry;
+    clearTimeout(own.idle);
+    own.idle = undefined;
     await own.subscribed;
     // Everyone else left while we waited, and the channel was unsubscribed: subscribe again.
     if (this.#channels.get(channel) !== own) return this.add(channel, listener);
@@ -71,8 +89,13 @@ export class Subscriber {
       done = true;
       own.listeners.delete(wrapped);
       if (own.listeners.size === 0 && this.#channels.get(channel) === own) {
-        this.#channels.delete(channel);
-        if (this.#client.status === 'ready') this.#client.unsubscribe(channel).catch(() => undefined);
+        clearTimeout(own.idle);
+        own.idle = setTimeout(() => {
+          if (own.listeners.size > 0 || this.#channels.get(channel) !== own) return;
+          this.#channels.delete(channel);
+          if (this.#client.status === 'ready') this.#client.unsubscribe(channel).catch(() => undefined);
+        }, LINGER_MS);
+        own.idle.unref();
       }
     };
   }

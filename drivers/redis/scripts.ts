@@ -15,7 +15,8 @@
  *   P f:<kind>:<name>   fencing counter, seeded from the server's TIME in microseconds
  *   P q:<kind>:<name>   list of waiting sids, FIFO
  *   P qt:<kind>:<name>  zset sid -> expiry of the waiter's entry (server ms), refreshed while it waits
- *   channel P c:<kind>:<name>: `g <sid> <token>` when granted, `r` when freed with nobody waiting
+ *   P qn:<kind>:<name>  hash sid -> the waiting call's nonce, so a waiter trusts only a grant meant for this wait
+ *   channel P c:<kind>:<name>: `g <sid> <nonce> <token>` when granted, `r` when freed with nobody waiting
  *
  * Every script takes KEYS[1] = P..'ss' (routing only) and ARGV[1] = P, then its own arguments.
  * Errors meant for the caller are replies 'CONCORD <code>'.
@@ -39,7 +40,7 @@ local function event(group, typ, member, caps)
   redis.call('XADD', P .. 'x:' .. group, 'MAXLEN', '~', ${STREAM_MAXLEN}, '*', 'n', n, 't', typ, 'm', member, 'c', caps)
 end
 
-local function grant(lk, sid, member)
+local function grant(lk, sid, member, nonce)
   local fence = P .. 'f:' .. lk
   if redis.call('EXISTS', fence) == 0 then
     -- Seeded from the clock, so tokens keep growing even after a restart that lost the counter.
@@ -48,9 +49,9 @@ local function grant(lk, sid, member)
   end
   redis.call('INCR', fence)
   local token = redis.call('GET', fence)
-  redis.call('HSET', P .. 'l:' .. lk, 's', sid, 'm', member, 't', token)
+  redis.call('HSET', P .. 'l:' .. lk, 's', sid, 'm', member, 't', token, 'w', nonce)
   redis.call('SADD', P .. 'sl:' .. sid, lk)
-  redis.call('PUBLISH', P .. 'c:' .. lk, 'g ' .. sid .. ' ' .. token)
+  redis.call('PUBLISH', P .. 'c:' .. lk, 'g ' .. sid .. ' ' .. nonce .. ' ' .. token)
   return token
 end
 
@@ -64,15 +65,20 @@ local function prune(lk, now)
     if exp and tonumber(exp) >= now and alive(head) then return head end
     redis.call('LPOP', q)
     redis.call('ZREM', qt, head)
+    redis.call('HDEL', P .. 'qn:' .. lk, head)
   end
 end
 
 local function dequeue(lk, sid)
-  if redis.call('ZREM', P .. 'qt:' .. lk, sid) == 1 then redis.call('LREM', P .. 'q:' .. lk, 0, sid) end
+  if redis.call('ZREM', P .. 'qt:' .. lk, sid) == 1 then
+    redis.call('LREM', P .. 'q:' .. lk, 0, sid)
+    redis.call('HDEL', P .. 'qn:' .. lk, sid)
+  end
 end
 
-local function enqueue(lk, sid, expiry)
+local function enqueue(lk, sid, expiry, nonce)
   if redis.call('ZADD', P .. 'qt:' .. lk, expiry, sid) == 1 then redis.call('RPUSH', P .. 'q:' .. lk, sid) end
+  redis.call('HSET', P .. 'qn:' .. lk, sid, nonce)
 end
 
 -- The lock is free: the first live waiter gets it now (no round trip on its side), else the release is announced.
@@ -80,8 +86,9 @@ local function handoff(lk, now)
   local head = prune(lk, now)
   if head then
     local member = redis.call('GET', P .. 's:' .. head)
+    local nonce = redis.call('HGET', P .. 'qn:' .. lk, head) or '-'
     dequeue(lk, head)
-    grant(lk, head, member)
+    grant(lk, head, member, nonce)
   else
     redis.call('PUBLISH', P .. 'c:' .. lk, 'r')
   end
@@ -96,10 +103,10 @@ end
 -- The lock's holder {sid, member, token}, or nil; a holder whose session died is removed first.
 local function current(lk, now)
   local l = P .. 'l:' .. lk
-  local h = redis.call('HMGET', l, 's', 'm', 't')
+  local h = redis.call('HMGET', l, 's', 'm', 't', 'w')
   if h[1] and not alive(h[1]) then
     free(lk, h[1], now)
-    h = redis.call('HMGET', l, 's', 'm', 't')
+    h = redis.call('HMGET', l, 's', 'm', 't', 'w')
   end
   if h[1] then return h end
   return nil
@@ -261,11 +268,11 @@ local n = redis.call('GET', P .. 'n:' .. g) or '0'
 return {exists, members, id, n}`,
 
   /**
-   * ARGV: P, lk, sid, member, mode ('try' | 'wait'), waiter entry ttl ms.
+   * ARGV: P, lk, sid, member, mode ('try' | 'wait'), waiter entry ttl ms, nonce of this call.
    * {1, token} when held by sid; {0, ms until the holder's session would expire (-1: unknown)} otherwise.
    */
   acquire: `
-local lk, sid, member, mode = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local lk, sid, member, mode, nonce = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[7]
 if not alive(sid) then return fail('ERR_SESSION_LOST') end
 local now = nowms()
 local h = current(lk, now)
@@ -273,19 +280,21 @@ if not h then
   local head = prune(lk, now)
   if head == nil or head == sid then
     dequeue(lk, sid)
-    return {1, grant(lk, sid, member)}
+    return {1, grant(lk, sid, member, nonce)}
   end
   -- Free, with an earlier live waiter: it is served first, and we never barge ahead of it.
   handoff(lk, now)
   h = current(lk, now)
 end
 if h and h[1] == sid then
-  -- Already ours (a retry whose first reply was lost, or a release still on its way): a fresh token, so the
-  -- earlier holder's late release cannot free it.
   dequeue(lk, sid)
-  return {1, grant(lk, sid, member)}
+  -- Granted to this very wait (the grant crossed this call): the same token.
+  if h[4] == nonce then return {1, h[3]} end
+  -- Held by an earlier acquisition of this session (a retry whose reply was lost, or a release still on its way):
+  -- a fresh token, so that late release cannot free the lock.
+  return {1, grant(lk, sid, member, nonce)}
 end
-if mode == 'wait' then enqueue(lk, sid, now + tonumber(ARGV[6])) end
+if mode == 'wait' then enqueue(lk, sid, now + tonumber(ARGV[6]), nonce) end
 local pttl = -1
 if h then pttl = redis.call('PTTL', P .. 's:' .. h[1]) end
 return {0, pttl}`,
