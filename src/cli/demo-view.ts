@@ -52,7 +52,7 @@ export class DemoView {
   readonly #options: ViewOptions;
   readonly #style: Style;
   readonly #events: string[] = [];
-  readonly #frozen = new Map<string, number>();
+  readonly #frozen = new Map<string, { ratio: number; share: number | undefined }>();
   #rows: (() => WorkerRow[]) | undefined;
   #timer: NodeJS.Timeout | undefined;
   #drawn = 0;
@@ -133,15 +133,18 @@ export class DemoView {
     const rows = given ?? this.#rows?.() ?? [];
     const s = this.#style;
     const cells = rows.map((row) => {
+      const live = row.status === 'running' || row.status === 'starting';
       let ratio = row.ownedTotal === 0 ? (row.status === 'running' ? 1 : 0) : row.ownedDone / row.ownedTotal;
-      // A dead worker's bar stays where it was when it died.
-      if (row.status === 'killed' || row.status === 'failed') ratio = this.#frozen.get(row.name) ?? ratio;
-      else this.#frozen.set(row.name, ratio);
+      let share = row.share;
+      // A worker that is gone keeps the bar and share it had when it went.
+      const frozen = this.#frozen.get(row.name);
+      if (!live && frozen) ({ ratio, share } = frozen);
+      else if (live) this.#frozen.set(row.name, { ratio, share });
       return [
         `  ${row.name}`,
         this.#bar(ratio),
         `${row.completions} done`,
-        row.share === undefined ? s.dim('share  -') : `share ${`${Math.round(row.share * 100)}%`.padStart(4)}`,
+        share === undefined ? s.dim('share  -') : `share ${`${Math.round(share * 100)}%`.padStart(4)}`,
         this.#status(row),
         row.current !== undefined && row.status === 'running' ? s.dim(taskKey(row.current)) : '',
       ];

@@ -34,6 +34,8 @@ export const spec: CommandSpec = {
     { name: 'algorithm', type: 'string', value: 'NAME', default: 'rendezvous', description: 'placement: rendezvous, ring or tooz' },
     { name: 'timeout', type: 'integer', value: 'MS', min: 1, default: 120_000, description: 'give up (and fail) after this long' },
     { name: 'plain', type: 'boolean', description: 'print lines even on a terminal' },
+    // A negative control for the check: workers neither lock nor ask the ledger, so taken-over keys are redone.
+    { name: 'unsafe-no-locks', type: 'boolean', hidden: true, description: 'workers skip the task locks and the completion check' },
     ...BACKEND_OPTIONS.filter((option) => option.name !== 'member' && option.name !== 'session-ttl'),
     { name: 'session-ttl', type: 'integer', value: 'MS', min: 1, default: 2000, description: 'session TTL of the workers: the longest a killed worker can hold its keys' },
     HELP_OPTION,
@@ -94,6 +96,7 @@ export async function run(args: Parsed, context: Context): Promise<number> {
     throw new CliError(`--algorithm must be rendezvous, ring or tooz, got ${JSON.stringify(algorithm)}`, EXIT.usage);
   }
   const killOne = args.flag('kill') && workerCount >= 2;
+  const unsafe = args.flag('unsafe-no-locks');
   const url = backendUrl(args);
   if (parseUrl(url).protocol.toLowerCase() === 'memory:') {
     throw new CliError('the demo runs several processes, and memory:// lives inside one process; use the default SQLite file, sqlite:///path.db, or a server URL', EXIT.usage);
@@ -205,13 +208,16 @@ export async function run(args: Parsed, context: Context): Promise<number> {
       if (worker.process.connected) worker.process.send(message, () => undefined);
     };
 
-    /** Once half of the tasks are done, kills `candidate` (a worker that has just started a task), or else the last one running. */
-    const maybeKill = (candidate?: WorkerState): void => {
+    /**
+     * Once half of the tasks are done, kills a worker in the middle of a task (that task must then be redone by a
+     * survivor): `candidate`, which has just claimed one, or any other. Without `anyone`, waits for such a moment.
+     */
+    const maybeKill = (candidate: WorkerState | undefined, anyone: boolean): void => {
       if (!killOne || kill || finishing || accepted < Math.floor(taskCount / 2)) return;
       const alive = workers.filter((worker) => worker.status === 'running');
       if (alive.length < 2) return;
-      // Best in the middle of a task: that task must then be redone by a survivor.
-      const victim = candidate?.status === 'running' && candidate.current !== undefined ? candidate : alive[alive.length - 1];
+      const busy = candidate?.status === 'running' && candidate.current !== undefined ? candidate : alive.find((worker) => worker.current !== undefined);
+      const victim = busy ?? (anyone ? alive[alive.length - 1] : undefined);
       if (!victim) return;
       const owned = new Set<number>();
       for (let task = 1; task <= taskCount; task++) if (owner[task] === victim.member && !tasks[task]?.accepted) owned.add(task);
@@ -245,7 +251,7 @@ export async function run(args: Parsed, context: Context): Promise<number> {
         view.event(`${worker.name} took over ${kill.victim.name}'s keys ${formatMs(kill.resumedAt - kill.at)} after the kill (${taskKey(message.task)})`);
       }
       send(worker, { type: 'claimed', id: message.id, done: task.accepted !== undefined });
-      maybeKill(worker);
+      maybeKill(worker, false);
     };
 
     const onDone = (worker: WorkerState, message: Extract<FromWorker, { type: 'done' }>): void => {
@@ -277,6 +283,8 @@ export async function run(args: Parsed, context: Context): Promise<number> {
       }
       send(worker, { type: 'recorded', id: message.id, accepted: true });
       view.progress(accepted);
+      // Without locks (the negative control) nobody claims: kill whoever is last.
+      maybeKill(undefined, unsafe);
       if (accepted === taskCount) wake();
     };
 
@@ -287,7 +295,8 @@ export async function run(args: Parsed, context: Context): Promise<number> {
       const workerArgs = ['demo-worker', '--url', url, '--group', groupName, '--tasks', String(taskCount), '--work-ms', String(workMs), '--algorithm', algorithm, '--member', member, '--session-ttl', String(sessionTtlMs)];
       const namespace = args.string('namespace');
       if (namespace !== undefined) workerArgs.push('--namespace', namespace);
-      const child = fork(launcher, workerArgs, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], execArgv: [] });
+      if (unsafe) workerArgs.push('--unsafe-no-locks');
+      const child = fork(launcher, workerArgs, { stdio: ['ignore', 'ignore', process.env.DEMO_DEBUG ? 'inherit' : 'pipe', 'ipc'], execArgv: [] });
       const worker: WorkerState = { index, name, member, process: child, status: 'starting', completions: 0, current: undefined, failure: undefined, stderr: '', ready: false };
       workers.push(worker);
       byMember.set(member, worker);
@@ -348,11 +357,15 @@ export async function run(args: Parsed, context: Context): Promise<number> {
         }
       }
       view.event(`all ${members.length} workers joined; shares: ${sharesText()}`);
-      maybeKill();
+      maybeKill(undefined, false);
     }
     while (!stopped() && accepted < taskCount && !workers.every((worker) => worker.status !== 'running')) await nextWake();
     context.interrupted.removeEventListener('abort', onInterrupt);
 
+    const stuck = timedOut
+      ? workers.filter((worker) => worker.status === 'running').map((worker) => `${worker.name} was ${worker.current === undefined ? 'not running a task' : `running ${taskKey(worker.current)}`} when time ran out`)
+      : [];
+    view.stop(rows());
     // Finish: let the workers leave cleanly; anything that will not go is killed.
     finishing = true;
     for (const worker of workers) send(worker, { type: 'finish' });
@@ -366,9 +379,8 @@ export async function run(args: Parsed, context: Context): Promise<number> {
     }, 10_000);
     await Promise.all(exited);
     clearTimeout(force);
-    view.stop(rows());
 
-    const verdict = check(tasks, taskCount, workers, violations, timedOut, context.interrupted.aborted);
+    const verdict = check(tasks, taskCount, workers, violations, timedOut, context.interrupted.aborted, stuck);
     view.summary({
       rows: rows(),
       elapsedMs: elapsed(),
@@ -415,7 +427,7 @@ export interface Verdict {
   readonly lines: string[];
 }
 
-function check(tasks: readonly TaskState[], taskCount: number, workers: readonly WorkerState[], violations: readonly string[], timedOut: boolean, interrupted: boolean): Verdict {
+function check(tasks: readonly TaskState[], taskCount: number, workers: readonly WorkerState[], violations: readonly string[], timedOut: boolean, interrupted: boolean, stuck: readonly string[]): Verdict {
   const missing: number[] = [];
   for (let task = 1; task <= taskCount; task++) if (!tasks[task]?.accepted) missing.push(task);
   const failed = workers.filter((worker) => worker.status === 'failed');
@@ -426,6 +438,7 @@ function check(tasks: readonly TaskState[], taskCount: number, workers: readonly
   for (const violation of violations.slice(0, 10)) lines.push(violation);
   if (violations.length > 10) lines.push(`... and ${violations.length - 10} more violations`);
   for (const worker of failed) lines.push(`${worker.name} failed: ${worker.failure ?? 'unknown reason'}`);
+  lines.push(...stuck);
   const pass = lines.length === 0;
   if (pass) lines.push(`every one of the ${taskCount} tasks completed exactly once`);
   return { pass, lines };
