@@ -1,0 +1,105 @@
+/** The concord command without a shared backend: help, version, argument mistakes, ring, and lock on memory://. */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { HashRing, Rendezvous, ToozHashRing } from '../../src/index.js';
+import { RECORD, ROOT, concord, lines, tempDb } from './run.js';
+
+const KEYS = Array.from({ length: 25 }, (_, i) => `key-${i}`);
+const NODES = { a: 1, b: 2, c: 1, 'node-d': 0.5 };
+const NODE_LIST = 'a,b:2,c,node-d:0.5';
+
+/** A user mistake: one line on stderr, prefixed, no stack, a non-zero code. */
+function expectOneLineError(result: { code: number | null; stderr: string; stdout: string }, pattern: RegExp, code = 2): void {
+  expect(result.code).toBe(code);
+  const errorLines = lines(result.stderr);
+  expect(errorLines).toHaveLength(1);
+  expect(errorLines[0]).toMatch(/^concord: /);
+  expect(errorLines[0]).toMatch(pattern);
+  expect(result.stderr).not.toMatch(/\n\s+at /);
+}
+
+describe('concord basics', () => {
+  it('prints the version and the command list', async () => {
+    const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    const version = await concord(['--version']);
+    expect(version).toMatchObject({ code: 0, stdout: `${manifest.version}\n` });
+    const help = await concord(['--help']);
+    expect(help.code).toBe(0);
+    for (const command of ['demo', 'lock', 'elect', 'groups', 'members', 'leader', 'watch', 'ring']) expect(help.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
+    expect(help.stdout).not.toMatch(/demo-worker/);
+  });
+
+  it('has --help with an example on every command', async () => {
+    const results = await Promise.all(['demo', 'lock', 'elect', 'groups', 'members', 'leader', 'watch', 'ring'].map(async (command) => [command, await concord([command, '--help'])] as const));
+    for (const [command, result] of results) {
+      expect(result.code, command).toBe(0);
+      expect(result.stdout, command).toMatch(new RegExp(`^usage: concord ${command}`));
+      expect(result.stdout, command).toMatch(/^examples?:\n {2}concord /m);
+    }
+  });
+
+  it('reports argument mistakes as one line on stderr with exit code 2', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['frobnicate'], /unknown command "frobnicate"/],
+      [['groups', '--bogus'], /unknown option --bogus/],
+      [['members'], /missing GROUP/],
+      [['lock', 'name'], /missing the command to run/],
+      [['lock', 'name', 'echo', 'hi'], /unexpected argument "echo" \(put the command to run after --\)/],
+      [['lock', 'name', '--timeout', 'soon', '--', 'true'], /--timeout must be an integer/],
+      [['demo', '--workers', '0'], /--workers must be an integer from 1 to 32/],
+      [['demo', '--url', 'memory://x'], /memory:\/\/ lives inside one process/],
+      [['ring', 'k'], /--nodes is required/],
+      [['ring', '--nodes', 'a,b:-1', 'k'], /weight of "b" must be a number > 0/],
+      [['ring', '--nodes', 'a', '--algorithm', 'magic', 'k'], /--algorithm must be rendezvous, ring or tooz/],
+      [['groups', '--url', 'nosuch://host'], /unknown scheme "nosuch:"/],
+      [['groups', '--url', 'not a url'], /not a valid URL/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => concord(args)));
+    results.forEach((result, i) => {
+      expectOneLineError(result, cases[i]?.[1] ?? /./);
+    });
+  });
+
+  it('never prints a password from the URL', async () => {
+    const result = await concord(['groups', '--url', 'nosuch://admin:hunter2@host/x']);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr + result.stdout).not.toContain('hunter2');
+  });
+
+  it('ring prints the same owners as the library, for each algorithm', async () => {
+    const placements = { rendezvous: new Rendezvous(NODES), ring: new HashRing(NODES), tooz: new ToozHashRing(NODES) };
+    for (const [algorithm, placement] of Object.entries(placements)) {
+      const result = await concord(['ring', '--nodes', NODE_LIST, '--algorithm', algorithm, '--replicas', '2', '--json', ...KEYS]);
+      expect(result.code, result.stderr).toBe(0);
+      const rows = JSON.parse(result.stdout) as Array<{ key: string; owners: string[] }>;
+      expect(rows).toEqual(KEYS.map((key) => ({ key, owners: placement.getNodes(key, { replicas: 2 }) })));
+    }
+  });
+
+  it('ring prints one line per key and reads keys from stdin', async () => {
+    const placement = new Rendezvous(NODES);
+    const result = await concord(['ring', '--nodes', NODE_LIST], { input: `${KEYS.slice(0, 5).join('\n')}\n` });
+    expect(result.code, result.stderr).toBe(0);
+    expect(lines(result.stdout)).toEqual(KEYS.slice(0, 5).map((key) => `${key}  ${placement.get(key) ?? ''}`));
+  });
+
+  it('lock runs the command with a fencing token and exits with its code (memory://, one process)', async () => {
+    const db = tempDb();
+    try {
+      const file = join(db.dir, 'record.txt');
+      const result = await concord(['lock', 'job', '--url', 'memory://cli', '--member', 'cli-test', '--', process.execPath, RECORD, file, '7']);
+      expect(result.code, result.stderr).toBe(7);
+      expect(readFileSync(file, 'utf8')).toMatch(/^start pid=\d+ token=\d+ term= member=cli-test$/m);
+      expect(result.stderr).toMatch(/^concord: holding lock "job" \(fencing token \d+\)$/m);
+    } finally {
+      db.remove();
+    }
+  });
+
+  it('lock reports a command that cannot be started', async () => {
+    const result = await concord(['lock', 'job', '--url', 'memory://cli', '--quiet', '--', 'concord-no-such-command-xyz']);
+    expect(result.code).toBe(127);
+    expect(lines(result.stderr)).toEqual(['concord: cannot run "concord-no-such-command-xyz": command not found']);
+  });
+});

@@ -1,0 +1,79 @@
+/** Runs the concord command as a child process, from the TypeScript sources, and collects what it prints. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { schemes } from '../../src/index.js';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const BIN = join(ROOT, 'bin', 'concord.js');
+export const RECORD = join(ROOT, 'test', 'cli', 'record.mjs');
+
+export const sqliteAvailable = schemes().includes('sqlite');
+export const SQLITE_SKIP = 'the sqlite driver is not registered in src/connect.ts yet';
+
+export interface Result {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export interface RunOptions {
+  readonly env?: Record<string, string>;
+  readonly input?: string;
+}
+
+/** The environment of every run: the sources, never a stale build; no colours; no URL from the caller's shell. */
+function environment(extra?: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, CONCORD_CLI_SOURCE: '1', NO_COLOR: '1', ...extra };
+  if (extra?.CONCORD_URL === undefined) delete env.CONCORD_URL;
+  return env;
+}
+
+export class Running {
+  readonly child: ChildProcess;
+  stdout = '';
+  stderr = '';
+  readonly done: Promise<Result>;
+
+  constructor(args: readonly string[], options?: RunOptions) {
+    this.child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: environment(options?.env), stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (this.stdout += chunk));
+    this.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
+    this.child.stdin?.end(options?.input ?? '');
+    this.done = new Promise((resolve) => {
+      this.child.once('close', (code, signal) => {
+        resolve({ code, signal, stdout: this.stdout, stderr: this.stderr });
+      });
+    });
+  }
+
+  get pid(): number {
+    const pid = this.child.pid;
+    if (pid === undefined) throw new Error('the command did not start');
+    return pid;
+  }
+}
+
+export function concord(args: readonly string[], options?: RunOptions): Promise<Result> {
+  return new Running(args, options).done;
+}
+
+/** A temporary folder with a SQLite URL inside it; remove() when done. */
+export function tempDb(): { dir: string; url: string; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'concord-cli-'));
+  return {
+    dir,
+    url: `sqlite://${join(dir, 'test.db')}`,
+    remove: () => {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The lines a user sees on stderr, ignoring blank ones. */
+export function lines(text: string): string[] {
+  return text.split('\n').filter((line) => line.trim() !== '');
+}
