@@ -462,7 +462,7 @@ class RedisDriver implements Driver {
 }
 
 export async function createDriver(context: DriverContext): Promise<Driver> {
-  const settings = redisSettings(context.url, context.params, context.sessionTtlMs);
+  const settings = redisSettings(context.url, context.rawUrl, context.params, context.sessionTtlMs);
   const module = await importClient<{ Redis: RedisConstructor }>('ioredis', context.url.protocol.slice(0, -1));
   const driver = new RedisDriver(module.Redis, settings, context);
   await driver.start();

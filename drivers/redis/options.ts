@@ -75,8 +75,8 @@ function decode(part: string): string {
   }
 }
 
-/** Parses the URL; `raw` is the original string (for the sentinel host list). Never puts the password in an error. */
-export function redisSettings(url: URL, params: URLSearchParams, ttlMs: number): RedisSettings {
+/** Parses the URL; `raw` is the URL as given (for the sentinel host list). Never puts the password in an error. */
+export function redisSettings(url: URL, raw: string, params: URLSearchParams, ttlMs: number): RedisSettings {
   for (const key of params.keys()) {
     if (!KNOWN.has(key)) throw bad(`url has an unknown parameter "${key}" for redis (known: ${[...KNOWN].sort().join(', ')})`);
   }
@@ -95,10 +95,10 @@ export function redisSettings(url: URL, params: URLSearchParams, ttlMs: number):
   };
   let db = 0;
   if (scheme === 'redis+sentinel') {
-    const raw = url.href;
     const master = decode(url.pathname.replace(/^\/+/, '').replace(/\/+$/, ''));
     if (master === '') throw bad('a redis+sentinel url names its master: redis+sentinel://host:port[,host:port]/MASTER');
-    const hosts = sentinelHosts(raw, url);
+    const hosts = hostList(raw, 26379);
+    if (hosts.length === 0) throw bad('a redis+sentinel url lists its sentinels: redis+sentinel://host:port[,host:port]/MASTER');
     if (params.has('db')) db = integer(params.get('db') ?? '', 'parameter db', 0, 1_000_000);
     const sentinelPassword = params.get('sentinelPassword');
     const sentinelUsername = params.get('sentinelUsername');
@@ -128,14 +128,4 @@ export function redisSettings(url: URL, params: URLSearchParams, ttlMs: number):
     }
   }
   return { base, db, keyspaceEvents: flag(params, 'keyspaceEvents', true) };
-}
-
-/** The original host list of a redis+sentinel url, which the core parsed as a placeholder host. */
-function sentinelHosts(_raw: string, url: URL): Array<{ host: string; port: number }> {
-  const original = (url as URL & { concordRaw?: string }).concordRaw;
-  if (original !== undefined) return hostList(original, 26379);
-  if (url.hostname === 'multi-host.invalid') {
-    throw bad('redis+sentinel with several hosts needs the original url (internal)');
-  }
-  return [{ host: url.hostname.replace(/^\[|\]$/g, ''), port: url.port === '' ? 26379 : Number(url.port) }];
 }

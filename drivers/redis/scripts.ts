@@ -28,9 +28,13 @@ export const STREAM_MAXLEN = 2000;
 
 const PRELUDE = `
 local P = ARGV[1]
+local NOW = nil
 local function nowms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not NOW then
+    local t = redis.call('TIME')
+    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return NOW
 end
 local function fail(code) return redis.error_reply('CONCORD ' .. code) end
 local function alive(sid) return redis.call('EXISTS', P .. 's:' .. sid) == 1 end
@@ -42,13 +46,17 @@ end
 
 local function grant(lk, sid, member, nonce)
   local fence = P .. 'f:' .. lk
-  if redis.call('EXISTS', fence) == 0 then
-    -- Seeded from the clock, so tokens keep growing even after a restart that lost the counter.
+  local n = redis.call('INCR', fence)
+  local token
+  if n == 1 then
+    -- A new counter is seeded from the clock in microseconds, so tokens keep growing even after a restart that
+    -- lost the old one.
     local t = redis.call('TIME')
-    redis.call('SET', fence, t[1] .. string.sub('00000' .. t[2], -6))
+    token = t[1] .. string.sub('00000' .. t[2], -6)
+    redis.call('SET', fence, token)
+  else
+    token = string.format('%d', n)
   end
-  redis.call('INCR', fence)
-  local token = redis.call('GET', fence)
   redis.call('HSET', P .. 'l:' .. lk, 's', sid, 'm', member, 't', token, 'w', nonce)
   redis.call('SADD', P .. 'sl:' .. sid, lk)
   redis.call('PUBLISH', P .. 'c:' .. lk, 'g ' .. sid .. ' ' .. nonce .. ' ' .. token)
@@ -61,6 +69,7 @@ local function prune(lk, now)
   while true do
     local head = redis.call('LINDEX', q, 0)
     if not head then return nil end
+    now = now or nowms()
     local exp = redis.call('ZSCORE', qt, head)
     if exp and tonumber(exp) >= now and alive(head) then return head end
     redis.call('LPOP', q)
@@ -274,12 +283,12 @@ return {exists, members, id, n}`,
   acquire: `
 local lk, sid, member, mode, nonce = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[7]
 if not alive(sid) then return fail('ERR_SESSION_LOST') end
-local now = nowms()
+local now = nil
 local h = current(lk, now)
 if not h then
   local head = prune(lk, now)
   if head == nil or head == sid then
-    dequeue(lk, sid)
+    if head then dequeue(lk, sid) end
     return {1, grant(lk, sid, member, nonce)}
   end
   -- Free, with an earlier live waiter: it is served first, and we never barge ahead of it.
@@ -294,7 +303,7 @@ if h and h[1] == sid then
   -- a fresh token, so that late release cannot free the lock.
   return {1, grant(lk, sid, member, nonce)}
 end
-if mode == 'wait' then enqueue(lk, sid, now + tonumber(ARGV[6]), nonce) end
+if mode == 'wait' then enqueue(lk, sid, nowms() + tonumber(ARGV[6]), nonce) end
 local pttl = -1
 if h then pttl = redis.call('PTTL', P .. 's:' .. h[1]) end
 return {0, pttl}`,
@@ -303,19 +312,19 @@ return {0, pttl}`,
   cancel: `
 local lk, sid = ARGV[2], ARGV[3]
 dequeue(lk, sid)
-if redis.call('HGET', P .. 'l:' .. lk, 's') == sid then free(lk, sid, nowms()) end
+if redis.call('HGET', P .. 'l:' .. lk, 's') == sid then free(lk, sid, nil) end
 return 1`,
 
   /** ARGV: P, lk, sid, token */
   unlock: `
 local lk, sid = ARGV[2], ARGV[3]
 local h = redis.call('HMGET', P .. 'l:' .. lk, 's', 't')
-if h[1] == sid and h[2] == ARGV[4] then free(lk, sid, nowms()) return 1 end
+if h[1] == sid and h[2] == ARGV[4] then free(lk, sid, nil) return 1 end
 return 0`,
 
   /** ARGV: P, lk. {member, token} or {} */
   holder: `
-local h = current(ARGV[2], nowms())
+local h = current(ARGV[2], nil)
 if h then return {h[2], h[3]} end
 return {}`,
 } as const;

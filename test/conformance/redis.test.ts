@@ -1,7 +1,13 @@
-import { describe } from 'vitest';
-import { connect } from '../../src/index.js';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { ConcordError, connect, type Coordinator } from '../../src/index.js';
 import { FaultProxy } from '../support/proxy.js';
-import { requireServer, startRedis, type ServerHandle } from '../support/servers.js';
+import { findBinary, freePort, requireServer, startRedis, type ServerHandle } from '../support/servers.js';
+import { deadline } from '../support/wait.js';
 import { describeConformance } from './suite.js';
 
 const availability = requireServer('redis');
@@ -42,5 +48,142 @@ describe.skipIf(!availability.ok)(`redis${availability.ok ? '' : ` (skipped: ${a
         },
       };
     },
+  });
+});
+
+// ---- URLs: authentication, database index, TLS, Sentinel, bad input (servers started here with their own flags)
+
+interface Spawned {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/** redis-server with extra flags, ready once it logs `readyLine`. */
+async function spawnRedis(args: (port: number, dir: string) => string[], readyLine: RegExp): Promise<Spawned> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'concord-redis-url-'));
+  const child = spawn(findBinary('redis-server') ?? 'redis-server', args(port, dir), { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await deadline(
+    new Promise<void>((resolve, reject) => {
+      const onData = (d: Buffer): void => {
+        log += d.toString();
+        if (readyLine.test(log)) resolve();
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', onData);
+      child.once('exit', () => reject(new Error(`redis-server exited: ${log.slice(-500)}`)));
+    }),
+    15_000,
+    'redis-server to start',
+  );
+  return {
+    port,
+    stop: async () => {
+      child.kill('SIGKILL');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const codeOf = async (promise: Promise<unknown>): Promise<[string | undefined, string]> => {
+  try {
+    const value = await promise;
+    if (value && typeof (value as Coordinator).close === 'function') await (value as Coordinator).close();
+    return [undefined, ''];
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConcordError);
+    return [(error as ConcordError).code, (error as Error).message];
+  }
+};
+
+const READY = /Ready to accept connections/;
+
+describe.skipIf(!availability.ok)('redis urls', () => {
+  it('authenticates with a password or an ACL user, selects the database, and never shows the password', async () => {
+    const server = await spawnRedis((port) => ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--requirepass', 's3cret'], READY);
+    const admin = new Redis({ host: '127.0.0.1', port: server.port, password: 's3cret', lazyConnect: true });
+    try {
+      await admin.connect();
+      await admin.call('ACL', 'SETUSER', 'alice', 'on', '>alice-pw', '~*', '&*', '+@all');
+      const a = await connect(`redis://:s3cret@127.0.0.1:${server.port}/2`, { member: 'a', namespace: 'auth' });
+      expect(a.url).not.toContain('s3cret');
+      expect(a.url).toContain('***');
+      await a.group('g').join({ create: true });
+      await admin.select(2);
+      expect(await admin.sismember('{auth}:groups', 'g')).toBe(1);
+      await admin.select(0);
+      expect(await admin.exists('{auth}:groups')).toBe(0);
+      const b = await connect(`redis://alice:alice-pw@127.0.0.1:${server.port}/2`, { member: 'b', namespace: 'auth' });
+      expect((await b.group('g').members()).map((m) => m.id)).toEqual(['a']);
+      await Promise.all([a.close(), b.close()]);
+      const [code, message] = await codeOf(connect(`redis://:wrong-pw@127.0.0.1:${server.port}`, { member: 'c' }));
+      expect(code).toBe('ERR_CONNECTION');
+      expect(message).not.toContain('wrong-pw');
+    } finally {
+      admin.disconnect();
+      await server.stop();
+    }
+  });
+
+  it.skipIf(findBinary('openssl') === undefined)('connects over TLS with a CA file (rediss://)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'concord-tls-'));
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    const server = await spawnRedis((port) => ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--save', '', '--tls-cert-file', cert, '--tls-key-file', key, '--tls-ca-cert-file', cert, '--tls-auth-clients', 'no'], READY);
+    try {
+      const c = await connect(`rediss://127.0.0.1:${server.port}?ca=${encodeURIComponent(cert)}`, { member: 'tls', namespace: 'tls' });
+      const held = await c.lock('l').acquire();
+      expect(await c.lock('l').holder()).toBe('tls');
+      await held.release();
+      await c.close();
+      // Without the CA the self-signed certificate is refused.
+      expect((await codeOf(connect(`rediss://127.0.0.1:${server.port}`, { member: 'x' })))[0]).toBe('ERR_CONNECTION');
+    } finally {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('finds the master through Sentinel (redis+sentinel://h:p,h:p/MASTER), skipping a dead sentinel', async () => {
+    const master = await startRedis();
+    const sentinel = await spawnRedis((port, dir) => {
+      const conf = join(dir, 'sentinel.conf');
+      writeFileSync(conf, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor mymaster 127.0.0.1 ${master.port} 1`, ''].join('\n'));
+      return [conf, '--sentinel'];
+    }, /\+monitor master mymaster/);
+    const dead = await freePort();
+    try {
+      const c = await connect(`redis+sentinel://127.0.0.1:${dead},127.0.0.1:${sentinel.port}/mymaster`, { member: 's', namespace: 'sentinel' });
+      await c.group('g').join({ create: true });
+      const held = await c.lock('l').acquire();
+      const direct = await connect(master.url, { member: 'd', namespace: 'sentinel' });
+      expect(await direct.lock('l').holder()).toBe('s');
+      expect((await direct.group('g').members()).map((m) => m.id)).toEqual(['s']);
+      await held.release();
+      await Promise.all([c.close(), direct.close()]);
+    } finally {
+      await sentinel.stop();
+      await master.stop();
+    }
+  });
+
+  it('rejects malformed URLs and unknown parameters before any I/O', async () => {
+    const port = await freePort();
+    for (const url of [
+      `redis://127.0.0.1:${port}?bogus=1`,
+      `redis://127.0.0.1:${port}/notadb`,
+      `redis://127.0.0.1:${port}?ca=/nowhere.pem`,
+      `redis://127.0.0.1:${port}?keyspaceEvents=maybe`,
+      `redis://127.0.0.1:1,127.0.0.1:2`,
+      `redis+sentinel://127.0.0.1:${port}`,
+    ]) {
+      expect((await codeOf(connect(url, { member: 'x' })))[0], url).toBe('ERR_INVALID_URL');
+    }
+    // Nothing listens there: a connection error, quickly.
+    expect((await codeOf(connect(`redis://127.0.0.1:${port}`, { member: 'x' })))[0]).toBe('ERR_CONNECTION');
   });
 });
