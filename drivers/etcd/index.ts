@@ -35,7 +35,8 @@ type Compare = ICompare & { range_end?: Buffer };
 /** How far a failed call may be retried: reads and idempotent writes always; others only when nothing was sent. */
 type Retry = 'always' | 'unsent';
 
-const FEATURES: Features = Object.freeze({
+/** What this driver does, as the capability matrix shows it. */
+export const features: Features = Object.freeze({
   scope: 'cluster',
   groups: true,
   election: true,
@@ -85,7 +86,7 @@ function compareIds(x: string, y: string): number {
 }
 
 class EtcdDriver implements Driver {
-  readonly features = FEATURES;
+  readonly features = features;
   readonly #mod: Etcd3Module;
   readonly #client: Etcd3;
   readonly #keys: Keys;
@@ -109,7 +110,38 @@ class EtcdDriver implements Driver {
     this.#ttlMs = context.sessionTtlMs;
     this.#callTimeoutMs = Math.min(Math.max(context.sessionTtlMs, 2000), 10_000);
     this.#attempts = config.hosts.length + 1;
-    this.#hub = new WatchHub(() => this.#client.watchClient.watch());
+    this.#hub = new WatchHub(() => this.#client.watchClient.watch(), this.#callTimeoutMs);
+  }
+
+  /**
+   * Added to a read, makes it a (no-op) write: etcd then orders it in its log with the writes, in the order they
+   * arrive, instead of serving it after a read-index round that a write sent a moment later can overtake. So a
+   * watch's snapshot or a holder() taken before a change (in program order) does not already show that change.
+   * Deleting a key that never exists changes nothing: no revision, no event.
+   */
+  get #inOrder(): IRequestOp {
+    return { request_delete_range: { key: b(`${this.#keys.root}.none`) } };
+  }
+
+  /**
+   * Reads of a snapshot (members, lock holder) in flight. A write this driver is asked for meanwhile waits for them:
+   * etcd serves concurrent requests in no particular order, and a snapshot taken before a change in program order
+   * must not already contain it (a watch started, then a join, must report the join as an event).
+   */
+  readonly #snapshots = new Set<Promise<unknown>>();
+
+  #snapshot<T>(read: Promise<T>): Promise<T> {
+    const settled = read.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#snapshots.add(settled);
+    void settled.then(() => this.#snapshots.delete(settled));
+    return read;
+  }
+
+  async #afterSnapshots(): Promise<void> {
+    await Promise.all([...this.#snapshots]);
   }
 
   // ---- calls
@@ -231,6 +263,7 @@ class EtcdDriver implements Driver {
   // ---- groups
 
   async createGroup(group: string): Promise<void> {
+    if (this.#snapshots.size > 0) await this.#afterSnapshots();
     const key = this.#keys.group(group);
     // The marker holds a nonce, so a retried create that had in fact succeeded recognises its own marker.
     const nonce = randomBytes(8).toString('hex');
@@ -244,6 +277,7 @@ class EtcdDriver implements Driver {
   }
 
   async deleteGroup(group: string): Promise<void> {
+    if (this.#snapshots.size > 0) await this.#afterSnapshots();
     const key = this.#keys.group(group);
     const response = await this.#txn('delete group', 'unsent', {
       compare: [exists(key), emptyPrefix(this.#keys.members(group))],
@@ -264,6 +298,7 @@ class EtcdDriver implements Driver {
   }
 
   async joinGroup(group: string, member: string, sessionId: string, capabilities: Capabilities, create: boolean): Promise<void> {
+    if (this.#snapshots.size > 0) await this.#afterSnapshots();
     const groupKey = this.#keys.group(group);
     const memberKey = this.#keys.member(group, member);
     const put: IRequestOp = { request_put: { key: b(memberKey), value: b(JSON.stringify(capabilities)), lease: sessionId } };
@@ -280,6 +315,7 @@ class EtcdDriver implements Driver {
   }
 
   async leaveGroup(group: string, member: string): Promise<void> {
+    if (this.#snapshots.size > 0) await this.#afterSnapshots();
     const groupKey = this.#keys.group(group);
     const memberKey = this.#keys.member(group, member);
     const response = await this.#txn('leave group', 'unsent', {
@@ -293,6 +329,7 @@ class EtcdDriver implements Driver {
   }
 
   async updateMember(group: string, member: string, capabilities: Capabilities): Promise<void> {
+    if (this.#snapshots.size > 0) await this.#afterSnapshots();
     const groupKey = this.#keys.group(group);
     const memberKey = this.#keys.member(group, member);
     const response = await this.#txn('update member', 'unsent', {
@@ -308,10 +345,12 @@ class EtcdDriver implements Driver {
 
   async getMembers(group: string): Promise<GroupSnapshot> {
     const prefix = this.#keys.members(group);
-    // One read-only transaction: the members and the marker at the same revision.
-    const response = await this.#txn('read members', 'always', {
-      success: [{ request_range: { key: b(prefix), range_end: prefixEnd(prefix) } }, get(this.#keys.group(group), true)],
-    });
+    // One transaction: the members and the marker at the same revision.
+    const response = await this.#snapshot(
+      this.#txn('read members', 'always', {
+        success: [{ request_range: { key: b(prefix), range_end: prefixEnd(prefix) } }, get(this.#keys.group(group), true), this.#inOrder],
+      }),
+    );
     const members: Member[] = kvsOf(response, 0)
       .map((kv) => ({ id: this.#keys.memberName(group, kv.key.toString()), capabilities: parseCapabilities(kv.value) }))
       .sort((x, y) => compareIds(x.id, y.id));
@@ -343,6 +382,7 @@ class EtcdDriver implements Driver {
   // ---- locks
 
   async tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined> {
+    if (this.#snapshots.size > 0) await this.#afterSnapshots();
     const prefix = this.#keys.locks(kind, name);
     const own = this.#keys.contender(kind, name, BigInt(sessionId));
     await this.#adopt(own);
@@ -363,6 +403,7 @@ class EtcdDriver implements Driver {
 
   async acquireLock(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint> {
     if (signal.aborted) throw abortedError(signal);
+    if (this.#snapshots.size > 0) await this.#afterSnapshots();
     const prefix = this.#keys.locks(kind, name);
     const own = this.#keys.contender(kind, name, BigInt(sessionId));
     await this.#adopt(own);
@@ -452,6 +493,7 @@ class EtcdDriver implements Driver {
   }
 
   async unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
+    if (this.#snapshots.size > 0) await this.#afterSnapshots();
     const own = this.#keys.contender(kind, name, BigInt(sessionId));
     // Only the key with this create revision: a later key of ours (or anyone's) is never touched. The next local
     // contender may start before this lands (the core hands over at once), so it waits for it in #adopt.
@@ -460,7 +502,9 @@ class EtcdDriver implements Driver {
   }
 
   async lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined> {
-    const response = await this.#txn('lock holder', 'always', { success: [lowest(this.#keys.locks(kind, name), 'Ascend', 1)] });
+    const response = await this.#snapshot(
+      this.#txn('lock holder', 'always', { success: [lowest(this.#keys.locks(kind, name), 'Ascend', 1), this.#inOrder] }),
+    );
     const first = kvsOf(response, 0)[0];
     return first ? { member: first.value.toString(), token: BigInt(first.create_revision) } : undefined;
   }
@@ -562,9 +606,6 @@ export async function createDriver(context: DriverContext): Promise<Driver> {
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.min_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 1000,
-      // Notice a silently dead connection (etcd accepts pings every 5 s at most by default).
-      'grpc.keepalive_time_ms': 10_000,
-      'grpc.keepalive_timeout_ms': 5000,
     },
   };
   return new EtcdDriver(context, mod, new mod.Etcd3(options), config);

@@ -32,6 +32,8 @@ interface Entry {
   next: bigint | undefined;
   created: boolean;
   settle: ((error?: Error) => void) | undefined;
+  /** Running while etcd has not confirmed the creation: a stream that stays silent that long is dead. */
+  timer: NodeJS.Timeout | undefined;
 }
 
 type Stream = IDuplexStream<IWatchRequest, IWatchResponse>;
@@ -41,6 +43,7 @@ const MAX_BACKOFF_MS = 1000;
 
 export class WatchHub {
   readonly #open: () => Promise<Stream>;
+  readonly #createTimeoutMs: number;
   readonly #entries = new Map<number, Entry>();
   #stream: Stream | undefined;
   #opening = false;
@@ -49,14 +52,15 @@ export class WatchHub {
   #backoffMs = MIN_BACKOFF_MS;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(open: () => Promise<Stream>) {
+  constructor(open: () => Promise<Stream>, createTimeoutMs: number) {
     this.#open = open;
+    this.#createTimeoutMs = createTimeoutMs;
   }
 
   /** Resolves with an unsubscribe function once etcd has created the watch; ERR_CONNECTION if it could not. */
   watch(spec: WatchSpec): Promise<() => void> {
     if (this.#closed) return Promise.reject(new ConcordError('ERR_CONNECTION', 'the etcd connection is closed'));
-    const entry: Entry = { id: this.#nextId++, spec, next: spec.startRevision, created: false, settle: undefined };
+    const entry: Entry = { id: this.#nextId++, spec, next: spec.startRevision, created: false, settle: undefined, timer: undefined };
     const unsubscribe = (): void => {
       this.#remove(entry);
     };
@@ -85,7 +89,10 @@ export class WatchHub {
     clearTimeout(this.#timer);
     const stream = this.#stream;
     this.#stream = undefined;
-    for (const entry of this.#entries.values()) entry.settle?.(new ConcordError('ERR_CONNECTION', 'the etcd connection is closed'));
+    for (const entry of this.#entries.values()) {
+      clearTimeout(entry.timer);
+      entry.settle?.(new ConcordError('ERR_CONNECTION', 'the etcd connection is closed'));
+    }
     this.#entries.clear();
     stream?.cancel();
   }
@@ -93,6 +100,7 @@ export class WatchHub {
   #remove(entry: Entry): void {
     if (this.#entries.get(entry.id) !== entry) return;
     this.#entries.delete(entry.id);
+    clearTimeout(entry.timer);
     if (entry.created && this.#stream) this.#stream.write({ cancel_request: { watch_id: entry.id } });
   }
 
@@ -107,6 +115,13 @@ export class WatchHub {
         watch_id: entry.id,
       },
     });
+    // A connection can die without closing (a partition): etcd answers a creation at once, so silence means that.
+    clearTimeout(entry.timer);
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      if (!entry.created && this.#stream === stream) this.#broken(stream, new Error('etcd did not confirm a watch in time'));
+    }, this.#createTimeoutMs);
+    entry.timer.unref();
   }
 
   #connect(): void {
@@ -147,6 +162,8 @@ export class WatchHub {
     stream?.cancel();
     for (const entry of [...this.#entries.values()]) {
       entry.created = false;
+      clearTimeout(entry.timer);
+      entry.timer = undefined;
       if (entry.settle) {
         // Still awaited by its caller, who hears of the failure and decides whether to try again.
         this.#entries.delete(entry.id);
@@ -173,6 +190,8 @@ export class WatchHub {
         return;
       }
       entry.created = true;
+      clearTimeout(entry.timer);
+      entry.timer = undefined;
       entry.next ??= BigInt(response.header.revision) + 1n;
       entry.settle?.();
     }
@@ -187,6 +206,7 @@ export class WatchHub {
 
   #cancelled(entry: Entry, response: IWatchResponse): void {
     this.#entries.delete(entry.id);
+    clearTimeout(entry.timer);
     const why = response.compact_revision !== '0' ? `compacted at revision ${response.compact_revision}` : response.cancel_reason;
     debug('etcd watch %d cancelled: %s', entry.id, why);
     if (entry.settle) {
