@@ -12,7 +12,7 @@
  *   P x:<group>      stream of changes: n (sequence), t (j|u|l), m (member), c (capabilities JSON)
  *   P n:<group>      the group's change sequence number (so a reader can tell a trimmed stream from a gapless one)
  *   P l:<kind>:<name>   hash s (sid), m (member), t (fencing token)
- *   P f:<kind>:<name>   fencing counter, seeded from the server's TIME in microseconds
+ *   P f:<kind>:<name>   fencing counter, seeded from the server's TIME in microseconds, lapsing after a week
  *   P q:<kind>:<name>   list of waiting sids, FIFO
  *   P qt:<kind>:<name>  zset sid -> expiry of the waiter's entry (server ms), refreshed while it waits
  *   P qn:<kind>:<name>  hash sid -> the waiting call's nonce, so a waiter trusts only a grant meant for this wait
@@ -22,6 +22,9 @@
  * Errors meant for the caller are replies 'CONCORD <code>'.
  */
 import { createHash } from 'node:crypto';
+
+/** A fencing counter lapses this long after it was seeded (it is re-seeded from the clock, so tokens still grow). */
+export const FENCE_TTL_MS = 7 * 24 * 3600 * 1000;
 
 /** Entries kept per group stream; a watcher further behind than this resynchronises. */
 export const STREAM_MAXLEN = 2000;
@@ -50,10 +53,13 @@ local function grant(lk, sid, member, nonce)
   local token
   if n == 1 then
     -- A new counter is seeded from the clock in microseconds, so tokens keep growing even after a restart that
-    -- lost the old one.
+    -- lost the old one (nobody takes a lock a million times a second). For the same reason the counter may lapse
+    -- after a week, so lock names used once do not pile up forever.
     local t = redis.call('TIME')
     token = t[1] .. string.sub('00000' .. t[2], -6)
-    redis.call('SET', fence, token)
+    local last = redis.call('HGET', P .. 'l:' .. lk, 't')
+    if last and tonumber(last) >= tonumber(token) then token = string.format('%d', tonumber(last) + 1) end
+    redis.call('SET', fence, token, 'PX', ${FENCE_TTL_MS})
   else
     token = string.format('%d', n)
   end

@@ -4,10 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
+import { kCrash, type CoordinatorImpl } from '../../src/coordinator.js';
 import { ConcordError, connect, type Coordinator } from '../../src/index.js';
 import { FaultProxy } from '../support/proxy.js';
 import { findBinary, freePort, requireServer, startRedis, type ServerHandle } from '../support/servers.js';
-import { deadline } from '../support/wait.js';
+import { deadline, eventually } from '../support/wait.js';
 import { describeConformance } from './suite.js';
 
 const availability = requireServer('redis');
@@ -185,5 +186,83 @@ describe.skipIf(!availability.ok)('redis urls', () => {
     }
     // Nothing listens there: a connection error, quickly.
     expect((await codeOf(connect(`redis://127.0.0.1:${port}`, { member: 'x' })))[0]).toBe('ERR_CONNECTION');
+  });
+});
+
+describe.skipIf(!availability.ok)('redis specifics', () => {
+  it('a watch that starts behind a trimmed stream asks for a resync instead of skipping changes', async () => {
+    const own = await startRedis();
+    const c = await connect(own.url, { member: 'w', namespace: 'trim' });
+    try {
+      const driver = (c as unknown as CoordinatorImpl).driver;
+      await c.group('g').create();
+      const before = await driver.getMembers('g');
+      // More changes than the stream keeps (2,000 entries, trimmed in blocks).
+      for (let i = 0; i < 1300; i++) {
+        await c.group('g').join();
+        await c.group('g').leave();
+      }
+      const seen: string[] = [];
+      let resynced = false;
+      const stop = await driver.watchGroup('g', before.revision, {
+        event: (e) => seen.push(e.type),
+        resync: () => {
+          resynced = true;
+        },
+      });
+      await eventually(() => resynced, (r) => r, 10_000, 'the resync request');
+      expect(seen).toEqual([]);
+      stop();
+      // From a recent revision the same group is followed without a resync.
+      const recent = await driver.getMembers('g');
+      const events: string[] = [];
+      let again = false;
+      const stop2 = await driver.watchGroup('g', recent.revision, {
+        event: (e) => events.push(`${e.type} ${e.member}`),
+        resync: () => {
+          again = true;
+        },
+      });
+      await c.group('g').join();
+      await eventually(() => events.length, (n) => n === 1, 10_000, 'the join');
+      expect(events).toEqual(['join w']);
+      expect(again).toBe(false);
+      stop2();
+    } finally {
+      await c.close();
+      await own.stop();
+    }
+  });
+
+  it('without keyspace notifications (keyspaceEvents=false) a crashed member is still reaped by the live ones', async () => {
+    const own = await startRedis();
+    const url = `${own.url}?keyspaceEvents=false`;
+    const admin = new Redis({ host: own.host, port: own.port, lazyConnect: true });
+    await admin.connect();
+    const watcher = await connect(url, { member: 'watcher', namespace: 'nokse', sessionTtlMs: 750 });
+    const victim = await connect(url, { member: 'victim', namespace: 'nokse', sessionTtlMs: 750 });
+    try {
+      await victim.group('g').join({ create: true });
+      const held = await victim.lock('l').acquire();
+      const watch = watcher.group('g').watch();
+      const events: string[] = [];
+      const collecting = (async () => {
+        for await (const e of watch) events.push(`${e.type} ${e.member}`);
+      })();
+      await eventually(() => events.length, (n) => n === 1, 10_000, 'the snapshot');
+      const waiting = watcher.lock('l').acquire();
+      (victim as unknown as { [kCrash](): void })[kCrash]();
+      await eventually(() => events, (e) => e.includes('leave victim'), 15_000, 'the crashed member to leave');
+      const next = await deadline(waiting, 15_000, 'the lock of the crashed member');
+      expect(next.token).toBeGreaterThan(held.token);
+      await next.release();
+      expect((await admin.call('CONFIG', 'GET', 'notify-keyspace-events')) as string[]).toEqual(['notify-keyspace-events', '']);
+      await watch.close();
+      await collecting;
+    } finally {
+      admin.disconnect();
+      await watcher.close();
+      await own.stop();
+    }
   });
 });
