@@ -48,9 +48,7 @@ describe('checkHistory', () => {
   it('NEGATIVE: catches an overlap (acquired while another client holds)', () => {
     const result = checkHistory([acq('a', 1, 1), acq('b', 2, 2), rel('a', 1, 3), rel('b', 2, 4)]);
     expect(result.ok).toBe(false);
-    expect(result.violations.some((v) => v.startsWith('overlap:') && v.includes('b acquired') && v.includes('a holds'))).toBe(
-      true,
-    );
+    expect(result.violations.some((v) => v.startsWith('overlap:') && v.includes('b acquired') && v.includes('a holds'))).toBe(true);
   });
 
   it('NEGATIVE: catches an overlap hidden in a long history', () => {

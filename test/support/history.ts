@@ -45,9 +45,7 @@ export function checkHistory(events: readonly LockEvent[]): CheckResult {
         violations.push(`overlap: ${what} while ${h.client} holds token ${h.token} since ${h.at}${same}`);
       }
       if (maxToken && e.token <= maxToken.token) {
-        violations.push(
-          `token: ${what} is not greater than token ${maxToken.token} acquired by ${maxToken.client} at ${maxToken.at}`,
-        );
+        violations.push(`token: ${what} is not greater than token ${maxToken.token} acquired by ${maxToken.client} at ${maxToken.at}`);
       }
       holders.push(e);
       if (!maxToken || e.token > maxToken.token) maxToken = e;

@@ -43,10 +43,13 @@ class Pipe {
     if (this.timer !== undefined) return;
     const head = this.queue[0];
     if (!head) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.flush();
-    }, Math.max(0, head.due - performance.now()));
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.flush();
+      },
+      Math.max(0, head.due - performance.now()),
+    );
   }
 
   private flush(): void {
