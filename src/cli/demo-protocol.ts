@@ -16,6 +16,8 @@ export type ToWorker =
 
 export type FromWorker =
   | { readonly type: 'ready'; readonly member: string; readonly pid: number; readonly scope: string }
+  /** Outside the lock, a hint only: is the task done already? Saves taking the lock of a task that is. */
+  | { readonly type: 'peek'; readonly id: number; readonly task: number }
   | { readonly type: 'claim'; readonly id: number; readonly task: number; readonly token: string }
   | { readonly type: 'done'; readonly id: number; readonly task: number; readonly token: string; readonly digest: string }
   | { readonly type: 'fail'; readonly message: string };

@@ -27,6 +27,10 @@ export interface ViewOptions {
 export interface Summary {
   readonly rows: readonly WorkerRow[];
   readonly elapsedMs: number;
+  /** From the start to every worker being in the group. */
+  readonly startupMs: number | undefined;
+  /** From then to the last task done. */
+  readonly tasksMs: number | undefined;
   readonly kill:
     | {
         readonly victim: string;
@@ -172,7 +176,8 @@ export class DemoView {
     };
     for (const line of table([['worker', 'pid', 'tasks', 'status'], ...summary.rows.map((row) => [row.name, String(row.pid ?? '-'), String(row.completions), statusText(row)])])) out(`  ${line}`);
     out('');
-    const facts: Array<[string, string]> = [['elapsed', formatMs(summary.elapsedMs)]];
+    const phases = summary.startupMs !== undefined && summary.tasksMs !== undefined ? ` (workers up and joined in ${formatMs(summary.startupMs)}, tasks done ${formatMs(summary.tasksMs)} later)` : '';
+    const facts: Array<[string, string]> = [['elapsed', `${formatMs(summary.elapsedMs)}${phases}`]];
     const kill = summary.kill;
     if (kill) {
       const left = kill.leftAfterMs === undefined ? 'its leave was not seen' : `left the group ${formatMs(kill.leftAfterMs)} after the kill`;

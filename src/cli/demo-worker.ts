@@ -185,6 +185,11 @@ async function runTask(
   done: Set<number>,
   options: { workMs: number; signal: AbortSignal },
 ): Promise<void> {
+  const peek = await parent.request((id) => ({ type: 'peek', id, task }));
+  if (peek.type === 'claimed' && peek.done) {
+    done.add(task);
+    return;
+  }
   let held: HeldLock;
   debug('demo worker: task %d', task);
   try {

@@ -121,6 +121,8 @@ export async function run(args: Parsed, context: Context): Promise<number> {
   let accepted = 0;
   let kill: Kill | undefined;
   let finishing = false;
+  let startedTasks: number | undefined;
+  let finishedTasks: number | undefined;
 
   // The observer's view of the group, to show shares of the ring and see the killed worker leave.
   const placement = placementFor(algorithm);
@@ -309,7 +311,8 @@ export async function run(args: Parsed, context: Context): Promise<number> {
         if (message.type === 'ready') {
           worker.ready = true;
           wake();
-        } else if (message.type === 'claim') onClaim(worker, message);
+        } else if (message.type === 'peek') send(worker, { type: 'claimed', id: message.id, done: tasks[message.task]?.accepted !== undefined });
+        else if (message.type === 'claim') onClaim(worker, message);
         else if (message.type === 'done') onDone(worker, message);
         else worker.failure = message.message;
       });
@@ -356,6 +359,7 @@ export async function run(args: Parsed, context: Context): Promise<number> {
           send(worker, { type: 'start', members });
         }
       }
+      startedTasks = performance.now();
       view.event(`all ${members.length} workers joined; shares: ${sharesText()}`);
       maybeKill(undefined, false);
     }
@@ -365,6 +369,7 @@ export async function run(args: Parsed, context: Context): Promise<number> {
     const stuck = timedOut
       ? workers.filter((worker) => worker.status === 'running').map((worker) => `${worker.name} was ${worker.current === undefined ? 'not running a task' : `running ${taskKey(worker.current)}`} when time ran out`)
       : [];
+    finishedTasks = performance.now();
     view.stop(rows());
     // Finish: let the workers leave cleanly; anything that will not go is killed.
     finishing = true;
@@ -384,6 +389,8 @@ export async function run(args: Parsed, context: Context): Promise<number> {
     view.summary({
       rows: rows(),
       elapsedMs: elapsed(),
+      startupMs: startedTasks === undefined ? undefined : startedTasks - started,
+      tasksMs: startedTasks === undefined || finishedTasks === undefined ? undefined : finishedTasks - startedTasks,
       kill: kill
         ? {
             victim: kill.victim.name,

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Coordinator } from '../../src/index.js';
 import { deadline, eventually } from '../support/wait.js';
-import { RECORD, Running, SQLITE_SKIP, concord, lines, sqliteAvailable, tempDb } from './run.js';
+import { record, Running, SQLITE_SKIP, concord, lines, sqliteAvailable, tempDb } from './run.js';
 
 let db: ReturnType<typeof tempDb>;
 const open: Coordinator[] = [];
@@ -121,8 +121,8 @@ describe.skipIf(!sqliteAvailable)(`concord against sqlite${sqliteAvailable ? '' 
 
   it('lock gives each run a larger fencing token and exits with the command\'s code', async () => {
     const file = join(db.dir, 'tokens.txt');
-    const first = await concord(['lock', 'job', '--url', db.url, '--', process.execPath, RECORD, file, '0']);
-    const second = await concord(['lock', 'job', '--url', db.url, '--', process.execPath, RECORD, file, '42']);
+    const first = await concord(['lock', 'job', '--url', db.url, '--', ...record(file, 0)]);
+    const second = await concord(['lock', 'job', '--url', db.url, '--', ...record(file, 42)]);
     expect(first.code, first.stderr).toBe(0);
     expect(second.code, second.stderr).toBe(42);
     const tokens = recorded(file).map((line) => BigInt(/token=(\d+)/.exec(line)?.[1] ?? '-1'));
@@ -141,7 +141,7 @@ describe.skipIf(!sqliteAvailable)(`concord against sqlite${sqliteAvailable ? '' 
 
   it('lock forwards SIGTERM to the command, exits with its code and releases the lock', async () => {
     const file = join(db.dir, 'forward.txt');
-    const run = start(['lock', 'fwd', '--url', db.url, '--', process.execPath, RECORD, file]);
+    const run = start(['lock', 'fwd', '--url', db.url, '--', ...record(file)]);
     await waitForLines(file, (seen) => seen.length === 1, 'the command to start');
     run.child.kill('SIGTERM');
     const result = await deadline(run.done, 20_000, 'concord lock to exit');
@@ -155,7 +155,7 @@ describe.skipIf(!sqliteAvailable)(`concord against sqlite${sqliteAvailable ? '' 
 
   it('lock stops the command and exits 4 when the lock is lost while it runs', async () => {
     const file = join(db.dir, 'lost.txt');
-    const run = start(['lock', 'fragile', '--session-ttl', '1000', '--grace', '5000', '--url', db.url, '--', process.execPath, RECORD, file]);
+    const run = start(['lock', 'fragile', '--session-ttl', '1000', '--grace', '5000', '--url', db.url, '--', ...record(file)]);
     await waitForLines(file, (seen) => seen.length === 1, 'the command to start');
     const firstToken = BigInt(/token=(\d+)/.exec(recorded(file)[0] ?? '')?.[1] ?? '0');
     // Frozen past its TTL, concord loses the lock; the command itself keeps running meanwhile.
@@ -174,7 +174,7 @@ describe.skipIf(!sqliteAvailable)(`concord against sqlite${sqliteAvailable ? '' 
 
   it('elect runs the command while leading, stops it when leadership is lost, and campaigns again', async () => {
     const file = join(db.dir, 'elect.txt');
-    const run = start(['elect', 'sched', '--session-ttl', '1000', '--grace', '5000', '--member', 'elector', '--url', db.url, '--', process.execPath, RECORD, file]);
+    const run = start(['elect', 'sched', '--session-ttl', '1000', '--grace', '5000', '--member', 'elector', '--url', db.url, '--', ...record(file)]);
     await waitForLines(file, (seen) => seen.length === 1, 'the command to start when elected');
     const firstTerm = BigInt(/term=(\d+)/.exec(recorded(file)[0] ?? '')?.[1] ?? '0');
     expect(recorded(file)[0]).toMatch(/member=elector$/);

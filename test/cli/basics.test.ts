@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { HashRing, Rendezvous, ToozHashRing } from '../../src/index.js';
-import { RECORD, ROOT, concord, lines, tempDb } from './run.js';
+import { record, ROOT, concord, lines, tempDb } from './run.js';
 
 const KEYS = Array.from({ length: 25 }, (_, i) => `key-${i}`);
 const NODES = { a: 1, b: 2, c: 1, 'node-d': 0.5 };
@@ -88,7 +88,7 @@ describe('concord basics', () => {
     const db = tempDb();
     try {
       const file = join(db.dir, 'record.txt');
-      const result = await concord(['lock', 'job', '--url', 'memory://cli', '--member', 'cli-test', '--', process.execPath, RECORD, file, '7']);
+      const result = await concord(['lock', 'job', '--url', 'memory://cli', '--member', 'cli-test', '--', ...record(file, 7)]);
       expect(result.code, result.stderr).toBe(7);
       expect(readFileSync(file, 'utf8')).toMatch(/^start pid=\d+ token=\d+ term= member=cli-test$/m);
       expect(result.stderr).toMatch(/^concord: holding lock "job" \(fencing token \d+\)$/m);

@@ -8,7 +8,24 @@ import { schemes } from '../../src/index.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BIN = join(ROOT, 'bin', 'concord.js');
-export const RECORD = join(ROOT, 'test', 'cli', 'record.mjs');
+
+// A command for the lock and elect tests: appends what it sees to a file, then waits for a signal (or exits at once
+// with the given code). Inline, so that starting it costs no compilation.
+const RECORD_SCRIPT = `
+const { appendFileSync } = require('node:fs');
+const [file, code] = process.argv.slice(1);
+const write = (line) => appendFileSync(file, line + '\\n');
+const env = process.env;
+write('start pid=' + process.pid + ' token=' + (env.CONCORD_FENCING_TOKEN ?? '') + ' term=' + (env.CONCORD_TERM ?? '') + ' member=' + (env.CONCORD_MEMBER ?? ''));
+if (code !== undefined) process.exit(Number(code));
+for (const signal of ['SIGTERM', 'SIGINT']) process.on(signal, () => { write('signal ' + signal); process.exit(0); });
+setInterval(() => undefined, 1000);
+`;
+
+/** The command line of the recording command: `record FILE [EXIT-CODE]`. */
+export function record(file: string, exitCode?: number): string[] {
+  return [process.execPath, '-e', RECORD_SCRIPT, file, ...(exitCode === undefined ? [] : [String(exitCode)])];
+}
 
 export const sqliteAvailable = schemes().includes('sqlite');
 export const SQLITE_SKIP = 'the sqlite driver is not registered in src/connect.ts yet';
