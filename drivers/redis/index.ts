@@ -11,6 +11,11 @@
  * are on (the driver turns them on when the server lets it; nothing depends on them). Worst-case detection of a
  * crashed member: its TTL plus a third of the shortest TTL among the live coordinators (about 100 ms with
  * notifications). Lock waiters also re-check when the holder's session is due to expire.
+ *
+ * Connections per coordinator: commands, pub/sub, and (once a group is watched) one for blocking stream reads.
+ * An ACL user needs the key pattern `{namespace}:*` (or `~*`), `&*` for channels, and the categories +@read +@write
+ * +@scripting +@pubsub +@stream +@connection +time; optional: +client|id +client|unblock (a new watch joins a blocked read
+ * at once instead of within 250 ms) and +config|get +config|set (keyspace notifications for faster reaping).
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis as RedisClient } from 'ioredis';
@@ -313,17 +318,17 @@ class RedisDriver implements Driver {
     return { exists: exists === 1, members, revision: `${id} ${seq}` };
   }
 
-  async watchGroup(group: string, fromRevision: Revision, sink: WatchSink): Promise<Unsubscribe> {
-    if (this.#closed) throw new ConcordError('ERR_CONNECTION', 'the redis connection is closed');
+  watchGroup(group: string, fromRevision: Revision, sink: WatchSink): Promise<Unsubscribe> {
+    if (this.#closed) return Promise.reject(new ConcordError('ERR_CONNECTION', 'the redis connection is closed'));
     const [id = '0-0', seq = '0'] = String(fromRevision).split(' ');
     const reader = this.#streamReader();
     // Crashed members are noticed sooner by a watcher that hears about expiries.
-    if (this.#settings.keyspaceEvents) this.#sub().catch(() => undefined);
+    this.#sub().catch(() => undefined);
     const watch: StreamWatch = { key: `${this.#prefix}x:${group}`, group, sink, id, seq: Number(seq), active: true };
     reader.add(watch);
-    return () => {
+    return Promise.resolve(() => {
       reader.remove(watch);
-    };
+    });
   }
 
   // ---- locks
@@ -465,6 +470,19 @@ export async function createDriver(context: DriverContext): Promise<Driver> {
   const settings = redisSettings(context.url, context.rawUrl, context.params, context.sessionTtlMs);
   const module = await importClient<{ Redis: RedisConstructor }>('ioredis', context.url.protocol.slice(0, -1));
   const driver = new RedisDriver(module.Redis, settings, context);
-  await driver.start();
+  const { signal } = context;
+  if (signal?.aborted) throw abortedError(signal, 'connecting');
+  const onAbort = (): void => {
+    driver.destroy();
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await driver.start();
+  } catch (error) {
+    if (signal?.aborted) throw abortedError(signal, 'connecting');
+    throw error;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
   return driver;
 }

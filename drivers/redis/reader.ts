@@ -25,6 +25,8 @@ export interface StreamWatch {
 }
 
 const BLOCK_MS = 5000;
+/** Without CLIENT UNBLOCK (refused by an ACL), a new watch waits for the current read to time out. */
+const SHORT_BLOCK_MS = 250;
 const COUNT = 512;
 
 type Entry = [id: string, fields: string[]];
@@ -46,6 +48,8 @@ export class StreamReader {
   #running: Promise<void> | undefined;
   #stopped = false;
   #clientId: number | undefined;
+  /** CLIENT ID was asked on the current connection (an ACL may refuse it: then reads block for less). */
+  #idAsked = false;
   #reading = false;
   #dirty = false;
   #wake: (() => void) | undefined;
@@ -57,6 +61,7 @@ export class StreamReader {
     this.#unblocker = unblocker;
     client.on('close', () => {
       this.#clientId = undefined;
+      this.#idAsked = false;
       this.#wasDown = true;
     });
     client.on('ready', () => {
@@ -126,13 +131,19 @@ export class StreamReader {
         this.#wake = undefined;
         continue;
       }
-      if (this.#client.status !== 'ready' || this.#clientId === undefined) {
+      if (this.#client.status !== 'ready' || !this.#idAsked) {
         if (this.#client.status === 'wait') this.#client.connect().catch(() => undefined);
         if (!(await whenReady(this.#client, 200))) continue;
         try {
           this.#clientId = Number(await this.#client.call('CLIENT', 'ID'));
-        } catch {
-          await sleep(20);
+          this.#idAsked = true;
+        } catch (error) {
+          if (this.#client.status === 'ready') {
+            debug('CLIENT ID refused (%s): new watches join the read within %d ms', (error as Error).message, SHORT_BLOCK_MS);
+            this.#idAsked = true;
+          } else {
+            await sleep(20);
+          }
         }
         continue;
       }
@@ -147,7 +158,8 @@ export class StreamReader {
       this.#reading = true;
       let reply: Reply;
       try {
-        reply = (await this.#client.call('XREAD', 'COUNT', String(COUNT), 'BLOCK', String(BLOCK_MS), 'STREAMS', ...keys, ...keys.map((k) => positions.get(k) ?? '0-0'))) as Reply;
+        const block = this.#clientId === undefined ? SHORT_BLOCK_MS : BLOCK_MS;
+        reply = (await this.#client.call('XREAD', 'COUNT', String(COUNT), 'BLOCK', String(block), 'STREAMS', ...keys, ...keys.map((k) => positions.get(k) ?? '0-0'))) as Reply;
       } catch (error) {
         this.#reading = false;
         if (this.#stopped) return;

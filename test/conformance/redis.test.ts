@@ -119,7 +119,23 @@ describe.skipIf(!availability.ok)('redis urls', () => {
       expect(await admin.exists('{auth}:groups')).toBe(0);
       const b = await connect(`redis://alice:alice-pw@127.0.0.1:${server.port}/2`, { member: 'b', namespace: 'auth' });
       expect((await b.group('g').members()).map((m) => m.id)).toEqual(['a']);
-      await Promise.all([a.close(), b.close()]);
+      // The least an ACL user needs (no CLIENT, no CONFIG): locks, groups and watches still work.
+      await admin.call('ACL', 'SETUSER', 'bob', 'on', '>bob-pw', '~{auth}:*', '&*', '+@read', '+@write', '+@scripting', '+@pubsub', '+@stream', '+@connection', '+time');
+      const bobC = await connect(`redis://bob:bob-pw@127.0.0.1:${server.port}/2`, { member: 'bob', namespace: 'auth' });
+      const watch = bobC.group('g').watch();
+      const seen: string[] = [];
+      const collecting = (async () => {
+        for await (const e of watch) seen.push(`${e.type} ${e.member}`);
+      })();
+      await eventually(() => seen, (e) => e.includes('join a'), 10_000, 'the snapshot');
+      await b.group('g').join();
+      await eventually(() => seen, (e) => e.includes('join b'), 10_000, 'a live join');
+      const held = await bobC.lock('l').acquire();
+      expect(await a.lock('l').holder()).toBe('bob');
+      await held.release();
+      await watch.close();
+      await collecting;
+      await Promise.all([a.close(), b.close(), bobC.close()]);
       const [code, message] = await codeOf(connect(`redis://:wrong-pw@127.0.0.1:${server.port}`, { member: 'c' }));
       expect(code).toBe('ERR_CONNECTION');
       expect(message).not.toContain('wrong-pw');

@@ -1,0 +1,435 @@
+/**
+ * Redis benchmark: concord's Redis driver against redis-semaphore, a hand-rolled SET NX PX + compare-and-delete
+ * floor, redlock (when installed) and Python tooz (when `python3 -c "import tooz, redis"` works), all in one run
+ * against one redis-server this script starts. Run: npx tsx bench/redis.ts
+ * Prints a markdown section and writes it to bench/results/redis.md.
+ *
+ * Measured:
+ *   1. uncontended acquire + release (latency, and the ratio to the floor);
+ *   2. hand-off: from the holder's release call to a blocked waiter holding the lock;
+ *   3. 4 clients contending on one lock for a fixed time: throughput and max/min acquisitions per client;
+ *   4. a join seen by a watcher in another process (monotonic clock shared by the processes of one host);
+ *   5. 1,000 members in one group heartbeating at default settings: Redis CPU and client CPU.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { cpus } from 'node:os';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { Mutex } from 'redis-semaphore';
+import { connect, type Coordinator } from '../src/index.js';
+import { kQueued } from '../src/coordinator.js';
+import { startRedis, type ServerHandle } from '../test/support/servers.js';
+
+const SELF = fileURLToPath(import.meta.url);
+
+// ---- the watcher child (`npx tsx bench/redis.ts watcher URL NAMESPACE`): prints the hrtime of every event.
+if (process.argv[2] === 'watcher') {
+  const [url, namespace] = process.argv.slice(3);
+  const c = await connect(url ?? '', { namespace: namespace ?? '', member: 'watcher' });
+  const watch = c.group('g').watch({ initial: false });
+  process.stdout.write('ready\n');
+  process.stdin.once('data', () => {
+    void watch.close();
+  });
+  for await (const event of watch) process.stdout.write(`${event.type} ${event.member} ${process.hrtime.bigint()}\n`);
+  await c.close();
+  process.exit(0);
+}
+
+// ---- statistics
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i] ?? NaN;
+}
+
+interface Stats {
+  readonly n: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly mean: number;
+}
+
+function stats(samples: readonly number[]): Stats {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { n: sorted.length, p50: percentile(sorted, 50), p99: percentile(sorted, 99), mean: sorted.reduce((a, b) => a + b, 0) / sorted.length };
+}
+
+const ms = (x: number): string => (x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toFixed(3));
+const sleep = (t: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, t));
+
+// ---- subjects
+
+interface Subject {
+  readonly name: string;
+  acquire(): Promise<void>;
+  release(): Promise<void>;
+  close(): Promise<void>;
+}
+
+function concordSubject(c: Coordinator, name: string, label = 'concord'): Subject {
+  let held: Awaited<ReturnType<ReturnType<Coordinator['lock']>['acquire']>> | undefined;
+  return {
+    name: label,
+    acquire: async () => {
+      held = await c.lock(name).acquire();
+    },
+    release: async () => {
+      await held?.release();
+      held = undefined;
+    },
+    close: () => c.close(),
+  };
+}
+
+const UNLOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+function floorSubject(client: Redis, key: string): Subject {
+  let token = '';
+  let sha = '';
+  return {
+    name: 'floor (SET NX PX + compare-and-delete)',
+    acquire: async () => {
+      token = randomBytes(8).toString('hex');
+      for (;;) {
+        if ((await client.set(key, token, 'PX', 10_000, 'NX')) === 'OK') return;
+        await sleep(1);
+      }
+    },
+    release: async () => {
+      if (sha === '') sha = (await client.script('LOAD', UNLOCK)) as string;
+      await client.evalsha(sha, 1, key, token);
+    },
+    close: async () => {
+      await client.quit();
+    },
+  };
+}
+
+function semaphoreSubject(client: Redis, key: string): Subject {
+  let mutex: Mutex | undefined;
+  return {
+    name: 'redis-semaphore 5 Mutex (defaults)',
+    acquire: async () => {
+      mutex = new Mutex(client, key, { acquireTimeout: 60_000 });
+      await mutex.acquire();
+    },
+    release: async () => {
+      await mutex?.release();
+      mutex = undefined;
+    },
+    close: async () => {
+      await client.quit();
+    },
+  };
+}
+
+// ---- scenarios
+
+async function uncontended(subjects: readonly Subject[], rounds: number, perRound: number): Promise<Map<string, Stats>> {
+  const samples = new Map<string, number[]>(subjects.map((s) => [s.name, []]));
+  for (const s of subjects) {
+    for (let i = 0; i < 200; i++) {
+      await s.acquire();
+      await s.release();
+    }
+  }
+  // Interleaved rounds, so drift on a shared machine spreads over every subject alike.
+  for (let r = 0; r < rounds; r++) {
+    for (const s of subjects) {
+      const into = samples.get(s.name) ?? [];
+      for (let i = 0; i < perRound; i++) {
+        const t0 = performance.now();
+        await s.acquire();
+        await s.release();
+        into.push(performance.now() - t0);
+      }
+    }
+  }
+  return new Map([...samples].map(([k, v]) => [k, stats(v)]));
+}
+
+/** Release -> the blocked waiter holds it. `queued` resolves once the waiter is surely waiting. */
+async function handoff(holder: Subject, waiter: Subject, queued: () => Promise<void>, count: number): Promise<Stats> {
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) {
+    await holder.acquire();
+    const registered = queued();
+    let heldAt = 0;
+    const waiting = waiter.acquire().then(() => {
+      heldAt = performance.now();
+    });
+    await registered;
+    const t0 = performance.now();
+    await Promise.all([holder.release(), waiting]);
+    samples.push(heldAt - t0);
+    await waiter.release();
+  }
+  return stats(samples);
+}
+
+async function contention(clients: readonly Subject[], durationMs: number): Promise<{ perSecond: number; counts: number[] }> {
+  const counts = clients.map(() => 0);
+  const end = performance.now() + durationMs;
+  const started = performance.now();
+  await Promise.all(
+    clients.map(async (c, i) => {
+      while (performance.now() < end) {
+        await c.acquire();
+        counts[i] = (counts[i] ?? 0) + 1;
+        await c.release();
+      }
+    }),
+  );
+  const total = counts.reduce((a, b) => a + b, 0);
+  return { perSecond: (total / (performance.now() - started)) * 1000, counts };
+}
+
+async function watchLatency(url: string, count: number): Promise<Stats> {
+  const namespace = `bw${randomBytes(4).toString('hex')}`;
+  const joiner = await connect(url, { namespace, member: 'joiner' });
+  await joiner.group('g').create();
+  const child = spawn(process.execPath, ['--import', 'tsx', SELF, 'watcher', url, namespace], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout });
+  const pending: Array<(line: string) => void> = [];
+  const buffered: string[] = [];
+  lines.on('line', (line) => {
+    const take = pending.shift();
+    if (take) take(line);
+    else buffered.push(line);
+  });
+  const next = (): Promise<string> => {
+    const line = buffered.shift();
+    if (line !== undefined) return Promise.resolve(line);
+    return new Promise((resolve) => pending.push(resolve));
+  };
+  if ((await next()) !== 'ready') throw new Error('watcher did not start');
+  await sleep(200);
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const t0 = process.hrtime.bigint();
+    await joiner.group('g').join();
+    const seen = (await next()).split(' ');
+    if (seen[0] !== 'join') throw new Error(`unexpected event ${seen.join(' ')}`);
+    samples.push(Number(BigInt(seen[2] ?? '0') - t0) / 1e6);
+    await joiner.group('g').leave();
+    await next();
+  }
+  child.stdin.write('stop\n');
+  await new Promise((resolve) => child.once('exit', resolve));
+  await joiner.close();
+  return stats(samples);
+}
+
+async function redisCpuSeconds(admin: Redis): Promise<number> {
+  const info = await admin.info('cpu');
+  const user = Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1] ?? 0);
+  const sys = Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1] ?? 0);
+  return user + sys;
+}
+
+async function heartbeats(url: string, admin: Redis, members: number, windowMs: number): Promise<{ redisCpu: number; clientCpu: number; renewalsPerSecond: number }> {
+  const namespace = `bh${randomBytes(4).toString('hex')}`;
+  const coordinators: Coordinator[] = [];
+  for (let i = 0; i < members; i += 50) {
+    const batch = await Promise.all(Array.from({ length: Math.min(50, members - i) }, (_v, k) => connect(url, { namespace, member: `m${i + k}` })));
+    coordinators.push(...batch);
+  }
+  await Promise.all(coordinators.map((c) => c.group('g').join({ create: true, capabilities: { weight: 1 } })));
+  await sleep(1000);
+  const stats0 = await admin.info('commandstats');
+  const redis0 = await redisCpuSeconds(admin);
+  const client0 = process.cpuUsage();
+  const t0 = performance.now();
+  await sleep(windowMs);
+  const elapsed = (performance.now() - t0) / 1000;
+  const redis1 = await redisCpuSeconds(admin);
+  const client1 = process.cpuUsage(client0);
+  const stats1 = await admin.info('commandstats');
+  const calls = (s: string): number => {
+    let n = 0;
+    for (const m of s.matchAll(/cmdstat_(evalsha|eval):calls=(\d+)/g)) n += Number(m[2]);
+    return n;
+  };
+  const members0 = (await connect(url, { namespace, member: 'observer' }).then(async (o) => {
+    const list = await o.group('g').members();
+    await o.close();
+    return list.length;
+  }));
+  if (members0 !== members) throw new Error(`expected ${members} members, saw ${members0}`);
+  for (let i = 0; i < coordinators.length; i += 100) await Promise.all(coordinators.slice(i, i + 100).map((c) => c.close()));
+  return {
+    redisCpu: ((redis1 - redis0) / elapsed) * 100,
+    clientCpu: ((client1.user + client1.system) / 1e6 / elapsed) * 100,
+    renewalsPerSecond: (calls(stats1) - calls(stats0)) / elapsed,
+  };
+}
+
+interface ToozResult {
+  uncontended: number[];
+  handoff: number[];
+}
+
+function tooz(url: string): ToozResult | undefined {
+  const script = `
+import json, sys, threading, time
+from tooz import coordination
+url = sys.argv[1]
+a = coordination.get_coordinator(url, b'bench-a'); a.start()
+b = coordination.get_coordinator(url, b'bench-b'); b.start()
+lock = a.get_lock(b'tooz-bench')
+for _ in range(200):
+    lock.acquire(); lock.release()
+lat = []
+for _ in range(2000):
+    t = time.perf_counter_ns(); lock.acquire(); lock.release(); lat.append((time.perf_counter_ns() - t) / 1e6)
+hand = []
+l1 = a.get_lock(b'tooz-handoff'); l2 = b.get_lock(b'tooz-handoff')
+for _ in range(40):
+    l1.acquire()
+    res = {}
+    def wait():
+        l2.acquire(blocking=True); res['t'] = time.perf_counter_ns()
+    th = threading.Thread(target=wait); th.start(); time.sleep(0.03)
+    t0 = time.perf_counter_ns(); l1.release(); th.join(); hand.append((res['t'] - t0) / 1e6); l2.release()
+print(json.dumps({'uncontended': lat, 'handoff': hand}))
+a.stop(); b.stop()
+`;
+  try {
+    execFileSync('/usr/bin/python3', ['-c', 'import tooz, redis'], { stdio: 'ignore' });
+  } catch {
+    return undefined;
+  }
+  const out = execFileSync('/usr/bin/python3', ['-c', script, url], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  return JSON.parse(out) as ToozResult;
+}
+
+function redlockInstalled(): boolean {
+  try {
+    createRequire(import.meta.url).resolve('redlock');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---- the run
+
+const server: ServerHandle = await startRedis();
+const url = server.url;
+const admin = new Redis({ host: server.host, port: server.port });
+const lines: string[] = [];
+const out = (line = ''): void => {
+  lines.push(line);
+};
+try {
+  const version = (/redis_version:(\S+)/.exec(await admin.info('server')) ?? [])[1] ?? '?';
+  const ns = `b${randomBytes(4).toString('hex')}`;
+  const newClient = (): Redis => new Redis({ host: server.host, port: server.port });
+
+  // 1. uncontended
+  const single = [
+    floorSubject(newClient(), 'floor-1'),
+    concordSubject(await connect(url, { namespace: ns, member: 'u' }), 'u1'),
+    semaphoreSubject(newClient(), 'sem-1'),
+  ];
+  const unc = await uncontended(single, 5, 400);
+  for (const s of single) await s.close();
+  const floor = unc.get(single[0]?.name ?? '');
+
+  // 2. hand-off
+  const ca = await connect(url, { namespace: ns, member: 'ha' });
+  const cb = await connect(url, { namespace: ns, member: 'hb' });
+  const queuedB = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      (cb as unknown as EventEmitter).once(kQueued, () => {
+        resolve();
+      });
+    });
+  const concordHandoff = await handoff(concordSubject(ca, 'h'), concordSubject(cb, 'h'), queuedB, 300);
+  await ca.close();
+  await cb.close();
+  const sa = semaphoreSubject(newClient(), 'sem-h');
+  const sb = semaphoreSubject(newClient(), 'sem-h');
+  const semaphoreHandoff = await handoff(sa, sb, () => sleep(25), 100);
+  await sa.close();
+  await sb.close();
+
+  // 3. 4 contending clients
+  const concordClients = await Promise.all([0, 1, 2, 3].map(async (i) => concordSubject(await connect(url, { namespace: ns, member: `c${i}` }), 'hot')));
+  const concordContention = await contention(concordClients, 3000);
+  for (const c of concordClients) await c.close();
+  const semClients = [0, 1, 2, 3].map(() => semaphoreSubject(newClient(), 'sem-hot'));
+  const semContention = await contention(semClients, 3000);
+  for (const c of semClients) await c.close();
+
+  // 4. watch latency across processes
+  const watch = await watchLatency(url, 200);
+
+  // 5. 1,000 members heartbeating
+  const beat = await heartbeats(url, admin, 1000, 10_000);
+
+  // Python tooz on the same server.
+  const py = tooz(url);
+
+  out(`## Redis`);
+  out();
+  out(`redis-server ${version} on 127.0.0.1 (started by the benchmark, no persistence); Node ${process.version}; ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}. One run, every subject against the same server. Times in ms.`);
+  out();
+  out(`### Uncontended acquire + release`);
+  out();
+  out(`| subject | p50 | p99 | mean | p50 / floor |`);
+  out(`|---|---|---|---|---|`);
+  for (const [name, s] of unc) out(`| ${name} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} | ${floor ? (s.p50 / floor.p50).toFixed(2) : '-'}x |`);
+  if (py) {
+    const t = stats(py.uncontended);
+    out(`| Python tooz (redis driver) | ${ms(t.p50)} | ${ms(t.p99)} | ${ms(t.mean)} | ${floor ? (t.p50 / floor.p50).toFixed(2) : '-'}x |`);
+  }
+  out();
+  out(`### Hand-off: holder's release -> blocked waiter holds the lock`);
+  out();
+  out(`| subject | n | p50 | p99 | mean |`);
+  out(`|---|---|---|---|---|`);
+  out(`| concord | ${concordHandoff.n} | ${ms(concordHandoff.p50)} | ${ms(concordHandoff.p99)} | ${ms(concordHandoff.mean)} |`);
+  out(`| redis-semaphore (retryInterval 10 ms) | ${semaphoreHandoff.n} | ${ms(semaphoreHandoff.p50)} | ${ms(semaphoreHandoff.p99)} | ${ms(semaphoreHandoff.mean)} |`);
+  if (py) {
+    const t = stats(py.handoff);
+    out(`| Python tooz (redis-py lock polling) | ${t.n} | ${ms(t.p50)} | ${ms(t.p99)} | ${ms(t.mean)} |`);
+  }
+  out();
+  out(`### 4 clients contending on one lock for 3 s`);
+  out();
+  out(`| subject | acquisitions/s | per client | max/min |`);
+  out(`|---|---|---|---|`);
+  for (const [name, r] of [['concord', concordContention], ['redis-semaphore', semContention]] as const) {
+    const max = Math.max(...r.counts);
+    const min = Math.min(...r.counts);
+    out(`| ${name} | ${r.perSecond.toFixed(0)} | ${r.counts.join(' / ')} | ${min === 0 ? '∞ (a client starved)' : (max / min).toFixed(2)} |`);
+  }
+  out();
+  out(`### A join seen by a watcher in another process`);
+  out();
+  out(`join() called -> the watcher process has the event (process.hrtime, CLOCK_MONOTONIC on both sides): n ${watch.n}, p50 ${ms(watch.p50)}, p99 ${ms(watch.p99)}, mean ${ms(watch.mean)}.`);
+  out();
+  out(`### 1,000 members in one group, default settings (sessionTtlMs 10 000: a renewal every 3.3 s each)`);
+  out();
+  out(`Over 10 s: ${beat.renewalsPerSecond.toFixed(0)} scripts/s on the server; Redis CPU ${beat.redisCpu.toFixed(1)} % of one core; the client process holding all 1,000 coordinators ${beat.clientCpu.toFixed(1)} % of one core.`);
+  out();
+  if (!redlockInstalled()) out(`redlock (5.0.0-beta.2, 4.2.0) is not installed here, so it is not measured.`);
+  if (!py) out(`Python tooz is not installed here (\`python3 -c "import tooz, redis"\` failed), so it is not measured.`);
+} finally {
+  await admin.quit();
+  await server.stop();
+}
+
+const text = `${lines.join('\n')}\n`;
+process.stdout.write(text);
+const dir = fileURLToPath(new URL('./results/', import.meta.url));
+if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
+writeFileSync(`${dir}redis.md`, text);
