@@ -5,7 +5,8 @@ import { taskKey } from './demo-protocol.js';
 export interface WorkerRow {
   readonly name: string;
   readonly pid: number | undefined;
-  readonly status: 'starting' | 'running' | 'killed' | 'finished' | 'failed';
+  /** stopped: ended by an interrupt (Ctrl-C) before the job was done. */
+  readonly status: 'starting' | 'running' | 'killed' | 'finished' | 'failed' | 'stopped';
   /** Completions recorded for this worker. */
   readonly completions: number;
   /** Its share of the tasks under the current membership; undefined when it is not a member. */
@@ -56,7 +57,7 @@ export class DemoView {
   readonly #options: ViewOptions;
   readonly #style: Style;
   readonly #events: string[] = [];
-  readonly #frozen = new Map<string, { ratio: number; share: number | undefined }>();
+  readonly #frozen = new Map<string, number>();
   #rows: (() => WorkerRow[]) | undefined;
   #timer: NodeJS.Timeout | undefined;
   #drawn = 0;
@@ -130,6 +131,7 @@ export class DemoView {
     if (row.status === 'failed') return s.red('failed');
     if (row.status === 'finished') return s.green('finished');
     if (row.status === 'starting') return s.yellow('starting');
+    if (row.status === 'stopped') return s.yellow('stopped');
     return s.green('alive');
   }
 
@@ -139,11 +141,11 @@ export class DemoView {
     const cells = rows.map((row) => {
       const live = row.status === 'running' || row.status === 'starting';
       let ratio = row.ownedTotal === 0 ? (row.status === 'running' ? 1 : 0) : row.ownedDone / row.ownedTotal;
-      let share = row.share;
-      // A worker that is gone keeps the bar and share it had when it went.
+      // A worker that is gone keeps the bar it had when it went; its share is what the ring gives it now.
       const frozen = this.#frozen.get(row.name);
-      if (!live && frozen) ({ ratio, share } = frozen);
-      else if (live) this.#frozen.set(row.name, { ratio, share });
+      if (!live && frozen !== undefined) ratio = frozen;
+      else if (live) this.#frozen.set(row.name, ratio);
+      const share = row.share;
       return [
         `  ${row.name}`,
         this.#bar(ratio),
@@ -176,7 +178,8 @@ export class DemoView {
     };
     for (const line of table([['worker', 'pid', 'tasks', 'status'], ...summary.rows.map((row) => [row.name, String(row.pid ?? '-'), String(row.completions), statusText(row)])])) out(`  ${line}`);
     out('');
-    const phases = summary.startupMs !== undefined && summary.tasksMs !== undefined ? ` (workers up and joined in ${formatMs(summary.startupMs)}, tasks done ${formatMs(summary.tasksMs)} later)` : '';
+    const startup = summary.startupMs === undefined ? '' : `workers up and joined in ${formatMs(summary.startupMs)}`;
+    const phases = startup === '' ? '' : summary.tasksMs === undefined ? ` (${startup})` : ` (${startup}, tasks done ${formatMs(summary.tasksMs)} later)`;
     const facts: Array<[string, string]> = [['elapsed', `${formatMs(summary.elapsedMs)}${phases}`]];
     const kill = summary.kill;
     if (kill) {

@@ -322,6 +322,7 @@ export async function run(args: Parsed, context: Context): Promise<number> {
       child.on('exit', (code, signal) => {
         if (worker.status !== 'killed') {
           if (finishing && code === 0) worker.status = 'finished';
+          else if (context.interrupted.aborted) worker.status = 'stopped';
           else {
             worker.status = 'failed';
             const detail = worker.failure ?? lastLine(worker.stderr) ?? (signal ? `killed by ${signal}` : `exit code ${code ?? '?'}`);
@@ -345,7 +346,7 @@ export async function run(args: Parsed, context: Context): Promise<number> {
     view.start(rows);
 
     const stopped = (): boolean => timedOut || context.interrupted.aborted;
-    const allGone = (): boolean => workers.every((worker) => worker.status === 'killed' || worker.status === 'failed' || worker.status === 'finished');
+    const allGone = (): boolean => workers.every((worker) => worker.status !== 'starting' && worker.status !== 'running');
 
     // Everyone ready and visible in the group: start together.
     while (!stopped() && !allGone() && !(workers.every((worker) => worker.ready || worker.status !== 'starting') && workers.every((worker) => worker.status !== 'starting' || placement.has(worker.member)))) {
@@ -369,7 +370,7 @@ export async function run(args: Parsed, context: Context): Promise<number> {
     const stuck = timedOut
       ? workers.filter((worker) => worker.status === 'running').map((worker) => `${worker.name} was ${worker.current === undefined ? 'not running a task' : `running ${taskKey(worker.current)}`} when time ran out`)
       : [];
-    finishedTasks = performance.now();
+    if (accepted === taskCount) finishedTasks = performance.now();
     view.stop(rows());
     // Finish: let the workers leave cleanly; anything that will not go is killed.
     finishing = true;

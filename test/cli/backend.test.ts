@@ -33,7 +33,7 @@ function waitForLines(file: string, accept: (lines: string[]) => boolean, what: 
   return eventually(() => recorded(file), accept, 20_000, what);
 }
 
-describe.skipIf(!sqliteAvailable)(`concord against sqlite${sqliteAvailable ? '' : ` (skipped: ${SQLITE_SKIP})`}`, () => {
+describe.skipIf(!sqliteAvailable)(`concord against sqlite${sqliteAvailable ? '' : ` (skipped: ${SQLITE_SKIP})`}`, { timeout: 90_000 }, () => {
   beforeAll(() => {
     db = tempDb();
   });

@@ -19,7 +19,8 @@ function expectOneLineError(result: { code: number | null; stderr: string; stdou
   expect(result.stderr).not.toMatch(/\n\s+at /);
 }
 
-describe('concord basics', () => {
+// Each test starts several processes: generous limits for a loaded machine.
+describe('concord basics', { timeout: 90_000 }, () => {
   it('prints the version and the command list', async () => {
     const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
     const version = await concord(['--version']);

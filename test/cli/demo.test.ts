@@ -4,7 +4,7 @@ import { SQLITE_SKIP, concord, sqliteAvailable, tempDb } from './run.js';
 
 let db: ReturnType<typeof tempDb>;
 
-describe.skipIf(!sqliteAvailable)(`concord demo${sqliteAvailable ? '' : ` (skipped: ${SQLITE_SKIP})`}`, () => {
+describe.skipIf(!sqliteAvailable)(`concord demo${sqliteAvailable ? '' : ` (skipped: ${SQLITE_SKIP})`}`, { timeout: 120_000 }, () => {
   beforeAll(() => {
     db = tempDb();
   });
