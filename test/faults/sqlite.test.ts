@@ -1,0 +1,238 @@
+/**
+ * SQLite safety scenarios with real processes sharing one database file: four processes x 500 acquisitions of one
+ * lock guarding a shared file, a holder killed with SIGKILL, a holder stopped with SIGSTOP past its TTL; and database
+ * paths that cannot work, which must fail with a clear error rather than a crash.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ConcordError, connect, type Coordinator } from '../../src/index.js';
+import { checkIntervals, type HoldInterval } from '../support/history.js';
+import { deadline } from '../support/wait.js';
+
+const WORKER = fileURLToPath(new URL('./sqlite-worker.ts', import.meta.url));
+const HOLDER = fileURLToPath(new URL('./sqlite-holder.ts', import.meta.url));
+
+type Message = Record<string, unknown>;
+
+/** A child process printing one JSON object a line. */
+class Child {
+  readonly #proc: ChildProcess;
+  readonly #messages: Message[] = [];
+  readonly #waiters: Array<() => void> = [];
+  readonly exited: Promise<number | null>;
+  stderr = '';
+
+  constructor(script: string, args: string[]) {
+    this.#proc = spawn(process.execPath, ['--import', 'tsx', script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#proc.stderr?.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    this.exited = new Promise((resolve) => this.#proc.once('exit', (code) => resolve(code)));
+    if (this.#proc.stdout) {
+      createInterface({ input: this.#proc.stdout }).on('line', (line) => {
+        if (line.startsWith('{')) this.#messages.push(JSON.parse(line) as Message);
+        for (const wake of this.#waiters.splice(0)) wake();
+      });
+    }
+  }
+
+  get pid(): number {
+    return this.#proc.pid ?? -1;
+  }
+
+  /** The first message carrying `key`; waits for it. */
+  message(key: string, what: string, ms = 60_000): Promise<Message> {
+    const find = (): Message | undefined => this.#messages.find((m) => key in m);
+    return deadline(
+      new Promise<Message>((resolve) => {
+        const check = (): void => {
+          const hit = find();
+          if (hit) resolve(hit);
+          else this.#waiters.push(check);
+        };
+        check();
+      }),
+      ms,
+      `${what} (stderr: ${this.stderr.slice(-800)})`,
+    );
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    process.kill(this.pid, signal);
+  }
+
+  async kill(): Promise<void> {
+    if (this.#proc.exitCode === null && this.#proc.signalCode === null) {
+      this.#proc.kill('SIGCONT');
+      this.#proc.kill('SIGKILL');
+    }
+    await this.exited;
+  }
+}
+
+let dir = '';
+let url = '';
+const children: Child[] = [];
+const coordinators: Coordinator[] = [];
+
+function child(script: string, args: string[]): Child {
+  const c = new Child(script, args);
+  children.push(c);
+  return c;
+}
+
+async function coordinator(member: string): Promise<Coordinator> {
+  const c = await connect(url, { member });
+  coordinators.push(c);
+  return c;
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'resolved';
+  } catch (error) {
+    return error instanceof ConcordError ? error.code : String(error);
+  }
+}
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'concord-sqlite-faults-'));
+  url = `sqlite://${join(dir, 'faults.db')}`;
+});
+
+afterEach(async () => {
+  await Promise.all(children.splice(0).map((c) => c.kill()));
+  await Promise.all(coordinators.splice(0).map((c) => c.close()));
+});
+
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('sqlite: processes sharing one file', () => {
+  it('4 processes x 500 acquisitions: zero overlaps on the guarded file, tokens strictly increasing', async () => {
+    const guard = join(dir, 'guard.json');
+    writeFileSync(guard, JSON.stringify({ holder: null, count: 0 }));
+    const perProcess = 500;
+    const workers = ['w0', 'w1', 'w2', 'w3'].map((m) => child(WORKER, [url, m, String(perProcess), guard]));
+    const reports = await Promise.all(workers.map((w) => w.message('done', 'a worker to finish', 110_000)));
+    const intervals: HoldInterval[] = [];
+    const violations: string[] = [];
+    for (const report of reports) {
+      const client = String(report.done);
+      violations.push(...(report.violations as string[]));
+      for (const i of report.intervals as Array<{ token: string; start: string; end: string }>) {
+        intervals.push({ client, token: BigInt(i.token), start: BigInt(i.start), end: BigInt(i.end) });
+      }
+    }
+    expect(violations).toEqual([]);
+    expect(intervals).toHaveLength(4 * perProcess);
+    const result = checkIntervals(intervals);
+    expect(result.violations.slice(0, 5)).toEqual([]);
+    expect(result.ok).toBe(true);
+    const { readFileSync } = await import('node:fs');
+    expect(JSON.parse(readFileSync(guard, 'utf8'))).toEqual({ holder: null, count: 4 * perProcess });
+    expect(await Promise.all(workers.map((w) => w.exited))).toEqual([0, 0, 0, 0]);
+  }, 120_000);
+
+  it('SIGKILL of a holder frees the lock for a waiter at once, long before its TTL, with a larger token', async () => {
+    // A 60 s TTL and a 10 s wait: the waiter can only get the lock through the dead-process check.
+    const holder = child(HOLDER, [url, 'killed', '60000', 'k']);
+    const acquired = await holder.message('acquired', 'the holder to acquire');
+    const waiter = await coordinator('waiter');
+    const waiting = waiter.lock('k').acquire({ timeoutMs: 10_000 });
+    holder.signal('SIGKILL');
+    await holder.exited;
+    const held = await waiting;
+    expect(held.token).toBeGreaterThan(BigInt(String(acquired.token)));
+    expect(await waiter.lock('k').holder()).toBe('waiter');
+    await held.release();
+  });
+
+  it('SIGKILL of a member: a watcher in another process sees it leave at once, long before its TTL', async () => {
+    const watcherSide = await coordinator('watcher');
+    const member = child(HOLDER, [url, 'member', '60000', 'unused', 'g']);
+    await member.message('acquired', 'the child to join and start');
+    const watch = watcherSide.group('g').watch();
+    const events: string[] = [];
+    const left = (async () => {
+      for await (const event of watch) {
+        events.push(`${event.type} ${event.member}`);
+        if (event.type === 'leave') return;
+      }
+    })();
+    member.signal('SIGKILL');
+    await member.exited;
+    await deadline(left, 10_000, 'the leave of the killed member');
+    expect(events).toEqual(['join member', 'leave member']);
+    expect(await watcherSide.group('g').members()).toEqual([]);
+    await watch.close();
+  });
+
+  it('SIGSTOP of a holder past its TTL: the waiter gets a larger token, and the holder learns it lost on resume', async () => {
+    const ttl = 1000;
+    const holder = child(HOLDER, [url, 'stopped', String(ttl), 's']);
+    const acquired = await holder.message('acquired', 'the holder to acquire');
+    const waiter = await coordinator('waiter');
+    holder.signal('SIGSTOP');
+    const stoppedAt = performance.now();
+    const held = await deadline(waiter.lock('s').acquire(), 30_000, 'the waiter to acquire after the TTL');
+    // A stopped process is alive: only its TTL can have freed the lock.
+    expect(performance.now() - stoppedAt).toBeGreaterThanOrEqual(ttl / 2);
+    expect(held.token).toBeGreaterThan(BigInt(String(acquired.token)));
+    holder.signal('SIGCONT');
+    const lost = await holder.message('lost', 'the resumed holder to notice');
+    expect(lost.lost).toBe('ERR_LOCK_LOST');
+    await holder.message('released', 'the resumed holder to release');
+    // Its release did not touch the new holder's lock.
+    expect(await waiter.lock('s').holder()).toBe('waiter');
+    expect(held.signal.aborted).toBe(false);
+    await held.release();
+    expect(await holder.exited).toBe(0);
+  });
+});
+
+describe('sqlite: database paths', () => {
+  it('a relative path is ERR_INVALID_URL naming the url', async () => {
+    for (const bad of ['sqlite:relative.db', 'sqlite://relative/x.db', 'sqlite:///']) {
+      const error = await connect(bad).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error, bad).toBeInstanceOf(ConcordError);
+      expect((error as ConcordError).code, bad).toBe('ERR_INVALID_URL');
+      expect((error as ConcordError).message, bad).toContain('sqlite:');
+    }
+  });
+
+  it('a missing directory, a corrupt file, an unwritable place or a directory fail with a clear error', async () => {
+    const missing = join(dir, 'no-such-dir', 'x.db');
+    let error = (await connect(`sqlite://${missing}`).catch((e: unknown) => e)) as ConcordError;
+    expect(error.code).toBe('ERR_CONNECTION');
+    expect(error.message).toContain('does not exist');
+
+    const corrupt = join(dir, 'corrupt.db');
+    writeFileSync(corrupt, 'this is not a database, just some text that is long enough to look like a header '.repeat(20));
+    error = (await connect(`sqlite://${corrupt}`).catch((e: unknown) => e)) as ConcordError;
+    expect(error.code).toBe('ERR_CONNECTION');
+    expect(error.message).toContain(corrupt);
+
+    // Permissions do not stop root, so /proc stands in for a place nobody may create a file.
+    const unwritable = process.getuid?.() === 0 ? '/proc/concord-test.db' : join(dir, 'ro', 'x.db');
+    if (process.getuid?.() !== 0) {
+      mkdirSync(join(dir, 'ro'));
+      chmodSync(join(dir, 'ro'), 0o500);
+    }
+    error = (await connect(`sqlite://${unwritable}`).catch((e: unknown) => e)) as ConcordError;
+    expect(error.code).toBe('ERR_CONNECTION');
+    expect(error.message).toContain(unwritable);
+
+    error = (await connect(`sqlite://${dir}`).catch((e: unknown) => e)) as ConcordError;
+    expect(['ERR_INVALID_URL', 'ERR_CONNECTION']).toContain(error.code);
+    expect(await codeOf(connect(`sqlite://${join(dir, 'fine.db')}`).then((c) => c.close()))).toBe('resolved');
+  });
+});
