@@ -1,9 +1,25 @@
 /** concord elect GROUP -- CMD: runs CMD only while this process leads GROUP. */
+import { isConcordError } from '../errors.js';
 import type { Leadership } from '../types.js';
 import type { CommandSpec, Parsed } from './args.js';
 import { Child } from './child.js';
 import { BACKEND_OPTIONS, HELP_OPTION, open, signalExitCode, type Context } from './context.js';
 import { note } from './output.js';
+
+/** Pause before campaigning again after a lost session or connection. */
+const RETRY_MS = 1000;
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
 
 export const spec: CommandSpec = {
   name: 'elect',
@@ -39,7 +55,11 @@ export async function run(args: Parsed, context: Context): Promise<number> {
         leadership = await coordinator.group(group).campaign({ signal: context.interrupted });
       } catch (error) {
         if (context.interrupted.aborted) return interruptedCode();
-        throw error;
+        // The session is being replaced or the backend is briefly away: a supervisor keeps campaigning.
+        if (!isConcordError(error, 'ERR_SESSION_LOST') && !isConcordError(error, 'ERR_CONNECTION')) throw error;
+        if (!quiet) note(`campaign interrupted (${error.message}); trying again`);
+        await sleep(RETRY_MS, context.interrupted);
+        continue;
       }
       if (!quiet) note(`elected leader of "${group}" (term ${leadership.term}); starting the command`);
       let child: Child;

@@ -101,6 +101,13 @@ export async function runCli(argv: readonly string[] = process.argv.slice(2)): P
     if (count >= 3) process.exit(128 + 2);
   };
   for (const signal of SIGNALS) process.on(signal, onSignal);
+  // A reader that went away (`concord watch g | head`) ends the command quietly, as it does for other tools.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE') process.exit(EXIT.ok);
+      throw error;
+    });
+  }
   let code: number;
   try {
     code = await main(argv, { interrupted: controller.signal, signalName: () => signalName });
