@@ -46,6 +46,8 @@ export class Child {
         reject(new CliError(`cannot run ${JSON.stringify(file)}: ${problem}`, error.code === 'ENOENT' ? EXIT.notFound : 126));
       });
     });
+    // Later errors (a signal that cannot be delivered) change nothing: the exit event tells the outcome.
+    child.on('error', () => undefined);
     const started = new Child(child, exited);
     for (const signal of FORWARDED) process.on(signal, started.#forward);
     return started;

@@ -298,7 +298,9 @@ export async function run(args: Parsed, context: Context): Promise<number> {
       const namespace = args.string('namespace');
       if (namespace !== undefined) workerArgs.push('--namespace', namespace);
       if (unsafe) workerArgs.push('--unsafe-no-locks');
-      const child = fork(launcher, workerArgs, { stdio: ['ignore', 'ignore', process.env.DEMO_DEBUG ? 'inherit' : 'pipe', 'ipc'], execArgv: [] });
+      // Workers run the same code as this process: the sources when it runs from them, even if a build exists.
+      const env = import.meta.url.endsWith('.ts') ? { ...process.env, CONCORD_CLI_SOURCE: '1' } : process.env;
+      const child = fork(launcher, workerArgs, { stdio: ['ignore', 'ignore', process.env.CONCORD_DEMO_WORKER_STDERR === '1' ? 'inherit' : 'pipe', 'ipc'], execArgv: [], env });
       const worker: WorkerState = { index, name, member, process: child, status: 'starting', completions: 0, current: undefined, failure: undefined, stderr: '', ready: false };
       workers.push(worker);
       byMember.set(member, worker);
@@ -448,7 +450,7 @@ function check(tasks: readonly TaskState[], taskCount: number, workers: readonly
   for (const worker of failed) lines.push(`${worker.name} failed: ${worker.failure ?? 'unknown reason'}`);
   lines.push(...stuck);
   const pass = lines.length === 0;
-  if (pass) lines.push(`every one of the ${taskCount} tasks completed exactly once`);
+  if (pass) lines.push(taskCount === 1 ? 'the one task completed exactly once' : `every one of the ${taskCount} tasks completed exactly once`);
   return { pass, lines };
 }
 
