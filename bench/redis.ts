@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Mutex } from 'redis-semaphore';
 import { connect, type Coordinator } from '../src/index.js';
-import { kQueued } from '../src/coordinator.js';
+import { kQueued, type CoordinatorImpl } from '../src/coordinator.js';
 import { startRedis, type ServerHandle } from '../test/support/servers.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -83,6 +83,24 @@ function concordSubject(c: Coordinator, name: string, label = 'concord'): Subjec
     release: async () => {
       await held?.release();
       held = undefined;
+    },
+    close: () => c.close(),
+  };
+}
+
+/** The driver's two steps alone (one script each), without the core's bookkeeping: where the time goes. */
+function driverSubject(c: Coordinator, name: string): Subject {
+  const driver = (c as unknown as CoordinatorImpl).driver;
+  let token: bigint | undefined;
+  return {
+    name: 'concord driver steps only (tryLock + unlock scripts)',
+    acquire: async () => {
+      token = await driver.tryLock('lock', name, c.session.id, c.member);
+      if (token === undefined) throw new Error('not acquired');
+    },
+    release: async () => {
+      if (token !== undefined) await driver.unlock('lock', name, c.session.id, token);
+      token = undefined;
     },
     close: () => c.close(),
   };
@@ -337,6 +355,7 @@ try {
   const single = [
     floorSubject(newClient(), 'floor-1'),
     concordSubject(await connect(url, { namespace: ns, member: 'u' }), 'u1'),
+    driverSubject(await connect(url, { namespace: ns, member: 'd' }), 'd1'),
     semaphoreSubject(newClient(), 'sem-1'),
   ];
   const unc = await uncontended(single, 5, 400);
