@@ -133,6 +133,15 @@ class RedisDriver implements Driver {
     this.#cmd.on('ready', () => {
       if (!wasDown) return;
       wasDown = false;
+      // A server restarted without persistence forgot every session: say so now, not at the next renewal.
+      for (const sid of this.#sessions.keys()) {
+        this.#cmd.exists(`${this.#prefix}s:${sid}`).then(
+          (n) => {
+            if (n === 0 && this.#sessions.has(sid)) this.#context.events.sessionExpired(sid);
+          },
+          () => undefined,
+        );
+      }
       for (const retry of [...this.#unfinished]) {
         this.#unfinished.delete(retry);
         void retry();
