@@ -14,8 +14,8 @@
  * Worst-case detection of a crashed member: its TTL, or REAP_EVERY_MS after its process is gone.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { importClient } from '../../src/client.js';
 import { waitForWake } from '../../src/clock.js';
@@ -43,6 +43,8 @@ const REAP_EVERY_MS = 50;
 /** A queued acquire re-checks this often even without a notification. */
 const WAIT_FALLBACK_MS = 100;
 const BUSY_TIMEOUT_MS = 5000;
+/** Far more grants than a WAL can hold unsynced (it is checkpointed, and synced, every 1,000 pages). */
+const FENCE_JUMP_AFTER_REBOOT = 1_000_000_000;
 /** The change log keeps at least this many recent entries; a watch further behind resynchronises. */
 const LOG_KEEP = 4096;
 const LOG_TRIM_EVERY = 256;
@@ -85,6 +87,8 @@ class SqliteDriver implements Driver {
   /** Queue entries whose removal could not be written; adopted by the next acquire or removed on reconnect. */
   readonly #orphans = new Map<string, number>();
   #poller: NodeJS.Timeout | undefined;
+  #fileWatch: FSWatcher | undefined;
+  #kickQueued = false;
   #dataVersion = -1;
   #lastReap = 0;
   #scanQueued = false;
@@ -165,12 +169,48 @@ class SqliteDriver implements Driver {
     this.#poller = setInterval(() => {
       this.#tick();
     }, POLL_MS);
+    this.#watchFile();
+  }
+
+  /**
+   * A commit by another process writes the -wal file: a file notification makes the poller look at once, so a
+   * hand-off between processes costs well under the poll interval. The poll stays as the fallback (notifications
+   * can be dropped, and some file systems have none). The directory is watched, as the -wal file comes and goes.
+   */
+  #watchFile(): void {
+    const names = new Set([basename(this.#path), `${basename(this.#path)}-wal`]);
+    try {
+      this.#fileWatch = watch(dirname(this.#path), { persistent: false }, (_event, file) => {
+        if (file !== null && names.has(file)) this.#kick();
+      });
+      this.#fileWatch.on('error', (error) => {
+        debug('sqlite file watch of %s failed, polling only: %s', this.#path, error.message);
+        this.#unwatchFile();
+      });
+    } catch (error) {
+      debug('sqlite cannot watch %s, polling only: %s', this.#path, (error as Error).message);
+    }
+  }
+
+  #unwatchFile(): void {
+    this.#fileWatch?.close();
+    this.#fileWatch = undefined;
+  }
+
+  #kick(): void {
+    if (this.#kickQueued) return;
+    this.#kickQueued = true;
+    setImmediate(() => {
+      this.#kickQueued = false;
+      if (this.#poller) this.#tick();
+    });
   }
 
   #stopPollerIfIdle(): void {
     if (this.#poller && this.#groupWatches.size === 0 && this.#lockWatches.size === 0) {
       clearInterval(this.#poller);
       this.#poller = undefined;
+      this.#unwatchFile();
     }
   }
 
@@ -349,6 +389,7 @@ class SqliteDriver implements Driver {
     if (set?.size === 0) peers.delete(this.#path);
     clearInterval(this.#poller);
     this.#poller = undefined;
+    this.#unwatchFile();
     // Waiting acquires wake, find the connection closed, and fail with ERR_CONNECTION.
     for (const entry of [...this.#lockWatches.values()]) for (const listener of [...entry.listeners]) listener();
     this.#groupWatches.clear();
@@ -661,9 +702,19 @@ function open(Database: typeof BetterSqlite3, path: string): Db {
     db.pragma(`busy_timeout = ${String(BUSY_TIMEOUT_MS)}`);
     const mode = db.pragma('journal_mode = WAL', { simple: true });
     if (typeof mode !== 'string' || mode.toLowerCase() !== 'wal') throw new Error(`cannot switch to WAL mode (got ${String(mode)})`);
-    // FULL: a commit survives a power cut, so a fencing token is never handed out twice.
-    db.pragma('synchronous = FULL');
-    db.exec(`BEGIN IMMEDIATE; ${SCHEMA} COMMIT;`);
+    // NORMAL in WAL mode loses commits only to an OS crash or power cut, and then the boot id changes: the first
+    // connection of a new boot moves every fencing counter far ahead, past any token a lost commit handed out.
+    // Without a boot id, FULL: every commit is on disk before it counts.
+    db.pragma(BOOT_ID === '' ? 'synchronous = FULL' : 'synchronous = NORMAL');
+    const connection = db;
+    db.transaction(() => {
+      connection.exec(SCHEMA);
+      const boot: unknown = connection.prepare("SELECT value FROM concord_meta WHERE key = 'boot'").pluck().get();
+      if (BOOT_ID !== '' && boot !== BOOT_ID) {
+        if (boot !== undefined) connection.prepare('UPDATE concord_locks SET fence = fence + ?').run(FENCE_JUMP_AFTER_REBOOT);
+        connection.prepare("INSERT OR REPLACE INTO concord_meta (key, value) VALUES ('boot', ?)").run(BOOT_ID);
+      }
+    }).immediate();
     return db;
   } catch (cause) {
     try {

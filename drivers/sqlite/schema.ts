@@ -20,7 +20,7 @@ function statement<P extends unknown[], R = unknown>(db: Db, sql: string, pluck 
 export const SCHEMA_VERSION = 1;
 
 export const SCHEMA = `
-CREATE TABLE IF NOT EXISTS concord_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS concord_meta (key TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS concord_sessions (
   id TEXT PRIMARY KEY, ns TEXT NOT NULL, ttl_ms INTEGER NOT NULL, expires_at INTEGER NOT NULL,
   pid INTEGER NOT NULL, boot TEXT NOT NULL, pidns TEXT NOT NULL
