@@ -407,29 +407,24 @@ class EtcdDriver implements Driver {
     const prefix = this.#keys.locks(kind, name);
     const own = this.#keys.contender(kind, name, BigInt(sessionId));
     await this.#adopt(own);
-    // Enter the line (or find our key from an attempt that lost its answer) and see who is ahead, in one round trip.
+    // One round trip. Nobody contends: just our put, the same work as the two-write floor's first write. Otherwise
+    // enter the line (a put unless our key is there already, from an attempt whose answer was lost), and read our key
+    // and the two newest keys: when ours is the newest, the second is the one just ahead of it.
+    const put: IRequestOp = { request_put: { key: b(own), value: b(member), lease: sessionId } };
     const entry = await this.#txn('lock', 'always', {
-      compare: [absent(own)],
-      success: [{ request_put: { key: b(own), value: b(member), lease: sessionId } }, lowest(prefix, 'Descend', 2)],
-      failure: [get(own), lowest(prefix, 'Ascend', 1)],
+      compare: [emptyPrefix(prefix)],
+      success: [put],
+      failure: [{ request_txn: { compare: [absent(own)], success: [put], failure: [] } }, get(own), lowest(prefix, 'Descend', 2)],
     });
-    let revision = BigInt(entry.header.revision);
-    let mine: bigint;
-    let ahead: IKeyValue | undefined;
-    let known: boolean;
-    if (entry.succeeded) {
-      mine = revision;
-      // Sorted newest first: ours, then the one just before it, if any.
-      ahead = kvsOf(entry, 1).find((kv) => kv.key.toString() !== own);
-      known = true;
-    } else {
-      const existing = kvsOf(entry, 0)[0];
-      if (!existing) throw new ConcordError('ERR_CONNECTION', 'etcd lock: the contender key vanished during the transaction');
-      mine = BigInt(existing.create_revision);
-      const first = kvsOf(entry, 1)[0];
-      known = first?.key.toString() === own;
-      ahead = undefined;
-    }
+    const revision = BigInt(entry.header.revision);
+    if (entry.succeeded) return revision;
+    const existing = kvsOf(entry, 1)[0];
+    if (!existing) throw new ConcordError('ERR_CONNECTION', 'etcd lock: the contender key vanished during the transaction');
+    const mine = BigInt(existing.create_revision);
+    const newest = kvsOf(entry, 2);
+    // Known only when ours is the newest key; else (an older key of ours) the wait starts with a read.
+    const known = newest[0]?.key.toString() === own;
+    const ahead = known ? newest[1] : undefined;
     if (known && ahead === undefined) return mine;
     queued();
     try {

@@ -1,0 +1,445 @@
+/**
+ * etcd benchmark: concord's etcd driver against the etcd3 package's Lock (wrapped in a retry loop: it never waits)
+ * and Election, and a two-write floor (put-if-absent on a pre-granted lease, then delete), all in one run against one
+ * etcd this script starts. Run: npx tsx bench/etcd.ts
+ * Prints a markdown section and writes it to bench/results/etcd.md.
+ *
+ * Measured:
+ *   1. uncontended acquire + release (latency, and the ratio to the floor);
+ *   2. hand-off: from the holder's release call to a blocked waiter holding the lock;
+ *   3. leader failover: a leader process is SIGKILLed -> a campaigner in this process leads (sessionTtlMs 2000 / TTL 2 s);
+ *   4. a join seen by a watcher in another process (monotonic clock shared by the processes of one host).
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Etcd3, EtcdLockFailedError, type Campaign, type Lock } from 'etcd3';
+import { connect, type Coordinator, type HeldLock, type Leadership } from '../src/index.js';
+import { kQueued } from '../src/coordinator.js';
+import { startEtcd, type ServerHandle } from '../test/support/servers.js';
+
+const SELF = fileURLToPath(import.meta.url);
+const FAILOVER_TTL_MS = 2000;
+
+/** etcd://127.0.0.1:PORT -> http://127.0.0.1:PORT for the etcd3 package. */
+const httpHost = (url: string): string => url.replace(/^etcd:/, 'http:');
+
+// ---- child modes
+
+// `bench/etcd.ts watcher URL NAMESPACE`: prints the hrtime of every event.
+if (process.argv[2] === 'watcher') {
+  const [url, namespace] = process.argv.slice(3);
+  const c = await connect(url ?? '', { namespace: namespace ?? '', member: 'watcher' });
+  const watch = c.group('g').watch({ initial: false });
+  process.stdout.write('ready\n');
+  process.stdin.once('data', () => {
+    void watch.close();
+  });
+  for await (const event of watch) process.stdout.write(`${event.type} ${event.member} ${process.hrtime.bigint()}\n`);
+  await c.close();
+  process.exit(0);
+}
+
+// `bench/etcd.ts leader concord|etcd3 URL NAME`: leads, says so, and waits to be killed.
+if (process.argv[2] === 'leader') {
+  const [kind, url, name] = process.argv.slice(3);
+  if (kind === 'concord') {
+    const c = await connect(url ?? '', { namespace: 'failover', member: `leader-${process.pid}`, sessionTtlMs: FAILOVER_TTL_MS });
+    await c.group(name ?? '').campaign();
+  } else {
+    const client = new Etcd3({ hosts: httpHost(url ?? '') });
+    await client.election(name ?? '', FAILOVER_TTL_MS / 1000).campaign(`leader-${process.pid}`).wait();
+  }
+  process.stdout.write('leading\n');
+  setInterval(() => undefined, 60_000);
+}
+
+if (process.argv[2] === 'watcher' || process.argv[2] === 'leader') {
+  // the child modes above never fall through to the benchmark
+  await new Promise(() => undefined);
+}
+
+// ---- statistics
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i] ?? NaN;
+}
+
+interface Stats {
+  readonly n: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly mean: number;
+  readonly max: number;
+}
+
+function stats(samples: readonly number[]): Stats {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return {
+    n: sorted.length,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    mean: sorted.reduce((a, b) => a + b, 0) / sorted.length,
+    max: sorted[sorted.length - 1] ?? NaN,
+  };
+}
+
+const ms = (x: number): string => (x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toFixed(3));
+const sleep = (t: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, t));
+
+// ---- subjects
+
+interface Subject {
+  readonly name: string;
+  acquire(): Promise<void>;
+  release(): Promise<void>;
+  close(): Promise<void>;
+}
+
+function concordLock(c: Coordinator, name: string): Subject {
+  let held: HeldLock | undefined;
+  return {
+    name: 'concord lock',
+    acquire: async () => {
+      held = await c.lock(name).acquire();
+    },
+    release: async () => {
+      await held?.release();
+      held = undefined;
+    },
+    close: () => c.close(),
+  };
+}
+
+function concordElection(c: Coordinator, group: string): Subject {
+  let lead: Leadership | undefined;
+  return {
+    name: 'concord campaign + resign',
+    acquire: async () => {
+      lead = await c.group(group).campaign();
+    },
+    release: async () => {
+      await lead?.resign();
+      lead = undefined;
+    },
+    close: () => c.close(),
+  };
+}
+
+/** The least any lease-based lock can do: put-if-absent on a lease granted beforehand, then delete. */
+async function floorSubject(url: string, key: string): Promise<Subject> {
+  const client = new Etcd3({ hosts: httpHost(url) });
+  const lease = await client.leaseClient.leaseGrant({ TTL: 60 });
+  const k = Buffer.from(key);
+  return {
+    name: 'floor (put-if-absent on a pre-granted lease + delete)',
+    acquire: async () => {
+      for (;;) {
+        const r = await client.kv.txn({
+          compare: [{ key: k, target: 'Create', result: 'Equal', create_revision: 0 }],
+          success: [{ request_put: { key: k, value: Buffer.from('x'), lease: lease.ID } }],
+        });
+        if (r.succeeded) return;
+        await sleep(1);
+      }
+    },
+    release: async () => {
+      await client.kv.deleteRange({ key: k });
+    },
+    close: async () => {
+      await client.leaseClient.leaseRevoke({ ID: lease.ID });
+      client.close();
+    },
+  };
+}
+
+/** etcd3's Lock fails at once when the lock is taken, so waiting means retrying; every attempt grants a new lease. */
+function etcd3LockSubject(client: Etcd3, key: string, retryMs: number): Subject {
+  let lock: Lock | undefined;
+  return {
+    name: `etcd3 Lock (retry every ${retryMs} ms)`,
+    acquire: async () => {
+      for (;;) {
+        const attempt = client.lock(key).ttl(30);
+        try {
+          lock = await attempt.acquire();
+          return;
+        } catch (error) {
+          if (!(error instanceof EtcdLockFailedError)) throw error;
+          await sleep(retryMs);
+        }
+      }
+    },
+    release: async () => {
+      await lock?.release();
+      lock = undefined;
+    },
+    close: () => {
+      client.close();
+      return Promise.resolve();
+    },
+  };
+}
+
+function etcd3ElectionSubject(client: Etcd3, name: string): Subject {
+  let campaign: Campaign | undefined;
+  return {
+    name: 'etcd3 Election campaign + resign',
+    acquire: async () => {
+      campaign = client.election(name, 30).campaign(randomBytes(4).toString('hex'));
+      await campaign.wait();
+    },
+    release: async () => {
+      await campaign?.resign();
+      campaign = undefined;
+    },
+    close: () => {
+      client.close();
+      return Promise.resolve();
+    },
+  };
+}
+
+// ---- scenarios
+
+async function uncontended(subjects: readonly Subject[], rounds: number, perRound: number): Promise<Map<string, Stats>> {
+  const samples = new Map<string, number[]>(subjects.map((s) => [s.name, []]));
+  for (const s of subjects) {
+    for (let i = 0; i < 50; i++) {
+      await s.acquire();
+      await s.release();
+    }
+  }
+  // Interleaved rounds, so drift on a shared machine spreads over every subject alike.
+  for (let r = 0; r < rounds; r++) {
+    for (const s of subjects) {
+      const into = samples.get(s.name) ?? [];
+      for (let i = 0; i < perRound; i++) {
+        const t0 = performance.now();
+        await s.acquire();
+        await s.release();
+        into.push(performance.now() - t0);
+      }
+    }
+  }
+  return new Map([...samples].map(([k, v]) => [k, stats(v)]));
+}
+
+/** Release -> the blocked waiter holds it. `queued` resolves once the waiter is surely waiting. */
+async function handoff(holder: Subject, waiter: Subject, queued: () => Promise<void>, count: number): Promise<Stats> {
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) {
+    await holder.acquire();
+    const registered = queued();
+    let heldAt = 0;
+    const waiting = waiter.acquire().then(() => {
+      heldAt = performance.now();
+    });
+    await registered;
+    const t0 = performance.now();
+    await Promise.all([holder.release(), waiting]);
+    samples.push(heldAt - t0);
+    await waiter.release();
+  }
+  return stats(samples);
+}
+
+/** A leader process is SIGKILLed; how long until a campaigner here leads. */
+async function failover(url: string, kind: 'concord' | 'etcd3', runs: number): Promise<Stats> {
+  const samples: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    const name = `failover-${kind}-${randomBytes(3).toString('hex')}`;
+    const child = spawn(process.execPath, ['--import', 'tsx', SELF, 'leader', kind, url, name], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    await new Promise<void>((resolve, reject) => {
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        if (line === 'leading') resolve();
+      });
+      child.once('exit', () => {
+        reject(new Error('the leader process exited early'));
+      });
+    });
+    let elected: Promise<unknown>;
+    let done: () => Promise<void>;
+    if (kind === 'concord') {
+      const c = await connect(url, { namespace: 'failover', member: 'successor', sessionTtlMs: FAILOVER_TTL_MS });
+      const leadership = c.group(name).campaign();
+      elected = leadership;
+      done = async () => {
+        await (await leadership).resign();
+        await c.close();
+      };
+    } else {
+      const client = new Etcd3({ hosts: httpHost(url) });
+      const campaign = client.election(name, FAILOVER_TTL_MS / 1000).campaign('successor');
+      elected = campaign.wait();
+      done = async () => {
+        await campaign.resign();
+        client.close();
+      };
+    }
+    // Both are surely queued behind the leader by now.
+    await sleep(300);
+    const t0 = performance.now();
+    child.kill('SIGKILL');
+    await elected;
+    samples.push(performance.now() - t0);
+    await exited;
+    await done();
+  }
+  return stats(samples);
+}
+
+async function watchLatency(url: string, count: number): Promise<Stats> {
+  const namespace = `bw${randomBytes(4).toString('hex')}`;
+  const joiner = await connect(url, { namespace, member: 'joiner' });
+  await joiner.group('g').create();
+  const child = spawn(process.execPath, ['--import', 'tsx', SELF, 'watcher', url, namespace], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout });
+  const pending: Array<(line: string) => void> = [];
+  const buffered: string[] = [];
+  lines.on('line', (line) => {
+    const take = pending.shift();
+    if (take) take(line);
+    else buffered.push(line);
+  });
+  const next = (): Promise<string> => {
+    const line = buffered.shift();
+    if (line !== undefined) return Promise.resolve(line);
+    return new Promise((resolve) => pending.push(resolve));
+  };
+  if ((await next()) !== 'ready') throw new Error('watcher did not start');
+  await sleep(300);
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const t0 = process.hrtime.bigint();
+    await joiner.group('g').join();
+    const seen = (await next()).split(' ');
+    if (seen[0] !== 'join') throw new Error(`unexpected event ${seen.join(' ')}`);
+    samples.push(Number(BigInt(seen[2] ?? '0') - t0) / 1e6);
+    await joiner.group('g').leave();
+    await next();
+  }
+  child.stdin.write('stop\n');
+  await new Promise((resolve) => child.once('exit', resolve));
+  await joiner.close();
+  return stats(samples);
+}
+
+// ---- the run
+
+const server: ServerHandle = await startEtcd();
+const url = server.url;
+const lines: string[] = [];
+const out = (line = ''): void => {
+  lines.push(line);
+};
+try {
+  const versionClient = new Etcd3({ hosts: httpHost(url) });
+  const version = (await versionClient.maintenance.status()).version;
+  versionClient.close();
+  const ns = `b${randomBytes(4).toString('hex')}`;
+
+  // 1. uncontended
+  const single: Subject[] = [
+    await floorSubject(url, `${ns}-floor`),
+    concordLock(await connect(url, { namespace: ns, member: 'u' }), 'u1'),
+    concordElection(await connect(url, { namespace: ns, member: 'e' }), 'e1'),
+    etcd3LockSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-etcd3-lock`, 10),
+    etcd3ElectionSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-etcd3-election`),
+  ];
+  const unc = await uncontended(single, 10, 100);
+  for (const s of single) await s.close();
+  const floorName = single[0]?.name ?? '';
+  const floor = unc.get(floorName);
+
+  // 2. hand-off
+  const ca = await connect(url, { namespace: ns, member: 'ha' });
+  const cb = await connect(url, { namespace: ns, member: 'hb' });
+  const queuedB = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      (cb as unknown as EventEmitter).once(kQueued, () => {
+        resolve();
+      });
+    });
+  const concordHandoff = await handoff(concordLock(ca, 'h'), concordLock(cb, 'h'), queuedB, 200);
+  const concordElectionHandoff = await handoff(concordElection(ca, 'he'), concordElection(cb, 'he'), queuedB, 100);
+  await ca.close();
+  await cb.close();
+  const la = etcd3LockSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-h`, 10);
+  const lb = etcd3LockSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-h`, 10);
+  const lockHandoff = await handoff(la, lb, () => sleep(30), 100);
+  await la.close();
+  await lb.close();
+  const ea = etcd3ElectionSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-he`);
+  const eb = etcd3ElectionSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-he`);
+  const electionHandoff = await handoff(ea, eb, () => sleep(30), 100);
+  await ea.close();
+  await eb.close();
+
+  // 3. leader failover after SIGKILL
+  const concordFailover = await failover(url, 'concord', 5);
+  const etcd3Failover = await failover(url, 'etcd3', 5);
+
+  // 4. watch latency across processes
+  const watch = await watchLatency(url, 200);
+
+  out(`## etcd`);
+  out();
+  out(`etcd ${version}, one member on 127.0.0.1 (started by the benchmark); Node ${process.version}; ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}. One run, every subject against the same server. Times in ms.`);
+  out();
+  out(`### Uncontended acquire + release`);
+  out();
+  out(`| subject | p50 | p99 | mean | p50 / floor |`);
+  out(`|---|---|---|---|---|`);
+  for (const [name, s] of unc) out(`| ${name} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} | ${floor ? (s.p50 / floor.p50).toFixed(2) : '-'}x |`);
+  out();
+  out(`concord's lock is one transaction to enter (put-if-absent, returning who is ahead) and one to release; etcd3's Lock grants a lease for every attempt and revokes it to release; its Election grants a lease, writes, then reads who is ahead.`);
+  out();
+  out(`### Hand-off: holder's release -> blocked waiter holds the lock`);
+  out();
+  out(`| subject | n | p50 | p99 | mean |`);
+  out(`|---|---|---|---|---|`);
+  for (const [name, s] of [
+    ['concord lock (waiter watches its predecessor)', concordHandoff],
+    ['concord leadership (resign -> next campaigner leads)', concordElectionHandoff],
+    ['etcd3 Lock (retry every 10 ms)', lockHandoff],
+    ['etcd3 Election (resign -> next campaigner elected)', electionHandoff],
+  ] as const) {
+    out(`| ${name} | ${s.n} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} |`);
+  }
+  out();
+  out(`### Leader failover: the leader process is SIGKILLed -> a campaigner in another process leads`);
+  out();
+  out(`TTL ${FAILOVER_TTL_MS} ms (etcd's minimum lease) on both sides; etcd deletes the dead lease's keys when it expires, and checks for expired leases every 500 ms. Target: TTL + 0.5 s.`);
+  out();
+  out(`| subject | runs | p50 | max | max - TTL |`);
+  out(`|---|---|---|---|---|`);
+  for (const [name, s] of [
+    ['concord campaign', concordFailover],
+    ['etcd3 Election', etcd3Failover],
+  ] as const) {
+    out(`| ${name} | ${s.n} | ${ms(s.p50)} | ${ms(s.max)} | ${ms(s.max - FAILOVER_TTL_MS)} |`);
+  }
+  out();
+  out(`### A join seen by a watcher in another process`);
+  out();
+  out(`join() called -> the watcher process has the event (process.hrtime, CLOCK_MONOTONIC on both sides): n ${watch.n}, p50 ${ms(watch.p50)}, p99 ${ms(watch.p99)}, mean ${ms(watch.mean)}.`);
+  out();
+  out(`Run on ${new Date().toISOString().slice(0, 10)}.`);
+} finally {
+  await server.stop();
+}
+
+const text = `${lines.join('\n')}\n`;
+process.stdout.write(text);
+const dir = fileURLToPath(new URL('./results/', import.meta.url));
+if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
+writeFileSync(`${dir}etcd.md`, text);
+process.exit(0);
