@@ -92,7 +92,7 @@ export function parseArgs(spec: CommandSpec, argv: readonly string[]): Parsed {
       rest = argv.slice(i + 1);
       break;
     }
-    if (arg === '-h') {
+    if (arg === '-h' || arg === '--help') {
       values.set('help', true);
       continue;
     }
