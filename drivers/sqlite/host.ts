@@ -42,6 +42,14 @@ export function deathOf(owner: SessionOwner, nowMs: number): string | undefined 
   } catch (error) {
     // EPERM: alive, owned by another user. Only "no such process" proves the holder is gone.
     if ((error as NodeJS.ErrnoException).code === 'ESRCH') return 'its process is gone';
+    return undefined;
   }
-  return undefined;
+  // A killed process whose parent has not collected it yet still answers signals; Linux shows it as a zombie.
+  return isZombie(owner.pid) ? 'its process is gone' : undefined;
+}
+
+function isZombie(pid: number): boolean {
+  const stat = readOr(() => readFileSync(`/proc/${String(pid)}/stat`, 'utf8'));
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state === 'Z' || state === 'X';
 }

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConcordError, connect, type Coordinator } from '../../src/index.js';
 import { checkIntervals, type HoldInterval } from '../support/history.js';
@@ -193,6 +194,45 @@ describe('sqlite: processes sharing one file', () => {
     expect(held.signal.aborted).toBe(false);
     await held.release();
     expect(await holder.exited).toBe(0);
+  });
+});
+
+describe('sqlite: reboots', () => {
+  it('a session left from another boot is reaped at once', async () => {
+    const old = await coordinator('old');
+    const held = await old.lock('b').acquire();
+    const db = new Database(join(dir, 'faults.db'));
+    try {
+      // As if this session's process ran before a reboot: its pid and monotonic times mean nothing any more.
+      db.prepare("UPDATE concord_sessions SET boot = 'a-previous-boot' WHERE id = ?").run(old.session.id);
+    } finally {
+      db.close();
+    }
+    const other = await coordinator('other');
+    const next = await other.lock('b').acquire({ timeoutMs: 5000 });
+    expect(next.token).toBeGreaterThan(held.token);
+    await next.release();
+  });
+
+  it('the first connection of a new boot moves fencing counters far ahead of any token a lost commit gave out', async () => {
+    const a = await coordinator('a');
+    const first = await a.lock('f').acquire();
+    await first.release();
+    const db = new Database(join(dir, 'faults.db'));
+    try {
+      db.prepare("UPDATE concord_meta SET value = 'a-previous-boot' WHERE key = 'boot'").run();
+    } finally {
+      db.close();
+    }
+    const b = await coordinator('b');
+    const second = await b.lock('f').acquire();
+    expect(second.token).toBeGreaterThanOrEqual(first.token + 1_000_000_000n);
+    await second.release();
+    // Only once per boot.
+    const c = await coordinator('c');
+    const third = await c.lock('f').acquire();
+    expect(third.token).toBe(second.token + 1n);
+    await third.release();
   });
 });
 
