@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { kCrash, type CoordinatorImpl } from '../../src/coordinator.js';
+import { kCrash, kQueued, type CoordinatorImpl } from '../../src/coordinator.js';
 import { ConcordError, connect, type Coordinator } from '../../src/index.js';
 import { FaultProxy } from '../support/proxy.js';
 import { findBinary, freePort, requireServer, startRedis, type ServerHandle } from '../support/servers.js';
@@ -206,6 +206,45 @@ describe.skipIf(!availability.ok)('redis urls', () => {
 });
 
 describe.skipIf(!availability.ok)('redis specifics', () => {
+  it('an aborted or timed-out wait leaves no queue entry, and closing leaves only fencing counters (with a TTL)', async () => {
+    const own = await startRedis();
+    const admin = new Redis({ host: own.host, port: own.port, lazyConnect: true });
+    await admin.connect();
+    const a = await connect(own.url, { member: 'a', namespace: 'tidy' });
+    const b = await connect(own.url, { member: 'b', namespace: 'tidy' });
+    try {
+      await a.group('g').join({ create: true, capabilities: { x: 1 } });
+      const held = await a.lock('l').acquire();
+      const controller = new AbortController();
+      const queued = new Promise<void>((resolve) => {
+        (b as unknown as { once(event: symbol, listener: () => void): void }).once(kQueued, resolve);
+      });
+      const waiting = b.lock('l').acquire({ signal: controller.signal }).then(
+        () => 'acquired',
+        (error: unknown) => (error as ConcordError).code,
+      );
+      await queued;
+      expect(await admin.llen('{tidy}:q:lock:l')).toBe(1);
+      controller.abort();
+      expect(await waiting).toBe('ERR_ABORTED');
+      expect(await admin.exists('{tidy}:q:lock:l', '{tidy}:qt:lock:l', '{tidy}:qn:lock:l')).toBe(0);
+      await expect(b.lock('l').acquire({ timeoutMs: 50 })).rejects.toMatchObject({ code: 'ERR_LOCK_TIMEOUT' });
+      expect(await admin.exists('{tidy}:q:lock:l', '{tidy}:qt:lock:l', '{tidy}:qn:lock:l')).toBe(0);
+      await held.release();
+      await a.group('g').leave();
+      await a.group('g').delete();
+      await Promise.all([a.close(), b.close()]);
+      const left = (await admin.keys('{tidy}:*')).sort();
+      // The fencing counter stays (so tokens keep growing) but lapses; the deleted group's history lapses too.
+      expect(left).toEqual(['{tidy}:f:lock:l', '{tidy}:n:g', '{tidy}:x:g']);
+      for (const key of left) expect(await admin.pttl(key)).toBeGreaterThan(0);
+    } finally {
+      admin.disconnect();
+      await Promise.all([a.close(), b.close()]);
+      await own.stop();
+    }
+  });
+
   it('a watch that starts behind a trimmed stream asks for a resync instead of skipping changes', async () => {
     const own = await startRedis();
     const c = await connect(own.url, { member: 'w', namespace: 'trim' });
