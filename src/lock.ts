@@ -117,7 +117,10 @@ export class HeldLockImpl implements HeldLock {
   readonly kind: LockKind;
   readonly #host: LockHost;
   readonly #sessionId: string;
-  readonly #controller = new AbortController();
+  // Created on first use of `signal`: most holders never look, and a controller plus its abort is a large share of
+  // an uncontended acquire and release.
+  #controller: AbortController | undefined;
+  #reason: (() => ConcordError) | undefined;
   #released: Promise<void> | undefined;
 
   constructor(host: LockHost, kind: LockKind, name: string, sessionId: string, token: bigint) {
@@ -131,6 +134,10 @@ export class HeldLockImpl implements HeldLock {
 
   get signal(): AbortSignal {
     this.#host.checkSession();
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#reason) this.#controller.abort(this.#reason());
+    }
     return this.#controller.signal;
   }
 
@@ -138,7 +145,7 @@ export class HeldLockImpl implements HeldLock {
   lose(): void {
     if (this.#released) return;
     this.#released = Promise.resolve();
-    this.#finish(
+    this.#finish(() =>
       this.kind === 'leader'
         ? new ConcordError('ERR_LEADERSHIP_LOST', `leadership of group "${this.name}" was lost`)
         : new ConcordError('ERR_LOCK_LOST', `lock "${this.name}" was lost`),
@@ -149,7 +156,7 @@ export class HeldLockImpl implements HeldLock {
   drop(): void {
     if (this.#released) return;
     this.#released = Promise.resolve();
-    this.#finish(new ConcordError('ERR_CLOSED', 'the coordinator was closed'));
+    this.#finish(() => new ConcordError('ERR_CLOSED', 'the coordinator was closed'));
   }
 
   release(): Promise<void> {
@@ -158,8 +165,10 @@ export class HeldLockImpl implements HeldLock {
   }
 
   async #release(): Promise<void> {
-    const what = this.kind === 'leader' ? `leadership of group "${this.name}" was resigned` : `lock "${this.name}" was released`;
-    this.#finish(new ConcordError('ERR_ABORTED', what));
+    this.#finish(
+      () =>
+        new ConcordError('ERR_ABORTED', this.kind === 'leader' ? `leadership of group "${this.name}" was resigned` : `lock "${this.name}" was released`),
+    );
     const unlock = async (): Promise<void> => {
       try {
         await this.#host.driver.unlock(this.kind, this.name, this.#sessionId, this.token);
@@ -172,9 +181,10 @@ export class HeldLockImpl implements HeldLock {
     await unlock();
   }
 
-  #finish(reason: ConcordError): void {
+  #finish(reason: () => ConcordError): void {
     this.#host.locks.held.delete(this);
-    if (!this.#controller.signal.aborted) this.#controller.abort(reason);
+    this.#reason = reason;
+    if (this.#controller && !this.#controller.signal.aborted) this.#controller.abort(reason());
     this.#host.locks.leave(this.kind, this.name);
   }
 
@@ -190,23 +200,73 @@ export class HeldLockImpl implements HeldLock {
 export async function acquire(host: LockHost, kind: LockKind, name: string, options: AcquireOptions | undefined): Promise<HeldLockImpl> {
   const { signal, timeoutMs } = validateAcquireOptions(options);
   const sessionId = host.usableSession();
+  const queue = host.locks.queue(kind, name);
+  if (queue.busy) return wait(host, kind, name, sessionId, signal, timeoutMs, performance.now(), false);
+  // Nobody in this process holds or awaits it: one plain attempt first, without the machinery of waiting.
+  const startedAt = performance.now();
+  queue.busy = true;
+  let token: bigint | undefined;
+  try {
+    token = await host.driver.tryLock(kind, name, sessionId, host.member);
+  } catch (error) {
+    if (timeoutMs === 0 || !isConcordError(error, 'ERR_CONNECTION')) {
+      host.locks.leave(kind, name);
+      throw error;
+    }
+  }
+  if (token !== undefined) {
+    // While the attempt was in flight the session may have been lost, the coordinator closed or the caller given up.
+    let problem: unknown;
+    try {
+      if (host.usableSession() !== sessionId) problem = new ConcordError('ERR_SESSION_LOST', 'the session was lost while acquiring');
+      else if (signal?.aborted) problem = abortedError(signal);
+    } catch (error) {
+      problem = error;
+    }
+    if (problem === undefined) return new HeldLockImpl(host, kind, name, sessionId, token);
+    await host.driver.unlock(kind, name, sessionId, token).catch(() => undefined);
+    host.locks.leave(kind, name);
+    throw problem;
+  }
+  if (timeoutMs === 0) {
+    host.locks.leave(kind, name);
+    throw timeoutError();
+  }
+  return wait(host, kind, name, sessionId, signal, timeoutMs, startedAt, true);
+}
+
+/** The waiting path: local turn, then the remote wait, bounded by the timeout, the signal and the session. */
+async function wait(
+  host: LockHost,
+  kind: LockKind,
+  name: string,
+  sessionId: string,
+  signal: AbortSignal | undefined,
+  timeoutMs: number | undefined,
+  startedAt: number,
+  entered: boolean,
+): Promise<HeldLockImpl> {
   const op = new AbortController();
   const onAbort = (): void => {
     op.abort(abortedError(signal, `acquiring ${kind === 'leader' ? 'leadership of' : 'lock'} "${name}"`));
   };
   signal?.addEventListener('abort', onAbort, { once: true });
+  if (signal?.aborted) onAbort();
   let timer: NodeJS.Timeout | undefined;
   if (timeoutMs !== undefined && timeoutMs > 0) {
-    timer = setTimeout(() => {
-      op.abort(timeoutError());
-    }, timeoutMs);
+    timer = setTimeout(
+      () => {
+        op.abort(timeoutError());
+      },
+      Math.max(0, startedAt + timeoutMs - performance.now()),
+    );
   }
   host.locks.pending.add(op);
-  const queue = host.locks.queue(kind, name);
-  let entered = false;
   try {
-    await queue.enter(op.signal, timeoutMs === 0);
-    entered = true;
+    if (!entered) {
+      await host.locks.queue(kind, name).enter(op.signal, timeoutMs === 0);
+      entered = true;
+    }
     const token = await contend(host, kind, name, sessionId, op.signal, timeoutMs === 0);
     if (op.signal.aborted) {
       // Granted at the moment the wait ended: give it straight back.

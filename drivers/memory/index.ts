@@ -46,15 +46,24 @@ class MemoryDriver implements Driver, ServerClient {
     this.#context.events.sessionExpired(sessionId);
   }
 
-  /** Every request goes through here: a down link fails like a dropped connection would. */
+  /**
+   * Every request goes through here: a down link fails like a dropped connection would, and the answer arrives on a
+   * later turn of the event loop, as from a network, so timers (heartbeats, expiries) run even in a tight loop.
+   */
   #call<T>(fn: () => T): Promise<Awaited<T>> {
-    if (this.#state !== 'open') return Promise.reject(new ConcordError('ERR_CONNECTION', 'the connection is closed'));
-    if (!this.#linkUp) return Promise.reject(new ConcordError('ERR_CONNECTION', 'the memory link is down'));
-    try {
-      return Promise.resolve<Awaited<T>>(fn() as Awaited<T>);
-    } catch (error) {
-      return Promise.reject(toError(error));
-    }
+    return new Promise<Awaited<T>>((resolve, reject) => {
+      setImmediate(() => {
+        if (this.#state !== 'open') reject(new ConcordError('ERR_CONNECTION', 'the connection is closed'));
+        else if (!this.#linkUp) reject(new ConcordError('ERR_CONNECTION', 'the memory link is down'));
+        else {
+          try {
+            Promise.resolve(fn()).then(resolve as (value: unknown) => void, reject);
+          } catch (error) {
+            reject(toError(error));
+          }
+        }
+      });
+    });
   }
 
   // ---- faults (tests)

@@ -435,6 +435,7 @@ export function describeConformance(target: ConformanceTarget): void {
         const observer = await coordinator('observer');
         expect(await observer.group('g').leader()).toBeUndefined();
         const changes = new Collector(observer.group('g').watchLeader());
+        await changes.until((e) => e.length >= 1, 'the current leader');
         const campaigns = cs.map((c) => c.group('g').campaign());
         const terms: bigint[] = [];
         const leaders: string[] = [];
