@@ -13,7 +13,7 @@ import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConcordError, connect, type Coordinator } from '../../src/index.js';
 import { checkIntervals, type HoldInterval } from '../support/history.js';
-import { deadline } from '../support/wait.js';
+import { deadline, eventually } from '../support/wait.js';
 
 const WORKER = fileURLToPath(new URL('./sqlite-worker.ts', import.meta.url));
 const HOLDER = fileURLToPath(new URL('./sqlite-holder.ts', import.meta.url));
@@ -26,12 +26,24 @@ class Child {
   readonly #messages: Message[] = [];
   readonly #waiters: Array<() => void> = [];
   readonly exited: Promise<number | null>;
+  #exitCode: number | string | null | undefined;
   stderr = '';
 
   constructor(script: string, args: string[]) {
     this.#proc = spawn(process.execPath, ['--import', 'tsx', script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#proc.stderr?.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = new Promise((resolve) => this.#proc.once('exit', (code) => resolve(code)));
+    this.exited = new Promise((resolve) =>
+      this.#proc.once('exit', (code, signal) => {
+        // Wait for stdout to drain first, so a last message is not mistaken for a missing one.
+        const done = (): void => {
+          this.#exitCode = code ?? signal;
+          for (const wake of this.#waiters.splice(0)) wake();
+          resolve(code);
+        };
+        if (this.#proc.stdout && !this.#proc.stdout.readableEnded) this.#proc.stdout.once('close', done);
+        else done();
+      }),
+    );
     if (this.#proc.stdout) {
       createInterface({ input: this.#proc.stdout }).on('line', (line) => {
         if (line.startsWith('{')) this.#messages.push(JSON.parse(line) as Message);
@@ -44,14 +56,16 @@ class Child {
     return this.#proc.pid ?? -1;
   }
 
-  /** The first message carrying `key`; waits for it. */
+  /** The first message carrying `key`; waits for it, and fails if the child exits without sending it. */
   message(key: string, what: string, ms = 60_000): Promise<Message> {
     const find = (): Message | undefined => this.#messages.find((m) => key in m);
     return deadline(
-      new Promise<Message>((resolve) => {
+      new Promise<Message>((resolve, reject) => {
         const check = (): void => {
           const hit = find();
           if (hit) resolve(hit);
+          else if (this.#exitCode !== undefined)
+            reject(new Error(`the child exited (${String(this.#exitCode)}) before ${what}: ${this.stderr.slice(-800)}`));
           else this.#waiters.push(check);
         };
         check();
@@ -194,6 +208,28 @@ describe('sqlite: processes sharing one file', () => {
     expect(held.signal.aborted).toBe(false);
     await held.release();
     expect(await holder.exited).toBe(0);
+  });
+});
+
+describe('sqlite: a waiting process', () => {
+  it('stays alive while it waits for a lock another process holds (nothing else would keep it running)', async () => {
+    const parent = await coordinator('parent');
+    const held = await parent.lock('alive').acquire();
+    const waiter = child(HOLDER, [url, 'waiter', '60000', 'alive']);
+    const db = new Database(join(dir, 'faults.db'), { readonly: true });
+    try {
+      await eventually(
+        () => db.prepare("SELECT count(*) FROM concord_waiters WHERE name = 'alive'").pluck().get() as number,
+        (n) => n === 1,
+        20_000,
+        'the child to queue',
+      );
+    } finally {
+      db.close();
+    }
+    await held.release();
+    const acquired = await waiter.message('acquired', 'the waiting child to acquire');
+    expect(BigInt(String(acquired.token))).toBeGreaterThan(held.token);
   });
 });
 
