@@ -199,9 +199,12 @@ describe('sqlite: processes sharing one file', () => {
     // A stopped process is alive: only its TTL can have freed the lock.
     expect(performance.now() - stoppedAt).toBeGreaterThanOrEqual(ttl / 2);
     expect(held.token).toBeGreaterThan(BigInt(String(acquired.token)));
+    const resumedAt = process.hrtime.bigint();
     holder.signal('SIGCONT');
     const lost = await holder.message('lost', 'the resumed holder to notice');
     expect(lost.lost).toBe('ERR_LOCK_LOST');
+    // No look after the resume found the lock still held.
+    expect(BigInt(String(lost.lastHeldLook))).toBeLessThan(resumedAt);
     await holder.message('released', 'the resumed holder to release');
     // Its release did not touch the new holder's lock.
     expect(await waiter.lock('s').holder()).toBe('waiter');
