@@ -20,7 +20,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import { importClient } from '../../src/client.js';
 import { waitForWake } from '../../src/clock.js';
 import { debug } from '../../src/debug.js';
-import { ConcordError, abortedError, isConcordError } from '../../src/errors.js';
+import { ConcordError, abortedError } from '../../src/errors.js';
 import type { Driver, DriverContext, GroupSnapshot, LockHolder, LockKind, Revision, Unsubscribe, WatchSink } from '../../src/driver.js';
 import type { Capabilities, Coordinator, Features, Member } from '../../src/types.js';
 import { BOOT_ID, PID_NS, deathOf, monotonicMs } from './host.js';
@@ -573,7 +573,8 @@ class SqliteDriver implements Driver {
         await waitForWake(woken, WAIT_FALLBACK_MS, signal);
       }
     } catch (error) {
-      if (!isConcordError(error, 'ERR_SESSION_LOST')) this.#leaveQueue(orphanKey, kind, name, waiter);
+      // Also when the session was declared lost: the core may have given up on a session the file still holds.
+      this.#leaveQueue(orphanKey, kind, name, waiter);
       throw signal.aborted ? abortedError(signal) : error;
     } finally {
       unsubscribe();
