@@ -17,7 +17,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Etcd3, ICompare, IKeyValue, IOptions, IRequestOp, ITxnRequest, ITxnResponse } from 'etcd3';
-import { noop } from 'cockatiel';
+import { ConsecutiveBreaker, circuitBreaker, handleWhen, noop } from 'cockatiel';
 import { importClient } from '../../src/client.js';
 import { sleep, waitForWake } from '../../src/clock.js';
 import { debug } from '../../src/debug.js';
@@ -385,7 +385,7 @@ class EtcdDriver implements Driver {
     if (this.#snapshots.size > 0) await this.#afterSnapshots();
     const prefix = this.#keys.locks(kind, name);
     const own = this.#keys.contender(kind, name, BigInt(sessionId));
-    await this.#adopt(own);
+    if (this.#deleting.has(own) || this.#orphans.has(own)) await this.#adopt(own);
     // Put our key only when nobody contends: a refused attempt writes nothing and leaves nothing behind.
     const response = await this.#txn('try lock', 'always', {
       compare: [emptyPrefix(prefix)],
@@ -406,22 +406,25 @@ class EtcdDriver implements Driver {
     if (this.#snapshots.size > 0) await this.#afterSnapshots();
     const prefix = this.#keys.locks(kind, name);
     const own = this.#keys.contender(kind, name, BigInt(sessionId));
-    await this.#adopt(own);
-    // One round trip. Nobody contends: just our put, the same work as the two-write floor's first write. Otherwise
-    // enter the line (a put unless our key is there already, from an attempt whose answer was lost), and read our key
-    // and the two newest keys: when ours is the newest, the second is the one just ahead of it.
+    if (this.#deleting.has(own) || this.#orphans.has(own)) await this.#adopt(own);
+    // Nobody contends: one put guarded by an empty-prefix compare, the same work as the two-write floor's first write
+    // (a failure branch would make every uncontended request bigger). Otherwise a second transaction enters the line:
+    // a put unless our key is there already (from an attempt whose answer was lost), then our key and the two newest
+    // keys: when ours is the newest, the second is the one just ahead of it.
     const put: IRequestOp = { request_put: { key: b(own), value: b(member), lease: sessionId } };
+    const first = await this.#txn('lock', 'always', { compare: [emptyPrefix(prefix)], success: [put] });
+    if (first.succeeded) return BigInt(first.header.revision);
     const entry = await this.#txn('lock', 'always', {
-      compare: [emptyPrefix(prefix)],
-      success: [put],
-      failure: [{ request_txn: { compare: [absent(own)], success: [put], failure: [] } }, get(own), lowest(prefix, 'Descend', 2)],
+      compare: [absent(own)],
+      success: [put, get(own), lowest(prefix, 'Descend', 2)],
+      failure: [get(own), lowest(prefix, 'Descend', 2)],
     });
+    const at = entry.succeeded ? 1 : 0;
     const revision = BigInt(entry.header.revision);
-    if (entry.succeeded) return revision;
-    const existing = kvsOf(entry, 1)[0];
+    const existing = kvsOf(entry, at)[0];
     if (!existing) throw new ConcordError('ERR_CONNECTION', 'etcd lock: the contender key vanished during the transaction');
     const mine = BigInt(existing.create_revision);
-    const newest = kvsOf(entry, 2);
+    const newest = kvsOf(entry, at + 1);
     // Known only when ours is the newest key; else (an older key of ours) the wait starts with a read.
     const known = newest[0]?.key.toString() === own;
     const ahead = known ? newest[1] : undefined;
@@ -550,7 +553,8 @@ class EtcdDriver implements Driver {
    * not be deleted must go now: reusing it would hand out its old token a second time.
    */
   async #adopt(key: string): Promise<void> {
-    await this.#deleting.get(key);
+    const deleting = this.#deleting.get(key);
+    if (deleting) await deleting;
     const orphan = this.#orphans.get(key);
     if (orphan === undefined) return;
     const error = await this.#drop(key, orphan);
@@ -594,9 +598,20 @@ export async function createDriver(context: DriverContext): Promise<Driver> {
     hosts: config.hosts,
     credentials: config.credentials,
     auth: config.auth ? { username: config.auth.username, password: config.auth.password } : undefined,
-    // Retries are decided per call above (only when they cannot apply a write twice); the package's circuit breaker
-    // would refuse every call to a host for 5 s after three failures, far longer than a session may be suspended.
-    faultHandling: { host: () => noop, global: noop },
+    // Retries are decided per call above (only when they cannot apply a write twice). The package's default circuit
+    // breaker would refuse every call to a host for 5 s after three failures, far longer than a session may be
+    // suspended; with several hosts, one that just failed to answer is skipped for a second instead, so the next
+    // attempt goes to another.
+    faultHandling: {
+      host: () =>
+        config.hosts.length > 1
+          ? circuitBreaker(
+              handleWhen((error) => error instanceof mod.GRPCUnavailableError || error instanceof mod.GRPCDeadlineExceededError),
+              { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(1) },
+            )
+          : noop,
+      global: noop,
+    },
     grpcOptions: {
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.min_reconnect_backoff_ms': 100,

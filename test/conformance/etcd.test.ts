@@ -1,7 +1,12 @@
-import { describe } from 'vitest';
-import { connect } from '../../src/index.js';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConcordError, connect } from '../../src/index.js';
 import { FaultProxy } from '../support/proxy.js';
-import { requireServer, startEtcd, type ServerHandle } from '../support/servers.js';
+import { etcdctlBinary, freePort, isReachable, requireServer, startEtcd, type ServerHandle } from '../support/servers.js';
+import { Collector, eventually } from '../support/wait.js';
 import { describeConformance } from './suite.js';
 
 const availability = requireServer('etcd');
@@ -42,5 +47,174 @@ describe.skipIf(!availability.ok)(`etcd${availability.ok ? '' : ` (skipped: ${av
         },
       };
     },
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// What only the etcd driver has: its URL forms, the minimum TTL, TLS with client certificates, password auth.
+
+const sh = (file: string, args: string[], cwd?: string): string => execFileSync(file, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+describe.skipIf(!availability.ok)('etcd driver specifics', () => {
+  describe('URLs and options', () => {
+    let plain: ServerHandle | undefined;
+    beforeAll(async () => {
+      plain = await startEtcd();
+    });
+    afterAll(async () => {
+      await plain?.stop();
+    });
+
+    it('rejects a sessionTtlMs under etcd\'s 2 s minimum lease, naming it and why, before connecting', async () => {
+      // Port 1 has no etcd: any I/O would fail differently.
+      const error = await connect('etcd://127.0.0.1:1', { sessionTtlMs: 1500 }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConcordError);
+      expect((error as ConcordError).code).toBe('ERR_INVALID_ARGUMENT');
+      expect((error as ConcordError).message).toMatch(/sessionTtlMs.*2 s/);
+      await expect(connect('etcd://127.0.0.1:1?sessionTtlMs=1999')).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    });
+
+    it('rejects malformed host lists and TLS files on etcd://', async () => {
+      await expect(connect('etcd://127.0.0.1:99999')).rejects.toMatchObject({ code: 'ERR_INVALID_URL' });
+      await expect(connect('etcd://127.0.0.1:2379,:x')).rejects.toMatchObject({ code: 'ERR_INVALID_URL' });
+      await expect(connect('etcd://127.0.0.1:2379?ca=/etc/hostname')).rejects.toMatchObject({ code: 'ERR_INVALID_URL' });
+      await expect(connect('etcds://127.0.0.1:2379?ca=/nonexistent/ca.pem')).rejects.toMatchObject({ code: 'ERR_INVALID_URL' });
+      await expect(connect('etcd://127.0.0.1:2379/some/path')).rejects.toMatchObject({ code: 'ERR_INVALID_URL' });
+    });
+
+    it('works through a host list whose first host is down', async () => {
+      if (!plain) throw new Error('etcd is not running');
+      const dead = await freePort();
+      const url = `etcd://127.0.0.1:${dead},127.0.0.1:${plain.port}`;
+      const a = await connect(url, { member: 'a', namespace: 'hosts' });
+      const b = await connect(url, { member: 'b', namespace: 'hosts' });
+      try {
+        for (let i = 0; i < 5; i++) {
+          await a.group('g').join({ create: true });
+          const held = await a.lock('l').acquire();
+          expect(await b.lock('l').holder()).toBe('a');
+          await held.release();
+          await a.group('g').leave();
+        }
+        expect(a.features).toEqual({ scope: 'cluster', groups: true, election: true, fencing: true, watch: 'push', fairLocks: true });
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+  });
+
+  describe('password auth', () => {
+    let server: ServerHandle | undefined;
+    const password = 'pa:ss/w@rd-7c1';
+    beforeAll(async () => {
+      server = await startEtcd();
+      const ctl = etcdctlBinary();
+      if (!ctl) throw new Error('etcdctl not found: apt-get install -y etcd-client');
+      const endpoint = ['--endpoints', `http://127.0.0.1:${server.port}`];
+      sh(ctl, [...endpoint, 'user', 'add', `root:${password}`, '--interactive=false']);
+      sh(ctl, [...endpoint, 'user', 'grant-role', 'root', 'root']);
+      sh(ctl, [...endpoint, 'auth', 'enable']);
+    });
+    afterAll(async () => {
+      await server?.stop();
+    });
+
+    it('connects with the URL\'s user and password, and never shows the password', async () => {
+      if (!server) throw new Error('etcd is not running');
+      const url = `etcd://root:${encodeURIComponent(password)}@127.0.0.1:${server.port}`;
+      const a = await connect(url, { member: 'a', namespace: 'auth' });
+      const b = await connect(url, { member: 'b', namespace: 'auth' });
+      try {
+        expect(a.url).not.toContain(encodeURIComponent(password));
+        expect(a.url).toContain('***');
+        const events = new Collector(b.group('g').watch());
+        await a.group('g').join({ create: true, capabilities: { x: 1 } });
+        await events.until((e) => e.some((x) => x.type === 'join' && x.member === 'a'), 'the join');
+        const held = await a.lock('l').acquire();
+        expect(await b.lock('l').holder()).toBe('a');
+        await held.release();
+      } finally {
+        await a.close();
+        await b.close();
+      }
+      const wrong = await connect(`etcd://root:not-${encodeURIComponent(password)}@127.0.0.1:${server.port}`, { namespace: 'auth' }).catch((e: unknown) => e);
+      expect(wrong).toBeInstanceOf(ConcordError);
+      expect((wrong as ConcordError).code).toBe('ERR_CONNECTION');
+      expect(String((wrong as ConcordError).message)).not.toContain(password);
+      // etcd grants leases without authentication, so connecting works; reading keys does not.
+      const anonymous = await connect(`etcd://127.0.0.1:${server.port}`, { namespace: 'auth' });
+      try {
+        await expect(anonymous.groups()).rejects.toMatchObject({ code: 'ERR_CONNECTION' });
+      } finally {
+        await anonymous.close();
+      }
+    });
+  });
+
+  describe('TLS (etcds://) with a client certificate', () => {
+    let dir = '';
+    let etcd: ChildProcess | undefined;
+    let port = 0;
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'concord-etcd-tls-'));
+      const ssl = (args: string[]): string => sh('openssl', args, dir);
+      const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+      ssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=concord test CA']);
+      writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+      writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
+      for (const who of ['server', 'client']) {
+        ssl(['req', ...ec, '-keyout', `${who}.key`, '-out', `${who}.csr`, '-subj', `/CN=${who === 'server' ? '127.0.0.1' : 'root'}`]);
+        ssl(['x509', '-req', '-in', `${who}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${who}.pem`, '-days', '2', '-extfile', `${who}.ext`]);
+      }
+      port = await freePort();
+      const peer = await freePort();
+      etcd = spawn(
+        '/usr/bin/etcd',
+        [
+          '--name', 'tls', '--data-dir', join(dir, 'data'),
+          '--listen-client-urls', `https://127.0.0.1:${port}`, '--advertise-client-urls', `https://127.0.0.1:${port}`,
+          '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
+          '--initial-cluster', `tls=http://127.0.0.1:${peer}`,
+          '--cert-file', join(dir, 'server.pem'), '--key-file', join(dir, 'server.key'),
+          '--trusted-ca-file', join(dir, 'ca.pem'), '--client-cert-auth',
+          '--log-level', 'warn',
+        ],
+        { stdio: 'ignore', env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ETCD_'))) },
+      );
+      await eventually(() => isReachable('127.0.0.1', port), (up) => up, 20_000, 'etcd with TLS to listen');
+    });
+    afterAll(async () => {
+      if (etcd && etcd.exitCode === null) {
+        const exited = new Promise((resolve) => etcd?.once('exit', resolve));
+        etcd.kill('SIGKILL');
+        await exited;
+      }
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('connects with ca, cert and key from the URL, and is refused without the client certificate', async () => {
+      const files = `ca=${join(dir, 'ca.pem')}&cert=${join(dir, 'client.pem')}&key=${join(dir, 'client.key')}`;
+      const url = `etcds://127.0.0.1:${port}?${files}`;
+      const a = await eventually(
+        () => connect(url, { member: 'a', namespace: 'tls' }).catch(() => undefined),
+        (c) => c !== undefined,
+        20_000,
+        'a TLS connection',
+      );
+      if (!a) throw new Error('no TLS connection');
+      try {
+        await a.group('g').join({ create: true });
+        expect((await a.group('g').members()).map((m) => m.id)).toEqual(['a']);
+        const held = await a.lock('l').acquire();
+        expect(await a.lock('l').holder()).toBe('a');
+        await held.release();
+      } finally {
+        await a.close();
+      }
+      const refused = await connect(`etcds://127.0.0.1:${port}?ca=${join(dir, 'ca.pem')}`, { namespace: 'tls' }).catch((e: unknown) => e);
+      expect((refused as ConcordError).code).toBe('ERR_CONNECTION');
+      await expect(connect(`etcds://127.0.0.1:${port}?ca=${join(dir, 'ca.pem')}&cert=${join(dir, 'client.pem')}`)).rejects.toMatchObject({ code: 'ERR_INVALID_URL' });
+    });
   });
 });
