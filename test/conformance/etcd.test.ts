@@ -141,7 +141,7 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
       const wrong = await connect(`etcd://root:not-${encodeURIComponent(password)}@127.0.0.1:${server.port}`, { namespace: 'auth' }).catch((e: unknown) => e);
       expect(wrong).toBeInstanceOf(ConcordError);
       expect((wrong as ConcordError).code).toBe('ERR_CONNECTION');
-      expect(String((wrong as ConcordError).message)).not.toContain(password);
+      expect((wrong as ConcordError).message).not.toContain(password);
       // etcd grants leases without authentication, so connecting works; reading keys does not.
       const anonymous = await connect(`etcd://127.0.0.1:${server.port}`, { namespace: 'auth' });
       try {
