@@ -25,7 +25,7 @@ import { ConcordError, abortedError } from '../../src/errors.js';
 import type { Driver, DriverContext, DriverGroupEvent, GroupSnapshot, LockHolder, LockKind, Revision, Unsubscribe, WatchSink } from '../../src/driver.js';
 import type { Capabilities, Features, Member } from '../../src/types.js';
 import { MIN_TTL_MS, etcdConfig, type EtcdConfig } from './config.js';
-import { Keys, prefixEnd } from './keys.js';
+import { Keys, leaseHex, prefixEnd } from './keys.js';
 import { WatchHub } from './watch.js';
 
 type Etcd3Module = typeof import('etcd3');
@@ -212,13 +212,19 @@ class EtcdDriver implements Driver {
     return alive;
   }
 
-  /** One LeaseKeepAlive exchange: the stream is opened, used once and cancelled. TTL 0 = the lease is gone. */
+  /**
+   * One LeaseKeepAlive exchange: the stream is opened, used once and half-closed, so etcd ends it cleanly. (Cancelling
+   * it instead would look like a failure to the etcd3 package, which then tears down every client of that host,
+   * watch streams included.) TTL 0 = the lease is gone.
+   */
   async #keepAliveOnce(sessionId: string, options: CallOptions): Promise<boolean> {
     const stream = await this.#client.leaseClient.leaseKeepAlive(options);
     this.#streams.add(stream);
+    let answered = false;
     try {
       return await new Promise<boolean>((resolve, reject) => {
         stream.on('data', (response: { TTL: string }) => {
+          answered = true;
           resolve(Number(response.TTL) > 0);
         });
         stream.on('error', reject);
@@ -230,13 +236,15 @@ class EtcdDriver implements Driver {
     } finally {
       this.#streams.delete(stream);
       stream.on('error', () => undefined);
-      stream.cancel();
+      if (answered) stream.end();
+      else stream.cancel();
     }
   }
 
   async closeSession(sessionId: string): Promise<void> {
     const lease = BigInt(sessionId);
-    for (const key of [...this.#orphans.keys()]) if (key.endsWith(`/${lease.toString(16).padStart(16, '0')}`)) this.#orphans.delete(key);
+    // Revoking the lease deletes its keys: orphans on it need no more attempts.
+    for (const key of [...this.#orphans.keys()]) if (key.endsWith(`/${leaseHex(lease)}`)) this.#orphans.delete(key);
     try {
       await this.#rpc('lease revoke', 'always', (options) => this.#client.leaseClient.leaseRevoke({ ID: sessionId }, options));
     } catch (error) {
