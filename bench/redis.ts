@@ -1,6 +1,6 @@
 /**
  * Redis benchmark: concord's Redis driver against redis-semaphore, a hand-rolled SET NX PX + compare-and-delete
- * floor, redlock (when installed) and Python tooz (when `python3 -c "import tooz, redis"` works), all in one run
+ * floor, redlock 5.0.0-beta.2 and 4.2.0 (installed as `redlock4`) and Python tooz (when `python3 -c "import tooz, redis"` works), all in one run
  * against one redis-server this script starts. Run: npx tsx bench/redis.ts
  * Prints a markdown section and writes it to bench/results/redis.md.
  *
@@ -116,7 +116,7 @@ function floorSubject(client: Redis, key: string): Subject {
     acquire: async () => {
       token = randomBytes(8).toString('hex');
       for (;;) {
-        if ((await client.set(key, token, 'PX', 10_000, 'NX')) === 'OK') return;
+        if ((await client.set(key, token, 'PX', LOCK_TTL_MS, 'NX')) === 'OK') return;
         await sleep(1);
       }
     },
@@ -141,6 +141,70 @@ function semaphoreSubject(client: Redis, key: string): Subject {
     release: async () => {
       await mutex?.release();
       mutex = undefined;
+    },
+    close: async () => {
+      await client.quit();
+    },
+  };
+}
+
+const LOCK_TTL_MS = 10_000;
+
+/** The part of redlock 5's API the benchmark uses (its types are not reachable through the package's exports). */
+interface Redlock5Lock {
+  release(): Promise<unknown>;
+}
+interface Redlock5 {
+  acquire(resources: string[], durationMs: number): Promise<Redlock5Lock>;
+}
+type Redlock5Constructor = new (clients: Redis[]) => Redlock5;
+// A specifier in a variable: the package's own declarations are not reachable under NodeNext resolution.
+const redlock5Package = 'redlock';
+const { default: Redlock5Class } = (await import(redlock5Package)) as { default: Redlock5Constructor };
+
+/** redlock 5 with its default settings (retryCount 10, retryDelay 200 ms, retryJitter 100 ms). */
+function redlock5Subject(client: Redis, key: string): Subject {
+  const redlock = new Redlock5Class([client]);
+  let lock: Redlock5Lock | undefined;
+  return {
+    name: 'redlock 5.0.0-beta.2 (defaults)',
+    acquire: async () => {
+      lock = await redlock.acquire([key], LOCK_TTL_MS);
+    },
+    release: async () => {
+      await lock?.release();
+      lock = undefined;
+    },
+    close: async () => {
+      await client.quit();
+    },
+  };
+}
+
+/** The part of redlock 4's API the benchmark uses (the package has no types of its own). */
+interface Redlock4Lock {
+  unlock(): Promise<void>;
+}
+interface Redlock4 {
+  lock(resource: string, ttlMs: number): Promise<Redlock4Lock>;
+  on(event: 'clientError', listener: (error: Error) => void): void;
+}
+type Redlock4Constructor = new (clients: Redis[], options?: object) => Redlock4;
+
+/** redlock 4 with its default settings (retryCount 10, retryDelay 200 ms, retryJitter 100 ms). */
+function redlock4Subject(client: Redis, key: string): Subject {
+  const Redlock4 = createRequire(import.meta.url)('redlock4') as Redlock4Constructor;
+  const redlock = new Redlock4([client]);
+  redlock.on('clientError', () => undefined);
+  let lock: Redlock4Lock | undefined;
+  return {
+    name: 'redlock 4.2.0 (defaults)',
+    acquire: async () => {
+      lock = await redlock.lock(key, LOCK_TTL_MS);
+    },
+    release: async () => {
+      await lock?.unlock();
+      lock = undefined;
     },
     close: async () => {
       await client.quit();
@@ -192,21 +256,40 @@ async function handoff(holder: Subject, waiter: Subject, queued: () => Promise<v
   return stats(samples);
 }
 
-async function contention(clients: readonly Subject[], durationMs: number): Promise<{ perSecond: number; counts: number[] }> {
+interface ContentionResult {
+  readonly perSecond: number;
+  readonly counts: number[];
+  /** Acquisitions that gave up (a library's retry budget ran out); the client tries again. */
+  readonly failures: number;
+  /** Acquisitions by another client than the previous one. */
+  readonly switches: number;
+}
+
+async function contention(clients: readonly Subject[], durationMs: number): Promise<ContentionResult> {
   const counts = clients.map(() => 0);
+  let failures = 0;
+  let switches = 0;
+  let last = -1;
   const end = performance.now() + durationMs;
   const started = performance.now();
   await Promise.all(
     clients.map(async (c, i) => {
       while (performance.now() < end) {
-        await c.acquire();
+        try {
+          await c.acquire();
+        } catch {
+          failures++;
+          continue;
+        }
         counts[i] = (counts[i] ?? 0) + 1;
+        if (i !== last) switches++;
+        last = i;
         await c.release();
       }
     }),
   );
   const total = counts.reduce((a, b) => a + b, 0);
-  return { perSecond: (total / (performance.now() - started)) * 1000, counts };
+  return { perSecond: (total / (performance.now() - started)) * 1000, counts, failures, switches };
 }
 
 async function watchLatency(url: string, count: number): Promise<Stats> {
@@ -328,15 +411,6 @@ a.stop(); b.stop()
   return JSON.parse(out) as ToozResult;
 }
 
-function redlockInstalled(): boolean {
-  try {
-    createRequire(import.meta.url).resolve('redlock');
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 // ---- the run
 
 const server: ServerHandle = await startRedis();
@@ -357,12 +431,15 @@ try {
     concordSubject(await connect(url, { namespace: ns, member: 'u' }), 'u1'),
     driverSubject(await connect(url, { namespace: ns, member: 'd' }), 'd1'),
     semaphoreSubject(newClient(), 'sem-1'),
+    redlock5Subject(newClient(), 'rl5-1'),
+    redlock4Subject(newClient(), 'rl4-1'),
   ];
   const unc = await uncontended(single, 5, 400);
   for (const s of single) await s.close();
   const floor = unc.get(single[0]?.name ?? '');
 
-  // 2. hand-off
+  // 2. hand-off. Polling peers: the release comes at a random moment of the waiter's retry cycle.
+  const handoffs: Array<[string, Stats]> = [];
   const ca = await connect(url, { namespace: ns, member: 'ha' });
   const cb = await connect(url, { namespace: ns, member: 'hb' });
   const queuedB = (): Promise<void> =>
@@ -371,22 +448,30 @@ try {
         resolve();
       });
     });
-  const concordHandoff = await handoff(concordSubject(ca, 'h'), concordSubject(cb, 'h'), queuedB, 300);
+  handoffs.push(['concord', await handoff(concordSubject(ca, 'h'), concordSubject(cb, 'h'), queuedB, 300)]);
   await ca.close();
   await cb.close();
-  const sa = semaphoreSubject(newClient(), 'sem-h');
-  const sb = semaphoreSubject(newClient(), 'sem-h');
-  const semaphoreHandoff = await handoff(sa, sb, () => sleep(25), 100);
-  await sa.close();
-  await sb.close();
+  const polled = async (label: string, make: (key: string) => Subject, retryMs: number, count: number): Promise<void> => {
+    const a = make(`${label}-h`);
+    const b = make(`${label}-h`);
+    handoffs.push([label, await handoff(a, b, () => sleep(25 + Math.random() * retryMs), count)]);
+    await a.close();
+    await b.close();
+  };
+  await polled('redis-semaphore (retryInterval 10 ms)', (key) => semaphoreSubject(newClient(), key), 10, 100);
+  await polled('redlock 5.0.0-beta.2 (retryDelay 200 ms, jitter 100 ms)', (key) => redlock5Subject(newClient(), key), 300, 40);
+  await polled('redlock 4.2.0 (retryDelay 200 ms, jitter 100 ms)', (key) => redlock4Subject(newClient(), key), 300, 40);
 
   // 3. 4 contending clients
-  const concordClients = await Promise.all([0, 1, 2, 3].map(async (i) => concordSubject(await connect(url, { namespace: ns, member: `c${i}` }), 'hot')));
-  const concordContention = await contention(concordClients, 3000);
-  for (const c of concordClients) await c.close();
-  const semClients = [0, 1, 2, 3].map(() => semaphoreSubject(newClient(), 'sem-hot'));
-  const semContention = await contention(semClients, 3000);
-  for (const c of semClients) await c.close();
+  const contended: Array<[string, ContentionResult]> = [];
+  const contend = async (label: string, clients: Subject[]): Promise<void> => {
+    contended.push([label, await contention(clients, 3000)]);
+    for (const c of clients) await c.close();
+  };
+  await contend('concord', await Promise.all([0, 1, 2, 3].map(async (i) => concordSubject(await connect(url, { namespace: ns, member: `c${i}` }), 'hot'))));
+  await contend('redis-semaphore', [0, 1, 2, 3].map(() => semaphoreSubject(newClient(), 'sem-hot')));
+  await contend('redlock 5.0.0-beta.2', [0, 1, 2, 3].map(() => redlock5Subject(newClient(), 'rl5-hot')));
+  await contend('redlock 4.2.0', [0, 1, 2, 3].map(() => redlock4Subject(newClient(), 'rl4-hot')));
 
   // 4. watch latency across processes
   const watch = await watchLatency(url, 200);
@@ -413,10 +498,11 @@ try {
   out();
   out(`### Hand-off: holder's release -> blocked waiter holds the lock`);
   out();
+  out(`Concord's waiter is queued on the server; a polling peer's release comes at a random moment of its waiter's retry cycle.`);
+  out();
   out(`| subject | n | p50 | p99 | mean |`);
   out(`|---|---|---|---|---|`);
-  out(`| concord | ${concordHandoff.n} | ${ms(concordHandoff.p50)} | ${ms(concordHandoff.p99)} | ${ms(concordHandoff.mean)} |`);
-  out(`| redis-semaphore (retryInterval 10 ms) | ${semaphoreHandoff.n} | ${ms(semaphoreHandoff.p50)} | ${ms(semaphoreHandoff.p99)} | ${ms(semaphoreHandoff.mean)} |`);
+  for (const [name, h] of handoffs) out(`| ${name} | ${h.n} | ${ms(h.p50)} | ${ms(h.p99)} | ${ms(h.mean)} |`);
   if (py) {
     const t = stats(py.handoff);
     out(`| Python tooz (redis-py lock polling) | ${t.n} | ${ms(t.p50)} | ${ms(t.p99)} | ${ms(t.mean)} |`);
@@ -424,12 +510,15 @@ try {
   out();
   out(`### 4 clients contending on one lock for 3 s`);
   out();
-  out(`| subject | acquisitions/s | per client | max/min |`);
-  out(`|---|---|---|---|`);
-  for (const [name, r] of [['concord', concordContention], ['redis-semaphore', semContention]] as const) {
+  out(`Each client loops acquire -> release. "Changes of hands": the share of acquisitions that went to another client than the previous one. "Gave up": acquisitions that ran out of the library's retry budget (the client tries again).`);
+  out();
+  out(`| subject | acquisitions/s | per client | max/min | changes of hands | gave up |`);
+  out(`|---|---|---|---|---|---|`);
+  for (const [name, r] of contended) {
     const max = Math.max(...r.counts);
     const min = Math.min(...r.counts);
-    out(`| ${name} | ${r.perSecond.toFixed(0)} | ${r.counts.join(' / ')} | ${min === 0 ? '∞ (a client starved)' : (max / min).toFixed(2)} |`);
+    const total = r.counts.reduce((a, b) => a + b, 0);
+    out(`| ${name} | ${r.perSecond.toFixed(0)} | ${r.counts.join(' / ')} | ${min === 0 ? '∞ (a client starved)' : (max / min).toFixed(2)} | ${total === 0 ? '-' : `${((r.switches / total) * 100).toFixed(0)} %`} | ${r.failures} |`);
   }
   out();
   out(`### A join seen by a watcher in another process`);
@@ -440,7 +529,6 @@ try {
   out();
   out(`Over 10 s: ${beat.renewalsPerSecond.toFixed(0)} scripts/s on the server; Redis CPU ${beat.redisCpu.toFixed(1)} % of one core; the client process holding all 1,000 coordinators ${beat.clientCpu.toFixed(1)} % of one core.`);
   out();
-  if (!redlockInstalled()) out(`redlock (5.0.0-beta.2, 4.2.0) is not installed here, so it is not measured.`);
   if (!py) out(`Python tooz is not installed here (\`python3 -c "import tooz, redis"\` failed), so it is not measured.`);
 } finally {
   await admin.quit();
