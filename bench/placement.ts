@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { HashRing, Rendezvous, ToozHashRing } from '../src/placement/index.js';
 
 interface Lookup {
@@ -236,6 +236,7 @@ const fmtRate = (r: number): string => (r >= 1e6 ? `${(r / 1e6).toFixed(2)}M` : 
 const fmtKeys = (k: number): string => (k >= 1e6 ? `${k / 1e6}e6` : `${k / 1e5}e5`);
 
 const lines: string[] = [];
+const loadBefore = loadavg()[0]!;
 const results = new Map<string, Row>();
 lines.push('## Placement', '');
 lines.push(
@@ -290,6 +291,11 @@ for (const n of SIZES) {
 }
 targets.push([`Rendezvous >= 10x hashring at 100 nodes (${(rv.rate / peer.rate).toFixed(1)}x)`, rv.rate >= 10 * peer.rate]);
 targets.push([`HashRing >= 10x hashring at 100 nodes (${(hr.rate / peer.rate).toFixed(1)}x)`, hr.rate >= 10 * peer.rate]);
+lines.push(
+  `Load average (1 min) ${loadBefore.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end on ${cpus().length} cores: ` +
+    'rates fall with it, ratios between libraries much less (their passes are interleaved).',
+  '',
+);
 lines.push('### Targets', '');
 for (const [what, met] of targets) lines.push(`- ${met ? 'met' : 'MISSED'}: ${what}`);
 lines.push('');
