@@ -450,6 +450,7 @@ class EtcdDriver implements Driver {
   async #wait(prefix: string, own: string, mine: bigint, revision: bigint, ahead: IKeyValue | undefined, signal: AbortSignal): Promise<bigint> {
     let wake: (() => void) | undefined;
     let ownGone = false;
+    let failures = 0;
     // Our own key going away means our lease died: waiting on would be waiting forever (etcd's own mutex does).
     const unwatchOwn = await this.#hub.watch({
       key: b(own),
@@ -477,13 +478,23 @@ class EtcdDriver implements Driver {
         const woken = new Promise<void>((resolve) => {
           wake = resolve;
         });
-        const unwatch = await this.#hub.watch({
-          key: ahead.key,
-          startRevision: revision + 1n,
-          deletesOnly: true,
-          events: () => wake?.(),
-          reset: () => wake?.(),
-        });
+        let unwatch: () => void;
+        try {
+          unwatch = await this.#hub.watch({
+            key: ahead.key,
+            startRevision: revision + 1n,
+            deletesOnly: true,
+            events: () => wake?.(),
+            reset: () => wake?.(),
+          });
+          failures = 0;
+        } catch (error) {
+          // A watch stream that broke is reopened by the hub: keep our place in line through a short outage.
+          if (!(error instanceof ConcordError && error.code === 'ERR_CONNECTION') || ++failures > 3) throw error;
+          await sleep(100 * failures, signal);
+          ahead = undefined;
+          continue;
+        }
         try {
           // The watch is the wake-up; the period only bounds the delay should a notification be lost.
           await waitForWake(woken, this.#ttlMs / 3, signal);
