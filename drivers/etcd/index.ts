@@ -478,14 +478,19 @@ class EtcdDriver implements Driver {
         const woken = new Promise<void>((resolve) => {
           wake = resolve;
         });
+        // Watched from now, not from our read's revision: etcd serves a watch that starts in the past from a loop
+        // that runs every 100 ms, so a release right after our read would reach us up to 100 ms late.
         let unwatch: () => void;
+        let createdAt = 0n;
         try {
           unwatch = await this.#hub.watch({
             key: ahead.key,
-            startRevision: revision + 1n,
             deletesOnly: true,
             events: () => wake?.(),
             reset: () => wake?.(),
+            created: (at) => {
+              createdAt = at;
+            },
           });
           failures = 0;
         } catch (error) {
@@ -494,6 +499,18 @@ class EtcdDriver implements Driver {
           await sleep(100 * failures, signal);
           ahead = undefined;
           continue;
+        }
+        if (createdAt > revision) {
+          // Something changed between our read and the watch: the key ahead may be gone already; look again.
+          const still = await this.#txn('lock check', 'always', { success: [get(ahead.key.toString())] }).catch((error: unknown) => {
+            unwatch();
+            throw error;
+          });
+          if (kvsOf(still, 0)[0]?.create_revision !== ahead.create_revision) {
+            unwatch();
+            ahead = undefined;
+            continue;
+          }
         }
         try {
           // The watch is the wake-up; the period only bounds the delay should a notification be lost.

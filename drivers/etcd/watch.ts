@@ -23,6 +23,8 @@ export interface WatchSpec {
   events(events: IEvent[]): void;
   /** Continuity is lost (compaction, or etcd cancelled the watch): re-read and start again. */
   reset(): void;
+  /** etcd created the watch when its revision was this (every change after it is reported). */
+  created?(revision: bigint): void;
 }
 
 interface Entry {
@@ -193,6 +195,7 @@ export class WatchHub {
       clearTimeout(entry.timer);
       entry.timer = undefined;
       entry.next ??= BigInt(response.header.revision) + 1n;
+      entry.spec.created?.(BigInt(response.header.revision));
       entry.settle?.();
     }
     if (!entry) return; // cancelled by us; late responses are dropped
