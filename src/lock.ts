@@ -64,6 +64,13 @@ class LocalQueue {
   }
 }
 
+/**
+ * A lock this coordinator queued for this recently is likely still contended: with a driver that queues on the
+ * backend, its next acquisition goes straight to the queued wait, which grants at once when the lock is free; a plain
+ * attempt first would only add a round trip before it.
+ */
+const CONTENDED_MS = 1000;
+
 function timeoutError(): ConcordError {
   return new ConcordError('ERR_LOCK_TIMEOUT', 'the lock was not acquired in time');
 }
@@ -75,6 +82,25 @@ export class LockRegistry {
   readonly pending = new Set<AbortController>();
   /** Releases that failed on a broken connection, retried when it comes back. */
   readonly unreleased = new Set<() => Promise<void>>();
+  /** When this coordinator last had to queue for kind/name (performance.now()). */
+  readonly #contended = new Map<string, number>();
+
+  /** This coordinator had to queue for kind/name. */
+  markContended(kind: LockKind, name: string): void {
+    if (this.#contended.size >= 1024) this.#contended.clear();
+    this.#contended.set(`${kind}\u0000${name}`, performance.now());
+  }
+
+  /** True when this coordinator queued for kind/name within the last CONTENDED_MS. */
+  recentlyContended(kind: LockKind, name: string): boolean {
+    if (this.#contended.size === 0) return false;
+    const key = `${kind}\u0000${name}`;
+    const at = this.#contended.get(key);
+    if (at === undefined) return false;
+    if (performance.now() - at < CONTENDED_MS) return true;
+    this.#contended.delete(key);
+    return false;
+  }
 
   queue(kind: LockKind, name: string): LocalQueue {
     const key = `${kind}\u0000${name}`;
@@ -202,9 +228,12 @@ export async function acquire(host: LockHost, kind: LockKind, name: string, opti
   const sessionId = host.usableSession();
   const queue = host.locks.queue(kind, name);
   if (queue.busy) return wait(host, kind, name, sessionId, signal, timeoutMs, performance.now(), false);
-  // Nobody in this process holds or awaits it: one plain attempt first, without the machinery of waiting.
   const startedAt = performance.now();
   queue.busy = true;
+  if (timeoutMs !== 0 && host.driver.acquireLock && host.locks.recentlyContended(kind, name)) {
+    return wait(host, kind, name, sessionId, signal, timeoutMs, startedAt, true);
+  }
+  // Nobody in this process holds or awaits it: one plain attempt first, without the machinery of waiting.
   let token: bigint | undefined;
   try {
     token = await host.driver.tryLock(kind, name, sessionId, host.member);
@@ -299,6 +328,7 @@ async function contend(host: LockHost, kind: LockKind, name: string, sessionId: 
   const pollMs = driver.pollIntervalMs ?? host.sessionTtlMs / 3;
   let announced = false;
   const queued = (): void => {
+    host.locks.markContended(kind, name);
     if (announced) return;
     announced = true;
     host.queued(kind, name);
