@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Etcd3, EtcdLockFailedError, type Campaign, type Lock } from 'etcd3';
@@ -334,6 +334,7 @@ async function watchLatency(url: string, count: number): Promise<Stats> {
 
 // ---- the run
 
+const loadAtStart = loadavg()[0]?.toFixed(1) ?? '?';
 const server: ServerHandle = await startEtcd();
 const url = server.url;
 const lines: string[] = [];
@@ -392,7 +393,7 @@ try {
 
   out(`## etcd`);
   out();
-  out(`etcd ${version}, one member on 127.0.0.1 (started by the benchmark); Node ${process.version}; ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}. One run, every subject against the same server. Times in ms.`);
+  out(`etcd ${version}, one member on 127.0.0.1 (started by the benchmark); Node ${process.version}; ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, load average ${loadAtStart} at the start. One run, every subject against the same server. Times in ms.`);
   out();
   out(`### Uncontended acquire + release`);
   out();
@@ -400,7 +401,7 @@ try {
   out(`|---|---|---|---|---|`);
   for (const [name, s] of unc) out(`| ${name} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} | ${floor ? (s.p50 / floor.p50).toFixed(2) : '-'}x |`);
   out();
-  out(`concord's lock is one transaction to enter (put-if-absent, returning who is ahead) and one to release; etcd3's Lock grants a lease for every attempt and revokes it to release; its Election grants a lease, writes, then reads who is ahead.`);
+  out(`concord's uncontended lock is the floor's two writes plus a compare: a put guarded by "no key under this lock's prefix" (on the session's lease, granted at connect), then a delete guarded by the key's create revision; the rest is client-side work (the core's bookkeeping and the driver's). etcd3's Lock grants a lease for every attempt and revokes it to release; its Election grants a lease, writes, then reads who is ahead.`);
   out();
   out(`### Hand-off: holder's release -> blocked waiter holds the lock`);
   out();

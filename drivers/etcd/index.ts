@@ -1,19 +1,29 @@
 /**
- * etcd://h:p[,h:p...] and etcds:// — etcd v3 through the etcd3 package's gRPC clients (KV, Lease, Watch), with the
- * recipes written here rather than taken from the package: its Lock never waits and its Lease helper keeps
+ * etcd://h:p[,h:p...] and etcds:// — etcd v3 (3.4+) through the etcd3 package's gRPC clients (KV, Lease, Watch), with
+ * the recipes written here rather than taken from the package: its Lock never waits and its Lease helper keeps
  * heartbeating after close().
  *
- * - Session = one lease (TTL = ceil(sessionTtlMs / 1000) s, at least 2 s). The core renews it with one LeaseKeepAlive
- *   exchange per heartbeat; close revokes it, and every membership and lock key hangs off it.
- * - Groups are single transactions: create (marker absent), delete (marker present and no member key: a range compare),
- *   join (group present, member absent), update and leave (both present).
- * - Watches: the snapshot is one read at revision R, the watch starts at R + 1; one gRPC stream carries every watch.
+ *   etcds://user:password@h1:2379,h2:2379?ca=/path/ca.pem&cert=/path/client.pem&key=/path/client-key.pem
+ *
+ * - Session = one lease (TTL = ceil(sessionTtlMs / 1000) s; sessionTtlMs under 2000 is refused, as etcd would round
+ *   it up). The core renews it with one LeaseKeepAlive exchange per heartbeat; close revokes it, and every membership
+ *   and lock key hangs off it. close() ends every stream and the client: a process that only closes exits.
+ * - Groups are single transactions: create (marker absent), delete (marker present and no member key: a range
+ *   compare), join (group present, member absent), update and leave (both present).
+ * - Watches: the snapshot is one read at revision R, the watch starts at R + 1; one gRPC stream carries every watch
+ *   and, when it breaks, the watches resume where they were on a new one (a compacted revision means a resync).
  * - Locks and leadership follow etcd's concurrency package: one key per contender, the lowest create revision holds,
- *   each waiter watches only its predecessor's deletion, token = the key's create revision. A waiter whose own key
- *   disappears (its lease died) fails with ERR_SESSION_LOST.
+ *   each waiter watches only the key just ahead of it (fair, no herd), token = the key's create revision. A waiter
+ *   whose own key disappears (its lease died) fails with ERR_SESSION_LOST. Uncontended, acquire + release is two
+ *   writes: a put guarded by "nobody under this prefix", and a delete guarded by the create revision.
+ * - Order: a snapshot read (members, holder) that was called before a write of the same coordinator is served before
+ *   it (etcd serves concurrent requests in any order, so such writes wait for it).
+ * - Several hosts: a host that just failed is skipped for a second; reads and idempotent writes are retried on
+ *   another host, other writes only when they surely never left this process.
  *
  * Crash detection: etcd deletes a dead session's keys when its lease expires, at most ceil(ttl) s after the last
- * renewal plus etcd's expiry check period (500 ms); the deletions reach watchers as ordinary events.
+ * renewal plus etcd's expiry check period (500 ms); the deletions reach watchers as ordinary events. A leader change
+ * in the etcd cluster extends every lease, so a crash during one is noticed later.
  */
 import { randomBytes } from 'node:crypto';
 import type { Etcd3, ICompare, IKeyValue, IOptions, IRequestOp, ITxnRequest, ITxnResponse } from 'etcd3';
