@@ -180,15 +180,17 @@ end
 `;
 
 /**
- * Fast paths, run before the prelude: an uncontended acquire or release returns here without defining the prelude's
- * functions or touching the queue and clock, so it costs a few plain commands (close to a SET NX and a compare-and-
- * delete). Anything unusual (held, a queue, a dead holder, a waiter to serve) falls through to the full body.
+ * Fast paths, run before the prelude (whose functions then are never defined): an uncontended acquire or release is a
+ * few plain commands, close to a SET NX and a compare-and-delete; a wait behind a live holder and a release to a live
+ * first waiter skip the general machinery too. Anything unusual (a dead holder, a stale or dead head of the line, a
+ * retry by the holder itself) falls through, before any write, to the full body.
  */
 const FAST: { readonly [K in ScriptName]?: string } = {
-  // Free and nobody queued: grant at once (the full body's grant, seeding included, for a lock nobody holds).
   acquire: `
 local P, lk, sid = ARGV[1], ARGV[2], ARGV[3]
-if redis.call('EXISTS', P .. 'l:' .. lk, P .. 'q:' .. lk) == 0 then
+local l, q = P .. 'l:' .. lk, P .. 'q:' .. lk
+-- Free and nobody queued: grant at once (the full body's grant, seeding included, for a lock nobody holds).
+if redis.call('EXISTS', l, q) == 0 then
   if redis.call('EXISTS', P .. 's:' .. sid) == 0 then return redis.error_reply('CONCORD ERR_SESSION_LOST') end
   local fence = P .. 'f:' .. lk
   local n = redis.call('INCR', fence)
@@ -200,22 +202,68 @@ if redis.call('EXISTS', P .. 'l:' .. lk, P .. 'q:' .. lk) == 0 then
   else
     token = string.format('%d', n)
   end
-  redis.call('HSET', P .. 'l:' .. lk, 's', sid, 'm', ARGV[4], 't', token, 'w', ARGV[7])
+  redis.call('HSET', l, 's', sid, 'm', ARGV[4], 't', token, 'w', ARGV[7])
   redis.call('SADD', P .. 'sl:' .. sid, lk)
   redis.call('PUBLISH', P .. 'c:' .. lk, 'g ' .. sid .. ' ' .. ARGV[7] .. ' ' .. token)
   return {1, token}
+end
+-- Held by another live session: report, and take (or keep) our place in the line when waiting.
+local holder = redis.call('HGET', l, 's')
+if holder and holder ~= sid then
+  local pttl = redis.call('PTTL', P .. 's:' .. holder)
+  if pttl ~= -2 then
+    if redis.call('EXISTS', P .. 's:' .. sid) == 0 then return redis.error_reply('CONCORD ERR_SESSION_LOST') end
+    if ARGV[5] == 'wait' then
+      local t = redis.call('TIME')
+      local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[6])
+      if redis.call('ZADD', P .. 'qt:' .. lk, expiry, sid) == 1 then redis.call('RPUSH', q, sid) end
+      redis.call('HSET', P .. 'qn:' .. lk, sid, ARGV[7])
+    end
+    return {0, pttl}
+  end
 end`,
-  // Ours, and nobody queued: delete and announce.
   unlock: `
 local P, lk, sid = ARGV[1], ARGV[2], ARGV[3]
-local l = P .. 'l:' .. lk
+local l, q = P .. 'l:' .. lk, P .. 'q:' .. lk
 local h = redis.call('HMGET', l, 's', 't')
 if h[1] ~= sid or h[2] ~= ARGV[4] then return 0 end
-if redis.call('EXISTS', P .. 'q:' .. lk) == 0 then
+local head = redis.call('LINDEX', q, 0)
+-- Nobody queued: delete and announce.
+if not head then
   redis.call('DEL', l)
   redis.call('SREM', P .. 'sl:' .. sid, lk)
   redis.call('PUBLISH', P .. 'c:' .. lk, 'r')
   return 1
+end
+-- The first waiter is live and its entry fresh: hand the lock over in place (a dead or stale head is the full
+-- body's business).
+local qt = P .. 'qt:' .. lk
+local exp = redis.call('ZSCORE', qt, head)
+local member = redis.call('GET', P .. 's:' .. head)
+if exp and member then
+  local t = redis.call('TIME')
+  if tonumber(exp) >= tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
+    local qn = P .. 'qn:' .. lk
+    local nonce = redis.call('HGET', qn, head) or '-'
+    redis.call('LPOP', q)
+    redis.call('ZREM', qt, head)
+    redis.call('HDEL', qn, head)
+    redis.call('SREM', P .. 'sl:' .. sid, lk)
+    local fence = P .. 'f:' .. lk
+    local n = redis.call('INCR', fence)
+    local token
+    if n == 1 then
+      token = t[1] .. string.sub('00000' .. t[2], -6)
+      if tonumber(h[2]) >= tonumber(token) then token = string.format('%d', tonumber(h[2]) + 1) end
+      redis.call('SET', fence, token, 'PX', ${FENCE_TTL_MS})
+    else
+      token = string.format('%d', n)
+    end
+    redis.call('HSET', l, 's', head, 'm', member, 't', token, 'w', nonce)
+    redis.call('SADD', P .. 'sl:' .. head, lk)
+    redis.call('PUBLISH', P .. 'c:' .. lk, 'g ' .. head .. ' ' .. nonce .. ' ' .. token)
+    return 1
+  end
 end`,
 };
 
