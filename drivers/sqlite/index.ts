@@ -40,6 +40,8 @@ export const features: Features = Object.freeze({
 const POLL_MS = 10;
 /** How often a waiting or watching driver looks for dead sessions (no commit announces a killed process). */
 const REAP_EVERY_MS = 50;
+/** Calls that read what a dead session may still hold reap first, at most this often. */
+const REAP_GAP_MS = 2;
 /** A queued acquire re-checks this often even without a notification. */
 const WAIT_FALLBACK_MS = 100;
 const BUSY_TIMEOUT_MS = 5000;
@@ -92,6 +94,8 @@ class SqliteDriver implements Driver {
   #dataVersion = -1;
   #lastReap = 0;
   #scanQueued = false;
+  /** One transaction wrapper for every step (making one per call costs more than the step). */
+  readonly #tx: BetterSqlite3.Transaction<(fn: () => unknown) => unknown>;
 
   constructor(context: DriverContext, db: Db, path: string) {
     this.#context = context;
@@ -99,6 +103,7 @@ class SqliteDriver implements Driver {
     this.#path = path;
     this.#ns = context.namespace;
     this.#st = prepare(db);
+    this.#tx = db.transaction((fn: () => unknown) => fn());
     let set = peers.get(path);
     if (!set) {
       set = new Set();
@@ -136,7 +141,7 @@ class SqliteDriver implements Driver {
 
   /** A write transaction that took the write lock before reading. Our own commits do not move our data_version. */
   #write<T>(fn: () => T): T {
-    const result = this.#db.transaction(fn).immediate();
+    const result = this.#tx.immediate(fn) as T;
     this.#changed();
     return result;
   }
@@ -222,7 +227,7 @@ class SqliteDriver implements Driver {
         this.#dataVersion = version;
         this.#scan();
       }
-      if (performance.now() - this.#lastReap >= REAP_EVERY_MS) this.#reap();
+      this.#reap(REAP_EVERY_MS);
     } catch (error) {
       debug('sqlite poll of %s failed: %s', this.#path, (error as Error).message);
     }
@@ -267,7 +272,8 @@ class SqliteDriver implements Driver {
    * Ends every session whose TTL ran out, whose process is gone or whose boot is over. Reads first and takes the
    * write lock only when there is something to reap, so it is cheap to call often.
    */
-  #reap(): void {
+  #reap(minGapMs = REAP_GAP_MS): void {
+    if (performance.now() - this.#lastReap < minGapMs) return;
     this.#lastReap = performance.now();
     const now = monotonicMs();
     const rows = this.#st.sessions.all();
@@ -355,7 +361,7 @@ class SqliteDriver implements Driver {
 
   renewSession(sessionId: string): Promise<boolean> {
     return this.#call(() => {
-      this.#reap();
+      this.#reap(0);
       const now = monotonicMs();
       return this.#st.renewSession.run(now, sessionId, now).changes === 1;
     });
@@ -471,16 +477,14 @@ class SqliteDriver implements Driver {
     return this.#call(() => {
       this.#reap();
       // One read transaction: the members and the revision they reflect come from the same snapshot.
-      return this.#db
-        .transaction((): GroupSnapshot => {
-          const exists = this.#st.groupExists.get(this.#ns, group) !== undefined;
-          const members: Member[] = this.#st.members
-            .all(this.#ns, group)
-            .map((row) => ({ id: row.member, capabilities: parseCapabilities(row.capabilities) }))
-            .sort((a, b) => compare(a.id, b.id));
-          return { exists, members, revision: BigInt(this.#st.revision.get() ?? 0) };
-        })
-        .deferred();
+      return this.#tx.deferred((): GroupSnapshot => {
+        const exists = this.#st.groupExists.get(this.#ns, group) !== undefined;
+        const members: Member[] = this.#st.members
+          .all(this.#ns, group)
+          .map((row) => ({ id: row.member, capabilities: parseCapabilities(row.capabilities) }))
+          .sort((a, b) => compare(a.id, b.id));
+        return { exists, members, revision: BigInt(this.#st.revision.get() ?? 0) };
+      }) as GroupSnapshot;
     });
   }
 

@@ -14,14 +14,18 @@ const say = (message: Record<string, unknown>): void => {
 const coordinator = await connect(url, { member, sessionTtlMs: Number(ttl) });
 if (group !== undefined) await coordinator.group(group).join({ create: true });
 const held = await coordinator.lock(name).acquire();
+// The last look that still found the lock held (process.hrtime, shared by the processes of the host; stamped
+// before looking): after a SIGSTOP past the TTL it must predate the SIGCONT, as the first look after resuming
+// finds the lock lost. The first look is here, before the parent hears of the lock and may stop this process.
+let lastHeldLook = process.hrtime.bigint();
+if (held.signal.aborted) throw new Error('lost at once');
 say({ acquired: member, token: held.token.toString() });
 
-// The last look that still found the lock held (process.hrtime, shared by the processes of the host): after a
-// SIGSTOP past the TTL, it must be from before the SIGCONT — the first look after resuming finds the lock lost.
-let lastHeldLook = process.hrtime.bigint();
 const timer = setInterval(() => {
+  // Stamped before looking: a stop between the two must not date a look from before the stop after the resume.
+  const at = process.hrtime.bigint();
   if (!held.signal.aborted) {
-    lastHeldLook = process.hrtime.bigint();
+    lastHeldLook = at;
     return;
   }
   clearInterval(timer);
