@@ -82,6 +82,29 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
       await expect(connect('etcd://127.0.0.1:2379/some/path')).rejects.toMatchObject({ code: 'ERR_INVALID_URL' });
     });
 
+    it('keeps names with slashes apart: group "a" never sees the members of "a/b", nor lock "x" the holder of "x/y"', async () => {
+      if (!plain) throw new Error('etcd is not running');
+      const a = await connect(plain.url, { member: 'm/1', namespace: 'ns/with/slashes' });
+      const other = await connect(plain.url, { member: 'm', namespace: 'ns' });
+      try {
+        await a.group('a').create();
+        await a.group('a/b').join({ create: true });
+        expect(await a.group('a').members()).toEqual([]);
+        expect(await a.group('a/b').members()).toEqual([{ id: 'm/1', capabilities: {} }]);
+        expect(await a.groups()).toEqual(['a', 'a/b']);
+        await a.group('a').delete();
+        const held = await a.lock('x/y').acquire();
+        expect(await a.lock('x').holder()).toBeUndefined();
+        expect(await a.lock('x/y').holder()).toBe('m/1');
+        expect(await other.groups()).toEqual([]);
+        expect(await other.lock('x/y').holder()).toBeUndefined();
+        await held.release();
+      } finally {
+        await a.close();
+        await other.close();
+      }
+    });
+
     it('works through a host list whose first host is down', async () => {
       if (!plain) throw new Error('etcd is not running');
       const dead = await freePort();
