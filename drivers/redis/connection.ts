@@ -4,6 +4,7 @@
  * ERR_CONNECTION, and reconnection retries with a short backoff so an outage shorter than the TTL heals in time.
  */
 import type { Redis as RedisClient, RedisOptions } from 'ioredis';
+import type { Respondable } from 'ioredis/built/types.js';
 import { ConcordError } from '../../src/errors.js';
 import { debug } from '../../src/debug.js';
 
@@ -22,15 +23,48 @@ export function createClient(Redis: RedisConstructor, base: RedisOptions, role: 
     maxRetriesPerRequest: 0,
     retryStrategy: (times: number) => Math.min(5 * 2 ** Math.min(times, 10), backoffCapMs),
     reconnectOnError: () => false,
-    // A blocked read has no deadline; other commands get one, so a frozen server cannot hang a caller forever.
-    ...(role === 'reader' ? {} : { commandTimeout: Math.max(1000, ttlMs) }),
+    // A blocked read has no deadline; the command connection has a watchdog (below) instead of a timer per command
+    // (those timers were a tenth of an uncontended acquire and release); the subscriber's rare commands get one each.
+    ...(role === 'subscriber' ? { commandTimeout: deadlineMs(ttlMs) } : {}),
     connectionName: `concord-${role}`,
     autoResubscribe: role === 'subscriber',
   });
   client.on('error', (error: Error) => {
     debug('redis %s connection: %s', role, error.message);
   });
+  if (role === 'command') watch(client, deadlineMs(ttlMs));
   return client;
+}
+
+function deadlineMs(ttlMs: number): number {
+  return Math.max(1000, ttlMs);
+}
+
+/**
+ * A frozen server cannot hang a caller forever: a command still unanswered after `deadlineMs` (up to half as much
+ * again) fails with a timeout, as ioredis' commandTimeout would do, but with one timer per connection instead of one
+ * per command. Its reply, should it ever come, is then ignored.
+ */
+function watch(client: RedisClient, deadlineMs: number): void {
+  // How many checks in a row have seen each command in flight.
+  let seen = new Map<Respondable, number>();
+  const timer = setInterval(() => {
+    const queue = client.commandQueue;
+    if (queue.length === 0 && seen.size === 0) return;
+    const next = new Map<Respondable, number>();
+    for (let i = 0; i < queue.length; i++) {
+      const command = queue.peekAt(i)?.command;
+      if (!command) continue;
+      const count = (seen.get(command) ?? 0) + 1;
+      if (count >= 3) command.reject(new Error('Command timed out'));
+      else next.set(command, count);
+    }
+    seen = next;
+  }, deadlineMs / 2);
+  timer.unref();
+  client.once('end', () => {
+    clearInterval(timer);
+  });
 }
 
 /** Opens a lazily created connection; on failure the client is disconnected so no retry timer is left behind. */
