@@ -2,16 +2,24 @@
  * sqlite:///ABS/PATH.db — every process of one host coordinating through one SQLite file (better-sqlite3).
  *
  * - WAL mode, a busy timeout, tiny transactions; BEGIN IMMEDIATE wherever a read decides a write.
+ * - Durability: synchronous=NORMAL, which loses commits only to an OS crash or power cut; the first connection of a
+ *   new boot then moves every fencing counter far ahead, so no token is ever handed out twice. Without a boot id
+ *   (not Linux): synchronous=FULL.
  * - Sessions expire on the host's monotonic clock (CLOCK_MONOTONIC, shared by the processes of one boot), never the
- *   wall clock. Each session row also records its pid, boot id and pid namespace: a session whose process is gone is
- *   reaped at once, so a killed holder's lock frees in milliseconds. A stopped (SIGSTOP) process is alive: its
- *   session ends by TTL. Any live coordinator reaps, on renewal and while it waits or watches.
- * - Changes are noticed by polling `PRAGMA data_version` every 10 ms (one timer per driver, running only while
- *   something waits or watches): features.watch is 'poll'. Membership changes go to a change log written in the same
- *   transaction; its id is the revision. Locks carry a version that every change of hands bumps.
- * - Fair locks: waiters queue in a table ordered by id; only the head may take a free lock.
+ *   wall clock. Each session row also records its pid, boot id and pid namespace: a session whose process is gone
+ *   (or a zombie) is reaped at once, so a killed holder's lock frees in milliseconds. A stopped (SIGSTOP) process is
+ *   alive: its session ends by TTL. Any live coordinator reaps, on renewal, before reads that matter, and every
+ *   REAP_EVERY_MS while it waits or watches. Reaping publishes the leaves to the change log.
+ * - Changes by other processes are noticed by reading `PRAGMA data_version` when the directory's file notification
+ *   says the -wal file changed, and every POLL_MS as the fallback (features.watch is 'poll'); drivers of one process
+ *   on one file tell each other directly. One poller per driver, running only while something waits or watches, and
+ *   keeping the process alive meanwhile (nothing else would: there is no socket).
+ * - Membership changes go to a change log written in the same transaction; its id is the revision. Locks carry a
+ *   version that every change of hands bumps. Fair locks: waiters queue in a table ordered by id, tied to their
+ *   session; only the head may take a free lock.
  *
- * Worst-case detection of a crashed member: its TTL, or REAP_EVERY_MS after its process is gone.
+ * Worst-case detection of a crashed member, for a watcher: REAP_EVERY_MS after its process is gone, else its TTL
+ * + REAP_EVERY_MS (TTL + TTL/3 when nobody waits or watches: reaping then rides on renewals).
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, statSync, watch, type FSWatcher } from 'node:fs';
