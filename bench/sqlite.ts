@@ -134,11 +134,21 @@ interface Contender {
   readonly intervals: Array<[bigint, bigint]>;
 }
 
-async function contend(kind: 'concord' | 'mkdir', target: string, processes: number, durationMs: number, holdMs: number): Promise<Contender[]> {
+async function contend(
+  kind: 'concord' | 'mkdir',
+  target: string,
+  processes: number,
+  durationMs: number,
+  holdMs: number,
+): Promise<Contender[]> {
   const children = Array.from({ length: processes }, (_v, i) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', SELF, 'contend', kind, target, `p${String(i)}`, String(durationMs), String(holdMs)], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', SELF, 'contend', kind, target, `p${String(i)}`, String(durationMs), String(holdMs)],
+      {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      },
+    );
     const lines = createInterface({ input: child.stdout });
     const ready = new Promise<void>((resolve) => lines.once('line', () => resolve()));
     const result = new Promise<Contender>((resolve) => {
