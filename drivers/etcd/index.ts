@@ -157,11 +157,11 @@ class EtcdDriver implements Driver {
   // ---- calls
 
   /** One RPC with a deadline, retried on another host when that is safe; failures become ConcordErrors. */
-  async #rpc<T>(what: string, retry: Retry, call: (options: CallOptions) => Promise<T>): Promise<T> {
+  async #rpc<T>(what: string, retry: Retry, call: (options: CallOptions, attempt: number) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       if (this.#closed) throw new ConcordError('ERR_CONNECTION', 'the etcd connection is closed');
       try {
-        const response = await call({ deadline: Date.now() + this.#callTimeoutMs });
+        const response = await call({ deadline: Date.now() + this.#callTimeoutMs }, attempt);
         this.#observe(response);
         return response;
       } catch (error) {
@@ -404,15 +404,14 @@ class EtcdDriver implements Driver {
     const prefix = this.#keys.locks(kind, name);
     const own = this.#keys.contender(kind, name, BigInt(sessionId));
     if (this.#deleting.has(own) || this.#orphans.has(own)) await this.#adopt(own);
-    // Put our key only when nobody contends: a refused attempt writes nothing and leaves nothing behind.
-    const response = await this.#txn('try lock', 'always', {
-      compare: [emptyPrefix(prefix)],
-      success: [{ request_put: { key: b(own), value: b(member), lease: sessionId } }],
-      failure: [get(own), lowest(prefix, 'Ascend', 1)],
-    });
+    // Put our key only when nobody contends: a refused attempt writes nothing and leaves nothing behind. Only a retry
+    // can find a key of ours (put by the attempt whose answer was lost), so only a retry asks for more than the put.
+    const request: ITxnRequest = { compare: [emptyPrefix(prefix)], success: [{ request_put: { key: b(own), value: b(member), lease: sessionId } }] };
+    const retried: ITxnRequest = { ...request, failure: [get(own), lowest(prefix, 'Ascend', 1)] };
+    const response = await this.#rpc('try lock', 'always', (options, attempt) => this.#client.kv.txn(attempt === 1 ? request : retried, options));
     if (response.succeeded) return BigInt(response.header.revision);
+    if (response.responses.length === 0) return undefined;
     const first = kvsOf(response, 1)[0];
-    // A retry whose first attempt had in fact put our key finds it first in line.
     if (first?.key.toString() === own) return BigInt(first.create_revision);
     const mine = kvsOf(response, 0)[0];
     if (mine) await this.#drop(own, BigInt(mine.create_revision));
