@@ -424,13 +424,10 @@ class EtcdDriver implements Driver {
     const prefix = this.#keys.locks(kind, name);
     const own = this.#keys.contender(kind, name, BigInt(sessionId));
     if (this.#deleting.has(own) || this.#orphans.has(own)) await this.#adopt(own);
-    // Nobody contends: one put guarded by an empty-prefix compare, the same work as the two-write floor's first write
-    // (a failure branch would make every uncontended request bigger). Otherwise a second transaction enters the line:
-    // a put unless our key is there already (from an attempt whose answer was lost), then our key and the two newest
-    // keys: when ours is the newest, the second is the one just ahead of it.
+    // One round trip: enter the line (a put unless our key is there already, from an attempt whose answer was lost),
+    // and read our key and the two newest keys: when ours is the newest, the second is the one just ahead of it.
+    // (The core makes a plain tryLock attempt first when nobody in this process contends, so this is the queued path.)
     const put: IRequestOp = { request_put: { key: b(own), value: b(member), lease: sessionId } };
-    const first = await this.#txn('lock', 'always', { compare: [emptyPrefix(prefix)], success: [put] });
-    if (first.succeeded) return BigInt(first.header.revision);
     const entry = await this.#txn('lock', 'always', {
       compare: [absent(own)],
       success: [put, get(own), lowest(prefix, 'Descend', 2)],
