@@ -111,6 +111,11 @@ class RedisDriver implements Driver {
   readonly #loaded = new Set<ScriptName>();
   #reapScheduled = false;
   #nonce = 0;
+  /** Names this driver's grant channel; the nonce of a queued call is `<id>:<n>`. */
+  readonly #id = randomBytes(6).toString('hex');
+  /** Queued calls by nonce, told of their grant on the grant channel. */
+  readonly #grants = new Map<string, (token: string) => void>();
+  #grantChannel: Unsubscribe | undefined;
   #closed = false;
 
   constructor(Redis: RedisConstructor, settings: RedisSettings, context: DriverContext) {
@@ -349,35 +354,27 @@ class RedisDriver implements Driver {
   }
 
   /**
-   * The fair wait. One attempt first; when it queues us, subscribe to the lock's channel (or reuse a recent
-   * subscription) and wait for the grant addressed to this call's nonce, which the releasing script publishes after
+   * The fair wait. One attempt first; when it queues us, listen on this driver's grant channel (subscribed once) and
+   * wait for the grant addressed to this call's nonce, which the releasing script publishes, with the token, after
    * handing us the lock. Expiry publishes nothing, so we also re-check when the holder's session is due to expire,
-   * and at least every ttl/3 (which keeps our queue entry fresh).
+   * and at least every ttl/3 (which keeps our queue entry fresh, and catches a release we were not told of).
    */
   async acquireLock(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint> {
     if (signal.aborted) throw abortedError(signal);
     const lk = lockKey(kind, name);
-    const channel = `${this.#prefix}c:${lk}`;
-    const nonce = String(++this.#nonce);
-    const ours = `g ${sessionId} ${nonce} `;
+    const nonce = `${this.#id}:${String(++this.#nonce)}`;
     let granted: string | undefined;
     let wake = (): void => undefined;
-    const onMessage = (text: string): void => {
-      if (text.startsWith(ours)) {
-        granted = text.slice(ours.length);
-        wake();
-      } else if (text === 'r') {
-        // Freed with nobody queued (our entry may have lapsed): try again.
-        wake();
-      }
-    };
+    this.#grants.set(nonce, (token) => {
+      granted = token;
+      wake();
+    });
     const wakeAll = (): void => {
       wake();
     };
     this.#lockWatchers.add(wakeAll);
-    let unsubscribe: Unsubscribe | undefined;
     try {
-      if (this.#subscriber.has(channel)) unsubscribe = await (await this.#sub()).add(channel, onMessage);
+      let listening = this.#grantChannel !== undefined;
       const refreshMs = this.#ttlMs / 3;
       for (;;) {
         if (signal.aborted) throw abortedError(signal);
@@ -387,9 +384,10 @@ class RedisDriver implements Driver {
         const [held, value] = (await this.#run('acquire', [lk, sessionId, member, 'wait', String(Math.ceil(this.#ttlMs)), nonce])) as [number, number | string];
         if (held === 1) return BigInt(value);
         if (granted !== undefined) return BigInt(granted);
-        if (!unsubscribe) {
+        if (!listening) {
           // Queued before we listened: subscribe, then look again, so a grant in between is not missed.
-          unsubscribe = await (await this.#sub()).add(channel, onMessage);
+          await this.#listenForGrants();
+          listening = true;
           continue;
         }
         queued();
@@ -407,8 +405,22 @@ class RedisDriver implements Driver {
       throw toConcordError(error);
     } finally {
       this.#lockWatchers.delete(wakeAll);
-      unsubscribe?.();
+      this.#grants.delete(nonce);
     }
+  }
+
+  /**
+   * This driver's grant channel, subscribed on the first wait and kept: a grant reaches only the waiter it is for
+   * (not every coordinator listening on the lock), with the token, so taking the lock costs it no round trip.
+   */
+  async #listenForGrants(): Promise<void> {
+    if (this.#grantChannel) return;
+    const unsubscribe = await (await this.#sub()).add(`${this.#prefix}w:${this.#id}`, (text) => {
+      const space = text.indexOf(' ');
+      this.#grants.get(text.slice(0, space))?.(text.slice(space + 1));
+    });
+    if (this.#grantChannel) unsubscribe();
+    else this.#grantChannel = unsubscribe;
   }
 
   /** Leaves the queue at once, and gives back a grant that crossed the abort; retried after a reconnect if need be. */

@@ -16,7 +16,8 @@
  *   P q:<kind>:<name>   list of waiting sids, FIFO
  *   P qt:<kind>:<name>  zset sid -> expiry of the waiter's entry (server ms), refreshed while it waits
  *   P qn:<kind>:<name>  hash sid -> the waiting call's nonce, so a waiter trusts only a grant meant for this wait
- *   channel P c:<kind>:<name>: `g <sid> <nonce> <token>` when granted, `r` when freed with nobody waiting
+ *   channel P c:<kind>:<name>: `g <sid> <nonce> <token>` when granted, `r` when freed with nobody waiting (watchers)
+ *   channel P w:<driver id>: `<nonce> <token>` when a queued call of that driver is granted the lock (waiters)
  *
  * Every script takes KEYS[1] = P..'ss' (routing only) and ARGV[1] = P, then its own arguments.
  * Errors meant for the caller are replies 'CONCORD <code>'.
@@ -47,6 +48,12 @@ local function event(group, typ, member, caps)
   redis.call('XADD', P .. 'x:' .. group, 'MAXLEN', '~', ${STREAM_MAXLEN}, '*', 'n', n, 't', typ, 'm', member, 'c', caps)
 end
 
+-- The waiting call learns of its grant on its own driver's channel (the nonce is '<driver id>:<n>').
+local function tell(nonce, token)
+  local c = string.find(nonce, ':', 1, true)
+  if c then redis.call('PUBLISH', P .. 'w:' .. string.sub(nonce, 1, c - 1), nonce .. ' ' .. token) end
+end
+
 local function grant(lk, sid, member, nonce)
   local fence = P .. 'f:' .. lk
   local n = redis.call('INCR', fence)
@@ -66,6 +73,7 @@ local function grant(lk, sid, member, nonce)
   redis.call('HSET', P .. 'l:' .. lk, 's', sid, 'm', member, 't', token, 'w', nonce)
   redis.call('SADD', P .. 'sl:' .. sid, lk)
   redis.call('PUBLISH', P .. 'c:' .. lk, 'g ' .. sid .. ' ' .. nonce .. ' ' .. token)
+  tell(nonce, token)
   return token
 end
 
@@ -262,6 +270,8 @@ if exp and member then
     redis.call('HSET', l, 's', head, 'm', member, 't', token, 'w', nonce)
     redis.call('SADD', P .. 'sl:' .. head, lk)
     redis.call('PUBLISH', P .. 'c:' .. lk, 'g ' .. head .. ' ' .. nonce .. ' ' .. token)
+    local c = string.find(nonce, ':', 1, true)
+    if c then redis.call('PUBLISH', P .. 'w:' .. string.sub(nonce, 1, c - 1), nonce .. ' ' .. token) end
     return 1
   end
 end`,
