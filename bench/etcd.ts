@@ -90,7 +90,7 @@ function stats(samples: readonly number[]): Stats {
   };
 }
 
-const ms = (x: number): string => (x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toFixed(3));
+const ms = (x: number): string => (Math.abs(x) >= 10 ? x.toFixed(1) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toFixed(3));
 const sleep = (t: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, t));
 
 // ---- subjects
