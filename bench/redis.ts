@@ -214,27 +214,48 @@ function redlock4Subject(client: Redis, key: string): Subject {
 
 // ---- scenarios
 
-async function uncontended(subjects: readonly Subject[], rounds: number, perRound: number): Promise<Map<string, Stats>> {
+interface Uncontended extends Stats {
+  /** redis-server CPU (INFO cpu) and this process's CPU per cycle, µs. */
+  readonly redisCpuUs: number;
+  readonly clientCpuUs: number;
+}
+
+async function uncontended(admin: Redis, subjects: readonly Subject[], rounds: number, perRound: number): Promise<Map<string, Uncontended>> {
   const samples = new Map<string, number[]>(subjects.map((s) => [s.name, []]));
+  const cpu = new Map<string, { redis: number; client: number }>(subjects.map((s) => [s.name, { redis: 0, client: 0 }]));
   for (const s of subjects) {
     for (let i = 0; i < 200; i++) {
       await s.acquire();
       await s.release();
     }
   }
-  // Interleaved rounds, so drift on a shared machine spreads over every subject alike.
+  // Interleaved rounds, so drift on a shared machine spreads over every subject alike; each round starts with the
+  // next subject, as the first one after a switch measured slower.
   for (let r = 0; r < rounds; r++) {
-    for (const s of subjects) {
+    for (let k = 0; k < subjects.length; k++) {
+      const s = subjects[(r + k) % subjects.length];
+      if (!s) continue;
       const into = samples.get(s.name) ?? [];
+      const redis0 = await redisCpuSeconds(admin);
+      const client0 = process.cpuUsage();
       for (let i = 0; i < perRound; i++) {
         const t0 = performance.now();
         await s.acquire();
         await s.release();
         into.push(performance.now() - t0);
       }
+      const client1 = process.cpuUsage(client0);
+      const redis1 = await redisCpuSeconds(admin);
+      const spent = cpu.get(s.name) ?? { redis: 0, client: 0 };
+      cpu.set(s.name, { redis: spent.redis + (redis1 - redis0) * 1e6, client: spent.client + client1.user + client1.system });
     }
   }
-  return new Map([...samples].map(([k, v]) => [k, stats(v)]));
+  return new Map(
+    [...samples].map(([k, v]) => {
+      const spent = cpu.get(k) ?? { redis: NaN, client: NaN };
+      return [k, { ...stats(v), redisCpuUs: spent.redis / v.length, clientCpuUs: spent.client / v.length }];
+    }),
+  );
 }
 
 /** Release -> the blocked waiter holds it. `queued` resolves once the waiter is surely waiting. */
@@ -257,7 +278,7 @@ async function handoff(holder: Subject, waiter: Subject, queued: () => Promise<v
 }
 
 interface ContentionResult {
-  readonly perSecond: number;
+  readonly elapsedMs: number;
   readonly counts: number[];
   /** Acquisitions that gave up (a library's retry budget ran out); the client tries again. */
   readonly failures: number;
@@ -288,8 +309,7 @@ async function contention(clients: readonly Subject[], durationMs: number): Prom
       }
     }),
   );
-  const total = counts.reduce((a, b) => a + b, 0);
-  return { perSecond: (total / (performance.now() - started)) * 1000, counts, failures, switches };
+  return { elapsedMs: performance.now() - started, counts, failures, switches };
 }
 
 async function watchLatency(url: string, count: number): Promise<Stats> {
@@ -434,7 +454,7 @@ try {
     redlock5Subject(newClient(), 'rl5-1'),
     redlock4Subject(newClient(), 'rl4-1'),
   ];
-  const unc = await uncontended(single, 5, 400);
+  const unc = await uncontended(admin, single, 2 * single.length, 250);
   for (const s of single) await s.close();
   const floor = unc.get(single[0]?.name ?? '');
 
@@ -462,16 +482,42 @@ try {
   await polled('redlock 5.0.0-beta.2 (retryDelay 200 ms, jitter 100 ms)', (key) => redlock5Subject(newClient(), key), 300, 40);
   await polled('redlock 4.2.0 (retryDelay 200 ms, jitter 100 ms)', (key) => redlock4Subject(newClient(), key), 300, 40);
 
-  // 3. 4 contending clients
-  const contended: Array<[string, ContentionResult]> = [];
-  const contend = async (label: string, clients: Subject[]): Promise<void> => {
-    contended.push([label, await contention(clients, 3000)]);
-    for (const c of clients) await c.close();
-  };
-  await contend('concord', await Promise.all([0, 1, 2, 3].map(async (i) => concordSubject(await connect(url, { namespace: ns, member: `c${i}` }), 'hot'))));
-  await contend('redis-semaphore', [0, 1, 2, 3].map(() => semaphoreSubject(newClient(), 'sem-hot')));
-  await contend('redlock 5.0.0-beta.2', [0, 1, 2, 3].map(() => redlock5Subject(newClient(), 'rl5-hot')));
-  await contend('redlock 4.2.0', [0, 1, 2, 3].map(() => redlock4Subject(newClient(), 'rl4-hot')));
+  // 3. 4 contending clients: three interleaved rounds of 1 s per subject, so drift on a shared machine hits all alike.
+  const contenders: Array<[string, Subject[]]> = [
+    ['concord', await Promise.all([0, 1, 2, 3].map(async (i) => concordSubject(await connect(url, { namespace: ns, member: `c${i}` }), 'hot')))],
+    ['redis-semaphore', [0, 1, 2, 3].map(() => semaphoreSubject(newClient(), 'sem-hot'))],
+    ['redlock 5.0.0-beta.2', [0, 1, 2, 3].map(() => redlock5Subject(newClient(), 'rl5-hot'))],
+    ['redlock 4.2.0', [0, 1, 2, 3].map(() => redlock4Subject(newClient(), 'rl4-hot'))],
+  ];
+  const contended = new Map<string, ContentionResult>();
+  const cpuSpent = new Map<string, { redis: number; client: number }>();
+  for (let round = 0; round < 3; round++) {
+    for (let k = 0; k < contenders.length; k++) {
+      const entry = contenders[(round + k) % contenders.length];
+      if (!entry) continue;
+      const [label, clients] = entry;
+      const redis0 = await redisCpuSeconds(admin);
+      const client0 = process.cpuUsage();
+      const r = await contention(clients, 1000);
+      const client1 = process.cpuUsage(client0);
+      const redis1 = await redisCpuSeconds(admin);
+      const spent = cpuSpent.get(label) ?? { redis: 0, client: 0 };
+      cpuSpent.set(label, { redis: spent.redis + (redis1 - redis0) * 1e6, client: spent.client + client1.user + client1.system });
+      const sum = contended.get(label);
+      contended.set(
+        label,
+        sum
+          ? {
+              elapsedMs: sum.elapsedMs + r.elapsedMs,
+              counts: sum.counts.map((n, i) => n + (r.counts[i] ?? 0)),
+              failures: sum.failures + r.failures,
+              switches: sum.switches + r.switches,
+            }
+          : r,
+      );
+    }
+  }
+  for (const [, clients] of contenders) for (const c of clients) await c.close();
 
   // 4. watch latency across processes
   const watch = await watchLatency(url, 200);
@@ -488,12 +534,18 @@ try {
   out();
   out(`### Uncontended acquire + release`);
   out();
-  out(`| subject | p50 | p99 | mean | p50 / floor |`);
-  out(`|---|---|---|---|---|`);
-  for (const [name, s] of unc) out(`| ${name} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} | ${floor ? (s.p50 / floor.p50).toFixed(2) : '-'}x |`);
+  out(
+    `Per cycle, the floor sends SET NX PX and a two-command script; concord two scripts (acquire: session alive, lock and line empty, INCR the fencing counter, record the holder, index it under the session, announce; release: compare, line empty, delete, unindex, announce). CPU columns: redis-server's (INFO cpu) and this process's, per cycle.`,
+  );
+  out();
+  out(`| subject | p50 | p99 | mean | p50 / floor | Redis CPU | client CPU |`);
+  out(`|---|---|---|---|---|---|---|`);
+  for (const [name, s] of unc) {
+    out(`| ${name} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} | ${floor ? (s.p50 / floor.p50).toFixed(2) : '-'}x | ${s.redisCpuUs.toFixed(0)} µs | ${s.clientCpuUs.toFixed(0)} µs |`);
+  }
   if (py) {
     const t = stats(py.uncontended);
-    out(`| Python tooz (redis driver) | ${ms(t.p50)} | ${ms(t.p99)} | ${ms(t.mean)} | ${floor ? (t.p50 / floor.p50).toFixed(2) : '-'}x |`);
+    out(`| Python tooz (redis driver) | ${ms(t.p50)} | ${ms(t.p99)} | ${ms(t.mean)} | ${floor ? (t.p50 / floor.p50).toFixed(2) : '-'}x | - | - |`);
   }
   out();
   out(`### Hand-off: holder's release -> blocked waiter holds the lock`);
@@ -508,18 +560,27 @@ try {
     out(`| Python tooz (redis-py lock polling) | ${t.n} | ${ms(t.p50)} | ${ms(t.p99)} | ${ms(t.mean)} |`);
   }
   out();
-  out(`### 4 clients contending on one lock for 3 s`);
+  out(`### 4 clients contending on one lock (3 × 1 s, interleaved with the other subjects)`);
   out();
-  out(`Each client loops acquire -> release. "Changes of hands": the share of acquisitions that went to another client than the previous one. "Gave up": acquisitions that ran out of the library's retry budget (the client tries again).`);
+  out(
+    `Each client (all four in this process) loops acquire -> release. "Changes of hands": the share of acquisitions that went to another client than the previous one; with a FIFO line every acquisition is a hand-off, while a polling lock is mostly re-taken by the client that just released it. "Gave up": acquisitions that ran out of the library's retry budget (the client tries again). CPU per acquisition: redis-server's (INFO cpu) and this process's.`,
+  );
   out();
-  out(`| subject | acquisitions/s | per client | max/min | changes of hands | gave up |`);
-  out(`|---|---|---|---|---|---|`);
+  out(`| subject | acquisitions/s | per client | max/min | changes of hands | gave up | Redis CPU / acquisition | client CPU / acquisition |`);
+  out(`|---|---|---|---|---|---|---|---|`);
   for (const [name, r] of contended) {
     const max = Math.max(...r.counts);
     const min = Math.min(...r.counts);
     const total = r.counts.reduce((a, b) => a + b, 0);
-    out(`| ${name} | ${r.perSecond.toFixed(0)} | ${r.counts.join(' / ')} | ${min === 0 ? '∞ (a client starved)' : (max / min).toFixed(2)} | ${total === 0 ? '-' : `${((r.switches / total) * 100).toFixed(0)} %`} | ${r.failures} |`);
+    const cpu = cpuSpent.get(name) ?? { redis: NaN, client: NaN };
+    out(
+      `| ${name} | ${((total / r.elapsedMs) * 1000).toFixed(0)} | ${r.counts.join(' / ')} | ${min === 0 ? '∞ (a client starved)' : (max / min).toFixed(2)} | ${total === 0 ? '-' : `${((r.switches / total) * 100).toFixed(0)} %`} | ${r.failures} | ${(cpu.redis / total).toFixed(0)} µs | ${(cpu.client / total).toFixed(0)} µs |`,
+    );
   }
+  out();
+  out(
+    `The trade-off: with concord every acquisition changes hands, and each costs the releasing client one script (free the lock, grant it to the first waiter, publish the token on that waiter's channel), one message to the waiter (which then holds the lock with no further round trip) and one script for the releaser to take its place at the back of the line. A polling lock's holder releases and takes it straight back (two commands, no message) while the others sleep out their retry interval: more acquisitions per second, but in runs by one client, and a waiter may wait many intervals (redlock: a client can give up).`,
+  );
   out();
   out(`### A join seen by a watcher in another process`);
   out();
