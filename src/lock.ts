@@ -238,8 +238,11 @@ export async function acquire(host: LockHost, kind: LockKind, name: string, opti
   try {
     token = await host.driver.tryLock(kind, name, sessionId, host.member);
   } catch (error) {
-    if (timeoutMs === 0 || !isConcordError(error, 'ERR_CONNECTION')) {
+    // close() ran while the attempt was in flight (ending the session under it): that is what the caller hears of.
+    const closing = closingError(host);
+    if (closing !== undefined || timeoutMs === 0 || !isConcordError(error, 'ERR_CONNECTION')) {
       host.locks.leave(kind, name);
+      if (closing) throw closing;
       throw error;
     }
   }
@@ -262,6 +265,16 @@ export async function acquire(host: LockHost, kind: LockKind, name: string, opti
     throw timeoutError();
   }
   return wait(host, kind, name, sessionId, signal, timeoutMs, startedAt, true);
+}
+
+/** ERR_CLOSED when the host's coordinator is closing, else undefined. */
+function closingError(host: LockHost): ConcordError | undefined {
+  try {
+    host.assertOpen();
+    return undefined;
+  } catch (error) {
+    return error instanceof ConcordError ? error : undefined;
+  }
 }
 
 /** The waiting path: local turn, then the remote wait, bounded by the timeout, the signal and the session. */
