@@ -18,7 +18,7 @@ export const DRIVER_INFO: readonly DriverInfo[] = [
   { name: 'memory', schemes: '`memory://`', load: () => import('../drivers/memory/index.js'), detection: 'TTL' },
   { name: 'SQLite', schemes: '`sqlite://`', load: () => import('../drivers/sqlite/index.js'), detection: 'milliseconds when the process is gone; else TTL + 50 ms' },
   { name: 'Redis', schemes: '`redis://` `rediss://` `redis+sentinel://`', load: () => import('../drivers/redis/index.js'), detection: 'TTL + ~100 ms with keyspace notifications; else up to TTL/3 more (reaped by live members)' },
-  { name: 'etcd', schemes: '`etcd://` `etcds://`', load: () => import('../drivers/etcd/index.js'), detection: 'TTL rounded up to whole seconds (lease expiry)' },
+  { name: 'etcd', schemes: '`etcd://` `etcds://`', load: () => import('../drivers/etcd/index.js'), detection: 'TTL rounded up to whole seconds, + up to 0.5 s (lease expiry)' },
 ];
 
 const yes = (b: boolean): string => (b ? 'yes' : 'no');

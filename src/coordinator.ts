@@ -3,10 +3,10 @@ import { ConcordError, closedError, isConcordError } from './errors.js';
 import { withTimeout } from './clock.js';
 import { debug } from './debug.js';
 import type { Driver, DriverEvents, LockKind } from './driver.js';
-import { GroupHandle, type GroupHost } from './group.js';
+import { GroupHandle, type GroupHost, type Membership } from './group.js';
 import { LockHandle, LockRegistry } from './lock.js';
 import { SessionMachine } from './session.js';
-import type { AcquireOptions, Capabilities, Coordinator, CoordinatorEvent, Features, Group, HeldLock, Lock, SessionInfo } from './types.js';
+import type { AcquireOptions, Coordinator, CoordinatorEvent, Features, Group, HeldLock, Lock, SessionInfo } from './types.js';
 import type { Resyncable } from './watch.js';
 
 export interface CoordinatorConfig {
@@ -25,13 +25,14 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
   readonly member: string;
   readonly url: string;
   readonly sessionTtlMs: number;
-  readonly joined = new Map<string, Capabilities>();
+  readonly joined = new Map<string, Membership>();
   readonly streams = new Set<Resyncable>();
   readonly locks = new LockRegistry();
   readonly #rejoin: boolean;
   #driver: Driver | undefined;
   #machine: SessionMachine | undefined;
   #closing: Promise<void> | undefined;
+  readonly #memberships = new Map<string, Promise<void>>();
 
   constructor(config: CoordinatorConfig) {
     super();
@@ -55,37 +56,80 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
   async start(driver: Driver): Promise<void> {
     this.#driver = driver;
     this.#machine = new SessionMachine(driver, this.sessionTtlMs, {
-      suspended: () => this.emit('suspended'),
+      suspended: () => {
+        this.#announce('suspended');
+      },
       reconnected: () => {
-        this.emit('reconnected');
         for (const stream of this.streams) stream.resync();
         this.locks.retryReleases().catch(() => undefined);
+        this.#announce('reconnected');
       },
       lost: () => {
         this.locks.loseAll();
         if (!this.#rejoin) this.joined.clear();
-        this.emit('lost');
+        this.#announce('lost');
       },
       restore: () => this.#restore(),
-      restored: () => this.emit('restored'),
+      restored: () => {
+        this.#announce('restored');
+      },
     });
     await this.#machine.open();
   }
 
+  /** A user's listener that throws must not stop the session machine: its error surfaces on its own. */
+  #announce(event: CoordinatorEvent): void {
+    try {
+      this.emit(event);
+    } catch (error) {
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
+  }
+
+  /**
+   * Runs the membership changes of one group one after another, so a re-join after a lost session never crosses the
+   * user's own join, leave or update of that group.
+   */
+  serialize<T>(group: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#memberships.get(group) ?? Promise.resolve();
+    const run = previous.then(fn);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#memberships.set(group, tail);
+    void tail.then(() => {
+      if (this.#memberships.get(group) === tail) this.#memberships.delete(group);
+    });
+    return run;
+  }
+
   async #restore(): Promise<void> {
-    for (const [group, capabilities] of [...this.joined]) {
-      try {
-        await this.driver.joinGroup(group, this.member, this.session.id, capabilities, false);
-      } catch (error) {
-        if (isConcordError(error, 'ERR_MEMBER_EXISTS')) {
-          // The old session's membership outlived it on the backend: take it over.
-          await this.driver.leaveGroup(group, this.member).catch(() => undefined);
-          await this.driver.joinGroup(group, this.member, this.session.id, capabilities, false).catch(() => undefined);
-        } else {
-          debug('re-joining group "%s" failed: %s', group, (error as Error).message);
-          if (isConcordError(error, 'ERR_GROUP_NOT_FOUND')) this.joined.delete(group);
+    for (const group of [...this.joined.keys()]) {
+      await this.serialize(group, async () => {
+        const membership = this.joined.get(group);
+        const session = this.session.id;
+        // Closing, left meanwhile, or already joined again under the new session by the user.
+        if (this.#closing || !membership || membership.session === session) return;
+        try {
+          await this.driver.joinGroup(group, this.member, session, membership.capabilities, false);
+          membership.session = session;
+        } catch (error) {
+          if (isConcordError(error, 'ERR_MEMBER_EXISTS')) {
+            // The old session's membership outlived it on the backend: take it over.
+            await this.driver.leaveGroup(group, this.member).catch(() => undefined);
+            await this.driver.joinGroup(group, this.member, session, membership.capabilities, false).then(
+              () => (membership.session = session),
+              () => undefined,
+            );
+          } else {
+            debug('re-joining group "%s" failed: %s', group, (error as Error).message);
+            if (isConcordError(error, 'ERR_GROUP_NOT_FOUND')) this.joined.delete(group);
+          }
         }
-      }
+      }).catch(() => undefined);
     }
     for (const stream of this.streams) stream.resync();
   }
@@ -172,8 +216,9 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
     for (const pending of [...this.locks.pending]) pending.abort(closedError());
     // Releasing each lock and leaving each group costs a round trip apiece; ending the session frees them all at once.
     for (const held of [...this.locks.held]) held.drop();
+    // After the machine has stopped, its id is the last session it opened (a replacement under way is wound down).
+    if (machine) await withTimeout(machine.stop(), this.sessionTtlMs).catch(() => undefined);
     const sessionId = machine?.id;
-    machine?.stop();
     if (driver) {
       // An unreachable backend must not hold close() up: the session then ends by expiry.
       if (sessionId) {
@@ -184,7 +229,7 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
       await withTimeout(driver.close(), this.sessionTtlMs).catch(() => undefined);
     }
     this.joined.clear();
-    this.emit('closed');
+    this.#announce('closed');
   }
 
   /** Test hook: stop heartbeats and drop the connection without releasing anything, as a crash would. */
@@ -193,7 +238,7 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
     for (const stream of [...this.streams]) void stream.close();
     for (const pending of [...this.locks.pending]) pending.abort(closedError());
     for (const held of [...this.locks.held]) held.drop();
-    this.#machine?.stop();
+    void this.#machine?.stop();
     this.#driver?.destroy();
   }
 

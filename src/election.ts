@@ -48,7 +48,10 @@ export async function leader(host: LockHost, group: string): Promise<string | un
   return (await host.driver.lockHolder('leader', group))?.member;
 }
 
-/** Yields the current leader, then every change seen. Re-reads on each notification and after reconnects. */
+/**
+ * Yields the current leader, then every change seen, in order. It re-reads the holder on each notification and after
+ * reconnects, so hand-offs quicker than one read may be reported as one change (the terms show the gap).
+ */
 export class LeaderWatch implements AsyncIterable<LeaderChange>, Resyncable {
   readonly #host: LockHost & WatchHost;
   readonly #group: string;
@@ -59,6 +62,8 @@ export class LeaderWatch implements AsyncIterable<LeaderChange>, Resyncable {
   #unsubscribe: Unsubscribe | undefined;
   #reading: Promise<void> | undefined;
   #dirty = false;
+  #subscribing = false;
+  #retry: NodeJS.Timeout | undefined;
 
   constructor(host: LockHost & WatchHost, group: string, signal: AbortSignal | undefined) {
     this.#host = host;
@@ -71,33 +76,46 @@ export class LeaderWatch implements AsyncIterable<LeaderChange>, Resyncable {
       void this.close();
       return;
     }
-    void this.#start();
+    this.resync();
   }
 
   readonly #onAbort = (): void => {
     void this.close();
   };
 
-  async #start(): Promise<void> {
+  /** Subscribes to changes of the leader; until that works, re-reads at ttl/3 so the view still moves. */
+  async #subscribe(): Promise<void> {
+    this.#subscribing = true;
     try {
       const unsubscribe = await this.#host.driver.watchLock('leader', this.#group, () => {
         this.resync();
       });
-      if (this.#stop.signal.aborted) unsubscribe();
-      else this.#unsubscribe = unsubscribe;
+      if (this.#stop.signal.aborted) {
+        unsubscribe();
+        return;
+      }
+      this.#unsubscribe = unsubscribe;
+      // A change between the first read and the subscription taking effect would otherwise go unseen.
+      this.resync();
     } catch (error) {
       if (!isConcordError(error, 'ERR_CONNECTION')) {
         this.#end(error);
         return;
       }
-      // Without a subscription, reads after each reconnect and the fallback below keep the view fresh.
+      clearTimeout(this.#retry);
+      this.#retry = setTimeout(() => {
+        this.resync();
+      }, this.#host.sessionTtlMs / 3);
+      this.#retry.unref();
+    } finally {
+      this.#subscribing = false;
     }
-    this.resync();
   }
 
   /** Reads the holder again; reads never overlap and one more runs if a notification came in during a read. */
   resync(): void {
     if (this.#stop.signal.aborted) return;
+    if (!this.#unsubscribe && !this.#subscribing) void this.#subscribe();
     if (this.#reading) {
       this.#dirty = true;
       return;
@@ -138,6 +156,7 @@ export class LeaderWatch implements AsyncIterable<LeaderChange>, Resyncable {
 
   #end(error?: unknown): void {
     this.#stop.abort();
+    clearTimeout(this.#retry);
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
     this.#host.streams.delete(this);
@@ -145,9 +164,10 @@ export class LeaderWatch implements AsyncIterable<LeaderChange>, Resyncable {
     this.#channel.end(error);
   }
 
-  async close(): Promise<void> {
+  /** Ends the stream now; a read still in flight is discarded when it lands. */
+  close(): Promise<void> {
     if (!this.#stop.signal.aborted) this.#end();
-    await this.#reading;
+    return Promise.resolve();
   }
 
   [Symbol.asyncIterator](): AsyncIterator<LeaderChange> {

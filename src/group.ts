@@ -18,9 +18,15 @@ import type {
 } from './types.js';
 import { GroupWatchImpl, type WatchHost } from './watch.js';
 
+/** A group this coordinator has joined: what to re-join with after a lost session, and under which session it is. */
+export interface Membership {
+  capabilities: Capabilities;
+  session: string;
+}
+
 export interface GroupHost extends LockHost, WatchHost, PartitionerHost {
-  /** Groups this coordinator has joined, with the capabilities to re-join with after a lost session. */
-  readonly joined: Map<string, Capabilities>;
+  readonly joined: Map<string, Membership>;
+  serialize<T>(group: string, fn: () => Promise<T>): Promise<T>;
 }
 
 export class GroupHandle implements Group {
@@ -47,22 +53,35 @@ export class GroupHandle implements Group {
     const capabilities = options?.capabilities === undefined ? {} : validateCapabilities(options.capabilities, 'options.capabilities');
     const create = options?.create ?? false;
     if (typeof create !== 'boolean') throw new ConcordError('ERR_INVALID_ARGUMENT', 'options.create must be a boolean');
-    const session = this.#host.usableSession();
-    await this.#host.driver.joinGroup(this.name, this.#host.member, session, capabilities, create);
-    this.#host.joined.set(this.name, capabilities);
+    const host = this.#host;
+    host.usableSession();
+    await host.serialize(this.name, async () => {
+      const session = host.usableSession();
+      // Recorded before the request: should the session be lost while it is in flight, the restore re-joins.
+      const before = host.joined.get(this.name);
+      host.joined.set(this.name, { capabilities, session });
+      try {
+        await host.driver.joinGroup(this.name, host.member, session, capabilities, create);
+      } catch (error) {
+        if (before) host.joined.set(this.name, before);
+        else host.joined.delete(this.name);
+        throw error;
+      }
+    });
   }
 
   async leave(): Promise<void> {
-    this.#host.assertOpen();
-    try {
-      await this.#host.driver.leaveGroup(this.name, this.#host.member);
-      this.#host.joined.delete(this.name);
-    } catch (error) {
-      if (isConcordError(error, 'ERR_MEMBER_NOT_JOINED') || isConcordError(error, 'ERR_GROUP_NOT_FOUND')) {
-        this.#host.joined.delete(this.name);
+    const host = this.#host;
+    host.assertOpen();
+    await host.serialize(this.name, async () => {
+      try {
+        await host.driver.leaveGroup(this.name, host.member);
+        host.joined.delete(this.name);
+      } catch (error) {
+        if (isConcordError(error, 'ERR_MEMBER_NOT_JOINED') || isConcordError(error, 'ERR_GROUP_NOT_FOUND')) host.joined.delete(this.name);
+        throw error;
       }
-      throw error;
-    }
+    });
   }
 
   async members(): Promise<Member[]> {
@@ -74,9 +93,13 @@ export class GroupHandle implements Group {
 
   async updateCapabilities(capabilities: Capabilities): Promise<void> {
     const copy = validateCapabilities(capabilities, 'capabilities');
-    this.#host.usableSession();
-    await this.#host.driver.updateMember(this.name, this.#host.member, copy);
-    if (this.#host.joined.has(this.name)) this.#host.joined.set(this.name, copy);
+    const host = this.#host;
+    host.usableSession();
+    await host.serialize(this.name, async () => {
+      await host.driver.updateMember(this.name, host.member, copy);
+      const membership = host.joined.get(this.name);
+      if (membership) membership.capabilities = copy;
+    });
   }
 
   watch(options?: WatchOptions): GroupWatch {

@@ -235,12 +235,15 @@ export async function acquire(host: LockHost, kind: LockKind, name: string, opti
   }
   // Nobody in this process holds or awaits it: one plain attempt first, without the machinery of waiting.
   let token: bigint | undefined;
+  const attempt = host.driver.tryLock(kind, name, sessionId, host.member);
   try {
-    token = await host.driver.tryLock(kind, name, sessionId, host.member);
+    token = signal === undefined && !timeoutMs ? await attempt : await bounded(attempt, signal, timeoutMs ? startedAt + timeoutMs : undefined);
   } catch (error) {
     // close() ran while the attempt was in flight (ending the session under it): that is what the caller hears of.
     const closing = closingError(host);
     if (closing !== undefined || timeoutMs === 0 || !isConcordError(error, 'ERR_CONNECTION')) {
+      // Given up while the attempt was in flight: should it still succeed, hand the lock straight back.
+      attempt.then((late) => (late === undefined ? undefined : host.driver.unlock(kind, name, sessionId, late))).catch(() => undefined);
       host.locks.leave(kind, name);
       if (closing) throw closing;
       throw error;
@@ -248,12 +251,12 @@ export async function acquire(host: LockHost, kind: LockKind, name: string, opti
   }
   if (token !== undefined) {
     // While the attempt was in flight the session may have been lost, the coordinator closed or the caller given up.
-    let problem: unknown;
+    let problem: Error | undefined;
     try {
       if (host.usableSession() !== sessionId) problem = new ConcordError('ERR_SESSION_LOST', 'the session was lost while acquiring');
       else if (signal?.aborted) problem = abortedError(signal);
     } catch (error) {
-      problem = error;
+      problem = error as Error;
     }
     if (problem === undefined) return new HeldLockImpl(host, kind, name, sessionId, token);
     await host.driver.unlock(kind, name, sessionId, token).catch(() => undefined);
@@ -324,6 +327,41 @@ async function wait(
     signal?.removeEventListener('abort', onAbort);
     host.locks.pending.delete(op);
   }
+}
+
+/** `attempt`, unless the signal aborts or the deadline (monotonic ms) passes first. */
+function bounded<T>(attempt: Promise<T>, signal: AbortSignal | undefined, deadline: number | undefined): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onAbort = (): void => {
+      done();
+      reject(abortedError(signal));
+    };
+    const timer =
+      deadline === undefined
+        ? undefined
+        : setTimeout(
+            () => {
+              done();
+              reject(timeoutError());
+            },
+            Math.max(0, deadline - performance.now()),
+          );
+    signal?.addEventListener('abort', onAbort, { once: true });
+    attempt.then(
+      (value) => {
+        done();
+        resolve(value);
+      },
+      (error: unknown) => {
+        done();
+        reject(error as Error);
+      },
+    );
+  });
 }
 
 function reasonOf(signal: AbortSignal): ConcordError {

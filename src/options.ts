@@ -78,10 +78,14 @@ function checkJson(value: unknown, path: string, depth: number): void {
   throw invalidArgument(path, `must hold only JSON values, got ${describe(value)}`);
 }
 
+/** The longest delay a Node timer can wait; longer ones fire at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export function validateTtl(value: unknown, argument = 'sessionTtlMs'): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
     throw invalidArgument(argument, `must be a positive number of milliseconds, got ${describe(value)}`);
   }
+  if (value > MAX_TIMER_MS) throw invalidArgument(argument, `must be at most ${MAX_TIMER_MS} ms (about 24.8 days)`);
   return value;
 }
 
@@ -112,7 +116,8 @@ export function validateAcquireOptions(options: AcquireOptions | undefined): Nor
   if (signal?.aborted) {
     throw new ConcordError('ERR_ABORTED', 'options.signal is already aborted', { cause: signal.reason });
   }
-  return { signal, timeoutMs: timeoutMs === Infinity ? undefined : timeoutMs };
+  // A wait longer than a timer can measure is, for every practical purpose, a wait without a timeout.
+  return { signal, timeoutMs: timeoutMs !== undefined && timeoutMs > MAX_TIMER_MS ? undefined : timeoutMs };
 }
 
 export function describe(value: unknown): string {

@@ -51,6 +51,7 @@ class PartitionerImpl implements Partitioner, Resyncable {
       if (!isConcordError(error, 'ERR_MEMBER_EXISTS')) throw error;
       await this.#handle.updateCapabilities(capabilities);
     }
+    this.#host.assertOpen();
     this.#watch = new GroupWatchImpl(this.#host, this.group, true, undefined, (event) => {
       this.#apply(event);
     });

@@ -9,6 +9,7 @@
  * measures its TTL from when it received that request, which is later, so we always give up first.
  */
 import { now, sleep, withTimeout } from './clock.js';
+import { ConcordError } from './errors.js';
 import { debug } from './debug.js';
 import type { Driver } from './driver.js';
 import type { SessionState } from './types.js';
@@ -31,6 +32,7 @@ export class SessionMachine {
   #heartbeat: NodeJS.Timeout | undefined;
   #deadline: NodeJS.Timeout | undefined;
   #beating = false;
+  #replacing: Promise<void> | undefined;
   readonly #driver: Driver;
   readonly #hooks: SessionHooks;
   readonly #stop = new AbortController();
@@ -61,7 +63,13 @@ export class SessionMachine {
 
   async open(): Promise<void> {
     const sentAt = now();
-    this.#id = await this.#driver.openSession(this.ttlMs);
+    const id = await this.#driver.openSession(this.ttlMs);
+    if (this.#stop.signal.aborted) {
+      // Closed while the session was being opened: it must not outlive the coordinator.
+      await this.#driver.closeSession(id).catch(() => undefined);
+      throw new ConcordError('ERR_CLOSED', 'the coordinator is closed');
+    }
+    this.#id = id;
     this.#renewedAt = sentAt;
     this.#state = 'connected';
     this.#schedule();
@@ -80,17 +88,28 @@ export class SessionMachine {
 
   #schedule(): void {
     clearTimeout(this.#heartbeat);
-    clearTimeout(this.#deadline);
     if (this.#stop.signal.aborted) return;
     this.#heartbeat = setTimeout(() => void this.#beat(), this.#intervalMs);
     this.#heartbeat.unref();
-    this.#deadline = setTimeout(() => {
-      this.check();
-    }, Math.max(0, this.#expiresAt() - now()));
+    this.#armDeadline();
+  }
+
+  /** The timer that declares the session lost even while a renewal hangs. */
+  #armDeadline(): void {
+    clearTimeout(this.#deadline);
+    // Timers may fire a fraction of a millisecond early: round up, and re-arm if it was still too early.
+    this.#deadline = setTimeout(
+      () => {
+        this.check();
+        if (this.#state === 'connected' || this.#state === 'suspended') this.#armDeadline();
+      },
+      Math.max(1, Math.ceil(this.#expiresAt() - now())),
+    );
     this.#deadline.unref();
   }
 
   async #beat(): Promise<void> {
+    this.check();
     if (this.#beating || this.#stop.signal.aborted) return;
     if (this.#state !== 'connected' && this.#state !== 'suspended') return;
     this.#beating = true;
@@ -137,7 +156,9 @@ export class SessionMachine {
     clearTimeout(this.#heartbeat);
     clearTimeout(this.#deadline);
     this.#hooks.lost();
-    void this.#replace();
+    this.#replacing = this.#replace().finally(() => {
+      this.#replacing = undefined;
+    });
   }
 
   async #replace(): Promise<void> {
@@ -149,6 +170,7 @@ export class SessionMachine {
       try {
         await this.open();
       } catch (error) {
+        if (this.#stop.signal.aborted) return;
         debug('opening a new session failed: %s', (error as Error).message);
         await sleep(delay, this.#stop.signal).catch(() => undefined);
         delay = Math.min(delay * 2, this.ttlMs / 3);
@@ -161,11 +183,15 @@ export class SessionMachine {
     }
   }
 
-  /** Stops every timer; the caller closes the backend session. */
-  stop(): void {
+  /**
+   * Stops every timer, and waits for a session replacement under way to wind down (a session it opened meanwhile is
+   * closed by it); the caller then closes the current session.
+   */
+  async stop(): Promise<void> {
     this.#stop.abort();
     this.#state = 'closed';
     clearTimeout(this.#heartbeat);
     clearTimeout(this.#deadline);
+    await this.#replacing;
   }
 }

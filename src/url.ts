@@ -2,7 +2,8 @@ import { ConcordError } from './errors.js';
 
 /** Replaces the password of a URL-looking string with '***', also in strings `new URL` refuses. */
 export function redact(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]*):[^/@]*@/i, '$1:***@');
+  // Up to the last '@' of the authority, as URL parsers read it: a password may itself contain '@'.
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:?#]*):[^/?#]*@/i, '$1:***@');
 }
 
 export function parseUrl(raw: unknown): URL {

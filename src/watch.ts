@@ -54,14 +54,29 @@ export class GroupWatchImpl implements GroupWatch, Resyncable {
     });
     this.ready.catch(() => undefined);
     this.#channel = new Channel(() => void this.close());
+    try {
+      host.assertOpen();
+    } catch (error) {
+      this.#end(error);
+      return;
+    }
     host.streams.add(this);
     signal?.addEventListener('abort', this.#onAbort, { once: true });
     if (signal?.aborted) {
       void this.close();
       return;
     }
-    this.#syncing = this.#sync(initial ? 'initial' : 'silent').finally(() => {
+    this.#run(initial ? 'initial' : 'silent');
+  }
+
+  /** One sync at a time; a resync asked for meanwhile runs right after. */
+  #run(mode: SyncMode): void {
+    this.#syncing = this.#sync(mode).finally(() => {
       this.#syncing = undefined;
+      if (this.#again) {
+        this.#again = false;
+        this.resync();
+      }
     });
   }
 
@@ -99,6 +114,12 @@ export class GroupWatchImpl implements GroupWatch, Resyncable {
         return;
       } catch (error) {
         if (this.#stop.signal.aborted) return;
+        try {
+          this.#host.assertOpen();
+        } catch (closed) {
+          this.#end(closed);
+          return;
+        }
         if (!isConcordError(error, 'ERR_CONNECTION')) {
           this.#end(error);
           return;
@@ -152,13 +173,7 @@ export class GroupWatchImpl implements GroupWatch, Resyncable {
       this.#again = true;
       return;
     }
-    this.#syncing = this.#sync('diff').finally(() => {
-      this.#syncing = undefined;
-      if (this.#again) {
-        this.#again = false;
-        this.resync();
-      }
-    });
+    this.#run('diff');
   }
 
   #end(error?: unknown): void {
@@ -173,9 +188,10 @@ export class GroupWatchImpl implements GroupWatch, Resyncable {
     this.#ready = undefined;
   }
 
-  async close(): Promise<void> {
+  /** Ends the stream now; a read still in flight is discarded when it lands, never waited for. */
+  close(): Promise<void> {
     if (!this.#stop.signal.aborted) this.#end();
-    await this.#syncing;
+    return Promise.resolve();
   }
 
   [Symbol.asyncIterator](): AsyncIterator<GroupEvent> {

@@ -28,7 +28,7 @@ class MemoryDriver implements Driver, ServerClient {
   readonly features = features;
   readonly #server: MemoryServer;
   readonly #context: DriverContext;
-  #linkUp = true;
+  #link: 'up' | 'down' | 'blackhole' = 'up';
   #state: 'open' | 'closed' | 'destroyed' = 'open';
   readonly #sinks = new Set<WatchSink>();
   readonly #lockListeners = new Set<() => void>();
@@ -39,7 +39,7 @@ class MemoryDriver implements Driver, ServerClient {
   }
 
   get reachable(): boolean {
-    return this.#linkUp && this.#state === 'open';
+    return this.#link === 'up' && this.#state === 'open';
   }
 
   sessionExpired(sessionId: string): void {
@@ -54,7 +54,8 @@ class MemoryDriver implements Driver, ServerClient {
     return new Promise<Awaited<T>>((resolve, reject) => {
       setImmediate(() => {
         if (this.#state !== 'open') reject(new ConcordError('ERR_CONNECTION', 'the connection is closed'));
-        else if (!this.#linkUp) reject(new ConcordError('ERR_CONNECTION', 'the memory link is down'));
+        else if (this.#link === 'down') reject(new ConcordError('ERR_CONNECTION', 'the memory link is down'));
+        else if (this.#link === 'blackhole') return; // a partition that swallows requests: no answer, ever
         else {
           try {
             Promise.resolve(fn()).then(resolve as (value: unknown) => void, reject);
@@ -68,9 +69,10 @@ class MemoryDriver implements Driver, ServerClient {
 
   // ---- faults (tests)
 
-  setLink(up: boolean): void {
-    if (this.#linkUp === up) return;
-    this.#linkUp = up;
+  setLink(link: 'up' | 'down' | 'blackhole'): void {
+    if (this.#link === link) return;
+    this.#link = link;
+    const up = link === 'up';
     // Pushes were dropped while the link was down: every watch resynchronises and every waiter re-checks.
     if (up) {
       for (const sink of this.#sinks) sink.resync();
@@ -227,6 +229,8 @@ export function createDriver(context: DriverContext): Promise<Driver> {
 export interface MemoryFaults {
   /** Cut the coordinator's link: its requests fail and nothing is pushed to it, while its session ages on the server. */
   disconnect(): void;
+  /** Swallow the coordinator's requests: nothing it sends is answered, as in a partition that drops packets. */
+  blackhole(): void;
   /** Restore the link; watches resynchronise and waiters re-check. */
   reconnect(): void;
   /** Expire the session on the server now, as a TTL running out would; the client is told first if its link is up. */
@@ -239,10 +243,13 @@ export function memoryFaults(coordinator: Coordinator): MemoryFaults {
   if (!driver) throw new ConcordError('ERR_INVALID_ARGUMENT', 'coordinator has no live memory session');
   return {
     disconnect: () => {
-      driver.setLink(false);
+      driver.setLink('down');
+    },
+    blackhole: () => {
+      driver.setLink('blackhole');
     },
     reconnect: () => {
-      driver.setLink(true);
+      driver.setLink('up');
     },
     // The session id is read at call time: after a lost session the coordinator runs a new one on the same driver.
     expire: () => {

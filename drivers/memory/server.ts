@@ -84,6 +84,11 @@ export class MemoryServer {
     return server;
   }
 
+  /** Sessions alive on this server (tests check that nothing outlives a close). */
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
   static find(name: string, namespace: string): MemoryServer | undefined {
     return servers.get(`${name}\u0000${namespace}`);
   }
@@ -107,11 +112,10 @@ export class MemoryServer {
   }
 
   #expiryTimer(id: string, ttlMs: number): NodeJS.Timeout {
-    const timer = setTimeout(() => {
+    // Not unref'd: like a real client's socket, a live session keeps its process running (a waiter must not exit).
+    return setTimeout(() => {
       this.expireSession(id);
     }, ttlMs);
-    timer.unref();
-    return timer;
   }
 
   renewSession(id: string): boolean {

@@ -185,11 +185,15 @@ export function describeConformance(target: ConformanceTarget): void {
         const b = await coordinator('b');
         await a.group('g').join({ create: true, capabilities: { v: 0 } });
         const events = new Collector(a.group('g').watch({ initial: false }));
+        // The watch is live once it reports a's own change (separate connections are not ordered on every backend).
+        await a.group('g').updateCapabilities({ v: 'ready' });
+        await events.until((e) => e.length >= 1, 'the marker update');
         await b.group('g').join({ capabilities: { v: 0 } });
         for (let v = 1; v <= 5; v++) await b.group('g').updateCapabilities({ v });
         await b.group('g').leave();
         await events.until((e) => e.some((x) => x.type === 'leave'), 'the leave');
-        expect(events.items).toEqual([
+        expect(events.items[0]).toEqual({ type: 'update', group: 'g', member: 'a', capabilities: { v: 'ready' } });
+        expect(events.items.slice(1)).toEqual([
           { type: 'join', group: 'g', member: 'b', capabilities: { v: 0 }, initial: false },
           ...[1, 2, 3, 4, 5].map((v) => ({ type: 'update', group: 'g', member: 'b', capabilities: { v } })),
           { type: 'leave', group: 'g', member: 'b' },
@@ -202,7 +206,8 @@ export function describeConformance(target: ConformanceTarget): void {
         const events = new Collector(a.group('later').watch());
         await a.group('later').join({ create: true });
         await events.until((e) => e.length === 1, 'the join');
-        expect(events.items[0]).toMatchObject({ type: 'join', member: 'a', initial: false });
+        // Whether the snapshot was taken before or after the join, it is reported exactly once.
+        expect(events.items[0]).toMatchObject({ type: 'join', member: 'a' });
       });
 
       it('ends when its signal aborts or it is closed, leaving nothing open', async () => {
