@@ -358,7 +358,7 @@ function bounded<T>(attempt: Promise<T>, signal: AbortSignal | undefined, deadli
       },
       (error: unknown) => {
         done();
-        reject(error as Error);
+        reject(error instanceof Error ? error : new Error(String(error)));
       },
     );
   });

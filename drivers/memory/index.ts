@@ -58,7 +58,7 @@ class MemoryDriver implements Driver, ServerClient {
         else if (this.#link === 'blackhole') return; // a partition that swallows requests: no answer, ever
         else {
           try {
-            Promise.resolve(fn()).then(resolve as (value: unknown) => void, reject);
+            Promise.resolve(fn()).then(resolve, reject);
           } catch (error) {
             reject(toError(error));
           }
