@@ -62,6 +62,7 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
       reconnected: () => {
         for (const stream of this.streams) stream.resync();
         this.locks.retryReleases().catch(() => undefined);
+        this.locks.retryCancels(this).catch(() => undefined);
         this.#announce('reconnected');
       },
       lost: () => {

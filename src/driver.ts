@@ -99,6 +99,15 @@ export interface Driver {
   tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined>;
   /** Releases the lock only if `sessionId` holds it with `token`; never deletes another holder's lock. */
   unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void>;
+  /**
+   * Ends whatever `sessionId` still has for kind/name after an acquisition the core gave up on (an error, a timeout,
+   * an abort, at any point once the driver was asked): its place in the queue, its contender key, and the lock
+   * itself if it was granted meanwhile (releasing it hands it on as a release does). The core calls it only while
+   * this session holds no HeldLock for kind/name and no other acquisition of it is under way in this process, after
+   * the abandoned request has settled. Idempotent; rejects with ERR_CONNECTION when it could not reach the backend
+   * (the core retries it later, under the same guarantees).
+   */
+  cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void>;
   lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined>;
   /** Calls `listener` whenever the lock may have changed hands (released, expired, acquired). */
   watchLock(kind: LockKind, name: string, listener: () => void): Promise<Unsubscribe>;

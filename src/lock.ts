@@ -3,7 +3,7 @@
  * and lost signals. Leadership (election.ts) is the same machinery on the 'leader' key space.
  */
 import { ConcordError, abortedError, isConcordError } from './errors.js';
-import { sleep, waitForWake } from './clock.js';
+import { sleep, waitForWake, withTimeout } from './clock.js';
 import { debug } from './debug.js';
 import type { Driver, LockKind } from './driver.js';
 import { validateAcquireOptions, validateName } from './options.js';
@@ -82,6 +82,8 @@ export class LockRegistry {
   readonly pending = new Set<AbortController>();
   /** Releases that failed on a broken connection, retried when it comes back. */
   readonly unreleased = new Set<() => Promise<void>>();
+  /** kind/name -> session whose leftovers there could not be cancelled yet (retried on reconnect and next use). */
+  readonly uncancelled = new Map<string, { kind: LockKind; name: string; session: string }>();
   /** When this coordinator last had to queue for kind/name (performance.now()). */
   readonly #contended = new Map<string, number>();
 
@@ -118,6 +120,17 @@ export class LockRegistry {
     if (!queue) return;
     queue.leave();
     if (queue.idle) this.#queues.delete(key);
+  }
+
+  /** Cancels leftovers whose cancel failed, for names nobody in this process is acquiring or holding now. */
+  async retryCancels(host: LockHost): Promise<void> {
+    for (const entry of [...this.uncancelled.values()]) {
+      const queue = this.queue(entry.kind, entry.name);
+      // Taking the local turn guarantees no acquisition of this name runs meanwhile.
+      if (queue.busy) continue;
+      queue.busy = true;
+      await cancelLeftovers(host, entry.kind, entry.name, entry.session, undefined);
+    }
   }
 
   /** The session is gone: every held lock is lost and every wait fails, synchronously. */
@@ -230,6 +243,7 @@ export async function acquire(host: LockHost, kind: LockKind, name: string, opti
   if (queue.busy) return wait(host, kind, name, sessionId, signal, timeoutMs, performance.now(), false);
   const startedAt = performance.now();
   queue.busy = true;
+  if (host.locks.uncancelled.size > 0) await cancelPending(host, kind, name);
   if (timeoutMs !== 0 && host.driver.acquireLock && host.locks.recentlyContended(kind, name)) {
     return wait(host, kind, name, sessionId, signal, timeoutMs, startedAt, true);
   }
@@ -242,9 +256,8 @@ export async function acquire(host: LockHost, kind: LockKind, name: string, opti
     // close() ran while the attempt was in flight (ending the session under it): that is what the caller hears of.
     const closing = closingError(host);
     if (closing !== undefined || timeoutMs === 0 || !isConcordError(error, 'ERR_CONNECTION')) {
-      // Given up while the attempt was in flight: should it still succeed, hand the lock straight back.
-      attempt.then((late) => (late === undefined ? undefined : host.driver.unlock(kind, name, sessionId, late))).catch(() => undefined);
-      host.locks.leave(kind, name);
+      // The attempt may have reached the backend (or still may): clean up after it before the next local turn.
+      void cancelLeftovers(host, kind, name, sessionId, attempt);
       if (closing) throw closing;
       throw error;
     }
@@ -280,6 +293,38 @@ function closingError(host: LockHost): ConcordError | undefined {
   }
 }
 
+/**
+ * After an acquisition that asked the driver ended without a HeldLock: once the abandoned request has settled, tell the
+ * driver to end whatever this session still has for the name (a queue entry, a contender key, a late grant), then pass
+ * the local turn on. The caller's promise has already settled; only the next local waiter waits for this.
+ */
+async function cancelLeftovers(host: LockHost, kind: LockKind, name: string, sessionId: string, inFlight: Promise<unknown> | undefined): Promise<void> {
+  const key = `${kind}\u0000${name}`;
+  const limitMs = host.sessionTtlMs;
+  try {
+    if (inFlight) await withTimeout(inFlight, limitMs).catch(() => undefined);
+    await withTimeout(host.driver.cancelLock(kind, name, sessionId), limitMs);
+    host.locks.uncancelled.delete(key);
+  } catch (error) {
+    debug('cancelling %s "%s" failed: %s', kind, name, (error as Error).message);
+    host.locks.uncancelled.set(key, { kind, name, session: sessionId });
+  } finally {
+    host.locks.leave(kind, name);
+  }
+}
+
+/** Runs a cancel left over from an earlier acquisition of this name before a new one starts (we hold the turn). */
+async function cancelPending(host: LockHost, kind: LockKind, name: string): Promise<void> {
+  const entry = host.locks.uncancelled.get(`${kind}\u0000${name}`);
+  if (!entry) return;
+  try {
+    await withTimeout(host.driver.cancelLock(kind, name, entry.session), host.sessionTtlMs);
+    host.locks.uncancelled.delete(`${kind}\u0000${name}`);
+  } catch (error) {
+    debug('cancelling %s "%s" failed again: %s', kind, name, (error as Error).message);
+  }
+}
+
 /** The waiting path: local turn, then the remote wait, bounded by the timeout, the signal and the session. */
 async function wait(
   host: LockHost,
@@ -307,12 +352,14 @@ async function wait(
     );
   }
   host.locks.pending.add(op);
+  const track: Contention = { asked: false, inFlight: undefined };
   try {
     if (!entered) {
       await host.locks.queue(kind, name).enter(op.signal, timeoutMs === 0);
       entered = true;
+      if (host.locks.uncancelled.size > 0) await cancelPending(host, kind, name);
     }
-    const token = await contend(host, kind, name, sessionId, op.signal, timeoutMs === 0);
+    const token = await contend(host, kind, name, sessionId, op.signal, timeoutMs === 0, track);
     if (op.signal.aborted) {
       // Granted at the moment the wait ended: give it straight back.
       await host.driver.unlock(kind, name, sessionId, token).catch(() => undefined);
@@ -320,7 +367,11 @@ async function wait(
     }
     return new HeldLockImpl(host, kind, name, sessionId, token);
   } catch (error) {
-    if (entered) host.locks.leave(kind, name);
+    if (entered) {
+      // A wait the backend knew of may have left a queue entry or a late grant behind: end it before the next turn.
+      if (track.asked) void cancelLeftovers(host, kind, name, sessionId, track.inFlight);
+      else host.locks.leave(kind, name);
+    }
     throw op.signal.aborted ? reasonOf(op.signal) : error;
   } finally {
     clearTimeout(timer);
@@ -368,27 +419,44 @@ function reasonOf(signal: AbortSignal): ConcordError {
   return abortedError(signal);
 }
 
+/** What the remote part asked of the driver, so an abandoned wait can be cleaned up after. */
+interface Contention {
+  asked: boolean;
+  inFlight: Promise<unknown> | undefined;
+}
+
 /** The remote part: one attempt, the driver's fair queue, or a notified retry loop. */
-async function contend(host: LockHost, kind: LockKind, name: string, sessionId: string, signal: AbortSignal, once: boolean): Promise<bigint> {
+async function contend(
+  host: LockHost,
+  kind: LockKind,
+  name: string,
+  sessionId: string,
+  signal: AbortSignal,
+  once: boolean,
+  track: Contention,
+): Promise<bigint> {
   const { driver } = host;
+  track.asked = true;
   if (once) {
-    const token = await driver.tryLock(kind, name, sessionId, host.member);
+    const attempt = driver.tryLock(kind, name, sessionId, host.member);
+    track.inFlight = attempt;
+    const token = await attempt;
     if (token === undefined) throw timeoutError();
     return token;
   }
   const pollMs = driver.pollIntervalMs ?? host.sessionTtlMs / 3;
-  let announced = false;
   const queued = (): void => {
     host.locks.markContended(kind, name);
-    if (announced) return;
-    announced = true;
     host.queued(kind, name);
   };
   if (driver.acquireLock) {
     for (;;) {
       if (signal.aborted) throw reasonOf(signal);
+      const attempt = driver.acquireLock(kind, name, sessionId, host.member, signal, queued);
+      track.inFlight = attempt;
       try {
-        return await driver.acquireLock(kind, name, sessionId, host.member, signal, queued);
+        // Bounded here too: a request that hangs must not hold the caller past its timeout or abort.
+        return await bounded(attempt, signal, undefined);
       } catch (error) {
         // A dropped connection is not the end of the wait: the session machine decides when it is lost.
         if (signal.aborted || !isConcordError(error, 'ERR_CONNECTION')) throw error;
@@ -407,7 +475,9 @@ async function contend(host: LockHost, kind: LockKind, name: string, sessionId: 
       });
       let token: bigint | undefined;
       try {
-        token = await driver.tryLock(kind, name, sessionId, host.member);
+        const attempt = driver.tryLock(kind, name, sessionId, host.member);
+        track.inFlight = attempt;
+        token = await attempt;
       } catch (error) {
         if (!isConcordError(error, 'ERR_CONNECTION')) throw error;
       }

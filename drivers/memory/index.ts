@@ -200,6 +200,12 @@ class MemoryDriver implements Driver, ServerClient {
     });
   }
 
+  cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void> {
+    return this.#call(() => {
+      this.#server.cancel(kind, name, sessionId);
+    });
+  }
+
   lockHolder(kind: LockKind, name: string): Promise<{ member: string; token: bigint } | undefined> {
     return this.#call(() => this.#server.holder(kind, name));
   }

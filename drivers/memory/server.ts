@@ -331,6 +331,22 @@ export class MemoryServer {
     else this.#gc(key, lock);
   }
 
+  /** Ends whatever `session` has for the lock: its queued waits (their callers are gone) and the lock if it holds it. */
+  cancel(kind: LockKind, name: string, session: string): void {
+    const key = `${kind}\u0000${name}`;
+    const lock = this.#locks.get(key);
+    if (!lock) return;
+    for (let i = lock.queue.length - 1; i >= 0; i--) {
+      const waiter = lock.queue[i];
+      if (waiter?.session === session) {
+        lock.queue.splice(i, 1);
+        waiter.reject(new ConcordError('ERR_ABORTED', 'the wait was cancelled'));
+      }
+    }
+    if (lock.holder?.session === session) this.#free(key, lock);
+    else this.#gc(key, lock);
+  }
+
   #free(key: string, lock: LockState): void {
     lock.holder = undefined;
     const next = lock.queue.shift();
