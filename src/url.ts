@@ -1,9 +1,12 @@
 import { ConcordError } from './errors.js';
 
-/** Replaces the password of a URL-looking string with '***', also in strings `new URL` refuses. */
+/** Query parameters whose values are secrets, whatever the driver (sentinelPassword=, password=, authToken=...). */
+const SECRET_PARAM = /([?&](?!key=)(?:[a-z0-9_]*(?:password|passwd|pass|secret|token|key)[a-z0-9_]*)=)[^&#]*/gi;
+
+/** Replaces the password of a URL-looking string, and secret query values, with '***', also in strings `new URL` refuses. */
 export function redact(url: string): string {
   // Up to the last '@' of the authority, as URL parsers read it: a password may itself contain '@'.
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:?#]*):[^/?#]*@/i, '$1:***@');
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:?#]*):[^/?#]*@/i, '$1:***@').replace(SECRET_PARAM, '$1***');
 }
 
 export function parseUrl(raw: unknown): URL {

@@ -191,7 +191,7 @@ class MemoryDriver implements Driver, ServerClient {
   }
 
   acquireLock(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint> {
-    return this.#call(() => this.#server.acquire(kind, name, sessionId, member, signal, queued));
+    return this.#call(() => this.#server.acquire(kind, name, sessionId, member, signal, queued, this));
   }
 
   unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {

@@ -288,13 +288,15 @@ export class MemoryServer {
   }
 
   /** Fair wait: a FIFO queue on the server, served as the lock frees. */
-  acquire(kind: LockKind, name: string, session: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint> {
+  acquire(kind: LockKind, name: string, session: string, member: string, signal: AbortSignal, queued: () => void, client: ServerClient): Promise<bigint> {
     this.#requireSession(session);
     if (signal.aborted) return Promise.reject(new ConcordError('ERR_ABORTED', 'the wait was aborted', { cause: signal.reason }));
     const [key, lock] = this.#lock(kind, name);
     if (lock.holder === undefined && lock.queue.length === 0) return Promise.resolve(this.#grant(lock, session, member));
     return new Promise<bigint>((resolve, reject) => {
       const onAbort = (): void => {
+        // The caller gave up, but over a link that is down the server never hears of it: the wait stays queued.
+        if (!client.reachable) return;
         const i = lock.queue.indexOf(waiter);
         if (i >= 0) lock.queue.splice(i, 1);
         this.#gc(key, lock);

@@ -173,7 +173,32 @@ describe('races', () => {
     await a.close();
   });
 
-  it('masks a password that itself contains @', () => {
+  it('masks a password that itself contains @, and secret query parameters', () => {
     expect(redact('redis://u:p@ss@127.0.0.1:1/0')).toBe('redis://u:***@127.0.0.1:1/0');
+    expect(redact('redis+sentinel://:pw@h1:1,h2:2/m?sentinelPassword=SENT&db=1')).toBe('redis+sentinel://:***@h1:1,h2:2/m?sentinelPassword=***&db=1');
+    expect(redact('rediss://h/0?key=/etc/k.pem&authToken=t0k')).toBe('rediss://h/0?key=/etc/k.pem&authToken=***');
+  });
+
+  it('a wait abandoned while the link was down is cleaned up: the lock is not left granted to nobody', async () => {
+    const url = fresh();
+    const holder = await connect(url, { member: 'holder' });
+    const waiter = await connect(url, { member: 'waiter', sessionTtlMs: 3000 });
+    const third = await connect(url, { member: 'third' });
+    const held = await holder.lock('l').acquire();
+    const queued = once(waiter, kQueued);
+    const waiting = waiter.lock('l').acquire({ timeoutMs: 200 }).catch((e: unknown) => e);
+    await queued;
+    const suspended = once(waiter, 'suspended');
+    memoryFaults(waiter).disconnect();
+    expect(await waiting).toMatchObject({ code: 'ERR_LOCK_TIMEOUT' });
+    // The backend still queues the abandoned wait: the release grants it the lock.
+    await held.release();
+    await suspended;
+    const reconnected = once(waiter, 'reconnected');
+    memoryFaults(waiter).reconnect();
+    await reconnected;
+    const next = await third.lock('l').acquire({ timeoutMs: 10_000 });
+    expect(next.token).toBeGreaterThan(held.token);
+    await Promise.all([holder.close(), waiter.close(), third.close()]);
   });
 });
