@@ -11,10 +11,6 @@ export class Channel<T> implements AsyncIterableIterator<T> {
     this.#onReturn = onReturn;
   }
 
-  get closed(): boolean {
-    return this.#done;
-  }
-
   push(value: T): void {
     if (this.#done) return;
     const pending = this.#pending;

@@ -38,8 +38,3 @@ export function hostList(raw: string, defaultPort: number): Array<{ host: string
     return { host: m[1].replace(/^\[|\]$/g, ''), port };
   });
 }
-
-/** The URL as shown to users: password masked. */
-export function displayUrl(raw: string): string {
-  return redact(raw);
-}
