@@ -11,58 +11,20 @@
  *   4. a join seen by a watcher in another process (monotonic clock shared by the processes of one host);
  *   5. 1,000 members in one group heartbeating at default settings: Redis CPU and client CPU.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Mutex } from 'redis-semaphore';
 import { connect, type Coordinator } from '../src/index.js';
+import { ms, sleep, stats, watchLatency, type Stats } from './support.js';
 import { kQueued, type CoordinatorImpl } from '../src/coordinator.js';
 import { startRedis, type ServerHandle } from '../test/support/servers.js';
 
-const SELF = fileURLToPath(import.meta.url);
-
-// ---- the watcher child (`npx tsx bench/redis.ts watcher URL NAMESPACE`): prints the hrtime of every event.
-if (process.argv[2] === 'watcher') {
-  const [url, namespace] = process.argv.slice(3);
-  const c = await connect(url ?? '', { namespace: namespace ?? '', member: 'watcher' });
-  const watch = c.group('g').watch({ initial: false });
-  process.stdout.write('ready\n');
-  process.stdin.once('data', () => {
-    void watch.close();
-  });
-  for await (const event of watch) process.stdout.write(`${event.type} ${event.member} ${process.hrtime.bigint()}\n`);
-  await c.close();
-  process.exit(0);
-}
-
-// ---- statistics
-
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i] ?? NaN;
-}
-
-interface Stats {
-  readonly n: number;
-  readonly p50: number;
-  readonly p99: number;
-  readonly mean: number;
-}
-
-function stats(samples: readonly number[]): Stats {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return { n: sorted.length, p50: percentile(sorted, 50), p99: percentile(sorted, 99), mean: sorted.reduce((a, b) => a + b, 0) / sorted.length };
-}
-
-const ms = (x: number): string => (x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toFixed(3));
-const sleep = (t: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, t));
 
 // ---- subjects
 
@@ -310,42 +272,6 @@ async function contention(clients: readonly Subject[], durationMs: number): Prom
     }),
   );
   return { elapsedMs: performance.now() - started, counts, failures, switches };
-}
-
-async function watchLatency(url: string, count: number): Promise<Stats> {
-  const namespace = `bw${randomBytes(4).toString('hex')}`;
-  const joiner = await connect(url, { namespace, member: 'joiner' });
-  await joiner.group('g').create();
-  const child = spawn(process.execPath, ['--import', 'tsx', SELF, 'watcher', url, namespace], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout });
-  const pending: Array<(line: string) => void> = [];
-  const buffered: string[] = [];
-  lines.on('line', (line) => {
-    const take = pending.shift();
-    if (take) take(line);
-    else buffered.push(line);
-  });
-  const next = (): Promise<string> => {
-    const line = buffered.shift();
-    if (line !== undefined) return Promise.resolve(line);
-    return new Promise((resolve) => pending.push(resolve));
-  };
-  if ((await next()) !== 'ready') throw new Error('watcher did not start');
-  await sleep(200);
-  const samples: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const t0 = process.hrtime.bigint();
-    await joiner.group('g').join();
-    const seen = (await next()).split(' ');
-    if (seen[0] !== 'join') throw new Error(`unexpected event ${seen.join(' ')}`);
-    samples.push(Number(BigInt(seen[2] ?? '0') - t0) / 1e6);
-    await joiner.group('g').leave();
-    await next();
-  }
-  child.stdin.write('stop\n');
-  await new Promise((resolve) => child.once('exit', resolve));
-  await joiner.close();
-  return stats(samples);
 }
 
 async function redisCpuSeconds(admin: Redis): Promise<number> {

@@ -19,9 +19,9 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { connect } from '../src/index.js';
+import { ms, sleep, stats, watchLatency, type Stats } from './support.js';
 
 const SELF = fileURLToPath(import.meta.url);
-const sleep = (t: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, t));
 
 /** The mkdir lock: creating a directory is atomic; waiters poll. */
 async function mkdirAcquire(path: string, pollMs: number): Promise<void> {
@@ -86,36 +86,6 @@ if (process.argv[2] === 'contend') {
   await new Promise(() => undefined);
 }
 
-// ---- child: print the hrtime of every membership event (`watcher URL`)
-if (process.argv[2] === 'watcher') {
-  const c = await connect(process.argv[3] ?? '', { member: 'watcher' });
-  const watch = c.group('g').watch({ initial: false });
-  process.stdout.write('ready\n');
-  process.stdin.once('data', () => {
-    void watch.close();
-  });
-  for await (const event of watch) process.stdout.write(`${event.type} ${event.member} ${process.hrtime.bigint()}\n`);
-  await c.close();
-  process.exit(0);
-}
-
-// ---- statistics
-
-interface Stats {
-  readonly n: number;
-  readonly p50: number;
-  readonly p99: number;
-  readonly mean: number;
-}
-
-function stats(samples: readonly number[]): Stats {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (p: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
-  return { n: sorted.length, p50: at(50), p99: at(99), mean: sorted.reduce((a, b) => a + b, 0) / sorted.length };
-}
-
-const ms = (x: number): string => (x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toFixed(3));
-
 async function timed(count: number, once: () => Promise<void> | void): Promise<Stats> {
   for (let i = 0; i < Math.min(50, count); i++) await once();
   const samples: number[] = [];
@@ -178,36 +148,6 @@ function handoffs(contenders: readonly Contender[]): Stats {
     if (prev && next && prev.member !== next.member) gaps.push(Number(next.start - prev.end) / 1e6);
   }
   return stats(gaps);
-}
-
-async function watchLatency(url: string, count: number): Promise<Stats> {
-  const child = spawn(process.execPath, ['--import', 'tsx', SELF, 'watcher', url], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines = createInterface({ input: child.stdout });
-  const seen = new Map<string, bigint>();
-  let wake: (() => void) | undefined;
-  let ready = false;
-  lines.on('line', (line) => {
-    if (line === 'ready') ready = true;
-    const [type, member, at] = line.split(' ');
-    if (type === 'join' && member && at) seen.set(member, BigInt(at));
-    wake?.();
-  });
-  while (!ready) await new Promise<void>((resolve) => (wake = resolve));
-  const c = await connect(url, { member: 'joiner' });
-  const samples: number[] = [];
-  for (let i = 0; i < count; i++) {
-    // Each round a new member id, so every join is a distinct event.
-    const member = await connect(url, { member: `m${String(i)}` });
-    const t = process.hrtime.bigint();
-    await member.group('g').join({ create: true });
-    while (!seen.has(`m${String(i)}`)) await new Promise<void>((resolve) => (wake = resolve));
-    samples.push(Number((seen.get(`m${String(i)}`) ?? t) - t) / 1e6);
-    await member.close();
-  }
-  await c.close();
-  child.stdin.write('stop\n');
-  await new Promise((resolve) => child.once('exit', resolve));
-  return stats(samples);
 }
 
 // ---- main

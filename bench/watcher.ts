@@ -1,0 +1,13 @@
+/** Child of watchLatency(): prints `TYPE MEMBER HRTIME` for every event of group g until stdin speaks. */
+import { connect } from '../src/index.js';
+
+const [url, namespace] = process.argv.slice(2);
+const c = await connect(url ?? '', { namespace: namespace ?? '', member: 'watcher' });
+const watch = c.group('g').watch({ initial: false });
+process.stdout.write('ready\n');
+process.stdin.once('data', () => {
+  void watch.close();
+});
+for await (const event of watch) process.stdout.write(`${event.type} ${event.member} ${process.hrtime.bigint()}\n`);
+await c.close();
+process.exit(0);
