@@ -1,7 +1,7 @@
 /**
  * What every process of one host shares: the monotonic clock (process.hrtime is CLOCK_MONOTONIC, the same for all
- * processes of one boot), the boot id and the pid namespace. With them a session row says whether its process is
- * still alive, so a killed holder is released at once instead of after its TTL.
+ * processes of one boot and one time namespace), the boot id and the pid namespace. With them a session row says
+ * whether its process is still alive, so a killed holder is released at once instead of after its TTL.
  */
 import { readFileSync, readlinkSync } from 'node:fs';
 
@@ -24,10 +24,17 @@ export const BOOT_ID = readOr(() => readFileSync('/proc/sys/kernel/random/boot_i
 /** The pid namespace: a pid is only meaningful to processes in the same one (containers share boot ids). */
 export const PID_NS = readOr(() => readlinkSync('/proc/self/ns/pid'));
 
+/**
+ * The time namespace: CLOCK_MONOTONIC is offset per time namespace (`unshare -T`, a restored checkpoint), so an
+ * expiry written in another one means nothing on our clock. '' where unknown (then clocks are taken as shared).
+ */
+export const TIME_NS = readOr(() => readlinkSync('/proc/self/ns/time'));
+
 export interface SessionOwner {
   readonly pid: number;
   readonly boot: string;
   readonly pidns: string;
+  readonly timens: string;
   readonly expiresAt: number;
 }
 
@@ -35,7 +42,10 @@ export interface SessionOwner {
 export function deathOf(owner: SessionOwner, nowMs: number): string | undefined {
   // A monotonic time from another boot means nothing here, and no process of that boot survives it.
   if (owner.boot !== '' && BOOT_ID !== '' && owner.boot !== BOOT_ID) return 'its host rebooted';
-  if (owner.expiresAt <= nowMs) return 'its TTL ran out';
+  // A session from another time namespace expires on its own clock: its own process judges its TTL (renewal fails
+  // once it ran out); from here only its process's death ends it, and without a shared pid namespace nothing does.
+  const sameClock = owner.timens === '' || TIME_NS === '' || owner.timens === TIME_NS;
+  if (sameClock && owner.expiresAt <= nowMs) return 'its TTL ran out';
   if (owner.pid === process.pid || owner.pidns !== PID_NS || PID_NS === '') return undefined;
   try {
     process.kill(owner.pid, 0);

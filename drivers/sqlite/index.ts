@@ -1,15 +1,18 @@
 /**
  * sqlite:///ABS/PATH.db — every process of one host coordinating through one SQLite file (better-sqlite3).
  *
- * - WAL mode, a busy timeout, tiny transactions; BEGIN IMMEDIATE wherever a read decides a write.
+ * - WAL mode, tiny transactions; BEGIN IMMEDIATE wherever a read decides a write. The busy timeout is short (the
+ *   wait for another connection's write lock blocks this process's event loop): a call that finds the file busy
+ *   retries from the event loop, for up to BUSY_BUDGET_MS (half the session TTL when shorter).
  * - Durability: synchronous=NORMAL, which loses commits only to an OS crash or power cut; the first connection of a
  *   new boot then moves every fencing counter far ahead, so no token is ever handed out twice. Without a boot id
  *   (not Linux): synchronous=FULL.
  * - Sessions expire on the host's monotonic clock (CLOCK_MONOTONIC, shared by the processes of one boot), never the
- *   wall clock. Each session row also records its pid, boot id and pid namespace: a session whose process is gone
+ *   wall clock. Each session row also records its pid, boot id, pid and time namespaces: a session whose process is gone
  *   (or a zombie) is reaped at once, so a killed holder's lock frees in milliseconds. A stopped (SIGSTOP) process is
  *   alive: its session ends by TTL. Any live coordinator reaps, on renewal, before reads that matter, and every
- *   REAP_EVERY_MS while it waits or watches. Reaping publishes the leaves to the change log.
+ *   REAP_EVERY_MS while it waits or watches. Reaping publishes the leaves to the change log. A session from another
+ *   time namespace (another CLOCK_MONOTONIC) is not judged by its TTL, only by its process's death.
  * - Changes by other processes are noticed by reading `PRAGMA data_version` when the directory's file notification
  *   says the -wal file changed, and every POLL_MS as the fallback (features.watch is 'poll'); drivers of one process
  *   on one file tell each other directly. One poller per driver, running only while something waits or watches, and
@@ -31,9 +34,9 @@ import { debug } from '../../src/debug.js';
 import { ConcordError, abortedError } from '../../src/errors.js';
 import type { Driver, DriverContext, GroupSnapshot, LockHolder, LockKind, Revision, Unsubscribe, WatchSink } from '../../src/driver.js';
 import type { Capabilities, Coordinator, Features, Member } from '../../src/types.js';
-import { BOOT_ID, PID_NS, deathOf, monotonicMs } from './host.js';
+import { BOOT_ID, PID_NS, TIME_NS, deathOf, monotonicMs, type SessionOwner } from './host.js';
 import { databasePath } from './path.js';
-import { SCHEMA, prepare, type Statements } from './schema.js';
+import { SCHEMA, migrate, prepare, type ChangeRow, type SessionRow, type Statements } from './schema.js';
 
 export const features: Features = Object.freeze({
   scope: 'host',
@@ -52,7 +55,14 @@ const REAP_EVERY_MS = 50;
 const REAP_GAP_MS = 2;
 /** A queued acquire re-checks this often even without a notification. */
 const WAIT_FALLBACK_MS = 100;
-const BUSY_TIMEOUT_MS = 5000;
+/** How long one statement waits, synchronously, for another connection's write lock. */
+const BUSY_TIMEOUT_MS = 20;
+/** How long a call keeps retrying a busy file, from the event loop, before failing with ERR_CONNECTION. */
+const BUSY_BUDGET_MS = 5000;
+/** Pause between such retries. */
+const BUSY_RETRY_MS = 5;
+/** Opening (creating the tables) happens once per connection: it may wait longer. */
+const OPEN_BUSY_TIMEOUT_MS = 5000;
 /** Far more grants than a WAL can hold unsynced (it is checkpointed, and synced, every 1,000 pages). */
 const FENCE_JUMP_AFTER_REBOOT = 1_000_000_000;
 /** The change log keeps at least this many recent entries; a watch further behind resynchronises. */
@@ -94,8 +104,8 @@ class SqliteDriver implements Driver {
   readonly #sessions = new Set<string>();
   readonly #groupWatches = new Set<GroupWatchEntry>();
   readonly #lockWatches = new Map<string, LockWatchEntry>();
-  /** Queue entries whose removal could not be written; adopted by the next acquire or removed on reconnect. */
-  readonly #orphans = new Map<string, number>();
+  /** How long a call retries a busy file; below the session TTL, which bounds how long the core waits for a cancel. */
+  readonly #busyBudgetMs: number;
   #poller: NodeJS.Timeout | undefined;
   #fileWatch: FSWatcher | undefined;
   #kickQueued = false;
@@ -112,6 +122,7 @@ class SqliteDriver implements Driver {
     this.#ns = context.namespace;
     this.#st = prepare(db);
     this.#tx = db.transaction((fn: () => unknown) => fn());
+    this.#busyBudgetMs = Math.max(BUSY_TIMEOUT_MS, Math.min(BUSY_BUDGET_MS, context.sessionTtlMs / 2));
     let set = peers.get(path);
     if (!set) {
       set = new Set();
@@ -139,11 +150,21 @@ class SqliteDriver implements Driver {
     }
   }
 
-  #call<T>(fn: () => T): Promise<T> {
-    try {
-      return Promise.resolve(this.#run(fn));
-    } catch (error) {
-      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+  /**
+   * Runs a step now (synchronously: a commit is seen by this process's observers before the caller continues) and,
+   * while the file is busy, again from the event loop until the budget runs out or the signal aborts.
+   */
+  async #call<T>(fn: () => T, signal?: AbortSignal): Promise<T> {
+    const until = performance.now() + this.#busyBudgetMs;
+    for (;;) {
+      try {
+        return this.#run(fn);
+      } catch (error) {
+        if (!isBusy(error) || performance.now() >= until) throw error;
+        debug('sqlite %s is busy, retrying', this.#path);
+      }
+      await pause(BUSY_RETRY_MS);
+      if (signal?.aborted) throw abortedError(signal);
     }
   }
 
@@ -231,49 +252,63 @@ class SqliteDriver implements Driver {
     if (this.#state !== 'open' || !this.#linkUp) return;
     try {
       const version = this.#st.dataVersion.get() ?? -1;
-      if (version !== this.#dataVersion) {
-        this.#dataVersion = version;
-        this.#scan();
-      }
+      // Recorded only once a scan went through: a failed one is tried again on the next tick, not the next commit.
+      if (version !== this.#dataVersion && this.#scan()) this.#dataVersion = version;
       this.#reap(REAP_EVERY_MS);
     } catch (error) {
       debug('sqlite poll of %s failed: %s', this.#path, (error as Error).message);
     }
   }
 
-  /** Delivers new change-log rows to group watches and tells lock listeners whose lock changed. */
-  #scan(): void {
-    if (this.#state !== 'open' || !this.#linkUp) return;
+  /** Delivers new change-log rows to group watches and tells lock listeners whose lock changed. False when it failed. */
+  #scan(): boolean {
+    if (this.#state !== 'open' || !this.#linkUp) return false;
     try {
-      if (this.#groupWatches.size > 0) {
-        const trimmed = this.#st.meta.get('trimmed') ?? 0;
-        for (const watch of [...this.#groupWatches]) this.#deliver(watch, trimmed);
-      }
+      if (this.#groupWatches.size > 0) this.#deliver([...this.#groupWatches]);
       for (const entry of [...this.#lockWatches.values()]) {
         const version = this.#st.lockVersion.get(this.#ns, entry.kind, entry.name) ?? -1;
         if (version === entry.version) continue;
         entry.version = version;
         for (const listener of [...entry.listeners]) listener();
       }
+      return true;
     } catch (error) {
       debug('sqlite scan of %s failed: %s', this.#path, (error as Error).message);
+      return false;
     }
   }
 
-  #deliver(watch: GroupWatchEntry, trimmed: number): void {
-    if (!watch.active) return;
-    if (watch.last < trimmed) {
-      // The log no longer reaches back to this watch's position: the core takes a new snapshot.
-      watch.active = false;
-      watch.sink.resync();
-      return;
-    }
-    for (const row of this.#st.changesSince.all(this.#ns, watch.group, watch.last)) {
-      if (!watch.active) return;
-      watch.last = row.id;
-      if (row.type === 'leave') watch.sink.event({ type: 'leave', member: row.member });
-      else watch.sink.event({ type: row.type, member: row.member, capabilities: parseCapabilities(row.capabilities) });
-    }
+  /**
+   * Reads the trim mark and every watch's new rows in one read transaction (a trim between the two reads would lose
+   * rows without a resync), then hands them out outside it (a sink may call back into the driver).
+   */
+  #deliver(watches: GroupWatchEntry[]): void {
+    const batches = this.#tx.deferred(() => {
+      const trimmed = this.#st.meta.get('trimmed') ?? 0;
+      return watches.map((watch): ChangeRow[] | 'resync' => {
+        if (!watch.active) return [];
+        // The log no longer reaches back to this watch's position: the core takes a new snapshot.
+        if (watch.last < trimmed) return 'resync';
+        return this.#st.changesSince.all(this.#ns, watch.group, watch.last);
+      });
+    }) as Array<ChangeRow[] | 'resync'>;
+    watches.forEach((watch, i) => {
+      const batch = batches[i] ?? [];
+      if (batch === 'resync') {
+        if (!watch.active) return;
+        watch.active = false;
+        watch.sink.resync();
+        return;
+      }
+      for (const row of batch) {
+        // Rows another delivery (a catch-up racing a scan) already handed out are skipped.
+        if (!watch.active) return;
+        if (row.id <= watch.last) continue;
+        watch.last = row.id;
+        if (row.type === 'leave') watch.sink.event({ type: 'leave', member: row.member });
+        else watch.sink.event({ type: row.type, member: row.member, capabilities: parseCapabilities(row.capabilities) });
+      }
+    });
   }
 
   /**
@@ -344,8 +379,7 @@ class SqliteDriver implements Driver {
     if (this.#linkUp === up) return;
     this.#linkUp = up;
     if (!up) return;
-    // Nothing was noticed while the link was down: clean up, then every watch resynchronises and every waiter looks.
-    this.#cleanOrphans();
+    // Nothing was noticed while the link was down: every watch resynchronises and every waiter looks.
     this.#dataVersion = -1;
     for (const watch of [...this.#groupWatches]) {
       if (!watch.active) continue;
@@ -360,7 +394,7 @@ class SqliteDriver implements Driver {
   openSession(ttlMs: number): Promise<string> {
     return this.#call(() => {
       const id = `s${randomBytes(12).toString('base64url')}`;
-      this.#st.insertSession.run(id, this.#ns, Math.ceil(ttlMs), monotonicMs() + Math.ceil(ttlMs), process.pid, BOOT_ID, PID_NS);
+      this.#st.insertSession.run(id, this.#ns, Math.ceil(ttlMs), monotonicMs() + Math.ceil(ttlMs), process.pid, BOOT_ID, PID_NS, TIME_NS);
       this.#sessions.add(id);
       bySession.set(id, this);
       return id;
@@ -505,7 +539,7 @@ class SqliteDriver implements Driver {
       setImmediate(() => {
         if (!watch.active || this.#state !== 'open' || !this.#linkUp) return;
         try {
-          this.#deliver(watch, this.#st.meta.get('trimmed') ?? 0);
+          this.#deliver([watch]);
         } catch (error) {
           debug('sqlite catch-up of group "%s" failed: %s', group, (error as Error).message);
         }
@@ -549,23 +583,22 @@ class SqliteDriver implements Driver {
     queued: () => void,
   ): Promise<bigint> {
     if (signal.aborted) throw abortedError(signal);
-    const orphanKey = `${sessionId}\u0000${kind}\u0000${name}`;
-    // Join the queue (or keep the place an interrupted attempt left), or take the lock at once if nobody waits.
-    const entry = this.#run(() => {
+    // Join the queue, or take the lock at once if nobody waits. A place this session already has is kept: only one
+    // acquisition of a name runs per session, so it is this one's, left by an attempt that failed after queueing.
+    const entry = await this.#call(() => {
       this.#reap();
       return this.#write((): { token: bigint } | { waiter: number } => {
         this.#requireSession(sessionId);
         this.#st.ensureLock.run(this.#ns, kind, name);
-        const kept = this.#orphans.get(orphanKey);
-        this.#orphans.delete(orphanKey);
-        if (kept !== undefined && this.#st.waiter.get(kept, sessionId) !== undefined) return { waiter: kept };
+        const kept = this.#st.sessionWaiter.get(this.#ns, kind, name, sessionId);
+        if (kept !== undefined && kept !== null) return { waiter: kept };
         const lock = this.#st.lock.get(this.#ns, kind, name);
         if (lock && lock.session === null && this.#st.hasWaiters.get(this.#ns, kind, name) === undefined) {
           return { token: this.#grant(kind, name, sessionId, member, lock.fence) };
         }
         return { waiter: Number(this.#st.insertWaiter.run(this.#ns, kind, name, sessionId).lastInsertRowid) };
       });
-    });
+    }, signal);
     if ('token' in entry) return entry.token;
     const waiter = entry.waiter;
     queued();
@@ -580,13 +613,20 @@ class SqliteDriver implements Driver {
         const woken = new Promise<void>((resolve) => {
           wake = resolve;
         });
-        const token = this.#run(() => this.#attempt(kind, name, sessionId, member, waiter));
-        if (token !== undefined) return token;
-        await waitForWake(woken, WAIT_FALLBACK_MS, signal);
+        let busy = false;
+        try {
+          const token = this.#run(() => this.#attempt(kind, name, sessionId, member, waiter));
+          if (token !== undefined) return token;
+        } catch (error) {
+          // Someone else is writing: look again shortly, from the event loop.
+          if (!isBusy(error)) throw error;
+          busy = true;
+        }
+        await waitForWake(woken, busy ? BUSY_RETRY_MS : WAIT_FALLBACK_MS, signal);
       }
     } catch (error) {
       // Also when the session was declared lost: the core may have given up on a session the file still holds.
-      this.#leaveQueue(orphanKey, kind, name, waiter);
+      this.#leaveQueue(kind, name, waiter);
       throw signal.aborted ? abortedError(signal) : error;
     } finally {
       unsubscribe();
@@ -611,8 +651,12 @@ class SqliteDriver implements Driver {
     });
   }
 
-  /** An abandoned wait leaves nothing behind; if that cannot be written now, it is done later. */
-  #leaveQueue(orphanKey: string, kind: LockKind, name: string, waiter: number): void {
+  /**
+   * An abandoned wait leaves its place at once when it can (one short try: this runs on the abort path). If the
+   * file is busy, the place stays until the core's cancelLock, which follows every abandoned acquisition, or the
+   * next acquire of the name by this session, which adopts it.
+   */
+  #leaveQueue(kind: LockKind, name: string, waiter: number): void {
     try {
       this.#run(() => {
         this.#write(() => {
@@ -620,17 +664,23 @@ class SqliteDriver implements Driver {
         });
       });
     } catch (error) {
-      debug('sqlite could not leave the queue of "%s": %s', name, (error as Error).message);
-      if (this.#state === 'open') this.#orphans.set(orphanKey, waiter);
+      debug('sqlite could not leave the queue of "%s" now: %s', name, (error as Error).message);
     }
   }
 
-  #cleanOrphans(): void {
-    for (const [key, waiter] of [...this.#orphans]) {
-      const [, kind, name] = key.split('\u0000') as [string, LockKind, string];
-      this.#orphans.delete(key);
-      this.#leaveQueue(key, kind, name, waiter);
-    }
+  cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void> {
+    return this.#call(() => {
+      // Reads first (never blocked in WAL mode): a cancel with nothing to do succeeds even while the file is busy.
+      const waiting = this.#st.sessionWaiter.get(this.#ns, kind, name, sessionId);
+      const holder = this.#st.lock.get(this.#ns, kind, name)?.session;
+      if ((waiting === undefined || waiting === null) && holder !== sessionId) return;
+      this.#write(() => {
+        const left = this.#st.deleteSessionLockWaiters.run(this.#ns, kind, name, sessionId).changes;
+        // Granted meanwhile: released as a release does, which tells watchers (the version moves).
+        const freed = this.#st.freeSessionLock.run(this.#ns, kind, name, sessionId).changes;
+        if (left > 0 && freed === 0) this.#st.bumpLock.run(this.#ns, kind, name);
+      });
+    });
   }
 
   unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
@@ -675,13 +725,20 @@ class SqliteDriver implements Driver {
   }
 }
 
-function toOwner(row: { pid: number; boot: string; pidns: string; expires_at: number }): {
-  pid: number;
-  boot: string;
-  pidns: string;
-  expiresAt: number;
-} {
-  return { pid: row.pid, boot: row.boot, pidns: row.pidns, expiresAt: row.expires_at };
+function toOwner(row: SessionRow): SessionOwner {
+  return { pid: row.pid, boot: row.boot, pidns: row.pidns, timens: row.timens, expiresAt: row.expires_at };
+}
+
+/** SQLITE_BUSY (and its extended codes) or SQLITE_LOCKED: another connection holds what this step needs; retry. */
+function isBusy(error: unknown): boolean {
+  const cause = error instanceof ConcordError ? error.cause : error;
+  const code = typeof cause === 'object' && cause !== null && 'code' in cause ? cause.code : undefined;
+  return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'));
+}
+
+/** A pause that keeps the process alive: a call under way must finish even if nothing else holds the process open. */
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function parseCapabilities(json: string | null): Capabilities {
@@ -711,8 +768,7 @@ function open(Database: typeof BetterSqlite3, path: string): Db {
   }
   let db: Db | undefined;
   try {
-    db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
-    db.pragma(`busy_timeout = ${String(BUSY_TIMEOUT_MS)}`);
+    db = new Database(path, { timeout: OPEN_BUSY_TIMEOUT_MS });
     const mode = db.pragma('journal_mode = WAL', { simple: true });
     if (typeof mode !== 'string' || mode.toLowerCase() !== 'wal') throw new Error(`cannot switch to WAL mode (got ${String(mode)})`);
     // NORMAL in WAL mode loses commits only to an OS crash or power cut, and then the boot id changes: the first
@@ -722,12 +778,15 @@ function open(Database: typeof BetterSqlite3, path: string): Db {
     const connection = db;
     db.transaction(() => {
       connection.exec(SCHEMA);
+      migrate(connection);
       const boot: unknown = connection.prepare("SELECT value FROM concord_meta WHERE key = 'boot'").pluck().get();
       if (BOOT_ID !== '' && boot !== BOOT_ID) {
         if (boot !== undefined) connection.prepare('UPDATE concord_locks SET fence = fence + ?').run(FENCE_JUMP_AFTER_REBOOT);
         connection.prepare("INSERT OR REPLACE INTO concord_meta (key, value) VALUES ('boot', ?)").run(BOOT_ID);
       }
     }).immediate();
+    // From here on a busy file is retried from the event loop rather than waited for with the loop blocked.
+    db.pragma(`busy_timeout = ${String(BUSY_TIMEOUT_MS)}`);
     return db;
   } catch (cause) {
     try {

@@ -23,7 +23,7 @@ export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS concord_meta (key TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS concord_sessions (
   id TEXT PRIMARY KEY, ns TEXT NOT NULL, ttl_ms INTEGER NOT NULL, expires_at INTEGER NOT NULL,
-  pid INTEGER NOT NULL, boot TEXT NOT NULL, pidns TEXT NOT NULL
+  pid INTEGER NOT NULL, boot TEXT NOT NULL, pidns TEXT NOT NULL, timens TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS concord_groups (ns TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (ns, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS concord_members (
@@ -51,11 +51,19 @@ INSERT OR IGNORE INTO concord_meta (key, value) VALUES ('schema', ${String(SCHEM
 INSERT OR IGNORE INTO concord_meta (key, value) VALUES ('trimmed', 0);
 `;
 
+/** Brings a file made by an earlier version up to date (inside the opening transaction, after SCHEMA). */
+export function migrate(db: Db): void {
+  const columns = db.prepare<[], string>("SELECT name FROM pragma_table_info('concord_sessions')").pluck().all();
+  // Sessions written without it are taken to share our clock, as before.
+  if (!columns.includes('timens')) db.exec("ALTER TABLE concord_sessions ADD COLUMN timens TEXT NOT NULL DEFAULT ''");
+}
+
 export interface SessionRow {
   readonly id: string;
   readonly pid: number;
   readonly boot: string;
   readonly pidns: string;
+  readonly timens: string;
   readonly expires_at: number;
 }
 
@@ -88,16 +96,16 @@ export function prepare(db: Db) {
     setMeta: statement<[number, string]>(db, 'UPDATE concord_meta SET value = max(value, ?) WHERE key = ?'),
 
     // sessions
-    insertSession: statement<[string, string, number, number, number, string, string]>(
+    insertSession: statement<[string, string, number, number, number, string, string, string]>(
       db,
-      'INSERT INTO concord_sessions (id, ns, ttl_ms, expires_at, pid, boot, pidns) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO concord_sessions (id, ns, ttl_ms, expires_at, pid, boot, pidns, timens) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     ),
     renewSession: statement<[number, string, number]>(
       db,
       'UPDATE concord_sessions SET expires_at = ? + ttl_ms WHERE id = ? AND expires_at > ?',
     ),
-    sessions: statement<[], SessionRow>(db, 'SELECT id, pid, boot, pidns, expires_at FROM concord_sessions'),
-    session: statement<[string], SessionRow>(db, 'SELECT id, pid, boot, pidns, expires_at FROM concord_sessions WHERE id = ?'),
+    sessions: statement<[], SessionRow>(db, 'SELECT id, pid, boot, pidns, timens, expires_at FROM concord_sessions'),
+    session: statement<[string], SessionRow>(db, 'SELECT id, pid, boot, pidns, timens, expires_at FROM concord_sessions WHERE id = ?'),
     deleteSession: statement<[string]>(db, 'DELETE FROM concord_sessions WHERE id = ?'),
     sessionMembers: statement<[string], { ns: string; grp: string; member: string }>(
       db,
@@ -185,6 +193,20 @@ export function prepare(db: Db) {
       'INSERT INTO concord_waiters (ns, kind, name, session) VALUES (?, ?, ?, ?)',
     ),
     deleteWaiter: statement<[number]>(db, 'DELETE FROM concord_waiters WHERE id = ?'),
+    /** The session's earliest place in the lock's queue (a wait interrupted by a failure leaves one). */
+    sessionWaiter: statement<[string, string, string, string], number | null>(
+      db,
+      'SELECT min(id) FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ?',
+      true,
+    ),
+    deleteSessionLockWaiters: statement<[string, string, string, string]>(
+      db,
+      'DELETE FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ?',
+    ),
+    freeSessionLock: statement<[string, string, string, string]>(
+      db,
+      'UPDATE concord_locks SET session = NULL, member = NULL, token = NULL, version = version + 1 WHERE ns = ? AND kind = ? AND name = ? AND session = ?',
+    ),
   };
 }
 
