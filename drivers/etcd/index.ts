@@ -59,6 +59,7 @@ const b = (key: string): Buffer => Buffer.from(key);
 const exists = (key: string): Compare => ({ key: b(key), target: 'Version', result: 'Greater', version: 0 });
 const absent = (key: string): Compare => ({ key: b(key), target: 'Create', result: 'Equal', create_revision: 0 });
 const createdAt = (key: string, revision: bigint): Compare => ({ key: b(key), target: 'Create', result: 'Equal', create_revision: revision.toString() });
+const onLease = (key: string, lease: string): Compare => ({ key: b(key), target: 'Lease', result: 'Equal', lease });
 /** True when no key starts with `prefix` (an empty range compares like a missing key: version 0). */
 const emptyPrefix = (prefix: string): Compare => ({ key: b(prefix), range_end: prefixEnd(prefix), target: 'Version', result: 'Equal', version: 0 });
 const get = (key: string, countOnly = false): IRequestOp => ({ request_range: { key: b(key), count_only: countOnly } });
@@ -404,17 +405,22 @@ class EtcdDriver implements Driver {
     const prefix = this.#keys.locks(kind, name);
     const own = this.#keys.contender(kind, name, BigInt(sessionId));
     if (this.#deleting.has(own) || this.#orphans.has(own)) await this.#adopt(own);
-    // Put our key only when nobody contends: a refused attempt writes nothing and leaves nothing behind. Only a retry
-    // can find a key of ours (put by the attempt whose answer was lost), so only a retry asks for more than the put.
-    const request: ITxnRequest = { compare: [emptyPrefix(prefix)], success: [{ request_put: { key: b(own), value: b(member), lease: sessionId } }] };
-    const retried: ITxnRequest = { ...request, failure: [get(own), lowest(prefix, 'Ascend', 1)] };
-    const response = await this.#rpc('try lock', 'always', (options, attempt) => this.#client.kv.txn(attempt === 1 ? request : retried, options));
+    // Put our key only when nobody contends: a refused attempt writes nothing. The failure branch also reads our own
+    // key: one put by an earlier attempt whose answer was lost may be there, the lowest (then we hold the lock) or in line.
+    const response = await this.#txn('try lock', 'always', {
+      compare: [emptyPrefix(prefix)],
+      success: [{ request_put: { key: b(own), value: b(member), lease: sessionId } }],
+      failure: [get(own), lowest(prefix, 'Ascend', 1)],
+    });
     if (response.succeeded) return BigInt(response.header.revision);
-    if (response.responses.length === 0) return undefined;
     const first = kvsOf(response, 1)[0];
     if (first?.key.toString() === own) return BigInt(first.create_revision);
+    // A key of ours in line: a plain attempt leaves nothing behind.
     const mine = kvsOf(response, 0)[0];
-    if (mine) await this.#drop(own, BigInt(mine.create_revision));
+    if (mine) {
+      const error = await this.#drop(own, BigInt(mine.create_revision));
+      if (error !== undefined) throw error;
+    }
     return undefined;
   }
 
@@ -539,6 +545,17 @@ class EtcdDriver implements Driver {
     // contender may start before this lands (the core hands over at once), so it waits for it in #adopt.
     const error = await this.#drop(own, token);
     if (error !== undefined) throw error;
+  }
+
+  async cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void> {
+    if (this.#snapshots.size > 0) await this.#afterSnapshots();
+    const own = this.#keys.contender(kind, name, BigInt(sessionId));
+    const deleting = this.#deleting.get(own);
+    if (deleting) await deleting;
+    // Whatever its create revision (waiting, or granted meanwhile): the core holds no lock on it. Guarded by the lease
+    // so that only this session's key is ever deleted. Deleting a missing key changes nothing, so a retry is harmless.
+    await this.#txn('cancel lock', 'always', { compare: [onLease(own, sessionId)], success: [{ request_delete_range: { key: b(own) } }] });
+    this.#orphans.delete(own);
   }
 
   async lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined> {

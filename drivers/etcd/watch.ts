@@ -47,6 +47,8 @@ export class WatchHub {
   readonly #open: () => Promise<Stream>;
   readonly #createTimeoutMs: number;
   readonly #entries = new Map<number, Entry>();
+  /** Ids removed before etcd confirmed them on the current stream: cancelled when the confirmation arrives. */
+  readonly #uncreated = new Set<number>();
   #stream: Stream | undefined;
   #opening = false;
   #closed = false;
@@ -96,6 +98,7 @@ export class WatchHub {
       entry.settle?.(new ConcordError('ERR_CONNECTION', 'the etcd connection is closed'));
     }
     this.#entries.clear();
+    this.#uncreated.clear();
     stream?.cancel();
   }
 
@@ -103,7 +106,10 @@ export class WatchHub {
     if (this.#entries.get(entry.id) !== entry) return;
     this.#entries.delete(entry.id);
     clearTimeout(entry.timer);
-    if (entry.created && this.#stream) this.#stream.write({ cancel_request: { watch_id: entry.id } });
+    if (!this.#stream) return;
+    // etcd only cancels a watch it has created: one still being created is cancelled once it confirms it.
+    if (entry.created) this.#stream.write({ cancel_request: { watch_id: entry.id } });
+    else this.#uncreated.add(entry.id);
   }
 
   #create(stream: Stream, entry: Entry): void {
@@ -159,6 +165,8 @@ export class WatchHub {
   #broken(stream: Stream | undefined, error: unknown): void {
     if (stream !== undefined && stream !== this.#stream) return;
     this.#stream = undefined;
+    // Watchers of the old stream end with it.
+    this.#uncreated.clear();
     if (this.#closed) return;
     debug('etcd watch stream broke: %s', error instanceof Error ? error.message : String(error));
     stream?.cancel();
@@ -186,6 +194,10 @@ export class WatchHub {
     const entry = this.#entries.get(Number(response.watch_id));
     if (response.created) {
       this.#backoffMs = MIN_BACKOFF_MS;
+      if (this.#uncreated.delete(Number(response.watch_id))) {
+        if (!response.canceled) this.#stream?.write({ cancel_request: { watch_id: Number(response.watch_id) } });
+        return;
+      }
       if (!entry) return;
       if (response.canceled) {
         this.#cancelled(entry, response);

@@ -1,12 +1,15 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConcordError, connect } from '../../src/index.js';
+import { createDriver } from '../../drivers/etcd/index.js';
 import { FaultProxy } from '../support/proxy.js';
 import { etcdctlBinary, freePort, isReachable, requireServer, startEtcd, type ServerHandle } from '../support/servers.js';
-import { Collector, eventually } from '../support/wait.js';
+import { Collector, deadline, eventually, once } from '../support/wait.js';
 import { describeConformance } from './suite.js';
 
 const availability = requireServer('etcd');
@@ -240,4 +243,220 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
       await expect(connect(`etcds://127.0.0.1:${port}?ca=${join(dir, 'ca.pem')}&cert=${join(dir, 'client.pem')}`)).rejects.toMatchObject({ code: 'ERR_INVALID_URL' });
     });
   });
+
+  describe('abandoned acquisitions and watches leave nothing behind', () => {
+    let plain: ServerHandle | undefined;
+    beforeAll(async () => {
+      plain = await startEtcd();
+    });
+    afterAll(async () => {
+      await plain?.stop();
+    });
+
+    it('a lock put whose answer is lost: tryAcquire fails with ERR_CONNECTION, and once the link is back the key is gone', async () => {
+      if (!plain) throw new Error('etcd is not running');
+      const link = await ReplyDropper.start(plain.port);
+      // A long TTL: the key must go because it is cancelled, not because the session expires.
+      const a = await connect(`etcd://127.0.0.1:${link.port}`, { member: 'a', namespace: 'cancel', sessionTtlMs: 20_000 });
+      const b = await connect(plain.url, { member: 'b', namespace: 'cancel' });
+      try {
+        const seen: string[] = [];
+        for (const e of ['suspended', 'reconnected', 'lost'] as const) a.on(e, () => seen.push(e));
+        link.dropReplies();
+        const attempt = a.lock('l').tryAcquire().then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        // The put reached etcd; its answer did not reach us.
+        await eventually(() => b.lock('l').holder(), (h) => h === 'a', 30_000, 'the put to land');
+        const suspended = once(a, 'suspended', 30_000);
+        link.cut();
+        expect(await deadline(attempt, 30_000, 'the attempt to fail')).toMatchObject({ code: 'ERR_CONNECTION' });
+        // The cancel that follows fails too (the link is down); the core retries it on reconnection.
+        await suspended;
+        expect(await b.lock('l').holder()).toBe('a');
+        const reconnected = once(a, 'reconnected', 30_000);
+        link.pass();
+        await reconnected;
+        await eventually(() => b.lock('l').holder(), (h) => h === undefined, 30_000, 'the leftover key to be cancelled');
+        const held = await b.lock('l').acquire({ timeoutMs: 30_000 });
+        expect(seen).not.toContain('lost');
+        expect(a.session.state).not.toBe('lost');
+        await held.release();
+        // And the coordinator whose answer was lost acquires normally.
+        const again = await a.lock('l').tryAcquire();
+        expect(again).toBeDefined();
+        await again?.release();
+      } finally {
+        await a.close();
+        await b.close();
+        await link.close();
+      }
+    }, 120_000);
+
+    it('a leftover own key: tryAcquire of the same coordinator is not told that someone else holds it', async () => {
+      if (!plain) throw new Error('etcd is not running');
+      const driver = await createDriver({
+        url: new URL(plain.url),
+        rawUrl: plain.url,
+        params: new URLSearchParams(),
+        namespace: 'leftover',
+        member: 'a',
+        sessionTtlMs: 10_000,
+        signal: undefined,
+        events: { sessionExpired: () => undefined, lockLost: () => undefined },
+      });
+      try {
+        const session = await driver.openSession(10_000);
+        const token = await driver.tryLock('lock', 'l', session, 'a');
+        if (token === undefined) throw new Error('not acquired');
+        // As if the answer had been lost: the same attempt again finds its own key, the lowest.
+        expect(await driver.tryLock('lock', 'l', session, 'a')).toBe(token);
+        await driver.cancelLock('lock', 'l', session);
+        expect(await driver.lockHolder('lock', 'l')).toBeUndefined();
+        // Idempotent, and never another session's key.
+        await driver.cancelLock('lock', 'l', session);
+        const other = await driver.openSession(10_000);
+        const theirs = await driver.tryLock('lock', 'l', other, 'b');
+        expect(theirs).toBeDefined();
+        await driver.cancelLock('lock', 'l', session);
+        expect(await driver.lockHolder('lock', 'l')).toEqual({ member: 'b', token: theirs });
+        await driver.closeSession(other);
+        await driver.closeSession(session);
+      } finally {
+        await driver.close();
+      }
+    }, 60_000);
+
+    it('a lock watch unsubscribed before etcd confirmed it is cancelled on the server', async () => {
+      if (!plain) throw new Error('etcd is not running');
+      const server = plain;
+      const watchers = (): Promise<number> => metric(server.port, 'etcd_debugging_mvcc_watcher_total');
+      const before = await watchers();
+      const driver = await createDriver({
+        url: new URL(plain.url),
+        rawUrl: plain.url,
+        params: new URLSearchParams(),
+        namespace: 'watchleak',
+        member: 'a',
+        sessionTtlMs: 10_000,
+        signal: undefined,
+        events: { sessionExpired: () => undefined, lockLost: () => undefined },
+      });
+      try {
+        // A read first: watchLock then starts from a known revision and returns before etcd confirms the watch.
+        await driver.lockHolder('lock', 'l');
+        // One watch that stays, so the stream is up and its count is known.
+        let kept = 0;
+        const keep = await driver.watchLock('lock', 'kept', () => kept++);
+        await eventually(watchers, (n) => n === before + 1, 30_000, 'the kept watch to be created');
+        for (let i = 0; i < 50; i++) {
+          const unsubscribe = await driver.watchLock('lock', `l${i}`, () => undefined);
+          unsubscribe();
+        }
+        await eventually(watchers, (n) => n === before + 1, 30_000, 'the removed watches to be cancelled on the server');
+        keep();
+        await eventually(watchers, (n) => n === before, 30_000, 'the kept watch to be cancelled');
+      } finally {
+        await driver.close();
+      }
+    }, 120_000);
+  });
 });
+
+/** One value of etcd's Prometheus metrics (summed over label sets), read over a connection closed afterwards. */
+function metric(port: number, name: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/metrics', agent: false, headers: { connection: 'close' } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => {
+        let total = 0;
+        for (const line of body.split('\n')) {
+          if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) total += Number(line.slice(line.lastIndexOf(' ') + 1));
+        }
+        resolve(total);
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * A loopback TCP link to etcd that can deliver requests but drop every reply (an answer lost on the way back), and
+ * cut every connection (refusing new ones) until pass().
+ */
+class ReplyDropper {
+  #mode: 'pass' | 'drop' | 'cut' = 'pass';
+  readonly #sockets = new Set<net.Socket>();
+
+  private constructor(
+    private readonly server: net.Server,
+    readonly port: number,
+  ) {}
+
+  static async start(targetPort: number): Promise<ReplyDropper> {
+    const server = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port: 0, host: '127.0.0.1' }, () => {
+        server.removeListener('error', reject);
+        resolve();
+      });
+    });
+    const address = server.address();
+    if (typeof address !== 'object' || address === null) throw new Error('no port');
+    const link = new ReplyDropper(server, address.port);
+    server.on('connection', (client) => {
+      link.#accept(client, targetPort);
+    });
+    return link;
+  }
+
+  #accept(client: net.Socket, targetPort: number): void {
+    client.on('error', () => undefined);
+    if (this.#mode === 'cut') {
+      client.resetAndDestroy();
+      return;
+    }
+    const upstream = net.connect({ host: '127.0.0.1', port: targetPort });
+    upstream.on('error', () => undefined);
+    for (const socket of [client, upstream]) {
+      this.#sockets.add(socket);
+      socket.on('close', () => {
+        this.#sockets.delete(socket);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.on('data', (chunk: Buffer) => {
+      if (this.#mode !== 'cut') upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      if (this.#mode === 'pass') client.write(chunk);
+    });
+  }
+
+  pass(): void {
+    this.#mode = 'pass';
+  }
+
+  dropReplies(): void {
+    this.#mode = 'drop';
+  }
+
+  cut(): void {
+    this.#mode = 'cut';
+    for (const socket of [...this.#sockets]) socket.resetAndDestroy();
+  }
+
+  async close(): Promise<void> {
+    this.#mode = 'cut';
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const socket of [...this.#sockets]) socket.destroy();
+    await closed;
+  }
+}
