@@ -12,6 +12,12 @@ export type RedisConstructor = new (options: RedisOptions) => RedisClient;
 
 export type Role = 'command' | 'subscriber' | 'reader';
 
+/**
+ * The last error each client reported: a refused login (WRONGPASS, NOAUTH) reaches a caller only as "Connection is
+ * closed", so the failure names what the server said. Server replies never echo the password.
+ */
+const lastErrors = new WeakMap<RedisClient, Error>();
+
 export function createClient(Redis: RedisConstructor, base: RedisOptions, role: Role, ttlMs: number): RedisClient {
   const backoffCapMs = Math.max(20, Math.min(ttlMs / 10, 500));
   const client = new Redis({
@@ -30,6 +36,7 @@ export function createClient(Redis: RedisConstructor, base: RedisOptions, role: 
     autoResubscribe: role === 'subscriber',
   });
   client.on('error', (error: Error) => {
+    lastErrors.set(client, error);
     debug('redis %s connection: %s', role, error.message);
   });
   if (role === 'command') watch(client, deadlineMs(ttlMs));
@@ -71,10 +78,19 @@ function watch(client: RedisClient, deadlineMs: number): void {
 export async function open(client: RedisClient): Promise<void> {
   try {
     await client.connect();
-  } catch (cause) {
+  } catch (error) {
     client.disconnect();
-    throw new ConcordError('ERR_CONNECTION', `cannot connect to redis: ${(cause as Error).message}`, { cause });
+    const reported = lastErrors.get(client) ?? (error instanceof Error ? error : new Error(String(error)));
+    throw new ConcordError('ERR_CONNECTION', `cannot connect to redis: ${reported.message}`, { cause: withoutCommand(reported) });
   }
+}
+
+/** A server's reply error carries the command's arguments, which for AUTH is the password: keep only what it said. */
+function withoutCommand(error: Error): Error {
+  if (!('command' in error)) return error;
+  const copy = new Error(error.message);
+  copy.name = error.name;
+  return copy;
 }
 
 /** Resolves once the client is ready, or false after ms. */

@@ -12,6 +12,13 @@
  * crashed member: its TTL plus a third of the shortest TTL among the live coordinators (about 100 ms with
  * notifications). Lock waiters also re-check when the holder's session is due to expire.
  *
+ * Memory: evicted keys are lost locks, queues and sessions, so the server should run with maxmemory-policy noeviction
+ * (then a full server refuses writes, which callers see as ERR_CONNECTION). When CONFIG GET shows maxmemory set with
+ * an allkeys-* policy, connecting fails with ERR_CONNECTION naming the setting unless the URL says
+ * ?allowEviction=true. A volatile-* policy is only logged (debug), but it too may evict session keys (they have a
+ * TTL), ending a session early: a holder learns it at its next renewal, after a waiter may have been granted the lock.
+ * The settings are read once, at connect; a server whose CONFIG is refused or changed later is not checked.
+ *
  * Connections per coordinator: commands, pub/sub, and (once a group is watched) one for blocking stream reads.
  * An ACL user needs the key pattern `{namespace}:*` (or `~*`), `&*` for channels, and the categories +@read +@write
  * +@scripting +@pubsub +@stream +@connection +time; optional: +client|id +client|unblock (a new watch joins a blocked read
@@ -105,8 +112,6 @@ class RedisDriver implements Driver {
   #readerClient: RedisClient | undefined;
   readonly #sessions = new Map<string, number>();
   readonly #lockWatchers = new Set<() => void>();
-  /** Cancellations that did not reach the server, retried when the link is back. */
-  readonly #unfinished = new Set<() => Promise<void>>();
   /** Scripts known to be cached by the server behind the current connection. */
   readonly #loaded = new Set<ScriptName>();
   #reapScheduled = false;
@@ -147,10 +152,6 @@ class RedisDriver implements Driver {
           () => undefined,
         );
       }
-      for (const retry of [...this.#unfinished]) {
-        this.#unfinished.delete(retry);
-        void retry();
-      }
     });
   }
 
@@ -169,6 +170,35 @@ class RedisDriver implements Driver {
       if (replies.every(([error]) => error === null)) for (const name of Object.keys(SCRIPTS) as ScriptName[]) this.#loaded.add(name);
     } catch (error) {
       debug('loading scripts failed: %s', (error as Error).message);
+    }
+    await this.#checkEviction();
+  }
+
+  /**
+   * A server that may evict any key under memory pressure could drop a lock, a queue or a session without a word: a
+   * silent double grant. Refused (unless ?allowEviction=true) when CONFIG GET says so; unreadable settings pass.
+   */
+  async #checkEviction(): Promise<void> {
+    let settings: Map<string, string>;
+    try {
+      const reply = (await this.#cmd.call('CONFIG', 'GET', 'maxmemory*')) as string[];
+      settings = new Map<string, string>();
+      for (let i = 0; i + 1 < reply.length; i += 2) settings.set(reply[i] ?? '', reply[i + 1] ?? '');
+    } catch (error) {
+      debug('cannot read the eviction settings (%s): make sure maxmemory-policy is noeviction', (error as Error).message);
+      return;
+    }
+    const policy = settings.get('maxmemory-policy') ?? 'noeviction';
+    const maxmemory = Number(settings.get('maxmemory') ?? '0');
+    if (policy === 'noeviction' || !(maxmemory > 0)) return;
+    debug('redis may evict keys (maxmemory %d, maxmemory-policy %s): locks and sessions may vanish under memory pressure', maxmemory, policy);
+    if (policy.startsWith('allkeys-') && !this.#settings.allowEviction) {
+      this.destroy();
+      throw new ConcordError(
+        'ERR_CONNECTION',
+        `redis may evict any key (maxmemory-policy ${policy} with maxmemory ${String(maxmemory)}), which can drop a held lock ` +
+          'and grant it twice: set maxmemory-policy noeviction, or add ?allowEviction=true to the url to accept the risk',
+      );
     }
   }
 
@@ -277,7 +307,6 @@ class RedisDriver implements Driver {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#unfinished.clear();
     this.#readerClient?.disconnect();
     await this.#reader?.stop();
     this.#subscriber.dispose();
@@ -287,7 +316,6 @@ class RedisDriver implements Driver {
   destroy(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#unfinished.clear();
     this.#readerClient?.disconnect();
     void this.#reader?.stop();
     this.#cmd.disconnect();
@@ -398,8 +426,11 @@ class RedisDriver implements Driver {
       }
     } catch (error) {
       if (signal.aborted) {
-        // The last attempt may have queued us (or granted us the lock) even if its reply never came: undo it.
-        await this.#cancel(lk, sessionId);
+        // The last attempt may have queued us (or granted us the lock) even if its reply never came: undo what this
+        // wait (its nonce) left. Whatever this misses, the core's cancelLock ends afterwards.
+        await this.#run('abandon', [lk, sessionId, nonce]).catch((cancelError: unknown) => {
+          debug('leaving the queue of %s failed: %s', lk, (cancelError as Error).message);
+        });
         throw abortedError(signal);
       }
       throw toConcordError(error);
@@ -423,18 +454,14 @@ class RedisDriver implements Driver {
     else this.#grantChannel = unsubscribe;
   }
 
-  /** Leaves the queue at once, and gives back a grant that crossed the abort; retried after a reconnect if need be. */
-  async #cancel(lk: string, sessionId: string): Promise<void> {
-    const attempt = async (): Promise<void> => {
-      try {
-        await this.#run('cancel', [lk, sessionId]);
-      } catch (error) {
-        if (this.#closed || !this.#sessions.has(sessionId)) return;
-        debug('leaving the queue of %s failed: %s', lk, (error as Error).message);
-        this.#unfinished.add(attempt);
-      }
-    };
-    await attempt();
+  /**
+   * Ends the session's queue entry and gives back a lock granted to it meanwhile (handed on as a release does). Keyed
+   * by session: the core calls it only when this session holds no lock of that name and nothing else acquires it.
+   * Failures reject with ERR_CONNECTION and are retried by the core, never here (a late replay could free a lock the
+   * session acquired again since).
+   */
+  async cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void> {
+    await this.#run('cancel', [lockKey(kind, name), sessionId]);
   }
 
   async unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {

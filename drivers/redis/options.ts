@@ -5,7 +5,11 @@
  *   rediss://...?ca=/path/ca.pem&cert=/path/cert.pem&key=/path/key.pem&servername=x&rejectUnauthorized=false
  *   redis+sentinel://[user[:password]@]h:p[,h:p...]/MASTER[?db=N&sentinelPassword=...&sentinelUsername=...&tls=true]
  *
- * Driver parameters (all optional): keyspaceEvents=false (never touch notify-keyspace-events), connectTimeoutMs.
+ * Driver parameters (all optional): keyspaceEvents=false (never touch notify-keyspace-events), connectTimeoutMs,
+ * allowEviction=true (connect even to a server that may evict any key; see index.ts).
+ *
+ * A parameter that would be ignored is refused: sentinelPassword, sentinelUsername and tls only mean something on a
+ * redis+sentinel:// url (rediss:// is TLS), and the TLS parameters need rediss:// or redis+sentinel://...?tls=true.
  */
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
@@ -18,10 +22,13 @@ export interface RedisSettings {
   readonly base: RedisOptions;
   readonly db: number;
   readonly keyspaceEvents: boolean;
+  /** Connect even when the server may evict any key (maxmemory with an allkeys-* policy). */
+  readonly allowEviction: boolean;
 }
 
 const TLS_PARAMS = ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized'];
-const KNOWN = new Set([...TLS_PARAMS, 'keyspaceEvents', 'connectTimeoutMs', 'db', 'sentinelPassword', 'sentinelUsername', 'tls']);
+const SENTINEL_PARAMS = ['sentinelPassword', 'sentinelUsername', 'tls'];
+const KNOWN = new Set([...TLS_PARAMS, ...SENTINEL_PARAMS, 'keyspaceEvents', 'connectTimeoutMs', 'db', 'allowEviction']);
 
 function bad(message: string): ConcordError {
   return new ConcordError('ERR_INVALID_URL', message);
@@ -100,6 +107,9 @@ export function redisSettings(url: URL, raw: string, params: URLSearchParams, tt
     const hosts = hostList(raw, 26379);
     if (hosts.length === 0) throw bad('a redis+sentinel url lists its sentinels: redis+sentinel://host:port[,host:port]/MASTER');
     if (params.has('db')) db = integer(params.get('db') ?? '', 'parameter db', 0, 1_000_000);
+    const tls = flag(params, 'tls', false);
+    const tlsParam = tls ? undefined : TLS_PARAMS.find((p) => params.has(p));
+    if (tlsParam !== undefined) throw bad(`url parameter ${tlsParam} needs tls=true on a redis+sentinel url`);
     const sentinelPassword = params.get('sentinelPassword');
     const sentinelUsername = params.get('sentinelUsername');
     Object.assign(base, {
@@ -108,10 +118,14 @@ export function redisSettings(url: URL, raw: string, params: URLSearchParams, tt
       db,
       ...(sentinelPassword === null ? {} : { sentinelPassword }),
       ...(sentinelUsername === null ? {} : { sentinelUsername }),
-      ...(flag(params, 'tls', false) ? { tls: tlsOptions(params), enableTLSForSentinelMode: true } : {}),
+      ...(tls ? { tls: tlsOptions(params), enableTLSForSentinelMode: true } : {}),
       sentinelRetryStrategy: (times: number) => Math.min(50 * times, 1000),
     });
   } else {
+    const sentinelParam = SENTINEL_PARAMS.find((p) => params.has(p));
+    if (sentinelParam !== undefined) {
+      throw bad(`url parameter ${sentinelParam} is for redis+sentinel:// urls only${sentinelParam === 'tls' ? ' (use rediss:// for TLS)' : ''}`);
+    }
     if (url.hostname === 'multi-host.invalid') throw bad(`a ${scheme} url has one host; use redis+sentinel:// for several`);
     const path = url.pathname.replace(/^\/+/, '').replace(/\/+$/, '');
     if (path !== '') db = integer(path, 'database index', 0, 1_000_000);
@@ -123,9 +137,8 @@ export function redisSettings(url: URL, raw: string, params: URLSearchParams, tt
       db,
       ...(scheme === 'rediss' ? { tls: tlsOptions(params) } : {}),
     });
-    if (scheme !== 'rediss' && TLS_PARAMS.some((p) => params.has(p))) {
-      throw bad('TLS parameters (ca, cert, key, servername, rejectUnauthorized) need a rediss:// url');
-    }
+    const tlsParam = scheme === 'rediss' ? undefined : TLS_PARAMS.find((p) => params.has(p));
+    if (tlsParam !== undefined) throw bad(`url parameter ${tlsParam} needs a rediss:// url`);
   }
-  return { base, db, keyspaceEvents: flag(params, 'keyspaceEvents', true) };
+  return { base, db, keyspaceEvents: flag(params, 'keyspaceEvents', true), allowEviction: flag(params, 'allowEviction', false) };
 }

@@ -188,7 +188,15 @@ export class StreamReader {
           }
           watch.id = id;
           watch.seq = seq;
-          const event = toEvent(record);
+          let event: DriverGroupEvent | undefined;
+          try {
+            event = toEvent(record);
+          } catch (error) {
+            // Not written by this driver (say, by hand): the change it stands for cannot be known, so start over.
+            debug('unreadable entry %s in the stream of group "%s" (%s): resync', id, watch.group, (error as Error).message);
+            this.#resync(watch);
+            break;
+          }
           if (!event) continue;
           try {
             watch.sink.event(event);

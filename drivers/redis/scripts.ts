@@ -54,17 +54,19 @@ local function tell(nonce, token)
   if c then redis.call('PUBLISH', P .. 'w:' .. string.sub(nonce, 1, c - 1), nonce .. ' ' .. token) end
 end
 
-local function grant(lk, sid, member, nonce)
+-- last: the token of the holder this grant follows, when known (the lock key is already gone on a hand-off).
+local function grant(lk, sid, member, nonce, last)
   local fence = P .. 'f:' .. lk
   local n = redis.call('INCR', fence)
   local token
   if n == 1 then
     -- A new counter is seeded from the clock in microseconds, so tokens keep growing even after a restart that
     -- lost the old one (nobody takes a lock a million times a second). For the same reason the counter may lapse
-    -- after a week, so lock names used once do not pile up forever.
+    -- after a week, so lock names used once do not pile up forever; the previous holder's token, when known, keeps
+    -- tokens growing even if the server's clock went back meanwhile.
     local t = redis.call('TIME')
     token = t[1] .. string.sub('00000' .. t[2], -6)
-    local last = redis.call('HGET', P .. 'l:' .. lk, 't')
+    last = last or redis.call('HGET', P .. 'l:' .. lk, 't')
     if last and tonumber(last) >= tonumber(token) then token = string.format('%d', tonumber(last) + 1) end
     redis.call('SET', fence, token, 'PX', ${FENCE_TTL_MS})
   else
@@ -105,22 +107,23 @@ local function enqueue(lk, sid, expiry, nonce)
 end
 
 -- The lock is free: the first live waiter gets it now (no round trip on its side), else the release is announced.
-local function handoff(lk, now)
+local function handoff(lk, now, last)
   local head = prune(lk, now)
   if head then
     local member = redis.call('GET', P .. 's:' .. head)
     local nonce = redis.call('HGET', P .. 'qn:' .. lk, head) or '-'
     dequeue(lk, head)
-    grant(lk, head, member, nonce)
+    grant(lk, head, member, nonce, last)
   else
     redis.call('PUBLISH', P .. 'c:' .. lk, 'r')
   end
 end
 
 local function free(lk, sid, now)
+  local last = redis.call('HGET', P .. 'l:' .. lk, 't')
   redis.call('DEL', P .. 'l:' .. lk)
   redis.call('SREM', P .. 'sl:' .. sid, lk)
-  handoff(lk, now)
+  handoff(lk, now, last)
 end
 
 -- The lock's holder {sid, member, token}, or nil; a holder whose session died is removed first.
@@ -151,9 +154,10 @@ local function reapSession(sid, now)
   redis.call('DEL', sm)
   local sl = P .. 'sl:' .. sid
   for _, lk in ipairs(redis.call('SMEMBERS', sl)) do
-    if redis.call('HGET', P .. 'l:' .. lk, 's') == sid then
+    local h = redis.call('HMGET', P .. 'l:' .. lk, 's', 't')
+    if h[1] == sid then
       redis.call('DEL', P .. 'l:' .. lk)
-      handoff(lk, now)
+      handoff(lk, now, h[2])
     end
   end
   redis.call('DEL', sl)
@@ -405,18 +409,32 @@ if h and h[1] == sid then
   if h[4] == nonce then return {1, h[3]} end
   -- Held by an earlier acquisition of this session (a retry whose reply was lost, or a release still on its way):
   -- a fresh token, so that late release cannot free the lock.
-  return {1, grant(lk, sid, member, nonce)}
+  return {1, grant(lk, sid, member, nonce, h[3])}
 end
 if mode == 'wait' then enqueue(lk, sid, nowms() + tonumber(ARGV[6]), nonce) end
 local pttl = -1
 if h then pttl = redis.call('PTTL', P .. 's:' .. h[1]) end
 return {0, pttl}`,
 
-  /** ARGV: P, lk, sid. An abandoned wait: leaves the queue, and gives back a grant that raced with the abort. */
+  /**
+   * ARGV: P, lk, sid. Everything the session still has for the lock after an acquisition the core gave up on: its
+   * queue entry, and the lock itself if it was granted meanwhile (handed on to the next live waiter).
+   */
   cancel: `
 local lk, sid = ARGV[2], ARGV[3]
 dequeue(lk, sid)
 if redis.call('HGET', P .. 'l:' .. lk, 's') == sid then free(lk, sid, nil) end
+return 1`,
+
+  /**
+   * ARGV: P, lk, sid, nonce. One aborted wait undoes only its own traces: the queue entry and a grant made to that very
+   * nonce, never a lock the session holds from another acquisition.
+   */
+  abandon: `
+local lk, sid, nonce = ARGV[2], ARGV[3], ARGV[4]
+if redis.call('HGET', P .. 'qn:' .. lk, sid) == nonce then dequeue(lk, sid) end
+local h = redis.call('HMGET', P .. 'l:' .. lk, 's', 'w')
+if h[1] == sid and h[2] == nonce then free(lk, sid, nil) end
 return 1`,
 
   /** ARGV: P, lk, sid, token */
