@@ -1,6 +1,7 @@
 /**
  * Redis safety scenarios with real processes and a real server: a holder paused or killed, the server restarted
- * without persistence, the link cut for less and for more than the TTL, and four processes contending on one lock.
+ * without persistence, the link cut for less and for more than the TTL, four processes contending on one lock, and
+ * waits abandoned after the server refused a write (out of memory).
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -8,11 +9,12 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { kQueued, type CoordinatorImpl } from '../../src/coordinator.js';
 import { ConcordError, connect, type ConnectOptions, type Coordinator } from '../../src/index.js';
 import { checkIntervals, type HoldInterval } from '../support/history.js';
 import { FaultProxy } from '../support/proxy.js';
 import { requireServer, startRedis, type ServerHandle } from '../support/servers.js';
-import { aborted, deadline, once } from '../support/wait.js';
+import { aborted, deadline, eventually, once } from '../support/wait.js';
 
 const HOLDER = fileURLToPath(new URL('./redis-holder.ts', import.meta.url));
 const CONTENDER = fileURLToPath(new URL('./redis-contender.ts', import.meta.url));
@@ -85,6 +87,38 @@ class Child {
     }
     this.#proc.stdin.destroy();
   }
+}
+
+/** Watches a coordinator's driver: the failures of its queued waits and the outcome of each cancelLock. */
+function spyOnDriver(c: Coordinator): { failures: string[]; cancels: Array<Promise<string>> } {
+  const driver = (c as unknown as CoordinatorImpl).driver;
+  const acquireLock = driver.acquireLock?.bind(driver);
+  const cancelLock = driver.cancelLock.bind(driver);
+  if (!acquireLock) throw new Error('the redis driver waits in a queue');
+  const failures: string[] = [];
+  const cancels: Array<Promise<string>> = [];
+  Object.assign(driver, {
+    acquireLock: (...args: Parameters<typeof acquireLock>) =>
+      acquireLock(...args).catch((error: unknown) => {
+        failures.push((error as Error).message);
+        throw error;
+      }),
+    cancelLock: (...args: Parameters<typeof cancelLock>) => {
+      const done = cancelLock(...args);
+      cancels.push(done.then(
+        () => 'ok',
+        (error: unknown) => (error as Error).message,
+      ));
+      return done;
+    },
+  });
+  return { failures, cancels };
+}
+
+function whenQueued(c: Coordinator): Promise<void> {
+  return new Promise<void>((resolve) => {
+    (c as unknown as { once(event: symbol, listener: () => void): void }).once(kQueued, resolve);
+  });
 }
 
 const availability = requireServer('redis');
@@ -255,6 +289,89 @@ describe.skipIf(!availability.ok)(`redis faults${availability.ok ? '' : ` (skipp
     await once(holder, 'restored', 15_000);
     await held.release();
     expect(await waiter.lock('l').holder()).toBe('waiter');
+    await next.release();
+  });
+
+  /**
+   * A wait the caller gave up on after the server refused its queue write must end on the server too: else the lock
+   * is later handed to that abandoned entry, and nobody holds it while everybody waits.
+   */
+  const abandonAfterOom = async (queuedFirst: boolean): Promise<void> => {
+    fresh();
+    // A long TTL: renewals fail too while the server is out of memory, and no session may expire meanwhile.
+    const options = { sessionTtlMs: 30_000 };
+    const a = await coordinator('a', options);
+    const b = await coordinator('b', options);
+    const c = await coordinator('c', options);
+    const seen = spyOnDriver(b);
+    const queueKeys = ['q', 'qt', 'qn'].map((k) => `{${namespace}}:${k}:lock:l`);
+    const held = await a.lock('l').acquire();
+    let waiting: Promise<string> | undefined;
+    const outcome = (p: Promise<unknown>): Promise<string> =>
+      p.then(
+        () => 'acquired',
+        (error: unknown) => (error as ConcordError).code,
+      );
+    try {
+      if (queuedFirst) {
+        const queued = whenQueued(b);
+        waiting = outcome(b.lock('l').acquire({ timeoutMs: 3000 }));
+        await queued;
+        expect(await admin.llen(queueKeys[0] ?? '')).toBe(1);
+        await admin.call('CONFIG', 'SET', 'maxmemory', '1');
+        // A subscriber that reconnects makes every waiter look again: this look (a queue refresh) fails with OOM.
+        await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      } else {
+        // The queue write (ZADD) of the very first wait fails.
+        await admin.call('CONFIG', 'SET', 'maxmemory', '1');
+        waiting = outcome(b.lock('l').acquire({ timeoutMs: 3000 }));
+      }
+      await eventually(() => seen.failures.length, (n) => n > 0, 10_000, 'the queued wait to fail');
+      expect(seen.failures[0]).toMatch(/OOM/);
+      expect(await waiting).toBe('ERR_LOCK_TIMEOUT');
+    } finally {
+      await admin.call('CONFIG', 'SET', 'maxmemory', '0');
+      await waiting;
+    }
+    // The core cancels in the background once the caller has its answer (and retries a failed cancel later).
+    await eventually(() => Promise.all(seen.cancels), (results) => results.includes('ok'), 10_000, 'a cancelLock to succeed');
+    expect(await admin.exists(...queueKeys)).toBe(0);
+    expect(seen.failures.length).toBeGreaterThan(0);
+    // Released: the lock goes to the member that asks next, not to the abandoned wait.
+    await held.release();
+    const next = await deadline(c.lock('l').acquire({ timeoutMs: 10_000 }), 15_000, 'the next member to acquire');
+    expect(await a.lock('l').holder()).toBe('c');
+    expect(next.token).toBeGreaterThan(held.token);
+    await next.release();
+    // And b itself can take it again afterwards.
+    const again = await b.lock('l').acquire({ timeoutMs: 10_000 });
+    await again.release();
+  };
+
+  it('a queued wait whose refresh fails (OOM) and then times out is cancelled: no entry left, the next member gets the lock', async () => {
+    await abandonAfterOom(true);
+  });
+
+  it('a wait whose queue write fails (OOM) and then times out leaves nothing behind: the next member gets the lock', async () => {
+    await abandonAfterOom(false);
+  });
+
+  it('a lapsed fencing counter is re-seeded above the previous holder\'s token on a hand-off (clock gone back)', async () => {
+    fresh();
+    const a = await coordinator('a');
+    const b = await coordinator('b');
+    await a.lock('l').acquire();
+    const queued = whenQueued(b);
+    const waiting = b.lock('l').acquire();
+    await queued;
+    // The counter lapsed, and the holder's token is ahead of the server's clock (as after the clock went back).
+    const ahead = 9_000_000_000_000_000n;
+    await admin.del(`{${namespace}}:f:lock:l`);
+    await admin.hset(`{${namespace}}:l:lock:l`, 't', ahead.toString());
+    // Closing ends the session on the server, which hands the lock to the waiter (its own release no longer matches).
+    await a.close();
+    const next = await deadline(waiting, 15_000, 'the waiter to get the lock');
+    expect(next.token).toBeGreaterThan(ahead);
     await next.release();
   });
 
