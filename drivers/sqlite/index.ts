@@ -61,8 +61,6 @@ const BUSY_TIMEOUT_MS = 20;
 const BUSY_BUDGET_MS = 5000;
 /** Pause between such retries. */
 const BUSY_RETRY_MS = 5;
-/** Opening (creating the tables) happens once per connection: it may wait longer. */
-const OPEN_BUSY_TIMEOUT_MS = 5000;
 /** Far more grants than a WAL can hold unsynced (it is checkpointed, and synced, every 1,000 pages). */
 const FENCE_JUMP_AFTER_REBOOT = 1_000_000_000;
 /** The change log keeps at least this many recent entries; a watch further behind resynchronises. */
@@ -768,7 +766,7 @@ function open(Database: typeof BetterSqlite3, path: string): Db {
   }
   let db: Db | undefined;
   try {
-    db = new Database(path, { timeout: OPEN_BUSY_TIMEOUT_MS });
+    db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
     const mode = db.pragma('journal_mode = WAL', { simple: true });
     if (typeof mode !== 'string' || mode.toLowerCase() !== 'wal') throw new Error(`cannot switch to WAL mode (got ${String(mode)})`);
     // NORMAL in WAL mode loses commits only to an OS crash or power cut, and then the boot id changes: the first
@@ -785,8 +783,6 @@ function open(Database: typeof BetterSqlite3, path: string): Db {
         connection.prepare("INSERT OR REPLACE INTO concord_meta (key, value) VALUES ('boot', ?)").run(BOOT_ID);
       }
     }).immediate();
-    // From here on a busy file is retried from the event loop rather than waited for with the loop blocked.
-    db.pragma(`busy_timeout = ${String(BUSY_TIMEOUT_MS)}`);
     return db;
   } catch (cause) {
     try {
@@ -802,8 +798,17 @@ function open(Database: typeof BetterSqlite3, path: string): Db {
 export async function createDriver(context: DriverContext): Promise<Driver> {
   const path = databasePath(context.url);
   const module = await importClient<{ default: typeof BetterSqlite3 }>('better-sqlite3', 'sqlite');
-  if (context.signal?.aborted) throw abortedError(context.signal, 'connecting');
-  return new SqliteDriver(context, open(module.default, path), path);
+  // A busy file (another process writing) is retried from the event loop, as every call is.
+  const until = performance.now() + BUSY_BUDGET_MS;
+  for (;;) {
+    if (context.signal?.aborted) throw abortedError(context.signal, 'connecting');
+    try {
+      return new SqliteDriver(context, open(module.default, path), path);
+    } catch (error) {
+      if (!isBusy(error) || performance.now() >= until) throw error;
+    }
+    await pause(BUSY_RETRY_MS);
+  }
 }
 
 export interface SqliteFaults {

@@ -1,5 +1,5 @@
 /**
- * Takes one lock and holds it, reporting on stdout (one JSON object a line): {acquired, token}; then, if the lock is
+ * Takes one lock and holds it, reporting on stdout (one JSON object a line): {acquired, token, pid}; then, if the lock is
  * lost, {lost: code, at, lastHeldLook} as soon as this process notices (it looks every 5 ms, and the signal getter itself checks
  * the session); then {released} once its release call returned. With a group name, joins that group first.
  * Args: url member ttlMs lockName [group]
@@ -19,7 +19,7 @@ const held = await coordinator.lock(name).acquire();
 // finds the lock lost. The first look is here, before the parent hears of the lock and may stop this process.
 let lastHeldLook = process.hrtime.bigint();
 if (held.signal.aborted) throw new Error('lost at once');
-say({ acquired: member, token: held.token.toString() });
+say({ acquired: member, token: held.token.toString(), pid: process.pid });
 
 const timer = setInterval(() => {
   // Stamped before looking: a stop between the two must not date a look from before the stop after the resume.

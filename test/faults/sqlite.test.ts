@@ -1,9 +1,10 @@
 /**
  * SQLite safety scenarios with real processes sharing one database file: four processes x 500 acquisitions of one
- * lock guarding a shared file, a holder killed with SIGKILL, a holder stopped with SIGSTOP past its TTL; and database
- * paths that cannot work, which must fail with a clear error rather than a crash.
+ * lock guarding a shared file, a holder killed with SIGKILL, a holder stopped with SIGSTOP past its TTL, a holder in
+ * another time namespace, an abandoned wait whose clean-up meets a busy file; and database paths that cannot work,
+ * which must fail with a clear error rather than a crash.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,7 @@ import { deadline, eventually } from '../support/wait.js';
 
 const WORKER = fileURLToPath(new URL('./sqlite-worker.ts', import.meta.url));
 const HOLDER = fileURLToPath(new URL('./sqlite-holder.ts', import.meta.url));
+const BLOCKER = fileURLToPath(new URL('./sqlite-blocker.ts', import.meta.url));
 
 type Message = Record<string, unknown>;
 
@@ -29,8 +31,10 @@ class Child {
   #exitCode: number | string | null | undefined;
   stderr = '';
 
-  constructor(script: string, args: string[]) {
-    this.#proc = spawn(process.execPath, ['--import', 'tsx', script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  /** `wrapper`: a command that execs the rest (e.g. `unshare -T ...`). */
+  constructor(script: string, args: string[], wrapper: string[] = []) {
+    const argv = [...wrapper, process.execPath, '--import', 'tsx', script, ...args];
+    this.#proc = spawn(argv[0] ?? process.execPath, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#proc.stderr?.on('data', (d: Buffer) => (this.stderr += d.toString()));
     this.exited = new Promise((resolve) =>
       this.#proc.once('exit', (code, signal) => {
@@ -93,14 +97,14 @@ let url = '';
 const children: Child[] = [];
 const coordinators: Coordinator[] = [];
 
-function child(script: string, args: string[]): Child {
-  const c = new Child(script, args);
+function child(script: string, args: string[], wrapper: string[] = []): Child {
+  const c = new Child(script, args, wrapper);
   children.push(c);
   return c;
 }
 
-async function coordinator(member: string): Promise<Coordinator> {
-  const c = await connect(url, { member });
+async function coordinator(member: string, sessionTtlMs?: number): Promise<Coordinator> {
+  const c = await connect(url, { member, sessionTtlMs });
   coordinators.push(c);
   return c;
 }
@@ -233,6 +237,113 @@ describe('sqlite: a waiting process', () => {
     await held.release();
     const acquired = await waiter.message('acquired', 'the waiting child to acquire');
     expect(BigInt(String(acquired.token))).toBeGreaterThan(held.token);
+  });
+});
+
+/** Waiter rows of the lock, read from a separate read-only connection (reads are never blocked in WAL mode). */
+function waiterRows(name: string): number {
+  const db = new Database(join(dir, 'faults.db'), { readonly: true });
+  try {
+    return db.prepare('SELECT count(*) FROM concord_waiters WHERE name = ?').pluck().get(name) as number;
+  } finally {
+    db.close();
+  }
+}
+
+function lockRow(name: string): { fence: number; session: string | null } | undefined {
+  const db = new Database(join(dir, 'faults.db'), { readonly: true });
+  try {
+    return db.prepare('SELECT fence, session FROM concord_locks WHERE name = ?').get(name) as { fence: number; session: string | null } | undefined;
+  } finally {
+    db.close();
+  }
+}
+
+describe('sqlite: an abandoned wait while another process holds the write lock', () => {
+  it('leaves no queue place behind once the file is writable again, and a third member then acquires', async () => {
+    const a = await coordinator('a');
+    const held = await a.lock('c').acquire();
+    const b = await coordinator('b', 20_000);
+    const waiting = codeOf(b.lock('c').acquire({ timeoutMs: 1500 }));
+    await eventually(() => waiterRows('c'), (n) => n === 1, 20_000, 'b to queue');
+    // Another process takes the write lock and keeps it past b's timeout: b's own DELETE cannot get through.
+    const blocker = child(BLOCKER, [join(dir, 'faults.db')]);
+    await blocker.message('locked', 'the blocker to take the write lock');
+    expect(await waiting).toBe('ERR_LOCK_TIMEOUT');
+    expect(waiterRows('c')).toBe(1);
+    blocker.signal('SIGTERM');
+    await blocker.message('unlocked', 'the blocker to let go');
+    // The core's cancelLock, retried while the file was busy, removes the place.
+    await eventually(() => waiterRows('c'), (n) => n === 0, 20_000, "b's queue place to go");
+    const c = await coordinator('c');
+    const third = c.lock('c').acquire({ timeoutMs: 20_000 });
+    await eventually(() => waiterRows('c'), (n) => n === 1, 20_000, 'c to queue');
+    await held.release();
+    const next = await third;
+    expect(next.token).toBeGreaterThan(held.token);
+    expect(await c.lock('c').holder()).toBe('c');
+    await next.release();
+  });
+
+  it('a grant that lands after the caller gave up is released by the cancel, and the lock reaches the next member', async () => {
+    const a = await coordinator('a');
+    const first = await a.lock('g').acquire();
+    await first.release();
+    const b = await coordinator('b', 20_000);
+    const c = await coordinator('c');
+    const blocker = child(BLOCKER, [join(dir, 'faults.db')]);
+    await blocker.message('locked', 'the blocker to take the write lock');
+    // b's attempt finds the file busy and keeps retrying from the event loop after b's caller has timed out.
+    expect(await codeOf(b.lock('g').acquire({ timeoutMs: 500 }))).toBe('ERR_LOCK_TIMEOUT');
+    blocker.signal('SIGTERM');
+    await blocker.message('unlocked', 'the blocker to let go');
+    // The retried attempt takes token first + 1 for b, and the cancel that follows it gives the lock back.
+    await eventually(
+      () => lockRow('g'),
+      (row) => row?.fence === Number(first.token) + 1 && row.session === null,
+      20_000,
+      "b's late grant to be taken and given back",
+    );
+    const next = await c.lock('g').acquire({ timeoutMs: 20_000 });
+    expect(next.token).toBe(first.token + 2n);
+    expect(await c.lock('g').holder()).toBe('c');
+    await next.release();
+  });
+});
+
+/** Whether `unshare -T` works here (it needs CAP_SYS_ADMIN and a kernel with time namespaces). */
+function timeNamespaces(): string | undefined {
+  const probe = spawnSync('unshare', ['-T', '--monotonic', '-1', 'true'], { encoding: 'utf8' });
+  if (probe.error) return `unshare is not available (${probe.error.message})`;
+  if (probe.status !== 0) return `unshare -T failed: ${probe.stderr.trim()}`;
+  return undefined;
+}
+
+describe('sqlite: time namespaces', () => {
+  it('a live holder whose CLOCK_MONOTONIC is far behind ours is not reaped by its TTL; its death still frees the lock', async (ctx) => {
+    const missing = timeNamespaces();
+    if (missing !== undefined) {
+      if (process.env.CI === 'true') throw new Error(`${missing}: run the tests as root on Linux 5.6 or later`);
+      ctx.skip(`skipped: ${missing}`);
+      return;
+    }
+    // The holder's monotonic clock starts about 5 s after its namespace's boot: every expiry it writes (now + 60 s)
+    // is long past on ours, so judging it by our clock would reap it at once.
+    const behindS = Math.floor(Number(process.hrtime.bigint() / 1_000_000_000n)) - 5;
+    if (behindS < 120) {
+      ctx.skip('skipped: the host has been up for less than two minutes, too little to set a clock far behind');
+      return;
+    }
+    const holder = child(HOLDER, [url, 'other-clock', '60000', 't'], ['unshare', '-T', '--monotonic', `-${String(behindS)}`]);
+    const acquired = await holder.message('acquired', 'the holder in another time namespace to acquire');
+    const here = await coordinator('here');
+    expect(await codeOf(here.lock('t').acquire({ timeoutMs: 1000 }))).toBe('ERR_LOCK_TIMEOUT');
+    expect(await here.lock('t').holder()).toBe('other-clock');
+    process.kill(Number(acquired.pid), 'SIGKILL');
+    await holder.exited;
+    const held = await here.lock('t').acquire({ timeoutMs: 10_000 });
+    expect(held.token).toBeGreaterThan(BigInt(String(acquired.token)));
+    await held.release();
   });
 });
 
