@@ -138,6 +138,8 @@ describe.skipIf(!availability.ok)('redis urls', () => {
       await Promise.all([a.close(), b.close(), bobC.close()]);
       const [code, message] = await codeOf(connect(`redis://:wrong-pw@127.0.0.1:${server.port}`, { member: 'c' }));
       expect(code).toBe('ERR_CONNECTION');
+      // What the server said, not "Connection is closed"; and never the password.
+      expect(message).toContain('WRONGPASS');
       expect(message).not.toContain('wrong-pw');
     } finally {
       admin.disconnect();
@@ -200,12 +202,88 @@ describe.skipIf(!availability.ok)('redis urls', () => {
     ]) {
       expect((await codeOf(connect(url, { member: 'x' })))[0], url).toBe('ERR_INVALID_URL');
     }
+    // Parameters that would be ignored (say, TLS asked for on a plaintext url that carries a password) are refused,
+    // by name, before any I/O.
+    for (const [url, parameter] of [
+      [`redis://:pw@127.0.0.1:${port}?tls=true`, 'tls'],
+      [`redis://127.0.0.1:${port}?sentinelPassword=x`, 'sentinelPassword'],
+      [`rediss://127.0.0.1:${port}?sentinelUsername=u`, 'sentinelUsername'],
+      [`redis://127.0.0.1:${port}?servername=x`, 'servername'],
+      [`redis+sentinel://127.0.0.1:${port}/m?ca=/nowhere.pem`, 'ca'],
+      [`redis+sentinel://127.0.0.1:${port}/m?tls=false&rejectUnauthorized=false`, 'rejectUnauthorized'],
+    ] as const) {
+      const [code, message] = await codeOf(connect(url, { member: 'x' }));
+      expect(code, url).toBe('ERR_INVALID_URL');
+      expect(message, url).toContain(parameter);
+      expect(message, url).not.toContain('pw');
+    }
     // Nothing listens there: a connection error, quickly.
     expect((await codeOf(connect(`redis://127.0.0.1:${port}`, { member: 'x' })))[0]).toBe('ERR_CONNECTION');
   });
 });
 
 describe.skipIf(!availability.ok)('redis specifics', () => {
+  it('refuses a server that may evict any key (allkeys-* with maxmemory) unless ?allowEviction=true', async () => {
+    const own = await startRedis();
+    const admin = new Redis({ host: own.host, port: own.port, lazyConnect: true });
+    await admin.connect();
+    try {
+      await admin.call('CONFIG', 'SET', 'maxmemory', '512mb', 'maxmemory-policy', 'allkeys-lru');
+      const [code, message] = await codeOf(connect(own.url, { member: 'x', namespace: 'evict' }));
+      expect(code).toBe('ERR_CONNECTION');
+      expect(message).toContain('maxmemory-policy');
+      expect(message).toContain('allowEviction');
+      const allowed = await connect(`${own.url}?allowEviction=true`, { member: 'x', namespace: 'evict' });
+      await (await allowed.lock('l').acquire()).release();
+      await allowed.close();
+      // A volatile-* policy is only logged (the driver's notes say what it risks); without maxmemory nothing is evicted.
+      await admin.call('CONFIG', 'SET', 'maxmemory-policy', 'volatile-lru');
+      await (await connect(own.url, { member: 'x', namespace: 'evict' })).close();
+      await admin.call('CONFIG', 'SET', 'maxmemory', '0', 'maxmemory-policy', 'allkeys-lru');
+      await (await connect(own.url, { member: 'x', namespace: 'evict' })).close();
+    } finally {
+      admin.disconnect();
+      await own.stop();
+    }
+  });
+
+  it('a malformed entry in a group stream makes the watch resync instead of crashing the reader', async () => {
+    const own = await startRedis();
+    const admin = new Redis({ host: own.host, port: own.port, lazyConnect: true });
+    await admin.connect();
+    const c = await connect(own.url, { member: 'w', namespace: 'bad' });
+    try {
+      const driver = (c as unknown as CoordinatorImpl).driver;
+      await c.group('g').create();
+      const before = await driver.getMembers('g');
+      let resynced = false;
+      const events: string[] = [];
+      const stop = await driver.watchGroup('g', before.revision, {
+        event: (e) => events.push(e.type),
+        resync: () => {
+          resynced = true;
+        },
+      });
+      // The next sequence number, so only the unreadable capabilities are wrong.
+      const n = await admin.incr('{bad}:n:g');
+      await admin.xadd('{bad}:x:g', '*', 'n', String(n), 't', 'j', 'm', 'intruder', 'c', '{not json');
+      await eventually(() => resynced, (r) => r, 10_000, 'the resync request');
+      expect(events).toEqual([]);
+      stop();
+      // The reader carries on for other watches.
+      const recent = await driver.getMembers('g');
+      const later: string[] = [];
+      const stop2 = await driver.watchGroup('g', recent.revision, { event: (e) => later.push(`${e.type} ${e.member}`), resync: () => undefined });
+      await c.group('g').join();
+      await eventually(() => later, (e) => e.includes('join w'), 10_000, 'the join');
+      stop2();
+    } finally {
+      admin.disconnect();
+      await c.close();
+      await own.stop();
+    }
+  });
+
   it('an aborted or timed-out wait leaves no queue entry, and closing leaves only fencing counters (with a TTL)', async () => {
     const own = await startRedis();
     const admin = new Redis({ host: own.host, port: own.port, lazyConnect: true });
