@@ -452,6 +452,8 @@ export function describeConformance(target: ConformanceTarget): void {
           leaders.push(member);
           terms.push(leadership.term);
           expect(leadership.group).toBe('g');
+          // Hand-offs quicker than one read may be reported as one change: let the observer see each term first.
+          await changes.until((e) => e.some((x) => x.term === leadership.term), `term ${leadership.term} seen`);
           await leadership.resign();
           expect(leadership.signal.aborted).toBe(true);
           expect((leadership.signal.reason as ConcordError).code).not.toBe('ERR_LEADERSHIP_LOST');
