@@ -449,12 +449,21 @@ class EtcdDriver implements Driver {
     const known = newest[0]?.key.toString() === own;
     const ahead = known ? newest[1] : undefined;
     if (known && ahead === undefined) return mine;
-    queued();
+    // Given up on: leave the line at once, not after the round trip the wait may be in (the caller has already been
+    // told, and what it does next must not find our key). A grant that races with this is dropped with it.
+    let withdrawn: Promise<ConcordError | undefined> | undefined;
+    const withdraw = (): Promise<ConcordError | undefined> => (withdrawn ??= this.#drop(own, mine));
+    const onAbort = (): void => void withdraw();
+    signal.addEventListener('abort', onAbort, { once: true });
     try {
+      if (signal.aborted) throw abortedError(signal);
+      queued();
       return await this.#wait(prefix, own, mine, revision, ahead, signal);
     } catch (error) {
-      await this.#drop(own, mine);
+      await withdraw();
       throw signal.aborted ? abortedError(signal) : error;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
     }
   }
 
