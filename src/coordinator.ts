@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { ConcordError, closedError, isConcordError } from './errors.js';
-import { withTimeout } from './clock.js';
+import { sleep, withTimeout } from './clock.js';
 import { debug } from './debug.js';
 import type { Driver, DriverEvents, LockKind } from './driver.js';
 import { GroupHandle, type GroupHost, type Membership } from './group.js';
@@ -109,30 +109,41 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
 
   async #restore(): Promise<void> {
     for (const group of [...this.joined.keys()]) {
-      await this.serialize(group, async () => {
-        const membership = this.joined.get(group);
-        const session = this.session.id;
-        // Closing, left meanwhile, or already joined again under the new session by the user.
-        if (this.#closing || !membership || membership.session === session) return;
-        try {
-          await this.driver.joinGroup(group, this.member, session, membership.capabilities, false);
-          membership.session = session;
-        } catch (error) {
-          if (isConcordError(error, 'ERR_MEMBER_EXISTS')) {
-            // The old session's membership outlived it on the backend: take it over.
-            await this.driver.leaveGroup(group, this.member).catch(() => undefined);
-            await this.driver.joinGroup(group, this.member, session, membership.capabilities, false).then(
-              () => (membership.session = session),
-              () => undefined,
-            );
-          } else {
-            debug('re-joining group "%s" failed: %s', group, (error as Error).message);
-            if (isConcordError(error, 'ERR_GROUP_NOT_FOUND')) this.joined.delete(group);
-          }
-        }
-      }).catch(() => undefined);
+      await this.serialize(group, () => this.#rejoinGroup(group)).catch(() => undefined);
     }
     for (const stream of this.streams) stream.resync();
+  }
+
+  /** Re-joins one group under the new session; a backend that is not quite back yet is tried again. */
+  async #rejoinGroup(group: string): Promise<void> {
+    let tookOver = false;
+    let delay = Math.min(50, this.sessionTtlMs / 10);
+    for (;;) {
+      const membership = this.joined.get(group);
+      const session = this.session.id;
+      // Closing, left meanwhile, lost again, or already joined again under the new session by the user.
+      if (this.#closing || !membership || membership.session === session || this.session.state !== 'connected') return;
+      try {
+        await this.driver.joinGroup(group, this.member, session, membership.capabilities, false);
+        membership.session = session;
+        return;
+      } catch (error) {
+        if (isConcordError(error, 'ERR_MEMBER_EXISTS') && !tookOver) {
+          // The old session's membership outlived it on the backend: take it over, once.
+          tookOver = true;
+          await this.driver.leaveGroup(group, this.member).catch(() => undefined);
+          continue;
+        }
+        debug('re-joining group "%s" failed: %s', group, (error as Error).message);
+        if (isConcordError(error, 'ERR_GROUP_NOT_FOUND')) {
+          this.joined.delete(group);
+          return;
+        }
+        if (!isConcordError(error, 'ERR_CONNECTION')) return;
+        await sleep(delay);
+        delay = Math.min(delay * 2, this.sessionTtlMs / 3);
+      }
+    }
   }
 
   get driver(): Driver {
