@@ -65,6 +65,11 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
         this.locks.retryCancels(this).catch(() => undefined);
         this.#announce('reconnected');
       },
+      renewed: () => {
+        // Leftovers of abandoned waits that could not be cancelled are retried while the backend answers.
+        if (this.locks.uncancelled.size > 0) this.locks.retryCancels(this).catch(() => undefined);
+        if (this.locks.unreleased.size > 0) this.locks.retryReleases().catch(() => undefined);
+      },
       lost: () => {
         this.locks.loseAll();
         if (!this.#rejoin) this.joined.clear();

@@ -17,6 +17,8 @@ import type { SessionState } from './types.js';
 export interface SessionHooks {
   suspended(): void;
   reconnected(): void;
+  /** A renewal went through (the backend is reachable): a moment to retry work that failed on the connection. */
+  renewed(): void;
   /** Synchronous: every lost signal must be aborted before this returns. */
   lost(): void;
   /** The new session is open; re-join and resynchronise (never rejects), then the machine reports `restored`. */
@@ -127,6 +129,7 @@ export class SessionMachine {
     if (this.#state !== 'connected' && this.#state !== 'suspended') return;
     if (alive === true) {
       this.#renewedAt = sentAt;
+      this.#hooks.renewed();
       if (this.#state === 'suspended') {
         this.#state = 'connected';
         debug('session %s reconnected', id);
