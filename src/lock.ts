@@ -140,6 +140,8 @@ export class LockRegistry {
       pending.abort(new ConcordError('ERR_SESSION_LOST', 'the session was lost while waiting'));
     }
     this.unreleased.clear();
+    // The backend ends everything the lost session had, leftovers included.
+    this.uncancelled.clear();
   }
 
   async retryReleases(): Promise<void> {
