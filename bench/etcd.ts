@@ -39,7 +39,10 @@ if (process.argv[2] === 'leader') {
     await c.group(name ?? '').campaign();
   } else {
     const client = new Etcd3({ hosts: httpHost(url ?? '') });
-    await client.election(name ?? '', FAILOVER_TTL_MS / 1000).campaign(`leader-${process.pid}`).wait();
+    await client
+      .election(name ?? '', FAILOVER_TTL_MS / 1000)
+      .campaign(`leader-${process.pid}`)
+      .wait();
   }
   process.stdout.write('leading\n');
   setInterval(() => undefined, 60_000);
@@ -253,7 +256,6 @@ async function failover(url: string, kind: 'concord' | 'etcd3', runs: number): P
   return stats(samples);
 }
 
-
 // ---- the run
 
 const loadAtStart = loadavg()[0]?.toFixed(1) ?? '?';
@@ -315,15 +317,20 @@ try {
 
   out(`## etcd`);
   out();
-  out(`etcd ${version}, one member on 127.0.0.1 (started by the benchmark); Node ${process.version}; ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, load average ${loadAtStart} at the start. One run, every subject against the same server. Times in ms.`);
+  out(
+    `etcd ${version}, one member on 127.0.0.1 (started by the benchmark); Node ${process.version}; ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, load average ${loadAtStart} at the start. One run, every subject against the same server. Times in ms.`,
+  );
   out();
   out(`### Uncontended acquire + release`);
   out();
   out(`| subject | p50 | p99 | mean | p50 / floor |`);
   out(`|---|---|---|---|---|`);
-  for (const [name, s] of unc) out(`| ${name} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} | ${floor ? (s.p50 / floor.p50).toFixed(2) : '-'}x |`);
+  for (const [name, s] of unc)
+    out(`| ${name} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} | ${floor ? (s.p50 / floor.p50).toFixed(2) : '-'}x |`);
   out();
-  out(`concord's uncontended lock is the floor's two writes plus a compare: a put guarded by "no key under this lock's prefix" (on the session's lease, granted at connect), then a delete guarded by the key's create revision; the rest is client-side work (the core's bookkeeping and the driver's). etcd3's Lock grants a lease for every attempt and revokes it to release; its Election grants a lease, writes, then reads who is ahead.`);
+  out(
+    `concord's uncontended lock is the floor's two writes plus a compare: a put guarded by "no key under this lock's prefix" (on the session's lease, granted at connect), then a delete guarded by the key's create revision; the rest is client-side work (the core's bookkeeping and the driver's). etcd3's Lock grants a lease for every attempt and revokes it to release; its Election grants a lease, writes, then reads who is ahead.`,
+  );
   out();
   out(`### Hand-off: holder's release -> blocked waiter holds the lock`);
   out();
@@ -340,7 +347,9 @@ try {
   out();
   out(`### Leader failover: the leader process is SIGKILLed -> a campaigner in another process leads`);
   out();
-  out(`TTL ${FAILOVER_TTL_MS} ms (etcd's minimum lease) on both sides; etcd deletes the dead lease's keys when it expires, and checks for expired leases every 500 ms. Target: TTL + 0.5 s.`);
+  out(
+    `TTL ${FAILOVER_TTL_MS} ms (etcd's minimum lease) on both sides; etcd deletes the dead lease's keys when it expires, and checks for expired leases every 500 ms. Target: TTL + 0.5 s.`,
+  );
   out();
   out(`| subject | runs | p50 | max | max - TTL |`);
   out(`|---|---|---|---|---|`);
@@ -353,7 +362,9 @@ try {
   out();
   out(`### A join seen by a watcher in another process`);
   out();
-  out(`join() called -> the watcher process has the event (process.hrtime, CLOCK_MONOTONIC on both sides): n ${watch.n}, p50 ${ms(watch.p50)}, p99 ${ms(watch.p99)}, mean ${ms(watch.mean)}.`);
+  out(
+    `join() called -> the watcher process has the event (process.hrtime, CLOCK_MONOTONIC on both sides): n ${watch.n}, p50 ${ms(watch.p50)}, p99 ${ms(watch.p99)}, mean ${ms(watch.mean)}.`,
+  );
   out();
   out(`Run on ${new Date().toISOString().slice(0, 10)}.`);
 } finally {

@@ -25,7 +25,6 @@ import { ms, sleep, stats, watchLatency, type Stats } from './support.js';
 import { kQueued, type CoordinatorImpl } from '../src/coordinator.js';
 import { startRedis, type ServerHandle } from '../test/support/servers.js';
 
-
 // ---- subjects
 
 interface Subject {
@@ -182,7 +181,12 @@ interface Uncontended extends Stats {
   readonly clientCpuUs: number;
 }
 
-async function uncontended(admin: Redis, subjects: readonly Subject[], rounds: number, perRound: number): Promise<Map<string, Uncontended>> {
+async function uncontended(
+  admin: Redis,
+  subjects: readonly Subject[],
+  rounds: number,
+  perRound: number,
+): Promise<Map<string, Uncontended>> {
   const samples = new Map<string, number[]>(subjects.map((s) => [s.name, []]));
   const cpu = new Map<string, { redis: number; client: number }>(subjects.map((s) => [s.name, { redis: 0, client: 0 }]));
   for (const s of subjects) {
@@ -281,11 +285,18 @@ async function redisCpuSeconds(admin: Redis): Promise<number> {
   return user + sys;
 }
 
-async function heartbeats(url: string, admin: Redis, members: number, windowMs: number): Promise<{ redisCpu: number; clientCpu: number; renewalsPerSecond: number }> {
+async function heartbeats(
+  url: string,
+  admin: Redis,
+  members: number,
+  windowMs: number,
+): Promise<{ redisCpu: number; clientCpu: number; renewalsPerSecond: number }> {
   const namespace = `bh${randomBytes(4).toString('hex')}`;
   const coordinators: Coordinator[] = [];
   for (let i = 0; i < members; i += 50) {
-    const batch = await Promise.all(Array.from({ length: Math.min(50, members - i) }, (_v, k) => connect(url, { namespace, member: `m${i + k}` })));
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(50, members - i) }, (_v, k) => connect(url, { namespace, member: `m${i + k}` })),
+    );
     coordinators.push(...batch);
   }
   await Promise.all(coordinators.map((c) => c.group('g').join({ create: true, capabilities: { weight: 1 } })));
@@ -304,11 +315,11 @@ async function heartbeats(url: string, admin: Redis, members: number, windowMs: 
     for (const m of s.matchAll(/cmdstat_(evalsha|eval):calls=(\d+)/g)) n += Number(m[2]);
     return n;
   };
-  const members0 = (await connect(url, { namespace, member: 'observer' }).then(async (o) => {
+  const members0 = await connect(url, { namespace, member: 'observer' }).then(async (o) => {
     const list = await o.group('g').members();
     await o.close();
     return list.length;
-  }));
+  });
   if (members0 !== members) throw new Error(`expected ${members} members, saw ${members0}`);
   for (let i = 0; i < coordinators.length; i += 100) await Promise.all(coordinators.slice(i, i + 100).map((c) => c.close()));
   return {
@@ -410,7 +421,10 @@ try {
 
   // 3. 4 contending clients: three interleaved rounds of 1 s per subject, so drift on a shared machine hits all alike.
   const contenders: Array<[string, Subject[]]> = [
-    ['concord', await Promise.all([0, 1, 2, 3].map(async (i) => concordSubject(await connect(url, { namespace: ns, member: `c${i}` }), 'hot')))],
+    [
+      'concord',
+      await Promise.all([0, 1, 2, 3].map(async (i) => concordSubject(await connect(url, { namespace: ns, member: `c${i}` }), 'hot'))),
+    ],
     ['redis-semaphore', [0, 1, 2, 3].map(() => semaphoreSubject(newClient(), 'sem-hot'))],
     ['redlock 5.0.0-beta.2', [0, 1, 2, 3].map(() => redlock5Subject(newClient(), 'rl5-hot'))],
     ['redlock 4.2.0', [0, 1, 2, 3].map(() => redlock4Subject(newClient(), 'rl4-hot'))],
@@ -456,7 +470,9 @@ try {
 
   out(`## Redis`);
   out();
-  out(`redis-server ${version} on 127.0.0.1 (started by the benchmark, no persistence); Node ${process.version}; ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}. One run, every subject against the same server. Times in ms.`);
+  out(
+    `redis-server ${version} on 127.0.0.1 (started by the benchmark, no persistence); Node ${process.version}; ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}. One run, every subject against the same server. Times in ms.`,
+  );
   out();
   out(`### Uncontended acquire + release`);
   out();
@@ -467,11 +483,15 @@ try {
   out(`| subject | p50 | p99 | mean | p50 / floor | Redis CPU | client CPU |`);
   out(`|---|---|---|---|---|---|---|`);
   for (const [name, s] of unc) {
-    out(`| ${name} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} | ${floor ? (s.p50 / floor.p50).toFixed(2) : '-'}x | ${s.redisCpuUs.toFixed(0)} µs | ${s.clientCpuUs.toFixed(0)} µs |`);
+    out(
+      `| ${name} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} | ${floor ? (s.p50 / floor.p50).toFixed(2) : '-'}x | ${s.redisCpuUs.toFixed(0)} µs | ${s.clientCpuUs.toFixed(0)} µs |`,
+    );
   }
   if (py) {
     const t = stats(py.uncontended);
-    out(`| Python tooz (redis driver) | ${ms(t.p50)} | ${ms(t.p99)} | ${ms(t.mean)} | ${floor ? (t.p50 / floor.p50).toFixed(2) : '-'}x | - | - |`);
+    out(
+      `| Python tooz (redis driver) | ${ms(t.p50)} | ${ms(t.p99)} | ${ms(t.mean)} | ${floor ? (t.p50 / floor.p50).toFixed(2) : '-'}x | - | - |`,
+    );
   }
   out();
   out(`### Hand-off: holder's release -> blocked waiter holds the lock`);
@@ -492,7 +512,9 @@ try {
     `Each client (all four in this process) loops acquire -> release. "Changes of hands": the share of acquisitions that went to another client than the previous one; with a FIFO line every acquisition is a hand-off, while a polling lock is mostly re-taken by the client that just released it. "Gave up": acquisitions that ran out of the library's retry budget (the client tries again). CPU per acquisition: redis-server's (INFO cpu) and this process's.`,
   );
   out();
-  out(`| subject | acquisitions/s | per client | max/min | changes of hands | gave up | Redis CPU / acquisition | client CPU / acquisition |`);
+  out(
+    `| subject | acquisitions/s | per client | max/min | changes of hands | gave up | Redis CPU / acquisition | client CPU / acquisition |`,
+  );
   out(`|---|---|---|---|---|---|---|---|`);
   for (const [name, r] of contended) {
     const max = Math.max(...r.counts);
@@ -510,11 +532,15 @@ try {
   out();
   out(`### A join seen by a watcher in another process`);
   out();
-  out(`join() called -> the watcher process has the event (process.hrtime, CLOCK_MONOTONIC on both sides): n ${watch.n}, p50 ${ms(watch.p50)}, p99 ${ms(watch.p99)}, mean ${ms(watch.mean)}.`);
+  out(
+    `join() called -> the watcher process has the event (process.hrtime, CLOCK_MONOTONIC on both sides): n ${watch.n}, p50 ${ms(watch.p50)}, p99 ${ms(watch.p99)}, mean ${ms(watch.mean)}.`,
+  );
   out();
   out(`### 1,000 members in one group, default settings (sessionTtlMs 10 000: a renewal every 3.3 s each)`);
   out();
-  out(`Over 10 s: ${beat.renewalsPerSecond.toFixed(0)} scripts/s on the server; Redis CPU ${beat.redisCpu.toFixed(1)} % of one core; the client process holding all 1,000 coordinators ${beat.clientCpu.toFixed(1)} % of one core.`);
+  out(
+    `Over 10 s: ${beat.renewalsPerSecond.toFixed(0)} scripts/s on the server; Redis CPU ${beat.redisCpu.toFixed(1)} % of one core; the client process holding all 1,000 coordinators ${beat.clientCpu.toFixed(1)} % of one core.`,
+  );
   out();
   if (!py) out(`Python tooz is not installed here (\`python3 -c "import tooz, redis"\` failed), so it is not measured.`);
 } finally {

@@ -27,7 +27,9 @@ for (const name of names) {
   }
 }
 
-const sections = ALL.filter((name) => existsSync(`${root}bench/results/${name}.md`)).map((name) => readFileSync(`${root}bench/results/${name}.md`, 'utf8').trim());
+const sections = ALL.filter((name) => existsSync(`${root}bench/results/${name}.md`)).map((name) =>
+  readFileSync(`${root}bench/results/${name}.md`, 'utf8').trim(),
+);
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
 writeFileSync(
   `${root}BENCHMARKS.md`,

@@ -9,7 +9,10 @@ await gpu.group('renderers').join({ create: true, capabilities: { gpus: 4, zone:
 await cpu.group('renderers').join({ capabilities: { gpus: 0, zone: 'us-2' } });
 const members = await gpu.group('renderers').members();
 const withGpu = members.filter((m) => typeof m.capabilities.gpus === 'number' && m.capabilities.gpus > 0);
-console.log('members with a GPU:', withGpu.map((m) => m.id));
+console.log(
+  'members with a GPU:',
+  withGpu.map((m) => m.id),
+);
 
 await gpu.group('renderers').updateCapabilities({ gpus: 2, zone: 'eu-1', draining: true });
 console.log('gpu-box now:', (await cpu.group('renderers').members()).find((m) => m.id === 'gpu-box')?.capabilities);

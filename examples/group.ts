@@ -8,6 +8,12 @@ await using b = await connect(url, { member: 'indexer-b' });
 await a.group('indexers').join({ create: true });
 await b.group('indexers').join();
 console.log('groups:', await a.groups());
-console.log('members:', (await a.group('indexers').members()).map((m) => m.id));
+console.log(
+  'members:',
+  (await a.group('indexers').members()).map((m) => m.id),
+);
 await b.group('indexers').leave();
-console.log('after b left:', (await a.group('indexers').members()).map((m) => m.id));
+console.log(
+  'after b left:',
+  (await a.group('indexers').members()).map((m) => m.id),
+);

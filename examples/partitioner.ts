@@ -13,4 +13,7 @@ if (pa.members().length < 2) for await (const change of pa.changes()) if (change
 
 console.log('shard-a takes:', keys.filter((k) => pa.isMine(k)).join(' '));
 console.log('shard-b takes:', keys.filter((k) => pb.isMine(k)).join(' '));
-console.log('both agree:', keys.every((k) => pa.owners(k)[0] === pb.owners(k)[0]));
+console.log(
+  'both agree:',
+  keys.every((k) => pa.owners(k)[0] === pb.owners(k)[0]),
+);

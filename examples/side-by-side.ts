@@ -21,7 +21,8 @@ if (process.argv.includes('--twice')) {
   const expected = Number(process.argv[process.argv.indexOf('--expect') + 1]) || 1;
   const coordinator = await connect(url, { sessionTtlMs: 3_000 });
   const partitioner = await coordinator.group('side-by-side').partitioner();
-  if (partitioner.members().length < expected) for await (const change of partitioner.changes()) if (change.members.length >= expected) break;
+  if (partitioner.members().length < expected)
+    for await (const change of partitioner.changes()) if (change.members.length >= expected) break;
   const mine = Array.from({ length: 10 }, (_v, i) => `item-${i}`).filter((item) => partitioner.isMine(item));
   console.log(`${coordinator.member} of ${partitioner.members().length} takes ${mine.length}: ${mine.join(' ')}`);
   // Stay until every copy has taken its share (each says so in its capabilities), so no early leave changes the split.

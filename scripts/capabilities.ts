@@ -16,18 +16,38 @@ interface DriverInfo {
 
 export const DRIVER_INFO: readonly DriverInfo[] = [
   { name: 'memory', schemes: '`memory://`', load: () => import('../drivers/memory/index.js'), detection: 'TTL' },
-  { name: 'SQLite', schemes: '`sqlite://`', load: () => import('../drivers/sqlite/index.js'), detection: 'milliseconds when the process is gone; else TTL + 50 ms' },
-  { name: 'Redis', schemes: '`redis://` `rediss://` `redis+sentinel://`', load: () => import('../drivers/redis/index.js'), detection: 'TTL + ~100 ms with keyspace notifications; else up to TTL/3 more (reaped by live members)' },
-  { name: 'etcd', schemes: '`etcd://` `etcds://`', load: () => import('../drivers/etcd/index.js'), detection: 'TTL rounded up to whole seconds, + up to 0.5 s (lease expiry)' },
+  {
+    name: 'SQLite',
+    schemes: '`sqlite://`',
+    load: () => import('../drivers/sqlite/index.js'),
+    detection: 'milliseconds when the process is gone; else TTL + 50 ms',
+  },
+  {
+    name: 'Redis',
+    schemes: '`redis://` `rediss://` `redis+sentinel://`',
+    load: () => import('../drivers/redis/index.js'),
+    detection: 'TTL + ~100 ms with keyspace notifications; else up to TTL/3 more (reaped by live members)',
+  },
+  {
+    name: 'etcd',
+    schemes: '`etcd://` `etcds://`',
+    load: () => import('../drivers/etcd/index.js'),
+    detection: 'TTL rounded up to whole seconds, + up to 0.5 s (lease expiry)',
+  },
 ];
 
 const yes = (b: boolean): string => (b ? 'yes' : 'no');
 
 export async function capabilityTable(): Promise<string> {
-  const rows = ['| driver | URL | scope | groups | election | fencing tokens | watch | fair locks | crashed member leaves after |', '|---|---|---|---|---|---|---|---|---|'];
+  const rows = [
+    '| driver | URL | scope | groups | election | fencing tokens | watch | fair locks | crashed member leaves after |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
   for (const info of DRIVER_INFO) {
     const { features: f } = await info.load();
-    rows.push(`| ${info.name} | ${info.schemes} | ${f.scope} | ${yes(f.groups)} | ${yes(f.election)} | ${yes(f.fencing)} | ${f.watch} | ${yes(f.fairLocks)} | ${info.detection} |`);
+    rows.push(
+      `| ${info.name} | ${info.schemes} | ${f.scope} | ${yes(f.groups)} | ${yes(f.election)} | ${yes(f.fencing)} | ${f.watch} | ${yes(f.fairLocks)} | ${info.detection} |`,
+    );
   }
   return rows.join('\n');
 }

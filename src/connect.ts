@@ -2,7 +2,16 @@
 import { ConcordError, abortedError } from './errors.js';
 import { CoordinatorImpl } from './coordinator.js';
 import type { DriverFactory } from './driver.js';
-import { DEFAULTS, defaultMemberId, describe, validateName, validateOptionsObject, validateSignal, validateTtl, type ConnectOptions } from './options.js';
+import {
+  DEFAULTS,
+  defaultMemberId,
+  describe,
+  validateName,
+  validateOptionsObject,
+  validateSignal,
+  validateTtl,
+  type ConnectOptions,
+} from './options.js';
 import type { Coordinator } from './types.js';
 import { parseUrl, redact } from './url.js';
 
@@ -34,21 +43,45 @@ export async function connect(url: string, options?: ConnectOptions): Promise<Co
   const scheme = parsed.protocol.slice(0, -1).toLowerCase();
   const entry = DRIVERS.get(scheme);
   if (!entry) {
-    throw new ConcordError('ERR_UNKNOWN_DRIVER', `url has an unknown scheme "${scheme}:" (known: ${schemes().map((s) => `${s}:`).join(', ')})`);
+    throw new ConcordError(
+      'ERR_UNKNOWN_DRIVER',
+      `url has an unknown scheme "${scheme}:" (known: ${schemes()
+        .map((s) => `${s}:`)
+        .join(', ')})`,
+    );
   }
   const query = parsed.searchParams;
-  const member = validateName(options?.member ?? query.get('member') ?? defaultMemberId(), options?.member !== undefined ? 'options.member' : 'member');
-  const sessionTtlMs = validateTtl(options?.sessionTtlMs ?? numberParam(query, 'sessionTtlMs') ?? DEFAULTS.sessionTtlMs, options?.sessionTtlMs !== undefined ? 'options.sessionTtlMs' : 'sessionTtlMs');
-  const namespace = validateName(options?.namespace ?? query.get('namespace') ?? DEFAULTS.namespace, options?.namespace !== undefined ? 'options.namespace' : 'namespace');
+  const member = validateName(
+    options?.member ?? query.get('member') ?? defaultMemberId(),
+    options?.member !== undefined ? 'options.member' : 'member',
+  );
+  const sessionTtlMs = validateTtl(
+    options?.sessionTtlMs ?? numberParam(query, 'sessionTtlMs') ?? DEFAULTS.sessionTtlMs,
+    options?.sessionTtlMs !== undefined ? 'options.sessionTtlMs' : 'sessionTtlMs',
+  );
+  const namespace = validateName(
+    options?.namespace ?? query.get('namespace') ?? DEFAULTS.namespace,
+    options?.namespace !== undefined ? 'options.namespace' : 'namespace',
+  );
   const rejoin = options?.rejoin ?? booleanParam(query, 'rejoin') ?? DEFAULTS.rejoin;
-  if (typeof rejoin !== 'boolean') throw new ConcordError('ERR_INVALID_ARGUMENT', `options.rejoin must be a boolean, got ${describe(rejoin)}`);
+  if (typeof rejoin !== 'boolean')
+    throw new ConcordError('ERR_INVALID_ARGUMENT', `options.rejoin must be a boolean, got ${describe(rejoin)}`);
   const signal = validateSignal(options?.signal, 'options.signal');
   if (signal?.aborted) throw abortedError(signal, 'connecting');
 
   const params = new URLSearchParams([...query].filter(([key]) => !CORE_PARAMS.has(key)));
   const module = await entry.load();
   const coordinator = new CoordinatorImpl({ member, url: redact(url), sessionTtlMs, rejoin });
-  const driver = await module.createDriver({ url: parsed, rawUrl: url, params, namespace, member, sessionTtlMs, signal, events: coordinator.driverEvents });
+  const driver = await module.createDriver({
+    url: parsed,
+    rawUrl: url,
+    params,
+    namespace,
+    member,
+    sessionTtlMs,
+    signal,
+    events: coordinator.driverEvents,
+  });
   try {
     if (signal?.aborted) throw abortedError(signal, 'connecting');
     await coordinator.start(driver);

@@ -1,7 +1,17 @@
 export { connect, schemes } from './connect.js';
 export { ConcordError, isConcordError, type ErrorCode } from './errors.js';
 export { DEFAULTS, type ConnectOptions } from './options.js';
-export { HashRing, Rendezvous, ToozHashRing, type GetNodesOptions, type HashRingOptions, type Placement, type PlacementKey, type PlacementNodes, type ToozHashRingOptions } from './placement/index.js';
+export {
+  HashRing,
+  Rendezvous,
+  ToozHashRing,
+  type GetNodesOptions,
+  type HashRingOptions,
+  type Placement,
+  type PlacementKey,
+  type PlacementNodes,
+  type ToozHashRingOptions,
+} from './placement/index.js';
 export type {
   AcquireOptions,
   Capabilities,

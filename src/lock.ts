@@ -208,7 +208,10 @@ export class HeldLockImpl implements HeldLock {
   async #release(): Promise<void> {
     this.#finish(
       () =>
-        new ConcordError('ERR_ABORTED', this.kind === 'leader' ? `leadership of group "${this.name}" was resigned` : `lock "${this.name}" was released`),
+        new ConcordError(
+          'ERR_ABORTED',
+          this.kind === 'leader' ? `leadership of group "${this.name}" was resigned` : `lock "${this.name}" was released`,
+        ),
     );
     const unlock = async (): Promise<void> => {
       try {
@@ -253,7 +256,8 @@ export async function acquire(host: LockHost, kind: LockKind, name: string, opti
   let token: bigint | undefined;
   const attempt = host.driver.tryLock(kind, name, sessionId, host.member);
   try {
-    token = signal === undefined && !timeoutMs ? await attempt : await bounded(attempt, signal, timeoutMs ? startedAt + timeoutMs : undefined);
+    token =
+      signal === undefined && !timeoutMs ? await attempt : await bounded(attempt, signal, timeoutMs ? startedAt + timeoutMs : undefined);
   } catch (error) {
     // close() ran while the attempt was in flight (ending the session under it): that is what the caller hears of.
     const closing = closingError(host);
@@ -300,7 +304,13 @@ function closingError(host: LockHost): ConcordError | undefined {
  * driver to end whatever this session still has for the name (a queue entry, a contender key, a late grant), then pass
  * the local turn on. The caller's promise has already settled; only the next local waiter waits for this.
  */
-async function cancelLeftovers(host: LockHost, kind: LockKind, name: string, sessionId: string, inFlight: Promise<unknown> | undefined): Promise<void> {
+async function cancelLeftovers(
+  host: LockHost,
+  kind: LockKind,
+  name: string,
+  sessionId: string,
+  inFlight: Promise<unknown> | undefined,
+): Promise<void> {
   const key = `${kind}\u0000${name}`;
   const limitMs = host.sessionTtlMs;
   try {

@@ -132,7 +132,10 @@ export async function openPartitioner(host: PartitionerHost, handle: Group, opti
   const extra = options?.capabilities === undefined ? {} : validateCapabilities(options.capabilities, 'options.capabilities');
   const algorithm = options?.algorithm ?? 'rendezvous';
   if (!Object.hasOwn(ALGORITHMS, algorithm)) {
-    throw new ConcordError('ERR_INVALID_ARGUMENT', `options.algorithm must be one of ${Object.keys(ALGORITHMS).join(', ')}, got ${JSON.stringify(algorithm)}`);
+    throw new ConcordError(
+      'ERR_INVALID_ARGUMENT',
+      `options.algorithm must be one of ${Object.keys(ALGORITHMS).join(', ')}, got ${JSON.stringify(algorithm)}`,
+    );
   }
   host.assertOpen();
   const partitioner = new PartitionerImpl(host, handle, ALGORITHMS[algorithm]());

@@ -62,7 +62,13 @@ export interface Leadership extends AsyncDisposable {
 }
 
 export type GroupEvent =
-  | { readonly type: 'join'; readonly group: string; readonly member: string; readonly capabilities: Capabilities; readonly initial: boolean }
+  | {
+      readonly type: 'join';
+      readonly group: string;
+      readonly member: string;
+      readonly capabilities: Capabilities;
+      readonly initial: boolean;
+    }
   | { readonly type: 'update'; readonly group: string; readonly member: string; readonly capabilities: Capabilities }
   | { readonly type: 'leave'; readonly group: string; readonly member: string };
 

@@ -32,7 +32,10 @@ export function etcdConfig(context: DriverContext): EtcdConfig {
     ({ host, port }) => `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`,
   );
   if (context.url.pathname !== '' && context.url.pathname !== '/') {
-    throw new ConcordError('ERR_INVALID_URL', `url for etcd takes no path (use the namespace option for a key prefix), got "${context.url.pathname}"`);
+    throw new ConcordError(
+      'ERR_INVALID_URL',
+      `url for etcd takes no path (use the namespace option for a key prefix), got "${context.url.pathname}"`,
+    );
   }
 
   const file = (name: string): Buffer | undefined => {

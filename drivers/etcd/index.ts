@@ -32,7 +32,17 @@ import { importClient } from '../../src/client.js';
 import { sleep, waitForWake } from '../../src/clock.js';
 import { debug } from '../../src/debug.js';
 import { ConcordError, abortedError } from '../../src/errors.js';
-import type { Driver, DriverContext, DriverGroupEvent, GroupSnapshot, LockHolder, LockKind, Revision, Unsubscribe, WatchSink } from '../../src/driver.js';
+import type {
+  Driver,
+  DriverContext,
+  DriverGroupEvent,
+  GroupSnapshot,
+  LockHolder,
+  LockKind,
+  Revision,
+  Unsubscribe,
+  WatchSink,
+} from '../../src/driver.js';
 import type { Capabilities, Features, Member } from '../../src/types.js';
 import { MIN_TTL_MS, etcdConfig, type EtcdConfig } from './config.js';
 import { Keys, leaseHex, prefixEnd } from './keys.js';
@@ -58,10 +68,21 @@ export const features: Features = Object.freeze({
 const b = (key: string): Buffer => Buffer.from(key);
 const exists = (key: string): Compare => ({ key: b(key), target: 'Version', result: 'Greater', version: 0 });
 const absent = (key: string): Compare => ({ key: b(key), target: 'Create', result: 'Equal', create_revision: 0 });
-const createdAt = (key: string, revision: bigint): Compare => ({ key: b(key), target: 'Create', result: 'Equal', create_revision: revision.toString() });
+const createdAt = (key: string, revision: bigint): Compare => ({
+  key: b(key),
+  target: 'Create',
+  result: 'Equal',
+  create_revision: revision.toString(),
+});
 const onLease = (key: string, lease: string): Compare => ({ key: b(key), target: 'Lease', result: 'Equal', lease });
 /** True when no key starts with `prefix` (an empty range compares like a missing key: version 0). */
-const emptyPrefix = (prefix: string): Compare => ({ key: b(prefix), range_end: prefixEnd(prefix), target: 'Version', result: 'Equal', version: 0 });
+const emptyPrefix = (prefix: string): Compare => ({
+  key: b(prefix),
+  range_end: prefixEnd(prefix),
+  target: 'Version',
+  result: 'Equal',
+  version: 0,
+});
 const get = (key: string, countOnly = false): IRequestOp => ({ request_range: { key: b(key), count_only: countOnly } });
 const lowest = (prefix: string, order: 'Ascend' | 'Descend', limit: number, maxCreate?: bigint): IRequestOp => ({
   request_range: {
@@ -200,10 +221,16 @@ class EtcdDriver implements Driver {
 
   /** The request never left this process (no connection to that host): trying another host cannot apply it twice. */
   #unsent(error: unknown): boolean {
-    return this.#transient(error) && error instanceof Error && /No connection established|ECONNREFUSED|failed to connect/i.test(error.message);
+    return (
+      this.#transient(error) && error instanceof Error && /No connection established|ECONNREFUSED|failed to connect/i.test(error.message)
+    );
   }
 
-  #txn(what: string, retry: Retry, request: { compare?: Compare[]; success?: IRequestOp[]; failure?: IRequestOp[] }): Promise<ITxnResponse> {
+  #txn(
+    what: string,
+    retry: Retry,
+    request: { compare?: Compare[]; success?: IRequestOp[]; failure?: IRequestOp[] },
+  ): Promise<ITxnResponse> {
     const txn: ITxnRequest = request;
     return this.#rpc(what, retry, (options) => this.#client.kv.txn(txn, options));
   }
@@ -213,7 +240,9 @@ class EtcdDriver implements Driver {
   async openSession(ttlMs: number): Promise<string> {
     const ttlSeconds = Math.ceil(Math.max(ttlMs, MIN_TTL_MS) / 1000);
     // A retried grant may leave an unused lease behind; it expires by itself.
-    const response = await this.#rpc('lease grant', 'always', (options) => this.#client.leaseClient.leaseGrant({ TTL: ttlSeconds }, options));
+    const response = await this.#rpc('lease grant', 'always', (options) =>
+      this.#client.leaseClient.leaseGrant({ TTL: ttlSeconds }, options),
+    );
     return response.ID;
   }
 
@@ -324,7 +353,10 @@ class EtcdDriver implements Driver {
     const response = await this.#txn('join group', 'unsent', {
       compare: create ? [absent(memberKey)] : [exists(groupKey), absent(memberKey)],
       success: create
-        ? [put, { request_txn: { compare: [absent(groupKey)], success: [{ request_put: { key: b(groupKey), value: b('') } }], failure: [] } }]
+        ? [
+            put,
+            { request_txn: { compare: [absent(groupKey)], success: [{ request_put: { key: b(groupKey), value: b('') } }], failure: [] } },
+          ]
         : [put],
       failure: [get(groupKey, true)],
     });
@@ -424,7 +456,14 @@ class EtcdDriver implements Driver {
     return undefined;
   }
 
-  async acquireLock(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint> {
+  async acquireLock(
+    kind: LockKind,
+    name: string,
+    sessionId: string,
+    member: string,
+    signal: AbortSignal,
+    queued: () => void,
+  ): Promise<bigint> {
     if (signal.aborted) throw abortedError(signal);
     if (this.#snapshots.size > 0) await this.#afterSnapshots();
     const prefix = this.#keys.locks(kind, name);
@@ -468,7 +507,14 @@ class EtcdDriver implements Driver {
   }
 
   /** Waits in line: watches only the key just ahead, re-reads when it goes, holds when none is ahead. */
-  async #wait(prefix: string, own: string, mine: bigint, revision: bigint, ahead: IKeyValue | undefined, signal: AbortSignal): Promise<bigint> {
+  async #wait(
+    prefix: string,
+    own: string,
+    mine: bigint,
+    revision: bigint,
+    ahead: IKeyValue | undefined,
+    signal: AbortSignal,
+  ): Promise<bigint> {
     let wake: (() => void) | undefined;
     let ownGone = false;
     let failures = 0;
@@ -597,7 +643,10 @@ class EtcdDriver implements Driver {
    * before this key name is used again, and retried after the next successful renewal. Resolves with the error.
    */
   #drop(key: string, revision: bigint): Promise<ConcordError | undefined> {
-    const deleting = this.#txn('withdraw', 'always', { compare: [createdAt(key, revision)], success: [{ request_delete_range: { key: b(key) } }] }).then(
+    const deleting = this.#txn('withdraw', 'always', {
+      compare: [createdAt(key, revision)],
+      success: [{ request_delete_range: { key: b(key) } }],
+    }).then(
       () => {
         if (this.#orphans.get(key) === revision) this.#orphans.delete(key);
         return undefined;

@@ -55,7 +55,8 @@ class MemoryDriver implements Driver, ServerClient {
       setImmediate(() => {
         if (this.#state !== 'open') reject(new ConcordError('ERR_CONNECTION', 'the connection is closed'));
         else if (this.#link === 'down') reject(new ConcordError('ERR_CONNECTION', 'the memory link is down'));
-        else if (this.#link === 'blackhole') return; // a partition that swallows requests: no answer, ever
+        else if (this.#link === 'blackhole')
+          return; // a partition that swallows requests: no answer, ever
         else {
           try {
             Promise.resolve(fn()).then(resolve, reject);

@@ -288,7 +288,15 @@ export class MemoryServer {
   }
 
   /** Fair wait: a FIFO queue on the server, served as the lock frees. */
-  acquire(kind: LockKind, name: string, session: string, member: string, signal: AbortSignal, queued: () => void, client: ServerClient): Promise<bigint> {
+  acquire(
+    kind: LockKind,
+    name: string,
+    session: string,
+    member: string,
+    signal: AbortSignal,
+    queued: () => void,
+    client: ServerClient,
+  ): Promise<bigint> {
     this.#requireSession(session);
     if (signal.aborted) return Promise.reject(new ConcordError('ERR_ABORTED', 'the wait was aborted', { cause: signal.reason }));
     const [key, lock] = this.#lock(kind, name);

@@ -191,7 +191,11 @@ class RedisDriver implements Driver {
     const policy = settings.get('maxmemory-policy') ?? 'noeviction';
     const maxmemory = Number(settings.get('maxmemory') ?? '0');
     if (policy === 'noeviction' || !(maxmemory > 0)) return;
-    debug('redis may evict keys (maxmemory %d, maxmemory-policy %s): locks and sessions may vanish under memory pressure', maxmemory, policy);
+    debug(
+      'redis may evict keys (maxmemory %d, maxmemory-policy %s): locks and sessions may vanish under memory pressure',
+      maxmemory,
+      policy,
+    );
     if (policy.startsWith('allkeys-') && !this.#settings.allowEviction) {
       this.destroy();
       throw new ConcordError(
@@ -377,7 +381,10 @@ class RedisDriver implements Driver {
 
   async tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined> {
     const nonce = String(++this.#nonce);
-    const [held, value] = (await this.#run('acquire', [lockKey(kind, name), sessionId, member, 'try', '0', nonce])) as [number, number | string];
+    const [held, value] = (await this.#run('acquire', [lockKey(kind, name), sessionId, member, 'try', '0', nonce])) as [
+      number,
+      number | string,
+    ];
     return held === 1 ? BigInt(value) : undefined;
   }
 
@@ -387,7 +394,14 @@ class RedisDriver implements Driver {
    * handing us the lock. Expiry publishes nothing, so we also re-check when the holder's session is due to expire,
    * and at least every ttl/3 (which keeps our queue entry fresh, and catches a release we were not told of).
    */
-  async acquireLock(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint> {
+  async acquireLock(
+    kind: LockKind,
+    name: string,
+    sessionId: string,
+    member: string,
+    signal: AbortSignal,
+    queued: () => void,
+  ): Promise<bigint> {
     if (signal.aborted) throw abortedError(signal);
     const lk = lockKey(kind, name);
     const nonce = `${this.#id}:${String(++this.#nonce)}`;
@@ -409,7 +423,10 @@ class RedisDriver implements Driver {
         const woken = new Promise<void>((resolve) => {
           wake = resolve;
         });
-        const [held, value] = (await this.#run('acquire', [lk, sessionId, member, 'wait', String(Math.ceil(this.#ttlMs)), nonce])) as [number, number | string];
+        const [held, value] = (await this.#run('acquire', [lk, sessionId, member, 'wait', String(Math.ceil(this.#ttlMs)), nonce])) as [
+          number,
+          number | string,
+        ];
         if (held === 1) return BigInt(value);
         if (granted !== undefined) return BigInt(granted);
         if (!listening) {
@@ -446,7 +463,9 @@ class RedisDriver implements Driver {
    */
   async #listenForGrants(): Promise<void> {
     if (this.#grantChannel) return;
-    const unsubscribe = await (await this.#sub()).add(`${this.#prefix}w:${this.#id}`, (text) => {
+    const unsubscribe = await (
+      await this.#sub()
+    ).add(`${this.#prefix}w:${this.#id}`, (text) => {
       const space = text.indexOf(' ');
       this.#grants.get(text.slice(0, space))?.(text.slice(space + 1));
     });

@@ -124,7 +124,9 @@ export function redisSettings(url: URL, raw: string, params: URLSearchParams, tt
   } else {
     const sentinelParam = SENTINEL_PARAMS.find((p) => params.has(p));
     if (sentinelParam !== undefined) {
-      throw bad(`url parameter ${sentinelParam} is for redis+sentinel:// urls only${sentinelParam === 'tls' ? ' (use rediss:// for TLS)' : ''}`);
+      throw bad(
+        `url parameter ${sentinelParam} is for redis+sentinel:// urls only${sentinelParam === 'tls' ? ' (use rediss:// for TLS)' : ''}`,
+      );
     }
     if (url.hostname === 'multi-host.invalid') throw bad(`a ${scheme} url has one host; use redis+sentinel:// for several`);
     const path = url.pathname.replace(/^\/+/, '').replace(/\/+$/, '');

@@ -159,7 +159,16 @@ export class StreamReader {
       let reply: Reply;
       try {
         const block = this.#clientId === undefined ? SHORT_BLOCK_MS : BLOCK_MS;
-        reply = (await this.#client.call('XREAD', 'COUNT', String(COUNT), 'BLOCK', String(block), 'STREAMS', ...keys, ...keys.map((k) => positions.get(k) ?? '0-0'))) as Reply;
+        reply = (await this.#client.call(
+          'XREAD',
+          'COUNT',
+          String(COUNT),
+          'BLOCK',
+          String(block),
+          'STREAMS',
+          ...keys,
+          ...keys.map((k) => positions.get(k) ?? '0-0'),
+        )) as Reply;
       } catch (error) {
         this.#reading = false;
         if (this.#stopped) return;

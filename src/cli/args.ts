@@ -121,7 +121,8 @@ export function parseArgs(spec: CommandSpec, argv: readonly string[]): Parsed {
     let raw = inline;
     if (raw === undefined) {
       const next = argv[i + 1];
-      if (next === undefined || next === '--') throw new UsageError(`option --${name} needs a value (${option.value ?? 'VALUE'})`, spec.name);
+      if (next === undefined || next === '--')
+        throw new UsageError(`option --${name} needs a value (${option.value ?? 'VALUE'})`, spec.name);
       raw = next;
       i++;
     }
@@ -190,7 +191,9 @@ export function helpText(spec: CommandSpec): string {
   const visible = spec.options.filter((option) => option.hidden !== true);
   if (visible.length > 0) {
     lines.push('', 'options:');
-    const labels = visible.map((option) => (option.type === 'boolean' ? `--${option.name}` : `--${option.name} ${option.value ?? 'VALUE'}`));
+    const labels = visible.map((option) =>
+      option.type === 'boolean' ? `--${option.name}` : `--${option.name} ${option.value ?? 'VALUE'}`,
+    );
     const width = Math.max(...labels.map((label) => label.length));
     visible.forEach((option, i) => {
       const shown = option.default === undefined || option.type === 'boolean' ? '' : ` (default ${String(option.default)})`;

@@ -10,10 +10,21 @@ import type { OptionSpec, Parsed } from './args.js';
 
 /** Options every command that talks to a backend accepts. */
 export const BACKEND_OPTIONS: readonly OptionSpec[] = [
-  { name: 'url', type: 'string', value: 'URL', description: 'backend URL (or set CONCORD_URL); default: an SQLite file in the temp directory' },
+  {
+    name: 'url',
+    type: 'string',
+    value: 'URL',
+    description: 'backend URL (or set CONCORD_URL); default: an SQLite file in the temp directory',
+  },
   { name: 'member', type: 'string', value: 'ID', description: 'member id of this process (default: host-pid-random)' },
   { name: 'namespace', type: 'string', value: 'NAME', description: 'key namespace on the backend (default concord)' },
-  { name: 'session-ttl', type: 'integer', value: 'MS', min: 1, description: 'session TTL: how soon a crash of this process frees what it held (default 10000)' },
+  {
+    name: 'session-ttl',
+    type: 'integer',
+    value: 'MS',
+    min: 1,
+    description: 'session TTL: how soon a crash of this process frees what it held (default 10000)',
+  },
 ];
 
 export const HELP_OPTION: OptionSpec = { name: 'help', type: 'boolean', description: 'show this help' };

@@ -76,7 +76,11 @@ export class DemoView {
   start(rows: () => WorkerRow[]): void {
     const o = this.#options;
     this.#rows = rows;
-    out(this.#style.bold(`concord demo: ${o.workers} worker${o.workers === 1 ? '' : 's'}, ${o.tasks} task${o.tasks === 1 ? '' : 's'}, on ${o.url} (group ${o.group})`));
+    out(
+      this.#style.bold(
+        `concord demo: ${o.workers} worker${o.workers === 1 ? '' : 's'}, ${o.tasks} task${o.tasks === 1 ? '' : 's'}, on ${o.url} (group ${o.group})`,
+      ),
+    );
     if (!o.interactive) return;
     process.stdout.write('\x1b[?25l');
     process.once('exit', this.#showCursor);
@@ -157,7 +161,10 @@ export class DemoView {
     });
     const total = this.#done / this.#options.tasks;
     const lines = [
-      ...table([...cells, [`  ${s.bold('total')}`, this.#bar(total), `${this.#done}/${this.#options.tasks}`, formatMs(this.#options.elapsed()), '', '']]),
+      ...table([
+        ...cells,
+        [`  ${s.bold('total')}`, this.#bar(total), `${this.#done}/${this.#options.tasks}`, formatMs(this.#options.elapsed()), '', ''],
+      ]),
       '',
       ...this.#events.map((event) => s.dim(event)),
     ];
@@ -176,21 +183,43 @@ export class DemoView {
       if (row.status === 'killed' && summary.kill?.victim === row.name) return `killed at ${formatMs(summary.kill.atMs)}`;
       return row.status === 'running' ? 'alive' : row.status;
     };
-    for (const line of table([['worker', 'pid', 'tasks', 'status'], ...summary.rows.map((row) => [row.name, String(row.pid ?? '-'), String(row.completions), statusText(row)])])) out(`  ${line}`);
+    for (const line of table([
+      ['worker', 'pid', 'tasks', 'status'],
+      ...summary.rows.map((row) => [row.name, String(row.pid ?? '-'), String(row.completions), statusText(row)]),
+    ]))
+      out(`  ${line}`);
     out('');
     const startup = summary.startupMs === undefined ? '' : `workers up and joined in ${formatMs(summary.startupMs)}`;
-    const phases = startup === '' ? '' : summary.tasksMs === undefined ? ` (${startup})` : ` (${startup}, tasks done ${formatMs(summary.tasksMs)} later)`;
+    const phases =
+      startup === ''
+        ? ''
+        : summary.tasksMs === undefined
+          ? ` (${startup})`
+          : ` (${startup}, tasks done ${formatMs(summary.tasksMs)} later)`;
     const facts: Array<[string, string]> = [['elapsed', `${formatMs(summary.elapsedMs)}${phases}`]];
     const kill = summary.kill;
     if (kill) {
-      const left = kill.leftAfterMs === undefined ? 'its leave was not seen' : `left the group ${formatMs(kill.leftAfterMs)} after the kill`;
-      const resumed = kill.resumedAfterMs === undefined ? 'no survivor needed to take over a key' : `its keys were taken over ${formatMs(kill.resumedAfterMs)} after the kill${kill.resumedBy ? ` (first by ${kill.resumedBy})` : ''}`;
+      const left =
+        kill.leftAfterMs === undefined ? 'its leave was not seen' : `left the group ${formatMs(kill.leftAfterMs)} after the kill`;
+      const resumed =
+        kill.resumedAfterMs === undefined
+          ? 'no survivor needed to take over a key'
+          : `its keys were taken over ${formatMs(kill.resumedAfterMs)} after the kill${kill.resumedBy ? ` (first by ${kill.resumedBy})` : ''}`;
       facts.push(['failover', `${kill.victim} killed at ${kill.doneAtKill}/${this.#options.tasks} tasks; ${left}; ${resumed}`]);
-      if (kill.inFlight) facts.push(['redone', `${kill.inFlight}, in flight on ${kill.victim} when it was killed, was completed by ${kill.redoneBy ?? 'nobody'}`]);
+      if (kill.inFlight)
+        facts.push([
+          'redone',
+          `${kill.inFlight}, in flight on ${kill.victim} when it was killed, was completed by ${kill.redoneBy ?? 'nobody'}`,
+        ]);
     } else {
       facts.push(['failover', 'no worker was killed']);
     }
-    facts.push(['fencing', summary.stale.length === 0 ? 'no completion was refused as stale' : `${summary.stale.length} stale completion${summary.stale.length === 1 ? '' : 's'} refused: ${summary.stale.slice(0, 3).join('; ')}`]);
+    facts.push([
+      'fencing',
+      summary.stale.length === 0
+        ? 'no completion was refused as stale'
+        : `${summary.stale.length} stale completion${summary.stale.length === 1 ? '' : 's'} refused: ${summary.stale.slice(0, 3).join('; ')}`,
+    ]);
     const [first, ...rest] = summary.verdict.lines;
     facts.push(['verdict', summary.verdict.pass ? s.green(`PASS: ${first ?? ''}`) : s.red(`FAIL: ${first ?? ''}`)]);
     for (const line of table(facts.map(([k, v]) => [k, v]))) out(`  ${line}`);

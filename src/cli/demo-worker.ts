@@ -87,7 +87,8 @@ export async function run(args: Parsed, context: Context): Promise<number> {
   const workMs = args.integer('work-ms') ?? 20;
   const algorithm = args.string('algorithm') ?? 'rendezvous';
   const unsafe = args.flag('unsafe-no-locks');
-  if (algorithm !== 'rendezvous' && algorithm !== 'ring' && algorithm !== 'tooz') throw new CliError(`unknown algorithm ${algorithm}`, EXIT.usage);
+  if (algorithm !== 'rendezvous' && algorithm !== 'ring' && algorithm !== 'tooz')
+    throw new CliError(`unknown algorithm ${algorithm}`, EXIT.usage);
 
   const parent = new Parent();
   const stop = new AbortController();
@@ -133,7 +134,11 @@ export async function run(args: Parsed, context: Context): Promise<number> {
     // Start together, each worker seeing every other, so no one grabs keys that are only briefly its own. The locks
     // keep the tasks safe regardless: after a while, go ahead with the view we have.
     let seeAll = Infinity;
-    while (!stop.signal.aborted && performance.now() < seeAll && (members === undefined || !members.every((member) => partitioner?.members().includes(member)))) {
+    while (
+      !stop.signal.aborted &&
+      performance.now() < seeAll &&
+      (members === undefined || !members.every((member) => partitioner?.members().includes(member)))
+    ) {
       if (members !== undefined && seeAll === Infinity) seeAll = performance.now() + 5000;
       await sleepUntilWoken();
     }

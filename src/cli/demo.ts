@@ -21,7 +21,7 @@ export const spec: CommandSpec = {
   summary: 'Run worker processes that share tasks through a group and per-task locks; kill one midway; check every task ran exactly once.',
   description: [
     'Each worker joins the group demo-<id> through a partitioner and processes the tasks whose keys it owns, holding the',
-    'task\'s lock. Once half of the tasks are done, one worker is killed (SIGKILL); the others take over its keys when it',
+    "task's lock. Once half of the tasks are done, one worker is killed (SIGKILL); the others take over its keys when it",
     'leaves the group. On a terminal the progress is drawn live; otherwise it is printed as lines. The exit code is 0',
     'only when every task completed exactly once. Any backend reaching several processes works: --url redis://... etc.',
   ].join('\n'),
@@ -29,7 +29,15 @@ export const spec: CommandSpec = {
   options: [
     { name: 'workers', type: 'integer', value: 'N', min: 1, max: 32, default: 4, description: 'worker processes' },
     { name: 'tasks', type: 'integer', value: 'N', min: 1, max: 100_000, default: 200, description: 'tasks to process' },
-    { name: 'work-ms', type: 'integer', value: 'MS', min: 0, max: 10_000, default: 20, description: 'average CPU time of one task (between half and 1.5 times this)' },
+    {
+      name: 'work-ms',
+      type: 'integer',
+      value: 'MS',
+      min: 0,
+      max: 10_000,
+      default: 20,
+      description: 'average CPU time of one task (between half and 1.5 times this)',
+    },
     { name: 'kill', type: 'boolean', default: true, description: 'kill a worker midway (--no-kill: let all finish)' },
     { name: 'algorithm', type: 'string', value: 'NAME', default: 'rendezvous', description: 'placement: rendezvous, ring or tooz' },
     { name: 'timeout', type: 'integer', value: 'MS', min: 1, default: 120_000, description: 'give up (and fail) after this long' },
@@ -37,7 +45,14 @@ export const spec: CommandSpec = {
     // A negative control for the check: workers neither lock nor ask the ledger, so taken-over keys are redone.
     { name: 'unsafe-no-locks', type: 'boolean', hidden: true, description: 'workers skip the task locks and the completion check' },
     ...BACKEND_OPTIONS.filter((option) => option.name !== 'member' && option.name !== 'session-ttl'),
-    { name: 'session-ttl', type: 'integer', value: 'MS', min: 1, default: 2000, description: 'session TTL of the workers: the longest a killed worker can hold its keys' },
+    {
+      name: 'session-ttl',
+      type: 'integer',
+      value: 'MS',
+      min: 1,
+      default: 2000,
+      description: 'session TTL of the workers: the longest a killed worker can hold its keys',
+    },
     HELP_OPTION,
   ],
   examples: ['concord demo', 'concord demo --workers 6 --tasks 1000 --url redis://127.0.0.1:6379'],
@@ -99,7 +114,10 @@ export async function run(args: Parsed, context: Context): Promise<number> {
   const unsafe = args.flag('unsafe-no-locks');
   const url = backendUrl(args);
   if (parseUrl(url).protocol.toLowerCase() === 'memory:') {
-    throw new CliError('the demo runs several processes, and memory:// lives inside one process; use the default SQLite file, sqlite:///path.db, or a server URL', EXIT.usage);
+    throw new CliError(
+      'the demo runs several processes, and memory:// lives inside one process; use the default SQLite file, sqlite:///path.db, or a server URL',
+      EXIT.usage,
+    );
   }
 
   const runId = randomBytes(3).toString('hex');
@@ -111,9 +129,20 @@ export async function run(args: Parsed, context: Context): Promise<number> {
   }
   const started = performance.now();
   const elapsed = (): number => performance.now() - started;
-  const view = new DemoView({ interactive: process.stdout.isTTY && !args.flag('plain'), workers: workerCount, tasks: taskCount, url: coordinator.url, group: groupName, elapsed });
+  const view = new DemoView({
+    interactive: process.stdout.isTTY && !args.flag('plain'),
+    workers: workerCount,
+    tasks: taskCount,
+    url: coordinator.url,
+    group: groupName,
+    elapsed,
+  });
 
-  const tasks: TaskState[] = Array.from({ length: taskCount + 1 }, () => ({ latestToken: undefined, claimant: undefined, accepted: undefined }));
+  const tasks: TaskState[] = Array.from({ length: taskCount + 1 }, () => ({
+    latestToken: undefined,
+    claimant: undefined,
+    accepted: undefined,
+  }));
   const workers: WorkerState[] = [];
   const byMember = new Map<string, WorkerState>();
   const violations: string[] = [];
@@ -218,15 +247,30 @@ export async function run(args: Parsed, context: Context): Promise<number> {
       if (!killOne || kill || finishing || accepted < Math.floor(taskCount / 2)) return;
       const alive = workers.filter((worker) => worker.status === 'running');
       if (alive.length < 2) return;
-      const busy = candidate?.status === 'running' && candidate.current !== undefined ? candidate : alive.find((worker) => worker.current !== undefined);
+      const busy =
+        candidate?.status === 'running' && candidate.current !== undefined
+          ? candidate
+          : alive.find((worker) => worker.current !== undefined);
       const victim = busy ?? (anyone ? alive[alive.length - 1] : undefined);
       if (!victim) return;
       const owned = new Set<number>();
       for (let task = 1; task <= taskCount; task++) if (owner[task] === victim.member && !tasks[task]?.accepted) owned.add(task);
-      kill = { victim, at: performance.now(), doneAtKill: accepted, inFlight: victim.current, owned, leftAt: undefined, resumedAt: undefined, resumedBy: undefined, redoneBy: undefined };
+      kill = {
+        victim,
+        at: performance.now(),
+        doneAtKill: accepted,
+        inFlight: victim.current,
+        owned,
+        leftAt: undefined,
+        resumedAt: undefined,
+        resumedBy: undefined,
+        redoneBy: undefined,
+      };
       victim.status = 'killed';
       victim.process.kill('SIGKILL');
-      view.event(`killed ${victim.name} (pid ${victim.process.pid ?? '?'}, SIGKILL) at ${accepted}/${taskCount} tasks${victim.current !== undefined ? `, in the middle of ${taskKey(victim.current)}` : ''}`);
+      view.event(
+        `killed ${victim.name} (pid ${victim.process.pid ?? '?'}, SIGKILL) at ${accepted}/${taskCount} tasks${victim.current !== undefined ? `, in the middle of ${taskKey(victim.current)}` : ''}`,
+      );
     };
 
     const onClaim = (worker: WorkerState, message: Extract<FromWorker, { type: 'claim' }>): void => {
@@ -250,7 +294,9 @@ export async function run(args: Parsed, context: Context): Promise<number> {
       if (kill && kill.resumedAt === undefined && worker !== kill.victim && kill.owned.has(message.task)) {
         kill.resumedAt = performance.now();
         kill.resumedBy = worker;
-        view.event(`${worker.name} took over ${kill.victim.name}'s keys ${formatMs(kill.resumedAt - kill.at)} after the kill (${taskKey(message.task)})`);
+        view.event(
+          `${worker.name} took over ${kill.victim.name}'s keys ${formatMs(kill.resumedAt - kill.at)} after the kill (${taskKey(message.task)})`,
+        );
       }
       send(worker, { type: 'claimed', id: message.id, done: task.accepted !== undefined });
       maybeKill(worker, false);
@@ -272,7 +318,9 @@ export async function run(args: Parsed, context: Context): Promise<number> {
         return;
       }
       if (task.accepted) {
-        violations.push(`${taskKey(message.task)} completed twice: by ${task.accepted.worker.name} (token ${task.accepted.token}) and by ${worker.name} (token ${token})`);
+        violations.push(
+          `${taskKey(message.task)} completed twice: by ${task.accepted.worker.name} (token ${task.accepted.token}) and by ${worker.name} (token ${token})`,
+        );
         send(worker, { type: 'recorded', id: message.id, accepted: false });
         return;
       }
@@ -294,14 +342,45 @@ export async function run(args: Parsed, context: Context): Promise<number> {
     for (let index = 1; index <= workerCount; index++) {
       const name = `worker-${index}`;
       const member = `${groupName}-${name}`;
-      const workerArgs = ['demo-worker', '--url', url, '--group', groupName, '--tasks', String(taskCount), '--work-ms', String(workMs), '--algorithm', algorithm, '--member', member, '--session-ttl', String(sessionTtlMs)];
+      const workerArgs = [
+        'demo-worker',
+        '--url',
+        url,
+        '--group',
+        groupName,
+        '--tasks',
+        String(taskCount),
+        '--work-ms',
+        String(workMs),
+        '--algorithm',
+        algorithm,
+        '--member',
+        member,
+        '--session-ttl',
+        String(sessionTtlMs),
+      ];
       const namespace = args.string('namespace');
       if (namespace !== undefined) workerArgs.push('--namespace', namespace);
       if (unsafe) workerArgs.push('--unsafe-no-locks');
       // Workers run the same code as this process: the sources when it runs from them, even if a build exists.
       const env = import.meta.url.endsWith('.ts') ? { ...process.env, CONCORD_CLI_SOURCE: '1' } : process.env;
-      const child = fork(launcher, workerArgs, { stdio: ['ignore', 'ignore', process.env.CONCORD_DEMO_WORKER_STDERR === '1' ? 'inherit' : 'pipe', 'ipc'], execArgv: [], env });
-      const worker: WorkerState = { index, name, member, process: child, status: 'starting', completions: 0, current: undefined, failure: undefined, stderr: '', ready: false };
+      const child = fork(launcher, workerArgs, {
+        stdio: ['ignore', 'ignore', process.env.CONCORD_DEMO_WORKER_STDERR === '1' ? 'inherit' : 'pipe', 'ipc'],
+        execArgv: [],
+        env,
+      });
+      const worker: WorkerState = {
+        index,
+        name,
+        member,
+        process: child,
+        status: 'starting',
+        completions: 0,
+        current: undefined,
+        failure: undefined,
+        stderr: '',
+        ready: false,
+      };
       workers.push(worker);
       byMember.set(member, worker);
       child.stderr?.setEncoding('utf8');
@@ -313,7 +392,8 @@ export async function run(args: Parsed, context: Context): Promise<number> {
         if (message.type === 'ready') {
           worker.ready = true;
           wake();
-        } else if (message.type === 'peek') send(worker, { type: 'claimed', id: message.id, done: tasks[message.task]?.accepted !== undefined });
+        } else if (message.type === 'peek')
+          send(worker, { type: 'claimed', id: message.id, done: tasks[message.task]?.accepted !== undefined });
         else if (message.type === 'claim') onClaim(worker, message);
         else if (message.type === 'done') onDone(worker, message);
         else worker.failure = message.message;
@@ -351,7 +431,14 @@ export async function run(args: Parsed, context: Context): Promise<number> {
     const allGone = (): boolean => workers.every((worker) => worker.status !== 'starting' && worker.status !== 'running');
 
     // Everyone ready and visible in the group: start together.
-    while (!stopped() && !allGone() && !(workers.every((worker) => worker.ready || worker.status !== 'starting') && workers.every((worker) => worker.status !== 'starting' || placement.has(worker.member)))) {
+    while (
+      !stopped() &&
+      !allGone() &&
+      !(
+        workers.every((worker) => worker.ready || worker.status !== 'starting') &&
+        workers.every((worker) => worker.status !== 'starting' || placement.has(worker.member))
+      )
+    ) {
       await nextWake();
     }
     if (!stopped() && !allGone()) {
@@ -370,7 +457,12 @@ export async function run(args: Parsed, context: Context): Promise<number> {
     context.interrupted.removeEventListener('abort', onInterrupt);
 
     const stuck = timedOut
-      ? workers.filter((worker) => worker.status === 'running').map((worker) => `${worker.name} was ${worker.current === undefined ? 'not running a task' : `running ${taskKey(worker.current)}`} when time ran out`)
+      ? workers
+          .filter((worker) => worker.status === 'running')
+          .map(
+            (worker) =>
+              `${worker.name} was ${worker.current === undefined ? 'not running a task' : `running ${taskKey(worker.current)}`} when time ran out`,
+          )
       : [];
     if (accepted === taskCount) finishedTasks = performance.now();
     view.stop(rows());
@@ -378,12 +470,17 @@ export async function run(args: Parsed, context: Context): Promise<number> {
     finishing = true;
     for (const worker of workers) send(worker, { type: 'finish' });
     const exited = workers.map((worker) =>
-      worker.process.exitCode !== null || worker.process.signalCode !== null ? Promise.resolve() : new Promise<void>((resolve) => worker.process.once('exit', () => {
-        resolve();
-      })),
+      worker.process.exitCode !== null || worker.process.signalCode !== null
+        ? Promise.resolve()
+        : new Promise<void>((resolve) =>
+            worker.process.once('exit', () => {
+              resolve();
+            }),
+          ),
     );
     const force = setTimeout(() => {
-      for (const worker of workers) if (worker.process.exitCode === null && worker.process.signalCode === null) worker.process.kill('SIGKILL');
+      for (const worker of workers)
+        if (worker.process.exitCode === null && worker.process.signalCode === null) worker.process.kill('SIGKILL');
     }, 10_000);
     await Promise.all(exited);
     clearTimeout(force);
@@ -415,7 +512,8 @@ export async function run(args: Parsed, context: Context): Promise<number> {
   } finally {
     clearTimeout(deadline);
     view.stop(undefined);
-    for (const worker of workers) if (worker.process.exitCode === null && worker.process.signalCode === null) worker.process.kill('SIGKILL');
+    for (const worker of workers)
+      if (worker.process.exitCode === null && worker.process.signalCode === null) worker.process.kill('SIGKILL');
     finishing = true;
     await watch?.close().catch(() => undefined);
     await watching;
@@ -437,20 +535,32 @@ export interface Verdict {
   readonly lines: string[];
 }
 
-function check(tasks: readonly TaskState[], taskCount: number, workers: readonly WorkerState[], violations: readonly string[], timedOut: boolean, interrupted: boolean, stuck: readonly string[]): Verdict {
+function check(
+  tasks: readonly TaskState[],
+  taskCount: number,
+  workers: readonly WorkerState[],
+  violations: readonly string[],
+  timedOut: boolean,
+  interrupted: boolean,
+  stuck: readonly string[],
+): Verdict {
   const missing: number[] = [];
   for (let task = 1; task <= taskCount; task++) if (!tasks[task]?.accepted) missing.push(task);
   const failed = workers.filter((worker) => worker.status === 'failed');
   const lines: string[] = [];
   if (interrupted) lines.push('interrupted before the end');
   else if (timedOut) lines.push('timed out before the end');
-  if (missing.length > 0) lines.push(`${missing.length} of ${taskCount} tasks never completed (${missing.slice(0, 5).map(taskKey).join(', ')}${missing.length > 5 ? ', ...' : ''})`);
+  if (missing.length > 0)
+    lines.push(
+      `${missing.length} of ${taskCount} tasks never completed (${missing.slice(0, 5).map(taskKey).join(', ')}${missing.length > 5 ? ', ...' : ''})`,
+    );
   for (const violation of violations.slice(0, 10)) lines.push(violation);
   if (violations.length > 10) lines.push(`... and ${violations.length - 10} more violations`);
   for (const worker of failed) lines.push(`${worker.name} failed: ${worker.failure ?? 'unknown reason'}`);
   lines.push(...stuck);
   const pass = lines.length === 0;
-  if (pass) lines.push(taskCount === 1 ? 'the one task completed exactly once' : `every one of the ${taskCount} tasks completed exactly once`);
+  if (pass)
+    lines.push(taskCount === 1 ? 'the one task completed exactly once' : `every one of the ${taskCount} tasks completed exactly once`);
   return { pass, lines };
 }
 

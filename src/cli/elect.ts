@@ -64,7 +64,11 @@ export async function run(args: Parsed, context: Context): Promise<number> {
       if (!quiet) note(`elected leader of "${group}" (term ${leadership.term}); starting the command`);
       let child: Child;
       try {
-        child = await Child.start(args.rest, { CONCORD_TERM: leadership.term.toString(), CONCORD_GROUP: group, CONCORD_MEMBER: coordinator.member });
+        child = await Child.start(args.rest, {
+          CONCORD_TERM: leadership.term.toString(),
+          CONCORD_GROUP: group,
+          CONCORD_MEMBER: coordinator.member,
+        });
       } catch (error) {
         await leadership.resign();
         throw error;
@@ -77,9 +81,13 @@ export async function run(args: Parsed, context: Context): Promise<number> {
       };
       context.interrupted.addEventListener('abort', onInterrupt, { once: true });
       const lost = new Promise<'lost'>((resolve) => {
-        leadership.signal.addEventListener('abort', () => {
-          resolve('lost');
-        }, { once: true });
+        leadership.signal.addEventListener(
+          'abort',
+          () => {
+            resolve('lost');
+          },
+          { once: true },
+        );
       });
       const outcome = await Promise.race([child.exited, lost]);
       context.interrupted.removeEventListener('abort', onInterrupt);

@@ -11,20 +11,36 @@ export const spec: CommandSpec = {
   summary: 'Run a command while holding a lock, so that no two such commands run at once anywhere the backend reaches.',
   description: [
     'The command gets CONCORD_FENCING_TOKEN (strictly greater for every later holder of NAME), CONCORD_LOCK and',
-    'CONCORD_MEMBER. SIGINT, SIGTERM and SIGHUP are forwarded to it. concord exits with the command\'s exit code;',
+    "CONCORD_MEMBER. SIGINT, SIGTERM and SIGHUP are forwarded to it. concord exits with the command's exit code;",
     `${EXIT.timeout} when --timeout runs out first; ${EXIT.lost} when the lock is lost while the command runs (the command`,
     'then gets SIGTERM, and SIGKILL after --grace).',
   ].join('\n'),
   positionals: [{ name: 'NAME', arity: '1' }],
   command: 'required',
   options: [
-    { name: 'timeout', type: 'integer', value: 'MS', min: 0, description: 'give up waiting after MS milliseconds (0: one attempt; default: wait)' },
-    { name: 'grace', type: 'integer', value: 'MS', min: 0, default: 5000, description: 'after SIGTERM on a lost lock, wait this long before SIGKILL' },
+    {
+      name: 'timeout',
+      type: 'integer',
+      value: 'MS',
+      min: 0,
+      description: 'give up waiting after MS milliseconds (0: one attempt; default: wait)',
+    },
+    {
+      name: 'grace',
+      type: 'integer',
+      value: 'MS',
+      min: 0,
+      default: 5000,
+      description: 'after SIGTERM on a lost lock, wait this long before SIGKILL',
+    },
     { name: 'quiet', type: 'boolean', description: 'no notes on stderr' },
     ...BACKEND_OPTIONS,
     HELP_OPTION,
   ],
-  examples: ['concord lock nightly-backup --timeout 5000 -- ./backup.sh', 'concord lock deploy -- sh -c \'echo "token $CONCORD_FENCING_TOKEN"\''],
+  examples: [
+    'concord lock nightly-backup --timeout 5000 -- ./backup.sh',
+    'concord lock deploy -- sh -c \'echo "token $CONCORD_FENCING_TOKEN"\'',
+  ],
 };
 
 export async function run(args: Parsed, context: Context): Promise<number> {
@@ -39,8 +55,14 @@ export async function run(args: Parsed, context: Context): Promise<number> {
       held = await coordinator.lock(name).acquire({ signal: context.interrupted, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
     } catch (error) {
       if (isConcordError(error, 'ERR_LOCK_TIMEOUT')) {
-        const holder = await coordinator.lock(name).holder().catch(() => undefined);
-        throw new CliError(`timed out after ${formatMs(timeoutMs ?? 0)} waiting for lock "${name}"${holder ? ` (held by ${holder})` : ''}`, EXIT.timeout);
+        const holder = await coordinator
+          .lock(name)
+          .holder()
+          .catch(() => undefined);
+        throw new CliError(
+          `timed out after ${formatMs(timeoutMs ?? 0)} waiting for lock "${name}"${holder ? ` (held by ${holder})` : ''}`,
+          EXIT.timeout,
+        );
       }
       if (context.interrupted.aborted) return signalExitCode(context.signalName() ?? 'SIGINT');
       throw error;

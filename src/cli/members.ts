@@ -19,7 +19,8 @@ export async function run(args: Parsed, context: Context): Promise<number> {
     if (args.flag('json')) {
       out(toJson(members.map((member) => ({ id: member.id, capabilities: member.capabilities }))));
     } else if (members.length > 0) {
-      for (const line of table([['MEMBER', 'CAPABILITIES'], ...members.map((member) => [member.id, toJson(member.capabilities)])])) out(line);
+      for (const line of table([['MEMBER', 'CAPABILITIES'], ...members.map((member) => [member.id, toJson(member.capabilities)])]))
+        out(line);
     }
     return 0;
   } finally {

@@ -53,11 +53,18 @@ export function describeError(error: unknown): { message: string; exitCode: numb
   }
   if (error instanceof CliError) return { message: redactAll(error.message), exitCode: error.exitCode };
   if (isConcordError(error)) {
-    const exitCode = error.code === 'ERR_INVALID_ARGUMENT' || error.code === 'ERR_INVALID_URL' || error.code === 'ERR_UNKNOWN_DRIVER' ? EXIT.usage : EXIT.failure;
+    const exitCode =
+      error.code === 'ERR_INVALID_ARGUMENT' || error.code === 'ERR_INVALID_URL' || error.code === 'ERR_UNKNOWN_DRIVER'
+        ? EXIT.usage
+        : EXIT.failure;
     return { message: redactAll(error.message + causeText(error)), exitCode };
   }
   if (error instanceof Error) {
-    return { message: redactAll(`unexpected error: ${error.message}`), exitCode: EXIT.failure, ...(error.stack ? { stack: redactAll(error.stack) } : {}) };
+    return {
+      message: redactAll(`unexpected error: ${error.message}`),
+      exitCode: EXIT.failure,
+      ...(error.stack ? { stack: redactAll(error.stack) } : {}),
+    };
   }
   return { message: redactAll(`unexpected error: ${String(error)}`), exitCode: EXIT.failure };
 }
@@ -80,7 +87,12 @@ export function toJson(value: unknown, pretty = false): string {
 export function table(rows: readonly (readonly string[])[]): string[] {
   const widths: number[] = [];
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, visibleLength(cell))));
-  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell + ' '.repeat((widths[i] ?? 0) - visibleLength(cell)))).join('  ').trimEnd());
+  return rows.map((row) =>
+    row
+      .map((cell, i) => (i === row.length - 1 ? cell : cell + ' '.repeat((widths[i] ?? 0) - visibleLength(cell))))
+      .join('  ')
+      .trimEnd(),
+  );
 }
 
 // eslint-disable-next-line no-control-regex
@@ -100,7 +112,10 @@ export interface Style {
 }
 
 const plain = (text: string): string => text;
-const sgr = (open: number, close: number) => (text: string): string => `\x1b[${open}m${text}\x1b[${close}m`;
+const sgr =
+  (open: number, close: number) =>
+  (text: string): string =>
+    `\x1b[${open}m${text}\x1b[${close}m`;
 
 /** Colours only on a terminal, and never when NO_COLOR is set. */
 export function style(stream: NodeJS.WriteStream): Style {

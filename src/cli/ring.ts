@@ -10,7 +10,7 @@ export const spec: CommandSpec = {
   summary: 'Show the owners of keys on a placement of nodes, primary first; computed locally, no backend needed.',
   description: [
     'Nodes are NAME or NAME:WEIGHT (weight > 0, default 1). Without KEY arguments, keys are read from stdin, one per line.',
-    'Algorithms: rendezvous (the partitioner\'s default), ring (consistent hash ring, murmur3), tooz (the same owners',
+    "Algorithms: rendezvous (the partitioner's default), ring (consistent hash ring, murmur3), tooz (the same owners",
     'as Python tooz.hashring.HashRing).',
   ].join('\n'),
   positionals: [{ name: 'KEY', arity: '*' }],
@@ -23,7 +23,10 @@ export const spec: CommandSpec = {
     JSON_OPTION,
     HELP_OPTION,
   ],
-  examples: ['concord ring --nodes a,b:2,c user-1 user-2 user-3', 'seq 1 5 | concord ring --nodes a,b,c --algorithm tooz --replicas 2 --json'],
+  examples: [
+    'concord ring --nodes a,b:2,c user-1 user-2 user-3',
+    'seq 1 5 | concord ring --nodes a,b,c --algorithm tooz --replicas 2 --json',
+  ],
 };
 
 export function parseNodes(list: string): Record<string, number> {
@@ -37,7 +40,10 @@ export function parseNodes(list: string): Record<string, number> {
     const weight = Number(weightText);
     if (name === '') throw new UsageError(`--nodes has an entry without a name: ${JSON.stringify(item)}`, 'ring');
     if (weightText.trim() === '' || !Number.isFinite(weight) || weight <= 0) {
-      throw new UsageError(`--nodes: the weight of ${JSON.stringify(name)} must be a number > 0, got ${JSON.stringify(weightText)}`, 'ring');
+      throw new UsageError(
+        `--nodes: the weight of ${JSON.stringify(name)} must be a number > 0, got ${JSON.stringify(weightText)}`,
+        'ring',
+      );
     }
     if (Object.hasOwn(nodes, name)) throw new UsageError(`--nodes names ${JSON.stringify(name)} twice`, 'ring');
     nodes[name] = weight;

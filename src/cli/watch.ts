@@ -6,7 +6,7 @@ import { out, toJson } from './output.js';
 
 export const spec: CommandSpec = {
   name: 'watch',
-  summary: 'Print a group\'s membership events as they happen (join, update, leave), one line each, until interrupted.',
+  summary: "Print a group's membership events as they happen (join, update, leave), one line each, until interrupted.",
   description: 'The stream starts with one join per current member (marked "initial"), unless --no-initial.',
   positionals: [{ name: 'GROUP', arity: '1' }],
   options: [

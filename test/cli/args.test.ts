@@ -69,13 +69,17 @@ describe('parseArgs', () => {
 
 describe('output helpers', () => {
   it('masks passwords anywhere in a line', () => {
-    expect(redactAll('cannot reach redis://user:pw@h:1/0 or postgres://a:b@c/d')).toBe('cannot reach redis://user:***@h:1/0 or postgres://a:***@c/d');
+    expect(redactAll('cannot reach redis://user:pw@h:1/0 or postgres://a:b@c/d')).toBe(
+      'cannot reach redis://user:***@h:1/0 or postgres://a:***@c/d',
+    );
   });
 
   it('turns errors into one line and an exit code', () => {
     expect(describeError(new UsageError('bad', 'lock'))).toEqual({ message: 'bad (see concord lock --help)', exitCode: 2 });
     expect(describeError(new ConcordError('ERR_INVALID_URL', 'url is bad'))).toEqual({ message: 'url is bad', exitCode: 2 });
-    const wrapped = new ConcordError('ERR_CONNECTION', 'cannot connect to redis://u:pw@h', { cause: new Error('ECONNREFUSED 127.0.0.1:1') });
+    const wrapped = new ConcordError('ERR_CONNECTION', 'cannot connect to redis://u:pw@h', {
+      cause: new Error('ECONNREFUSED 127.0.0.1:1'),
+    });
     expect(describeError(wrapped)).toEqual({ message: 'cannot connect to redis://u:***@h: ECONNREFUSED 127.0.0.1:1', exitCode: 1 });
     const bug = describeError(new TypeError('x is not a function'));
     expect(bug.message).toBe('unexpected error: x is not a function');
@@ -83,6 +87,11 @@ describe('output helpers', () => {
   });
 
   it('aligns table columns', () => {
-    expect(table([['a', 'bb', 'c'], ['ccc', 'd', 'e']])).toEqual(['a    bb  c', 'ccc  d   e']);
+    expect(
+      table([
+        ['a', 'bb', 'c'],
+        ['ccc', 'd', 'e'],
+      ]),
+    ).toEqual(['a    bb  c', 'ccc  d   e']);
   });
 });

@@ -49,7 +49,11 @@ describe.skipIf(!sqliteAvailable)(`concord demo${sqliteAvailable ? '' : ` (skipp
 
   it.skipIf(!hasScript())('draws live progress on a terminal and restores the cursor', async () => {
     const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} demo --workers 2 --tasks 20 --work-ms 10 --url ${JSON.stringify(db.url)}`;
-    const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: ROOT, env: { ...process.env, CONCORD_CLI_SOURCE: '1', TERM: 'xterm', NO_COLOR: '' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('script', ['-qfec', command, '/dev/null'], {
+      cwd: ROOT,
+      env: { ...process.env, CONCORD_CLI_SOURCE: '1', TERM: 'xterm', NO_COLOR: '' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let output = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
     child.stdin.end();

@@ -20,7 +20,7 @@ describe.skipIf(!availability.ok)(`etcd${availability.ok ? '' : ` (skipped: ${av
       name: 'etcd',
       scheme: 'etcd',
       start: () => startEtcd(),
-    // etcd's minimum lease; lease expiry is checked every 500 ms by etcd's lessor, then pushed to watchers.
+      // etcd's minimum lease; lease expiry is checked every 500 ms by etcd's lessor, then pushed to watchers.
       shortTtlMs: 2000,
       detectionDelayMs: 1000,
     }),
@@ -30,7 +30,8 @@ describe.skipIf(!availability.ok)(`etcd${availability.ok ? '' : ` (skipped: ${av
 // ---------------------------------------------------------------------------------------------------------------
 // What only the etcd driver has: its URL forms, the minimum TTL, TLS with client certificates, password auth.
 
-const sh = (file: string, args: string[], cwd?: string): string => execFileSync(file, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const sh = (file: string, args: string[], cwd?: string): string =>
+  execFileSync(file, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
 describe.skipIf(!availability.ok)('etcd driver specifics', () => {
   describe('URLs and options', () => {
@@ -42,7 +43,7 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
       await plain?.stop();
     });
 
-    it('rejects a sessionTtlMs under etcd\'s 2 s minimum lease, naming it and why, before connecting', async () => {
+    it("rejects a sessionTtlMs under etcd's 2 s minimum lease, naming it and why, before connecting", async () => {
       // Port 1 has no etcd: any I/O would fail differently.
       const error = await connect('etcd://127.0.0.1:1', { sessionTtlMs: 1500 }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(ConcordError);
@@ -120,7 +121,7 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
       await server?.stop();
     });
 
-    it('connects with the URL\'s user and password, and never shows the password', async () => {
+    it("connects with the URL's user and password, and never shows the password", async () => {
       if (!server) throw new Error('etcd is not running');
       const url = `etcd://root:${encodeURIComponent(password)}@127.0.0.1:${server.port}`;
       const a = await connect(url, { member: 'a', namespace: 'auth' });
@@ -138,7 +139,9 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
         await a.close();
         await b.close();
       }
-      const wrong = await connect(`etcd://root:not-${encodeURIComponent(password)}@127.0.0.1:${server.port}`, { namespace: 'auth' }).catch((e: unknown) => e);
+      const wrong = await connect(`etcd://root:not-${encodeURIComponent(password)}@127.0.0.1:${server.port}`, { namespace: 'auth' }).catch(
+        (e: unknown) => e,
+      );
       expect(wrong).toBeInstanceOf(ConcordError);
       expect((wrong as ConcordError).code).toBe('ERR_CONNECTION');
       expect((wrong as ConcordError).message).not.toContain(password);
@@ -165,24 +168,61 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
       writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
       for (const who of ['server', 'client']) {
         ssl(['req', ...ec, '-keyout', `${who}.key`, '-out', `${who}.csr`, '-subj', `/CN=${who === 'server' ? '127.0.0.1' : 'root'}`]);
-        ssl(['x509', '-req', '-in', `${who}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${who}.pem`, '-days', '2', '-extfile', `${who}.ext`]);
+        ssl([
+          'x509',
+          '-req',
+          '-in',
+          `${who}.csr`,
+          '-CA',
+          'ca.pem',
+          '-CAkey',
+          'ca.key',
+          '-CAcreateserial',
+          '-out',
+          `${who}.pem`,
+          '-days',
+          '2',
+          '-extfile',
+          `${who}.ext`,
+        ]);
       }
       port = await freePort();
       const peer = await freePort();
       etcd = spawn(
         '/usr/bin/etcd',
         [
-          '--name', 'tls', '--data-dir', join(dir, 'data'),
-          '--listen-client-urls', `https://127.0.0.1:${port}`, '--advertise-client-urls', `https://127.0.0.1:${port}`,
-          '--listen-peer-urls', `http://127.0.0.1:${peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
-          '--initial-cluster', `tls=http://127.0.0.1:${peer}`,
-          '--cert-file', join(dir, 'server.pem'), '--key-file', join(dir, 'server.key'),
-          '--trusted-ca-file', join(dir, 'ca.pem'), '--client-cert-auth',
-          '--log-level', 'warn',
+          '--name',
+          'tls',
+          '--data-dir',
+          join(dir, 'data'),
+          '--listen-client-urls',
+          `https://127.0.0.1:${port}`,
+          '--advertise-client-urls',
+          `https://127.0.0.1:${port}`,
+          '--listen-peer-urls',
+          `http://127.0.0.1:${peer}`,
+          '--initial-advertise-peer-urls',
+          `http://127.0.0.1:${peer}`,
+          '--initial-cluster',
+          `tls=http://127.0.0.1:${peer}`,
+          '--cert-file',
+          join(dir, 'server.pem'),
+          '--key-file',
+          join(dir, 'server.key'),
+          '--trusted-ca-file',
+          join(dir, 'ca.pem'),
+          '--client-cert-auth',
+          '--log-level',
+          'warn',
         ],
         { stdio: 'ignore', env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ETCD_'))) },
       );
-      await eventually(() => isReachable('127.0.0.1', port), (up) => up, 20_000, 'etcd with TLS to listen');
+      await eventually(
+        () => isReachable('127.0.0.1', port),
+        (up) => up,
+        20_000,
+        'etcd with TLS to listen',
+      );
     });
     afterAll(async () => {
       if (etcd && etcd.exitCode === null) {
@@ -214,7 +254,9 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
       }
       const refused = await connect(`etcds://127.0.0.1:${port}?ca=${join(dir, 'ca.pem')}`, { namespace: 'tls' }).catch((e: unknown) => e);
       expect((refused as ConcordError).code).toBe('ERR_CONNECTION');
-      await expect(connect(`etcds://127.0.0.1:${port}?ca=${join(dir, 'ca.pem')}&cert=${join(dir, 'client.pem')}`)).rejects.toMatchObject({ code: 'ERR_INVALID_URL' });
+      await expect(connect(`etcds://127.0.0.1:${port}?ca=${join(dir, 'ca.pem')}&cert=${join(dir, 'client.pem')}`)).rejects.toMatchObject({
+        code: 'ERR_INVALID_URL',
+      });
     });
   });
 
@@ -237,12 +279,20 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
         const seen: string[] = [];
         for (const e of ['suspended', 'reconnected', 'lost'] as const) a.on(e, () => seen.push(e));
         link.dropReplies();
-        const attempt = a.lock('l').tryAcquire().then(
-          () => undefined,
-          (error: unknown) => error,
-        );
+        const attempt = a
+          .lock('l')
+          .tryAcquire()
+          .then(
+            () => undefined,
+            (error: unknown) => error,
+          );
         // The put reached etcd; its answer did not reach us.
-        await eventually(() => b.lock('l').holder(), (h) => h === 'a', 30_000, 'the put to land');
+        await eventually(
+          () => b.lock('l').holder(),
+          (h) => h === 'a',
+          30_000,
+          'the put to land',
+        );
         const suspended = once(a, 'suspended', 30_000);
         link.cut();
         expect(await deadline(attempt, 30_000, 'the attempt to fail')).toMatchObject({ code: 'ERR_CONNECTION' });
@@ -252,7 +302,12 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
         const reconnected = once(a, 'reconnected', 30_000);
         link.pass();
         await reconnected;
-        await eventually(() => b.lock('l').holder(), (h) => h === undefined, 30_000, 'the leftover key to be cancelled');
+        await eventually(
+          () => b.lock('l').holder(),
+          (h) => h === undefined,
+          30_000,
+          'the leftover key to be cancelled',
+        );
         const held = await b.lock('l').acquire({ timeoutMs: 30_000 });
         expect(seen).not.toContain('lost');
         expect(a.session.state).not.toBe('lost');

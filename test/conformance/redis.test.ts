@@ -19,8 +19,8 @@ describe.skipIf(!availability.ok)(`redis${availability.ok ? '' : ` (skipped: ${a
       name: 'redis',
       scheme: 'redis',
       start: () => startRedis(),
-    // Expired session keys are reaped on the keyspace notification (Redis expires keys within ~100 ms), or else by
-    // a live coordinator's next renewal (a third of its TTL).
+      // Expired session keys are reaped on the keyspace notification (Redis expires keys within ~100 ms), or else by
+      // a live coordinator's next renewal (a third of its TTL).
       shortTtlMs: 750,
       detectionDelayMs: 500,
     }),
@@ -79,7 +79,10 @@ const READY = /Ready to accept connections/;
 
 describe.skipIf(!availability.ok)('redis urls', () => {
   it('authenticates with a password or an ACL user, selects the database, and never shows the password', async () => {
-    const server = await spawnRedis((port) => ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--requirepass', 's3cret'], READY);
+    const server = await spawnRedis(
+      (port) => ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--requirepass', 's3cret'],
+      READY,
+    );
     const admin = new Redis({ host: '127.0.0.1', port: server.port, password: 's3cret', lazyConnect: true });
     try {
       await admin.connect();
@@ -95,16 +98,41 @@ describe.skipIf(!availability.ok)('redis urls', () => {
       const b = await connect(`redis://alice:alice-pw@127.0.0.1:${server.port}/2`, { member: 'b', namespace: 'auth' });
       expect((await b.group('g').members()).map((m) => m.id)).toEqual(['a']);
       // The least an ACL user needs (no CLIENT, no CONFIG): locks, groups and watches still work.
-      await admin.call('ACL', 'SETUSER', 'bob', 'on', '>bob-pw', '~{auth}:*', '&*', '+@read', '+@write', '+@scripting', '+@pubsub', '+@stream', '+@connection', '+time');
+      await admin.call(
+        'ACL',
+        'SETUSER',
+        'bob',
+        'on',
+        '>bob-pw',
+        '~{auth}:*',
+        '&*',
+        '+@read',
+        '+@write',
+        '+@scripting',
+        '+@pubsub',
+        '+@stream',
+        '+@connection',
+        '+time',
+      );
       const bobC = await connect(`redis://bob:bob-pw@127.0.0.1:${server.port}/2`, { member: 'bob', namespace: 'auth' });
       const watch = bobC.group('g').watch();
       const seen: string[] = [];
       const collecting = (async () => {
         for await (const e of watch) seen.push(`${e.type} ${e.member}`);
       })();
-      await eventually(() => seen, (e) => e.includes('join a'), 10_000, 'the snapshot');
+      await eventually(
+        () => seen,
+        (e) => e.includes('join a'),
+        10_000,
+        'the snapshot',
+      );
       await b.group('g').join();
-      await eventually(() => seen, (e) => e.includes('join b'), 10_000, 'a live join');
+      await eventually(
+        () => seen,
+        (e) => e.includes('join b'),
+        10_000,
+        'a live join',
+      );
       const held = await bobC.lock('l').acquire();
       expect(await a.lock('l').holder()).toBe('bob');
       await held.release();
@@ -126,8 +154,48 @@ describe.skipIf(!availability.ok)('redis urls', () => {
     const dir = mkdtempSync(join(tmpdir(), 'concord-tls-'));
     const cert = join(dir, 'cert.pem');
     const key = join(dir, 'key.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-    const server = await spawnRedis((port) => ['--port', '0', '--tls-port', String(port), '--bind', '127.0.0.1', '--save', '', '--tls-cert-file', cert, '--tls-key-file', key, '--tls-ca-cert-file', cert, '--tls-auth-clients', 'no'], READY);
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
+    const server = await spawnRedis(
+      (port) => [
+        '--port',
+        '0',
+        '--tls-port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--tls-cert-file',
+        cert,
+        '--tls-key-file',
+        key,
+        '--tls-ca-cert-file',
+        cert,
+        '--tls-auth-clients',
+        'no',
+      ],
+      READY,
+    );
     try {
       const c = await connect(`rediss://127.0.0.1:${server.port}?ca=${encodeURIComponent(cert)}`, { member: 'tls', namespace: 'tls' });
       const held = await c.lock('l').acquire();
@@ -146,12 +214,18 @@ describe.skipIf(!availability.ok)('redis urls', () => {
     const master = await startRedis();
     const sentinel = await spawnRedis((port, dir) => {
       const conf = join(dir, 'sentinel.conf');
-      writeFileSync(conf, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor mymaster 127.0.0.1 ${master.port} 1`, ''].join('\n'));
+      writeFileSync(
+        conf,
+        [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor mymaster 127.0.0.1 ${master.port} 1`, ''].join('\n'),
+      );
       return [conf, '--sentinel'];
     }, /\+monitor master mymaster/);
     const dead = await freePort();
     try {
-      const c = await connect(`redis+sentinel://127.0.0.1:${dead},127.0.0.1:${sentinel.port}/mymaster`, { member: 's', namespace: 'sentinel' });
+      const c = await connect(`redis+sentinel://127.0.0.1:${dead},127.0.0.1:${sentinel.port}/mymaster`, {
+        member: 's',
+        namespace: 'sentinel',
+      });
       await c.group('g').join({ create: true });
       const held = await c.lock('l').acquire();
       const direct = await connect(master.url, { member: 'd', namespace: 'sentinel' });
@@ -242,15 +316,28 @@ describe.skipIf(!availability.ok)('redis specifics', () => {
       // The next sequence number, so only the unreadable capabilities are wrong.
       const n = await admin.incr('{bad}:n:g');
       await admin.xadd('{bad}:x:g', '*', 'n', String(n), 't', 'j', 'm', 'intruder', 'c', '{not json');
-      await eventually(() => resynced, (r) => r, 10_000, 'the resync request');
+      await eventually(
+        () => resynced,
+        (r) => r,
+        10_000,
+        'the resync request',
+      );
       expect(events).toEqual([]);
       stop();
       // The reader carries on for other watches.
       const recent = await driver.getMembers('g');
       const later: string[] = [];
-      const stop2 = await driver.watchGroup('g', recent.revision, { event: (e) => later.push(`${e.type} ${e.member}`), resync: () => undefined });
+      const stop2 = await driver.watchGroup('g', recent.revision, {
+        event: (e) => later.push(`${e.type} ${e.member}`),
+        resync: () => undefined,
+      });
       await c.group('g').join();
-      await eventually(() => later, (e) => e.includes('join w'), 10_000, 'the join');
+      await eventually(
+        () => later,
+        (e) => e.includes('join w'),
+        10_000,
+        'the join',
+      );
       stop2();
     } finally {
       admin.disconnect();
@@ -272,10 +359,13 @@ describe.skipIf(!availability.ok)('redis specifics', () => {
       const queued = new Promise<void>((resolve) => {
         (b as unknown as { once(event: symbol, listener: () => void): void }).once(kQueued, resolve);
       });
-      const waiting = b.lock('l').acquire({ signal: controller.signal }).then(
-        () => 'acquired',
-        (error: unknown) => (error as ConcordError).code,
-      );
+      const waiting = b
+        .lock('l')
+        .acquire({ signal: controller.signal })
+        .then(
+          () => 'acquired',
+          (error: unknown) => (error as ConcordError).code,
+        );
       await queued;
       expect(await admin.llen('{tidy}:q:lock:l')).toBe(1);
       controller.abort();
@@ -318,7 +408,12 @@ describe.skipIf(!availability.ok)('redis specifics', () => {
           resynced = true;
         },
       });
-      await eventually(() => resynced, (r) => r, 10_000, 'the resync request');
+      await eventually(
+        () => resynced,
+        (r) => r,
+        10_000,
+        'the resync request',
+      );
       expect(seen).toEqual([]);
       stop();
       // From a recent revision the same group is followed without a resync.
@@ -332,7 +427,12 @@ describe.skipIf(!availability.ok)('redis specifics', () => {
         },
       });
       await c.group('g').join();
-      await eventually(() => events.length, (n) => n === 1, 10_000, 'the join');
+      await eventually(
+        () => events.length,
+        (n) => n === 1,
+        10_000,
+        'the join',
+      );
       expect(events).toEqual(['join w']);
       expect(again).toBe(false);
       stop2();
@@ -357,10 +457,20 @@ describe.skipIf(!availability.ok)('redis specifics', () => {
       const collecting = (async () => {
         for await (const e of watch) events.push(`${e.type} ${e.member}`);
       })();
-      await eventually(() => events.length, (n) => n === 1, 10_000, 'the snapshot');
+      await eventually(
+        () => events.length,
+        (n) => n === 1,
+        10_000,
+        'the snapshot',
+      );
       const waiting = watcher.lock('l').acquire();
       (victim as unknown as { [kCrash](): void })[kCrash]();
-      await eventually(() => events, (e) => e.includes('leave victim'), 15_000, 'the crashed member to leave');
+      await eventually(
+        () => events,
+        (e) => e.includes('leave victim'),
+        15_000,
+        'the crashed member to leave',
+      );
       const next = await deadline(waiting, 15_000, 'the lock of the crashed member');
       expect(next.token).toBeGreaterThan(held.token);
       await next.release();

@@ -6,7 +6,15 @@ import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ConcordError, connect, type ConnectOptions, type Coordinator, type GroupEvent, type HeldLock, type Partitioner } from '../../src/index.js';
+import {
+  ConcordError,
+  connect,
+  type ConnectOptions,
+  type Coordinator,
+  type GroupEvent,
+  type HeldLock,
+  type Partitioner,
+} from '../../src/index.js';
 import { kCrash, kQueued } from '../../src/coordinator.js';
 import { checkHistory, type LockEvent } from '../support/history.js';
 import { aborted, Collector, deadline, eventually, once } from '../support/wait.js';
@@ -169,7 +177,10 @@ export function describeConformance(target: ConformanceTarget): void {
         // Joins racing the watch's start: each must appear exactly once.
         await Promise.all(joiners.slice(2).map((j, i) => j.group('g').join({ capabilities: { i: i + 2 } })));
         await events.until((e) => view(e).size === 6, 'six members');
-        const joins = events.items.filter((e) => e.type === 'join').map((e) => e.member).sort();
+        const joins = events.items
+          .filter((e) => e.type === 'join')
+          .map((e) => e.member)
+          .sort();
         expect(joins).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5']);
         const initial = events.items.filter((e) => e.type === 'join' && e.initial).map((e) => e.member);
         expect(initial).toEqual(expect.arrayContaining(['m0', 'm1']));
@@ -179,7 +190,7 @@ export function describeConformance(target: ConformanceTarget): void {
         await events.done;
       });
 
-      it('delivers one member\'s join, updates and leave in order; initial: false skips the snapshot', async () => {
+      it("delivers one member's join, updates and leave in order; initial: false skips the snapshot", async () => {
         fresh();
         const a = await coordinator('a');
         const b = await coordinator('b');
@@ -243,7 +254,11 @@ export function describeConformance(target: ConformanceTarget): void {
         await late.group('g').join({ capabilities: { late: true } });
         await f.reconnect();
         const expected = asMap(await stay.group('g').members());
-        await events.until((e) => JSON.stringify([...view(e)].sort()) === JSON.stringify([...expected].sort()), 'the view to converge', expiryWait);
+        await events.until(
+          (e) => JSON.stringify([...view(e)].sort()) === JSON.stringify([...expected].sort()),
+          'the view to converge',
+          expiryWait,
+        );
         expect(view(events.items)).toEqual(expected);
       });
     });
@@ -355,10 +370,13 @@ export function describeConformance(target: ConformanceTarget): void {
         for (const w of waiters) {
           const queued = once(w, kQueued);
           pending.push(
-            w.lock('l').acquire().then(async (h) => {
-              order.push(w.member);
-              await h.release();
-            }),
+            w
+              .lock('l')
+              .acquire()
+              .then(async (h) => {
+                order.push(w.member);
+                await h.release();
+              }),
           );
           // The next waiter arrives only once this one is registered with the backend.
           await queued;
@@ -376,10 +394,13 @@ export function describeConformance(target: ConformanceTarget): void {
         const held = await f.coordinator.lock('l').acquire();
         const log: string[] = [];
         held.signal.addEventListener('abort', () => log.push('holder lost'));
-        const waiting = other.lock('l').acquire().then((h) => {
-          log.push('other acquired');
-          return h;
-        });
+        const waiting = other
+          .lock('l')
+          .acquire()
+          .then((h) => {
+            log.push('other acquired');
+            return h;
+          });
         const lost = once(f.coordinator, 'lost', expiryWait);
         await f.disconnect();
         await lost;
@@ -445,7 +466,9 @@ export function describeConformance(target: ConformanceTarget): void {
         const terms: bigint[] = [];
         const leaders: string[] = [];
         for (let round = 0; round < 3; round++) {
-          const winner = await Promise.race(campaigns.map((p, i) => p.then((l) => ({ l, i }))).filter((_p, i) => !leaders.includes(cs[i]?.member ?? '')));
+          const winner = await Promise.race(
+            campaigns.map((p, i) => p.then((l) => ({ l, i }))).filter((_p, i) => !leaders.includes(cs[i]?.member ?? '')),
+          );
           const leadership = winner.l;
           const member = cs[winner.i]?.member ?? '';
           expect(await observer.group('g').leader()).toBe(member);
@@ -537,7 +560,12 @@ export function describeConformance(target: ConformanceTarget): void {
         expect(f.coordinator.session.id).not.toBe(before);
         expect(f.coordinator.session.state).toBe('connected');
         expect(events.indexOf('lost')).toBeLessThan(events.indexOf('restored'));
-        await eventually(() => observer.group('g').members(), (m) => m.some((x) => x.id === 'a'), expiryWait, 're-join');
+        await eventually(
+          () => observer.group('g').members(),
+          (m) => m.some((x) => x.id === 'a'),
+          expiryWait,
+          're-join',
+        );
         expect(await observer.group('g').members()).toEqual([{ id: 'a', capabilities: { keep: 'me' } }]);
       });
     });
@@ -553,14 +581,19 @@ export function describeConformance(target: ConformanceTarget): void {
         const own = new Collector(a.group('g').watch());
         const theirs = new Collector(b.group('g').watch());
         await theirs.until((e) => e.length === 1, 'the snapshot');
-        const waiting = codeOf(a.lock('other').acquire().then(() => a.lock('other').acquire()));
+        const waiting = codeOf(
+          a
+            .lock('other')
+            .acquire()
+            .then(() => a.lock('other').acquire()),
+        );
         const closed = once(a, 'closed');
         await Promise.all([a.close(), a.close()]);
         await closed;
         expect(a.session.state).toBe('closed');
         expect(held.signal.aborted && lead.signal.aborted).toBe(true);
         expect(await waiting).toBe('ERR_CLOSED');
-        await deadline(own.done, 5000, 'the closed coordinator\'s watch to end');
+        await deadline(own.done, 5000, "the closed coordinator's watch to end");
         await theirs.until((e) => e.some((x) => x.type === 'leave' && x.member === 'a'), 'the leave');
         expect(await b.lock('l').tryAcquire()).toBeDefined();
         expect(await b.group('g').leader()).toBeUndefined();
@@ -583,7 +616,9 @@ export function describeConformance(target: ConformanceTarget): void {
 
       it('a process that only calls close() exits by itself', async () => {
         fresh();
-        const child = spawn(process.execPath, ['--import', 'tsx', EXIT_CHECK, target.url(), namespace], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(process.execPath, ['--import', 'tsx', EXIT_CHECK, target.url(), namespace], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
         let output = '';
         child.stdout.on('data', (d: Buffer) => (output += d.toString()));
         child.stderr.on('data', (d: Buffer) => (output += d.toString()));
@@ -610,26 +645,39 @@ export function describeConformance(target: ConformanceTarget): void {
         for (const c of cs) parts.push(await c.group('work').partitioner());
         const all = (): boolean => parts.every((p) => p.members().length === 3);
         const changes = new Collector(parts[0]!.changes());
-        await eventually(() => all(), (ok) => ok, expiryWait, 'every partitioner to see three members');
+        await eventually(
+          () => all(),
+          (ok) => ok,
+          expiryWait,
+          'every partitioner to see three members',
+        );
         for (const key of keys) {
           const owners = parts.map((p) => p.owners(key)[0]);
           expect(new Set(owners).size).toBe(1);
           expect(parts.filter((p, i) => p.isMine(key) && cs[i]?.member === owners[0]).length).toBe(1);
         }
         expect(parts[0]?.owners('k', { replicas: 3 }).sort()).toEqual(['p0', 'p1', 'p2']);
-        expect(await cs[0]?.group('work').members()).toEqual(
-          expect.arrayContaining([{ id: 'p1', capabilities: { weight: 1 } }]),
-        );
+        expect(await cs[0]?.group('work').members()).toEqual(expect.arrayContaining([{ id: 'p1', capabilities: { weight: 1 } }]));
         // A heavier member joins: every view takes its weight into account the same way.
         const heavy = await coordinator('heavy');
         const heavyPart = await heavy.group('work').partitioner({ weight: 3, capabilities: { zone: 'b' } });
-        await eventually(() => parts.every((p) => p.members().includes('heavy')), (ok) => ok, expiryWait, 'the heavy join');
+        await eventually(
+          () => parts.every((p) => p.members().includes('heavy')),
+          (ok) => ok,
+          expiryWait,
+          'the heavy join',
+        );
         const share = (p: { owners(k: string): string[] }): number => keys.filter((k) => p.owners(k)[0] === 'heavy').length;
         expect(share(heavyPart)).toBeGreaterThan(keys.length / 4);
         for (const p of parts) expect(keys.map((k) => p.owners(k)[0])).toEqual(keys.map((k) => heavyPart.owners(k)[0]));
         await changes.until((e) => e.some((x) => x.joined.includes('heavy')), 'the join in changes()');
         await heavyPart.close();
-        await eventually(() => parts.every((p) => !p.members().includes('heavy')), (ok) => ok, expiryWait, 'the heavy leave');
+        await eventually(
+          () => parts.every((p) => !p.members().includes('heavy')),
+          (ok) => ok,
+          expiryWait,
+          'the heavy leave',
+        );
         await changes.until((e) => e.some((x) => x.left.includes('heavy')), 'the leave in changes()');
         expect(changes.items.at(-1)?.members).toEqual(['p0', 'p1', 'p2']);
       });
@@ -640,16 +688,33 @@ export function describeConformance(target: ConformanceTarget): void {
         const crashing = await coordinator('crashing', { sessionTtlMs: ttl });
         const pa = await a.group('work').partitioner({ algorithm: 'ring' });
         await crashing.group('work').partitioner({ algorithm: 'ring' });
-        await eventually(() => pa.members(), (m) => m.length === 2, expiryWait, 'two members');
+        await eventually(
+          () => pa.members(),
+          (m) => m.length === 2,
+          expiryWait,
+          'two members',
+        );
         (crashing as unknown as { [kCrash](): void })[kCrash]();
-        await eventually(() => pa.members(), (m) => m.length === 1, expiryWait, 'the crashed member to leave');
+        await eventually(
+          () => pa.members(),
+          (m) => m.length === 1,
+          expiryWait,
+          'the crashed member to leave',
+        );
         expect(keys.every((k) => pa.isMine(k))).toBe(true);
       });
 
       it('rejects bad options before joining', async () => {
         fresh();
         const a = await coordinator('a');
-        for (const options of [{ weight: 0 }, { weight: -1 }, { weight: NaN }, { weight: Infinity }, { algorithm: 'nope' as 'ring' }, { capabilities: [] as unknown as Record<string, never> }]) {
+        for (const options of [
+          { weight: 0 },
+          { weight: -1 },
+          { weight: NaN },
+          { weight: Infinity },
+          { algorithm: 'nope' as 'ring' },
+          { capabilities: [] as unknown as Record<string, never> },
+        ]) {
           expect(await codeOf(a.group('work').partitioner(options))).toBe('ERR_INVALID_ARGUMENT');
         }
         expect(await a.groups()).toEqual([]);
@@ -668,7 +733,11 @@ export function describeConformance(target: ConformanceTarget): void {
           ['control characters', () => a.group('a\nb'), 'ERR_INVALID_ARGUMENT'],
           ['non-string lock name', () => a.lock(42 as unknown as string), 'ERR_INVALID_ARGUMENT'],
           ['array capabilities', () => a.group('g').updateCapabilities([] as unknown as Record<string, never>), 'ERR_INVALID_ARGUMENT'],
-          ['null capabilities', () => a.group('g').join({ capabilities: null as unknown as Record<string, never> }), 'ERR_INVALID_ARGUMENT'],
+          [
+            'null capabilities',
+            () => a.group('g').join({ capabilities: null as unknown as Record<string, never> }),
+            'ERR_INVALID_ARGUMENT',
+          ],
           ['huge capabilities', () => a.group('g').updateCapabilities({ big: 'x'.repeat(70_000) }), 'ERR_INVALID_ARGUMENT'],
           ['non-JSON capabilities', () => a.group('g').updateCapabilities({ f: (() => 1) as unknown as string }), 'ERR_INVALID_ARGUMENT'],
           ['NaN in capabilities', () => a.group('g').updateCapabilities({ n: NaN }), 'ERR_INVALID_ARGUMENT'],

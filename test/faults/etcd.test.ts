@@ -125,7 +125,10 @@ describe.skipIf(!availability.ok)(`etcd faults${availability.ok ? '' : ` (skippe
     const events = new Collector(watcher.group('g').watch());
     const held = await holder.lock('l').acquire();
     const join = (i: number): Promise<unknown> =>
-      retrying(() => joiners[i]?.group('g').join({ capabilities: { i } }) ?? Promise.resolve(), (e) => e.code === 'ERR_MEMBER_EXISTS');
+      retrying(
+        () => joiners[i]?.group('g').join({ capabilities: { i } }) ?? Promise.resolve(),
+        (e) => e.code === 'ERR_MEMBER_EXISTS',
+      );
     // Joins before, during and after the election.
     await Promise.all([0, 1, 2].map(join));
     const leader = await cluster.leader();
@@ -178,7 +181,12 @@ describe.skipIf(!availability.ok)(`etcd faults${availability.ok ? '' : ` (skippe
     expect(seen.slice(0, 2)).toEqual(['suspended', 'lost']);
     expect(seen.indexOf('restored')).toBeGreaterThan(seen.indexOf('lost'));
     const observer = await coordinator('observer');
-    await eventually(() => observer.group('g').members(), (m) => m.length === 1, 30_000, 'the re-join');
+    await eventually(
+      () => observer.group('g').members(),
+      (m) => m.length === 1,
+      30_000,
+      'the re-join',
+    );
     expect(await observer.group('g').members()).toEqual([{ id: 'a', capabilities: { keep: 1 } }]);
   }, 120_000);
 
@@ -211,10 +219,13 @@ describe.skipIf(!availability.ok)(`etcd faults${availability.ok ? '' : ` (skippe
     const first = await holder.next((m) => m.acquired === true, 'the child to acquire');
     const waiter = await coordinator('waiter');
     let acquired = false;
-    const waiting = waiter.lock('l').acquire().then((h) => {
-      acquired = true;
-      return h;
-    });
+    const waiting = waiter
+      .lock('l')
+      .acquire()
+      .then((h) => {
+        acquired = true;
+        return h;
+      });
     expect(await waiter.lock('l').holder()).toBe('killed');
     expect(acquired).toBe(false);
     holder.kill();
@@ -231,7 +242,12 @@ describe.skipIf(!availability.ok)(`etcd faults${availability.ok ? '' : ` (skippe
     const intervals: HoldInterval[] = workers.flatMap((w, i) =>
       w.messages
         .filter((m) => m.start !== undefined)
-        .map((m) => ({ client: `w${i}`, token: BigInt(m.token as string), start: BigInt(m.start as string), end: BigInt(m.end as string) })),
+        .map((m) => ({
+          client: `w${i}`,
+          token: BigInt(m.token as string),
+          start: BigInt(m.start as string),
+          end: BigInt(m.end as string),
+        })),
     );
     expect(intervals).toHaveLength(2000);
     expect(checkIntervals(intervals)).toEqual({ ok: true, violations: [] });

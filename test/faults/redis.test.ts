@@ -105,10 +105,12 @@ function spyOnDriver(c: Coordinator): { failures: string[]; cancels: Array<Promi
       }),
     cancelLock: (...args: Parameters<typeof cancelLock>) => {
       const done = cancelLock(...args);
-      cancels.push(done.then(
-        () => 'ok',
-        (error: unknown) => (error as Error).message,
-      ));
+      cancels.push(
+        done.then(
+          () => 'ok',
+          (error: unknown) => (error as Error).message,
+        ),
+      );
       return done;
     },
   });
@@ -276,10 +278,13 @@ describe.skipIf(!availability.ok)(`redis faults${availability.ok ? '' : ` (skipp
     const held = await holder.lock('l').acquire();
     const log: string[] = [];
     held.signal.addEventListener('abort', () => log.push('holder lost'));
-    const waiting = waiter.lock('l').acquire().then((h) => {
-      log.push('waiter acquired');
-      return h;
-    });
+    const waiting = waiter
+      .lock('l')
+      .acquire()
+      .then((h) => {
+        log.push('waiter acquired');
+        return h;
+      });
     proxy.cut();
     const next = await deadline(waiting, 15_000, 'the waiter to take over');
     expect(log).toEqual(['holder lost', 'waiter acquired']);
@@ -326,7 +331,12 @@ describe.skipIf(!availability.ok)(`redis faults${availability.ok ? '' : ` (skipp
         await admin.call('CONFIG', 'SET', 'maxmemory', '1');
         waiting = outcome(b.lock('l').acquire({ timeoutMs: 3000 }));
       }
-      await eventually(() => seen.failures.length, (n) => n > 0, 10_000, 'the queued wait to fail');
+      await eventually(
+        () => seen.failures.length,
+        (n) => n > 0,
+        10_000,
+        'the queued wait to fail',
+      );
       expect(seen.failures[0]).toMatch(/OOM/);
       expect(await waiting).toBe('ERR_LOCK_TIMEOUT');
     } finally {
@@ -334,7 +344,12 @@ describe.skipIf(!availability.ok)(`redis faults${availability.ok ? '' : ` (skipp
       await waiting;
     }
     // The core cancels in the background once the caller has its answer (and retries a failed cancel later).
-    await eventually(() => Promise.all(seen.cancels), (results) => results.includes('ok'), 10_000, 'a cancelLock to succeed');
+    await eventually(
+      () => Promise.all(seen.cancels),
+      (results) => results.includes('ok'),
+      10_000,
+      'a cancelLock to succeed',
+    );
     expect(await admin.exists(...queueKeys)).toBe(0);
     expect(seen.failures.length).toBeGreaterThan(0);
     // Released: the lock goes to the member that asks next, not to the abandoned wait.
@@ -356,7 +371,7 @@ describe.skipIf(!availability.ok)(`redis faults${availability.ok ? '' : ` (skipp
     await abandonAfterOom(false);
   });
 
-  it('a lapsed fencing counter is re-seeded above the previous holder\'s token on a hand-off (clock gone back)', async () => {
+  it("a lapsed fencing counter is re-seeded above the previous holder's token on a hand-off (clock gone back)", async () => {
     fresh();
     const a = await coordinator('a');
     const b = await coordinator('b');

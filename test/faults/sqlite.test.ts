@@ -253,7 +253,8 @@ function waiterRows(name: string): number {
 function lockRow(name: string): { fence: number; session: string | null } | undefined {
   const db = new Database(join(dir, 'faults.db'), { readonly: true });
   try {
-    return db.prepare('SELECT fence, session FROM concord_locks WHERE name = ?').get(name) as { fence: number; session: string | null } | undefined;
+    return db.prepare('SELECT fence, session FROM concord_locks WHERE name = ?').get(name) as
+      { fence: number; session: string | null } | undefined;
   } finally {
     db.close();
   }
@@ -266,7 +267,12 @@ describe('sqlite: an abandoned wait while another process holds the write lock',
     const b = await coordinator('b', 20_000);
     const gaveUp = new AbortController();
     const waiting = codeOf(b.lock('c').acquire({ signal: gaveUp.signal }));
-    await eventually(() => waiterRows('c'), (n) => n === 1, 20_000, 'b to queue');
+    await eventually(
+      () => waiterRows('c'),
+      (n) => n === 1,
+      20_000,
+      'b to queue',
+    );
     // Another process takes the write lock and keeps it while b gives up: b's own DELETE cannot get through.
     const blocker = child(BLOCKER, [join(dir, 'faults.db')]);
     await blocker.message('locked', 'the blocker to take the write lock');
@@ -276,10 +282,20 @@ describe('sqlite: an abandoned wait while another process holds the write lock',
     blocker.signal('SIGTERM');
     await blocker.message('unlocked', 'the blocker to let go');
     // The core's cancelLock, retried while the file was busy, removes the place.
-    await eventually(() => waiterRows('c'), (n) => n === 0, 20_000, "b's queue place to go");
+    await eventually(
+      () => waiterRows('c'),
+      (n) => n === 0,
+      20_000,
+      "b's queue place to go",
+    );
     const c = await coordinator('c');
     const third = c.lock('c').acquire({ timeoutMs: 20_000 });
-    await eventually(() => waiterRows('c'), (n) => n === 1, 20_000, 'c to queue');
+    await eventually(
+      () => waiterRows('c'),
+      (n) => n === 1,
+      20_000,
+      'c to queue',
+    );
     await held.release();
     const next = await third;
     expect(next.token).toBeGreaterThan(held.token);

@@ -11,7 +11,19 @@ const onRejection = (reason: unknown): void => {
 process.on('unhandledRejection', onRejection);
 
 // Resource kinds that the test runner itself keeps open are counted at the start and allowed to stay.
-const WATCHED = new Set(['TCPSocketWrap', 'TCPServerWrap', 'TCPWRAP', 'TCPSERVERWRAP', 'PipeWrap', 'Timeout', 'Immediate', 'FSReqCallback', 'ProcessWrap', 'UDPWRAP', 'TTYWrap']);
+const WATCHED = new Set([
+  'TCPSocketWrap',
+  'TCPServerWrap',
+  'TCPWRAP',
+  'TCPSERVERWRAP',
+  'PipeWrap',
+  'Timeout',
+  'Immediate',
+  'FSReqCallback',
+  'ProcessWrap',
+  'UDPWRAP',
+  'TTYWrap',
+]);
 let baseline = new Map<string, number>();
 
 function census(): Map<string, number> {
@@ -39,7 +51,9 @@ beforeAll(() => {
 afterEach(() => {
   const seen = rejections.splice(0);
   if (seen.length > 0) {
-    throw new Error(`unhandled rejection during the test: ${seen.map((r) => (r instanceof Error ? r.stack ?? r.message : String(r))).join('\n')}`);
+    throw new Error(
+      `unhandled rejection during the test: ${seen.map((r) => (r instanceof Error ? (r.stack ?? r.message) : String(r))).join('\n')}`,
+    );
   }
 });
 

@@ -35,9 +35,13 @@ export function aborted(signal: AbortSignal, ms = 15_000): Promise<unknown> {
   if (signal.aborted) return Promise.resolve(signal.reason);
   return deadline(
     new Promise((resolve) => {
-      signal.addEventListener('abort', () => {
-        resolve(signal.reason);
-      }, { once: true });
+      signal.addEventListener(
+        'abort',
+        () => {
+          resolve(signal.reason);
+        },
+        { once: true },
+      );
     }),
     ms,
     'the signal to abort',
@@ -51,7 +55,10 @@ export async function eventually<T>(check: () => Promise<T> | T, accept: (value:
   for (;;) {
     last = await check();
     if (accept(last)) return last;
-    if (performance.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}; last value: ${JSON.stringify(last, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`);
+    if (performance.now() > end)
+      throw new Error(
+        `timed out after ${ms} ms waiting for ${what}; last value: ${JSON.stringify(last, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}`,
+      );
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }

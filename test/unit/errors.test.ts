@@ -65,7 +65,10 @@ describe('URLs', () => {
     for (const bad of ['memory://q?sessionTtlMs=abc', 'memory://q?rejoin=maybe']) {
       await expect(connect(bad)).rejects.toMatchObject({ code: 'ERR_INVALID_URL' });
     }
-    await expect(connect('memory://q?sessionTtlMs=-1')).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringContaining('sessionTtlMs') as string });
+    await expect(connect('memory://q?sessionTtlMs=-1')).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARGUMENT',
+      message: expect.stringContaining('sessionTtlMs') as string,
+    });
   });
 
   it('an aborted signal stops connect before any I/O', async () => {

@@ -22,10 +22,13 @@ describe('races', () => {
       const held = await a.lock('l').acquire();
       const log: string[] = [];
       held.signal.addEventListener('abort', () => log.push('a lost'));
-      const next = b.lock('l').acquire().then((h) => {
-        log.push('b acquired');
-        return h;
-      });
+      const next = b
+        .lock('l')
+        .acquire()
+        .then((h) => {
+          log.push('b acquired');
+          return h;
+        });
       memoryFaults(a).blackhole();
       await deadline(next, 10_000, 'b to acquire');
       expect(log).toEqual(['a lost', 'b acquired']);
@@ -54,7 +57,12 @@ describe('races', () => {
     const restored = once(a, 'restored');
     let left: Promise<unknown> = Promise.resolve();
     a.on('lost', () => {
-      left = new Promise((resolve) => setImmediate(resolve)).then(() => a.group('B').leave().catch((e: unknown) => e));
+      left = new Promise((resolve) => setImmediate(resolve)).then(() =>
+        a
+          .group('B')
+          .leave()
+          .catch((e: unknown) => e),
+      );
     });
     memoryFaults(a).expire();
     await restored;
@@ -76,17 +84,25 @@ describe('races', () => {
     memoryFaults(a).expire();
     await closing;
     const server = MemoryServer.find(url.slice('memory://'.length), 'concord');
-    await eventually(() => server?.sessionCount, (count) => count === 1, 5000, 'only b to have a session');
+    await eventually(
+      () => server?.sessionCount,
+      (count) => count === 1,
+      5000,
+      'only b to have a session',
+    );
     expect(await b.group('g').members()).toEqual([]);
     await b.close();
   });
 
   it('a partitioner opened as the coordinator closes settles with ERR_CLOSED', async () => {
     const a = await connect(fresh(), { member: 'a' });
-    const opening = a.group('g').partitioner().then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const opening = a
+      .group('g')
+      .partitioner()
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     await a.close();
     const error = await deadline(opening, 5000, 'the partitioner to settle');
     expect(error).toMatchObject({ code: 'ERR_CLOSED' });
@@ -136,7 +152,12 @@ describe('races', () => {
       memoryFaults(a).expire();
       await restored;
       expect(a.session.state).toBe('connected');
-      await eventually(() => thrown.length, (count) => count === 1, 5000, 'the error to surface');
+      await eventually(
+        () => thrown.length,
+        (count) => count === 1,
+        5000,
+        'the error to surface',
+      );
     } finally {
       process.off('uncaughtException', onUncaught);
     }
@@ -162,11 +183,21 @@ describe('races', () => {
     const url = fresh();
     const a = await connect(url, { member: 'a', sessionTtlMs: 5000 });
     memoryFaults(a).blackhole();
-    const error = await deadline(a.lock('l').acquire({ timeoutMs: 50 }).catch((e: unknown) => e), 5000, 'the timeout');
+    const error = await deadline(
+      a
+        .lock('l')
+        .acquire({ timeoutMs: 50 })
+        .catch((e: unknown) => e),
+      5000,
+      'the timeout',
+    );
     expect(error).toBeInstanceOf(ConcordError);
     expect((error as ConcordError).code).toBe('ERR_LOCK_TIMEOUT');
     const controller = new AbortController();
-    const waiting = a.lock('m').acquire({ signal: controller.signal }).catch((e: unknown) => e);
+    const waiting = a
+      .lock('m')
+      .acquire({ signal: controller.signal })
+      .catch((e: unknown) => e);
     controller.abort();
     expect(await deadline(waiting, 5000, 'the abort')).toMatchObject({ code: 'ERR_ABORTED' });
     memoryFaults(a).reconnect();
@@ -175,7 +206,9 @@ describe('races', () => {
 
   it('masks a password that itself contains @, and secret query parameters', () => {
     expect(redact('redis://u:p@ss@127.0.0.1:1/0')).toBe('redis://u:***@127.0.0.1:1/0');
-    expect(redact('redis+sentinel://:pw@h1:1,h2:2/m?sentinelPassword=SENT&db=1')).toBe('redis+sentinel://:***@h1:1,h2:2/m?sentinelPassword=***&db=1');
+    expect(redact('redis+sentinel://:pw@h1:1,h2:2/m?sentinelPassword=SENT&db=1')).toBe(
+      'redis+sentinel://:***@h1:1,h2:2/m?sentinelPassword=***&db=1',
+    );
     expect(redact('rediss://h/0?key=/etc/k.pem&authToken=t0k')).toBe('rediss://h/0?key=/etc/k.pem&authToken=***');
   });
 
@@ -186,7 +219,10 @@ describe('races', () => {
     const third = await connect(url, { member: 'third' });
     const held = await holder.lock('l').acquire();
     const queued = once(waiter, kQueued);
-    const waiting = waiter.lock('l').acquire({ timeoutMs: 200 }).catch((e: unknown) => e);
+    const waiting = waiter
+      .lock('l')
+      .acquire({ timeoutMs: 200 })
+      .catch((e: unknown) => e);
     await queued;
     const suspended = once(waiter, 'suspended');
     memoryFaults(waiter).disconnect();

@@ -14,10 +14,13 @@ describe('session', () => {
     held.signal.addEventListener('abort', () => log.push('lock lost'));
     lead.signal.addEventListener('abort', () => log.push('leadership lost'));
     a.on('lost', () => log.push('lost event'));
-    const next = b.lock('l').acquire().then((h) => {
-      log.push('b acquired');
-      return h;
-    });
+    const next = b
+      .lock('l')
+      .acquire()
+      .then((h) => {
+        log.push('b acquired');
+        return h;
+      });
     const restored = once(a, 'restored');
     memoryFaults(a).expire();
     expect(log.slice(0, 3).sort()).toEqual(['leadership lost', 'lock lost', 'lost event']);
@@ -78,12 +81,22 @@ describe('session', () => {
     const b = await connect('memory://session-weights', { member: 'b' });
     const pa = await a.group('w').partitioner();
     await b.group('w').partitioner();
-    await eventually(() => pa.members(), (m) => m.length === 2, 5000, 'two members');
+    await eventually(
+      () => pa.members(),
+      (m) => m.length === 2,
+      5000,
+      'two members',
+    );
     const keys = Array.from({ length: 1000 }, (_v, i) => `k${i}`);
     const shareOfB = (): number => keys.filter((k) => pa.owners(k)[0] === 'b').length;
     const before = shareOfB();
     await b.group('w').updateCapabilities({ weight: 9 });
-    const after = await eventually(() => shareOfB(), (n) => n > before + 200, 5000, 'b to own more keys');
+    const after = await eventually(
+      () => shareOfB(),
+      (n) => n > before + 200,
+      5000,
+      'b to own more keys',
+    );
     expect(after).toBeGreaterThan(800);
     await Promise.all([a.close(), b.close()]);
   });
