@@ -258,6 +258,10 @@ async function failover(url: string, kind: 'concord' | 'etcd3', runs: number): P
 
 // ---- the run
 
+const progress = (stage: string): void => {
+  process.stderr.write(`etcd: ${stage}\n`);
+};
+
 const loadAtStart = loadavg()[0]?.toFixed(1) ?? '?';
 const server: ServerHandle = await startEtcd();
 const url = server.url;
@@ -279,6 +283,7 @@ try {
     etcd3LockSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-etcd3-lock`, 10),
     etcd3ElectionSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-etcd3-election`),
   ];
+  progress('uncontended');
   const unc = await uncontended(single, 10, 100);
   for (const s of single) await s.close();
   const floorName = single[0]?.name ?? '';
@@ -293,6 +298,7 @@ try {
         resolve();
       });
     });
+  progress('hand-off');
   const concordHandoff = await handoff(concordLock(ca, 'h'), concordLock(cb, 'h'), queuedB, 200);
   const concordElectionHandoff = await handoff(concordElection(ca, 'he'), concordElection(cb, 'he'), queuedB, 100);
   await ca.close();
@@ -309,10 +315,12 @@ try {
   await eb.close();
 
   // 3. leader failover after SIGKILL
+  progress('failover');
   const concordFailover = await failover(url, 'concord', 5);
   const etcd3Failover = await failover(url, 'etcd3', 5);
 
   // 4. watch latency across processes
+  progress('watch latency');
   const watch = await watchLatency(url, 200);
 
   out(`## etcd`);

@@ -60,11 +60,6 @@ export async function watchLatency(url: string, count: number): Promise<Stats> {
     return new Promise((resolve) => pending.push(resolve));
   };
   if ((await next()) !== 'ready') throw new Error('watcher did not start');
-  // The watcher's own join proves its watch is live before the first measured join.
-  await joiner.group('g').join({ capabilities: { warmup: true } });
-  await next();
-  await joiner.group('g').leave();
-  await next();
   const samples: number[] = [];
   for (let i = 0; i < count; i++) {
     const t0 = process.hrtime.bigint();
