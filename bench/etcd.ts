@@ -19,7 +19,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Etcd3, EtcdLockFailedError, type Campaign, type Lock } from 'etcd3';
 import { connect, type Coordinator, type HeldLock, type Leadership } from '../src/index.js';
-import { ms, sleep, stats, watchLatency, type Stats } from './support.js';
+import { handoff, ms, sleep, stats, watchLatency, type Stats, type Subject } from './support.js';
 import { kQueued } from '../src/coordinator.js';
 import { startEtcd, type ServerHandle } from '../test/support/servers.js';
 
@@ -54,13 +54,6 @@ if (process.argv[2] === 'leader') {
 }
 
 // ---- subjects
-
-interface Subject {
-  readonly name: string;
-  acquire(): Promise<void>;
-  release(): Promise<void>;
-  close(): Promise<void>;
-}
 
 function concordLock(c: Coordinator, name: string): Subject {
   let held: HeldLock | undefined;
@@ -189,25 +182,6 @@ async function uncontended(subjects: readonly Subject[], rounds: number, perRoun
     }
   }
   return new Map([...samples].map(([k, v]) => [k, stats(v)]));
-}
-
-/** Release -> the blocked waiter holds it. `queued` resolves once the waiter is surely waiting. */
-async function handoff(holder: Subject, waiter: Subject, queued: () => Promise<void>, count: number): Promise<Stats> {
-  const samples: number[] = [];
-  for (let i = 0; i < count; i++) {
-    await holder.acquire();
-    const registered = queued();
-    let heldAt = 0;
-    const waiting = waiter.acquire().then(() => {
-      heldAt = performance.now();
-    });
-    await registered;
-    const t0 = performance.now();
-    await Promise.all([holder.release(), waiting]);
-    samples.push(heldAt - t0);
-    await waiter.release();
-  }
-  return stats(samples);
 }
 
 /** A leader process is SIGKILLed; how long until a campaigner here leads. */

@@ -21,18 +21,11 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Mutex } from 'redis-semaphore';
 import { connect, type Coordinator } from '../src/index.js';
-import { ms, sleep, stats, watchLatency, type Stats } from './support.js';
+import { handoff, ms, sleep, stats, watchLatency, type Stats, type Subject } from './support.js';
 import { kQueued, type CoordinatorImpl } from '../src/coordinator.js';
 import { startRedis, type ServerHandle } from '../test/support/servers.js';
 
 // ---- subjects
-
-interface Subject {
-  readonly name: string;
-  acquire(): Promise<void>;
-  release(): Promise<void>;
-  close(): Promise<void>;
-}
 
 function concordSubject(c: Coordinator, name: string, label = 'concord'): Subject {
   let held: Awaited<ReturnType<ReturnType<Coordinator['lock']>['acquire']>> | undefined;
@@ -222,25 +215,6 @@ async function uncontended(
       return [k, { ...stats(v), redisCpuUs: spent.redis / v.length, clientCpuUs: spent.client / v.length }];
     }),
   );
-}
-
-/** Release -> the blocked waiter holds it. `queued` resolves once the waiter is surely waiting. */
-async function handoff(holder: Subject, waiter: Subject, queued: () => Promise<void>, count: number): Promise<Stats> {
-  const samples: number[] = [];
-  for (let i = 0; i < count; i++) {
-    await holder.acquire();
-    const registered = queued();
-    let heldAt = 0;
-    const waiting = waiter.acquire().then(() => {
-      heldAt = performance.now();
-    });
-    await registered;
-    const t0 = performance.now();
-    await Promise.all([holder.release(), waiting]);
-    samples.push(heldAt - t0);
-    await waiter.release();
-  }
-  return stats(samples);
 }
 
 interface ContentionResult {

@@ -35,6 +35,33 @@ export const ms = (x: number): string => (Math.abs(x) >= 10 ? x.toFixed(1) : Mat
 
 export const sleep = (t: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, t));
 
+/** One lock implementation under measurement. */
+export interface Subject {
+  readonly name: string;
+  acquire(): Promise<void>;
+  release(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Release -> the blocked waiter holds it. `queued` resolves once the waiter is surely waiting. */
+export async function handoff(holder: Subject, waiter: Subject, queued: () => Promise<void>, count: number): Promise<Stats> {
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) {
+    await holder.acquire();
+    const registered = queued();
+    let heldAt = 0;
+    const waiting = waiter.acquire().then(() => {
+      heldAt = performance.now();
+    });
+    await registered;
+    const t0 = performance.now();
+    await Promise.all([holder.release(), waiting]);
+    samples.push(heldAt - t0);
+    await waiter.release();
+  }
+  return stats(samples);
+}
+
 const WATCHER = fileURLToPath(new URL('./watcher.ts', import.meta.url));
 
 /**
