@@ -1,12 +1,12 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConcordError, connect } from '../../src/index.js';
 import { createDriver } from '../../drivers/etcd/index.js';
+import { FaultProxy } from '../support/proxy.js';
 import { etcdctlBinary, freePort, isReachable, requireServer, startEtcd, type ServerHandle } from '../support/servers.js';
 import { Collector, deadline, eventually, once } from '../support/wait.js';
 import { servedTarget } from './served.js';
@@ -271,7 +271,7 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
 
     it('a lock put whose answer is lost: tryAcquire fails with ERR_CONNECTION, and once the link is back the key is gone', async () => {
       if (!plain) throw new Error('etcd is not running');
-      const link = await ReplyDropper.start(plain.port);
+      const link = await FaultProxy.start({ host: plain.host, port: plain.port });
       // A long TTL: the key must go because it is cancelled, not because the session expires.
       const a = await connect(`etcd://127.0.0.1:${link.port}`, { member: 'a', namespace: 'cancel', sessionTtlMs: 20_000 });
       const b = await connect(plain.url, { member: 'b', namespace: 'cancel' });
@@ -412,80 +412,4 @@ function metric(port: number, name: string): Promise<number> {
     req.on('error', reject);
     req.end();
   });
-}
-
-/**
- * A loopback TCP link to etcd that can deliver requests but drop every reply (an answer lost on the way back), and
- * cut every connection (refusing new ones) until pass().
- */
-class ReplyDropper {
-  #mode: 'pass' | 'drop' | 'cut' = 'pass';
-  readonly #sockets = new Set<net.Socket>();
-
-  private constructor(
-    private readonly server: net.Server,
-    readonly port: number,
-  ) {}
-
-  static async start(targetPort: number): Promise<ReplyDropper> {
-    const server = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ port: 0, host: '127.0.0.1' }, () => {
-        server.removeListener('error', reject);
-        resolve();
-      });
-    });
-    const address = server.address();
-    if (typeof address !== 'object' || address === null) throw new Error('no port');
-    const link = new ReplyDropper(server, address.port);
-    server.on('connection', (client) => {
-      link.#accept(client, targetPort);
-    });
-    return link;
-  }
-
-  #accept(client: net.Socket, targetPort: number): void {
-    client.on('error', () => undefined);
-    if (this.#mode === 'cut') {
-      client.resetAndDestroy();
-      return;
-    }
-    const upstream = net.connect({ host: '127.0.0.1', port: targetPort });
-    upstream.on('error', () => undefined);
-    for (const socket of [client, upstream]) {
-      this.#sockets.add(socket);
-      socket.on('close', () => {
-        this.#sockets.delete(socket);
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.on('data', (chunk: Buffer) => {
-      if (this.#mode !== 'cut') upstream.write(chunk);
-    });
-    upstream.on('data', (chunk: Buffer) => {
-      if (this.#mode === 'pass') client.write(chunk);
-    });
-  }
-
-  pass(): void {
-    this.#mode = 'pass';
-  }
-
-  dropReplies(): void {
-    this.#mode = 'drop';
-  }
-
-  cut(): void {
-    this.#mode = 'cut';
-    for (const socket of [...this.#sockets]) socket.resetAndDestroy();
-  }
-
-  async close(): Promise<void> {
-    this.#mode = 'cut';
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const socket of [...this.#sockets]) socket.destroy();
-    await closed;
-  }
 }

@@ -1,10 +1,11 @@
 /**
  * A TCP fault proxy on loopback, placed between a client and a server to inject network faults:
- * latency (delay), a partition that keeps sockets open but delivers nothing (blackhole), and dropped connections (cut).
+ * latency (delay), a partition that keeps sockets open but delivers nothing (blackhole), requests that arrive but whose
+ * replies are lost (dropReplies), and dropped connections (cut).
  */
 import * as net from 'node:net';
 
-export type ProxyMode = 'pass' | 'blackhole' | 'cut';
+export type ProxyMode = 'pass' | 'dropReplies' | 'blackhole' | 'cut';
 
 interface Pending {
   due: number;
@@ -21,12 +22,13 @@ class Pipe {
     private readonly proxy: FaultProxy,
     private readonly from: net.Socket,
     private readonly to: net.Socket,
+    private readonly toServer: boolean,
   ) {
     from.on('data', (chunk: Buffer) => this.receive(chunk));
   }
 
   private receive(chunk: Buffer): void {
-    if (this.proxy.mode !== 'pass') return; // partitioned: the bytes are lost, as on a dead link
+    if (!this.proxy.passes(this.toServer)) return; // partitioned: the bytes are lost, as on a dead link
     const delay = this.proxy.latency;
     if (delay <= 0 && this.queue.length === 0) {
       this.write(chunk);
@@ -57,7 +59,7 @@ class Pipe {
     while (this.queue.length > 0 && (this.queue[0]?.due ?? Infinity) <= now + 1) {
       const item = this.queue.shift();
       // Data still in flight when the link went down is lost too.
-      if (item && this.proxy.mode === 'pass') this.write(item.chunk);
+      if (item && this.proxy.passes(this.toServer)) this.write(item.chunk);
     }
     this.schedule();
   }
@@ -92,7 +94,7 @@ class Connection {
     readonly upstream: net.Socket,
     private readonly onClose: (c: Connection) => void,
   ) {
-    this.pipes = [new Pipe(proxy, client, upstream), new Pipe(proxy, upstream, client)];
+    this.pipes = [new Pipe(proxy, client, upstream, true), new Pipe(proxy, upstream, client, false)];
     for (const [a, b] of [
       [client, upstream],
       [upstream, client],
@@ -150,9 +152,14 @@ export class FaultProxy {
     return proxy;
   }
 
-  /** 'pass' (possibly with latency), 'blackhole' or 'cut'. */
+  /** 'pass' (possibly with latency), 'dropReplies', 'blackhole' or 'cut'. */
   get mode(): ProxyMode {
     return this.currentMode;
+  }
+
+  /** Whether bytes flowing toward the server (or toward the client) get through now. */
+  passes(toServer: boolean): boolean {
+    return this.currentMode === 'pass' || (this.currentMode === 'dropReplies' && toServer);
   }
 
   /** Added latency per direction in ms while passing. */
@@ -175,6 +182,11 @@ export class FaultProxy {
   delay(ms: number): void {
     this.currentMode = 'pass';
     this.delayMs = ms;
+  }
+
+  /** Requests reach the server, but its replies are discarded: the client cannot tell what was applied. */
+  dropReplies(): void {
+    this.currentMode = 'dropReplies';
   }
 
   /**
