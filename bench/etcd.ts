@@ -18,8 +18,8 @@ import { cpus, loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Etcd3, EtcdLockFailedError, type Campaign, type Lock } from 'etcd3';
-import { connect, type Coordinator, type HeldLock, type Leadership } from '../src/index.js';
-import { handoff, ms, sleep, stats, watchLatency, type Stats, type Subject } from './support.js';
+import { connect, type Coordinator, type Leadership } from '../src/index.js';
+import { concordLock, handoff, ms, sleep, stats, watchLatency, type Stats, type Subject } from './support.js';
 import { kQueued } from '../src/coordinator.js';
 import { startEtcd, type ServerHandle } from '../test/support/servers.js';
 
@@ -54,21 +54,6 @@ if (process.argv[2] === 'leader') {
 }
 
 // ---- subjects
-
-function concordLock(c: Coordinator, name: string): Subject {
-  let held: HeldLock | undefined;
-  return {
-    name: 'concord lock',
-    acquire: async () => {
-      held = await c.lock(name).acquire();
-    },
-    release: async () => {
-      await held?.release();
-      held = undefined;
-    },
-    close: () => c.close(),
-  };
-}
 
 function concordElection(c: Coordinator, group: string): Subject {
   let lead: Leadership | undefined;

@@ -21,26 +21,11 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Mutex } from 'redis-semaphore';
 import { connect, type Coordinator } from '../src/index.js';
-import { handoff, ms, sleep, stats, watchLatency, type Stats, type Subject } from './support.js';
+import { concordLock, handoff, ms, sleep, stats, watchLatency, type Stats, type Subject } from './support.js';
 import { kQueued, type CoordinatorImpl } from '../src/coordinator.js';
 import { startRedis, type ServerHandle } from '../test/support/servers.js';
 
 // ---- subjects
-
-function concordSubject(c: Coordinator, name: string, label = 'concord'): Subject {
-  let held: Awaited<ReturnType<ReturnType<Coordinator['lock']>['acquire']>> | undefined;
-  return {
-    name: label,
-    acquire: async () => {
-      held = await c.lock(name).acquire();
-    },
-    release: async () => {
-      await held?.release();
-      held = undefined;
-    },
-    close: () => c.close(),
-  };
-}
 
 /** The driver's two steps alone (one script each), without the core's bookkeeping: where the time goes. */
 function driverSubject(c: Coordinator, name: string): Subject {
@@ -359,7 +344,7 @@ try {
   // 1. uncontended
   const single = [
     floorSubject(newClient(), 'floor-1'),
-    concordSubject(await connect(url, { namespace: ns, member: 'u' }), 'u1'),
+    concordLock(await connect(url, { namespace: ns, member: 'u' }), 'u1', 'concord'),
     driverSubject(await connect(url, { namespace: ns, member: 'd' }), 'd1'),
     semaphoreSubject(newClient(), 'sem-1'),
     redlock5Subject(newClient(), 'rl5-1'),
@@ -379,7 +364,7 @@ try {
         resolve();
       });
     });
-  handoffs.push(['concord', await handoff(concordSubject(ca, 'h'), concordSubject(cb, 'h'), queuedB, 300)]);
+  handoffs.push(['concord', await handoff(concordLock(ca, 'h', 'concord'), concordLock(cb, 'h', 'concord'), queuedB, 300)]);
   await ca.close();
   await cb.close();
   const polled = async (label: string, make: (key: string) => Subject, retryMs: number, count: number): Promise<void> => {
@@ -397,7 +382,9 @@ try {
   const contenders: Array<[string, Subject[]]> = [
     [
       'concord',
-      await Promise.all([0, 1, 2, 3].map(async (i) => concordSubject(await connect(url, { namespace: ns, member: `c${i}` }), 'hot'))),
+      await Promise.all(
+        [0, 1, 2, 3].map(async (i) => concordLock(await connect(url, { namespace: ns, member: `c${i}` }), 'hot', 'concord')),
+      ),
     ],
     ['redis-semaphore', [0, 1, 2, 3].map(() => semaphoreSubject(newClient(), 'sem-hot'))],
     ['redlock 5.0.0-beta.2', [0, 1, 2, 3].map(() => redlock5Subject(newClient(), 'rl5-hot'))],

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { connect } from '../src/index.js';
+import { connect, type Coordinator, type HeldLock } from '../src/index.js';
 
 export interface Stats {
   readonly n: number;
@@ -41,6 +41,22 @@ export interface Subject {
   acquire(): Promise<void>;
   release(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** concord's lock `name` on coordinator `c`, as a subject. */
+export function concordLock(c: Coordinator, name: string, label = 'concord lock'): Subject {
+  let held: HeldLock | undefined;
+  return {
+    name: label,
+    acquire: async () => {
+      held = await c.lock(name).acquire();
+    },
+    release: async () => {
+      await held?.release();
+      held = undefined;
+    },
+    close: () => c.close(),
+  };
 }
 
 /** Release -> the blocked waiter holds it. `queued` resolves once the waiter is surely waiting. */
