@@ -35,7 +35,7 @@ export function schemes(): string[] {
   return [...DRIVERS.keys()].sort();
 }
 
-const CORE_PARAMS = new Set(['member', 'sessionTtlMs', 'namespace', 'rejoin']);
+const CORE_PARAMS = new Set(['member', 'sessionTtlMs', 'namespace', 'rejoin', 'connectTimeoutMs']);
 
 export async function connect(url: string, options?: ConnectOptions): Promise<Coordinator> {
   validateOptionsObject(options, 'options');
@@ -66,31 +66,89 @@ export async function connect(url: string, options?: ConnectOptions): Promise<Co
   const rejoin = options?.rejoin ?? booleanParam(query, 'rejoin') ?? DEFAULTS.rejoin;
   if (typeof rejoin !== 'boolean')
     throw new ConcordError('ERR_INVALID_ARGUMENT', `options.rejoin must be a boolean, got ${describe(rejoin)}`);
-  const signal = validateSignal(options?.signal, 'options.signal');
-  if (signal?.aborted) throw abortedError(signal, 'connecting');
+  const connectTimeoutMs = validateTtl(
+    options?.connectTimeoutMs ?? numberParam(query, 'connectTimeoutMs') ?? DEFAULTS.connectTimeoutMs,
+    options?.connectTimeoutMs !== undefined ? 'options.connectTimeoutMs' : 'connectTimeoutMs',
+  );
+  const userSignal = validateSignal(options?.signal, 'options.signal');
+  if (userSignal?.aborted) throw abortedError(userSignal, 'connecting');
 
   const params = new URLSearchParams([...query].filter(([key]) => !CORE_PARAMS.has(key)));
-  const module = await entry.load();
-  const coordinator = new CoordinatorImpl({ member, url: redact(url), sessionTtlMs, rejoin });
-  const driver = await module.createDriver({
-    url: parsed,
-    rawUrl: url,
-    params,
-    namespace,
-    member,
-    sessionTtlMs,
-    signal,
-    events: coordinator.driverEvents,
-  });
+  const redacted = redact(url);
+  const deadline = new AbortController();
+  // Referenced on purpose: while a driver retries on unreferenced timers, this keeps the process alive until connect()
+  // settles, so a script whose only work is connecting hears the outcome instead of exiting silently.
+  const timer = setTimeout(() => {
+    deadline.abort(new ConcordError('ERR_CONNECTION', `could not connect to ${target(redacted)} within ${connectTimeoutMs} ms`));
+  }, connectTimeoutMs);
+  const signal = userSignal ? AbortSignal.any([userSignal, deadline.signal]) : deadline.signal;
   try {
-    if (signal?.aborted) throw abortedError(signal, 'connecting');
-    await coordinator.start(driver);
-    if (signal?.aborted) throw abortedError(signal, 'connecting');
-  } catch (error) {
-    await coordinator.close();
-    throw error;
+    const module = await entry.load();
+    const coordinator = new CoordinatorImpl({ member, url: redacted, sessionTtlMs, rejoin });
+    const driver = await unlessAborted(
+      module.createDriver({
+        url: parsed,
+        rawUrl: url,
+        params,
+        namespace,
+        member,
+        sessionTtlMs,
+        connectTimeoutMs,
+        signal,
+        events: coordinator.driverEvents,
+      }),
+      signal,
+      (late) => {
+        // Connected after connect() gave up: let it go again.
+        late.close().catch(() => {
+          late.destroy();
+        });
+      },
+    );
+    try {
+      await unlessAborted(coordinator.start(driver), signal);
+    } catch (error) {
+      await coordinator.close();
+      throw error;
+    }
+    return coordinator;
+  } finally {
+    clearTimeout(timer);
   }
-  return coordinator;
+}
+
+/** What a connection error names: the URL's hosts or path, without credentials or parameters. */
+function target(redacted: string): string {
+  const match = /^[a-z][a-z0-9+.-]*:\/\/(?:[^@/?#]*@)?([^?#]*)/i.exec(redacted);
+  const rest = match?.[1] ?? '';
+  return rest === '' ? redacted : rest;
+}
+
+/** `promise`, unless `signal` aborts first (rejecting with its reason); `late` receives a value that lands after. */
+function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal, late?: (value: T) => void): Promise<T> {
+  if (signal.aborted) {
+    promise.then(late, () => undefined);
+    return Promise.reject(abortedError(signal, 'connecting'));
+  }
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const onAbort = (): void => {
+      settled = true;
+      reject(abortedError(signal, 'connecting'));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        if (settled) late?.(value);
+        else resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        if (!settled) reject(error instanceof Error ? error : new ConcordError('ERR_CONNECTION', String(error)));
+      },
+    );
+  });
 }
 
 function numberParam(query: URLSearchParams, name: string): number | undefined {

@@ -4,7 +4,9 @@
  * watch resynchronisation, election, partitioning) lives in the core, on top of these.
  *
  * Error contract: a driver method rejects with a ConcordError. Backend and network failures are ERR_CONNECTION
- * (the core treats them as "the session may still be alive"); semantic refusals use the codes below.
+ * (the core treats them as "the session may still be alive" and retries); a refusal that retrying will not fix (out of
+ * memory, a read-only replica, a missing permission) is ERR_REFUSED with the server's message; a session the backend
+ * no longer knows is ERR_SESSION_LOST; semantic refusals use the codes below.
  */
 import type { Capabilities, Features, Member } from './types.js';
 
@@ -59,7 +61,10 @@ export interface DriverContext {
   readonly namespace: string;
   readonly member: string;
   readonly sessionTtlMs: number;
-  readonly signal: AbortSignal | undefined;
+  /** Bounds the whole of connect(); the driver's own connection attempts should give up by then. */
+  readonly connectTimeoutMs: number;
+  /** Aborts when the caller aborts connecting or connectTimeoutMs runs out: stop retrying and release what was opened. */
+  readonly signal: AbortSignal;
   readonly events: DriverEvents;
 }
 

@@ -5,6 +5,7 @@ export type ErrorCode =
   | 'ERR_UNKNOWN_DRIVER'
   | 'ERR_DRIVER_UNAVAILABLE'
   | 'ERR_CONNECTION'
+  | 'ERR_REFUSED'
   | 'ERR_ABORTED'
   | 'ERR_CLOSED'
   | 'ERR_SESSION_LOST'
@@ -57,6 +58,15 @@ export function abortedError(signal?: AbortSignal, what = 'the operation'): Conc
   const reason: unknown = signal?.reason;
   if (reason instanceof ConcordError) return reason;
   return new ConcordError('ERR_ABORTED', `${what} was aborted`, { cause: reason });
+}
+
+/**
+ * The backend refused a request for a reason retrying will not fix (out of memory, a read-only replica, a missing
+ * permission, a key of the wrong type): ERR_REFUSED carrying the server's own message. Never retried by the core.
+ */
+export function refusedError(message: string, cause: unknown): ConcordError {
+  if (cause instanceof ConcordError) return cause;
+  return new ConcordError('ERR_REFUSED', message, { cause });
 }
 
 /** Wraps a backend failure as ERR_CONNECTION, keeping ConcordErrors as they are. */

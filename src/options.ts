@@ -12,6 +12,9 @@ export interface ConnectOptions {
   readonly namespace?: string;
   /** After a lost session is replaced, re-join groups with the last capabilities. */
   readonly rejoin?: boolean;
+  /** Bounds the whole of connect(): ERR_CONNECTION naming the host when the backend has not answered by then. */
+  readonly connectTimeoutMs?: number;
+  /** Abort connecting. */
   readonly signal?: AbortSignal;
 }
 
@@ -19,6 +22,7 @@ export const DEFAULTS = Object.freeze({
   sessionTtlMs: 10_000,
   namespace: 'concord',
   rejoin: true,
+  connectTimeoutMs: 10_000,
   /** Capabilities larger than this, as JSON, are refused. */
   maxCapabilitiesBytes: 64 * 1024,
   /** Names longer than this, as UTF-8, are refused. */

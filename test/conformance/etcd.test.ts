@@ -332,7 +332,8 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
         namespace: 'leftover',
         member: 'a',
         sessionTtlMs: 10_000,
-        signal: undefined,
+        connectTimeoutMs: 10_000,
+        signal: new AbortController().signal,
         events: { sessionExpired: () => undefined, lockLost: () => undefined },
       });
       try {
@@ -369,7 +370,8 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
         namespace: 'watchleak',
         member: 'a',
         sessionTtlMs: 10_000,
-        signal: undefined,
+        connectTimeoutMs: 10_000,
+        signal: new AbortController().signal,
         events: { sessionExpired: () => undefined, lockLost: () => undefined },
       });
       try {
