@@ -1,9 +1,17 @@
-/** A push-to-pull queue: producers push, one consumer iterates with for-await. Unbounded, like an event stream. */
+import { ConcordError } from './errors.js';
+import { describe } from './options.js';
+
+type Pending<T> = { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void };
+
+/**
+ * A push-to-pull queue: producers push, a consumer iterates with for-await. Unbounded, like an event stream. Calls to
+ * next() that overlap are answered in order, as an async generator's are.
+ */
 export class Channel<T> implements AsyncIterableIterator<T> {
   readonly #buffer: T[] = [];
-  #pending: { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void } | undefined;
+  readonly #pending: Array<Pending<T>> = [];
   #done = false;
-  #error: Error | undefined;
+  #error: ConcordError | undefined;
   readonly #onReturn: (() => void) | undefined;
 
   /** `onReturn` runs once when the consumer stops early (break, return, throw). */
@@ -13,40 +21,41 @@ export class Channel<T> implements AsyncIterableIterator<T> {
 
   push(value: T): void {
     if (this.#done) return;
-    const pending = this.#pending;
-    if (pending) {
-      this.#pending = undefined;
-      pending.resolve({ value, done: false });
-    } else {
-      this.#buffer.push(value);
-    }
+    const pending = this.#pending.shift();
+    if (pending) pending.resolve({ value, done: false });
+    else this.#buffer.push(value);
   }
 
-  /** Ends the stream after what is buffered; with an error, the consumer's next() rejects with it. */
+  /** Ends the stream after what is buffered; with an error, the consumer's next read rejects with it (once). */
   end(error?: unknown): void {
     if (this.#done) return;
     this.#done = true;
-    this.#error = error === undefined || error instanceof Error ? error : new Error('stream failed', { cause: error });
-    const pending = this.#pending;
-    this.#pending = undefined;
-    if (pending) {
-      if (this.#error === undefined) pending.resolve({ value: undefined, done: true });
-      else pending.reject(this.#error);
+    if (error !== undefined) {
+      this.#error =
+        error instanceof ConcordError
+          ? error
+          : new ConcordError('ERR_CONNECTION', `the stream failed: ${error instanceof Error ? error.message : describe(error)}`, {
+              cause: error,
+            });
+    }
+    // Waiting readers exist only when the buffer is empty.
+    for (const pending of this.#pending.splice(0)) {
+      const failure = this.#error;
       this.#error = undefined;
+      if (failure === undefined) pending.resolve({ value: undefined, done: true });
+      else pending.reject(failure);
     }
   }
 
   next(): Promise<IteratorResult<T>> {
-    const value = this.#buffer.shift();
-    if (value !== undefined || this.#buffer.length > 0) return Promise.resolve({ value: value as T, done: false });
+    if (this.#buffer.length > 0) return Promise.resolve({ value: this.#buffer.shift() as T, done: false });
     if (this.#done) {
       const error = this.#error;
       this.#error = undefined;
       return error === undefined ? Promise.resolve({ value: undefined, done: true }) : Promise.reject(error);
     }
-    if (this.#pending) return Promise.reject(new Error('only one next() may wait at a time'));
     return new Promise((resolve, reject) => {
-      this.#pending = { resolve, reject };
+      this.#pending.push({ resolve, reject });
     });
   }
 

@@ -58,6 +58,7 @@ export async function connect(url: string, options?: ConnectOptions): Promise<Co
   const sessionTtlMs = validateTtl(
     options?.sessionTtlMs ?? numberParam(query, 'sessionTtlMs') ?? DEFAULTS.sessionTtlMs,
     options?.sessionTtlMs !== undefined ? 'options.sessionTtlMs' : 'sessionTtlMs',
+    DEFAULTS.minSessionTtlMs,
   );
   const namespace = validateName(
     options?.namespace ?? query.get('namespace') ?? DEFAULTS.namespace,

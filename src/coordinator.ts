@@ -1,10 +1,12 @@
 import { EventEmitter } from 'node:events';
-import { ConcordError, closedError, isConcordError } from './errors.js';
+import { ConcordError, abortedError, closedError, invalidArgument, isConcordError } from './errors.js';
 import { sleep, withTimeout } from './clock.js';
 import { debug } from './debug.js';
 import type { Driver, DriverEvents, LockKind } from './driver.js';
 import { GroupHandle, type GroupHost, type Membership } from './group.js';
-import { LockHandle, LockRegistry } from './lock.js';
+import { LockHandle } from './lock/handle.js';
+import { LockRegistry } from './lock/registry.js';
+import { describe } from './options.js';
 import { SessionMachine } from './session.js';
 import type { AcquireOptions, Coordinator, CoordinatorEvent, Features, Group, HeldLock, Lock, SessionInfo } from './types.js';
 import type { Resyncable } from './watch.js';
@@ -21,6 +23,8 @@ export const kCrash = Symbol.for('concord.crash');
 /** Symbol event emitted with (kind, name) once a lock wait is registered with the backend (tests rely on it for order). */
 export const kQueued = Symbol.for('concord.queued');
 
+const EVENTS: ReadonlySet<string> = new Set<CoordinatorEvent>(['suspended', 'reconnected', 'lost', 'restored', 'closed']);
+
 export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupHost {
   readonly member: string;
   readonly url: string;
@@ -33,6 +37,10 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
   #machine: SessionMachine | undefined;
   #closing: Promise<void> | undefined;
   readonly #memberships = new Map<string, Promise<void>>();
+  /** Backend requests in flight on behalf of a caller: interrupted when the session is lost or the coordinator closes. */
+  readonly #guarded = new Set<(error: ConcordError) => void>();
+  /** Acquisitions waiting for a usable session: re-checked whenever one opens, and on close. */
+  readonly #sessionWaiters = new Set<() => void>();
 
   constructor(config: CoordinatorConfig) {
     super();
@@ -70,10 +78,14 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
         if (this.locks.uncancelled.size > 0) this.locks.retryCancels(this).catch(() => undefined);
         if (this.locks.unreleased.size > 0) this.locks.retryReleases().catch(() => undefined);
       },
-      lost: () => {
-        this.locks.loseAll();
+      lost: (sessionId) => {
+        this.locks.loseAll(sessionId);
+        this.#interrupt(new ConcordError('ERR_SESSION_LOST', 'the session was lost while the request was in flight'));
         if (!this.#rejoin) this.joined.clear();
         this.#announce('lost');
+      },
+      opened: () => {
+        for (const waiter of [...this.#sessionWaiters]) waiter();
       },
       restore: () => this.#restore(),
       restored: () => {
@@ -182,6 +194,74 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
     return machine.id;
   }
 
+  guard<T>(promise: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const interrupt = (error: ConcordError): void => {
+        reject(error);
+      };
+      this.#guarded.add(interrupt);
+      promise.then(
+        (value) => {
+          this.#guarded.delete(interrupt);
+          resolve(value);
+        },
+        (error: unknown) => {
+          this.#guarded.delete(interrupt);
+          reject(error instanceof ConcordError ? error : new ConcordError('ERR_CONNECTION', String(error), { cause: error }));
+        },
+      );
+    });
+  }
+
+  #interrupt(error: ConcordError): void {
+    const pending = [...this.#guarded];
+    this.#guarded.clear();
+    for (const interrupt of pending) interrupt(error);
+  }
+
+  nextSession(signal: AbortSignal): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      const check = (): boolean => {
+        try {
+          const id = this.usableSession();
+          done();
+          resolve(id);
+          return true;
+        } catch (error) {
+          if (isConcordError(error, 'ERR_SESSION_LOST')) return false;
+          done();
+          reject(error instanceof Error ? error : closedError());
+          return true;
+        }
+      };
+      const onAbort = (): void => {
+        done();
+        reject(abortedError(signal));
+      };
+      const done = (): void => {
+        this.#sessionWaiters.delete(waiter);
+        signal.removeEventListener('abort', onAbort);
+      };
+      const waiter = (): void => {
+        check();
+      };
+      if (signal.aborted) {
+        reject(abortedError(signal));
+        return;
+      }
+      if (check()) return;
+      this.#sessionWaiters.add(waiter);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  async sessionRefused(sessionId: string): Promise<boolean> {
+    const machine = this.#machine;
+    if (!machine) return true;
+    if (machine.id === sessionId && machine.state !== 'lost') await machine.probe();
+    return machine.id !== sessionId || machine.state === 'lost';
+  }
+
   queued(kind: LockKind, name: string): void {
     this.emit(kQueued, kind, name);
   }
@@ -191,11 +271,18 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
   }
 
   override on(event: CoordinatorEvent, listener: () => void): this {
+    checkListener(event, listener);
     return super.on(event, listener);
   }
 
-  override off(event: string, listener: (...args: never[]) => void): this {
-    return super.off(event, listener as (...args: unknown[]) => void);
+  override once(event: CoordinatorEvent, listener: () => void): this {
+    checkListener(event, listener);
+    return super.once(event, listener);
+  }
+
+  override off(event: CoordinatorEvent, listener: () => void): this {
+    checkListener(event, listener);
+    return super.off(event, listener);
   }
 
   group(name: string): Group {
@@ -204,7 +291,7 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
 
   async groups(): Promise<string[]> {
     this.assertOpen();
-    return (await this.driver.listGroups()).sort();
+    return (await this.guard(this.driver.listGroups())).sort();
   }
 
   lock(name: string): Lock {
@@ -230,9 +317,10 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
     const machine = this.#machine;
     const driver = this.#driver;
     await Promise.all([...this.streams].map((stream) => stream.close()));
-    for (const pending of [...this.locks.pending]) pending.abort(closedError());
     // Releasing each lock and leaving each group costs a round trip apiece; ending the session frees them all at once.
-    for (const held of [...this.locks.held]) held.drop();
+    this.locks.closeAll(closedError());
+    this.#interrupt(closedError());
+    for (const waiter of [...this.#sessionWaiters]) waiter();
     // After the machine has stopped, its id is the last session it opened (a replacement under way is wound down).
     if (machine) await withTimeout(machine.stop(), this.sessionTtlMs).catch(() => undefined);
     const sessionId = machine?.id;
@@ -253,8 +341,9 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
   [kCrash](): void {
     this.#closing ??= Promise.resolve();
     for (const stream of [...this.streams]) void stream.close();
-    for (const pending of [...this.locks.pending]) pending.abort(closedError());
-    for (const held of [...this.locks.held]) held.drop();
+    this.locks.closeAll(closedError());
+    this.#interrupt(closedError());
+    for (const waiter of [...this.#sessionWaiters]) waiter();
     void this.#machine?.stop();
     this.#driver?.destroy();
   }
@@ -262,4 +351,13 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/** Events are named by the Coordinator type; a misspelt one would otherwise never fire, silently. */
+function checkListener(event: unknown, listener: unknown): void {
+  // Symbols are the core's own (tests listen for kQueued).
+  if (typeof event !== 'symbol' && !EVENTS.has(event as string)) {
+    throw invalidArgument('event', `must be one of ${[...EVENTS].join(', ')}, got ${describe(event)}`);
+  }
+  if (typeof listener !== 'function') throw invalidArgument('listener', `must be a function, got ${describe(listener)}`);
 }

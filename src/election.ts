@@ -6,7 +6,9 @@ import { Channel } from './channel.js';
 import { sleep } from './clock.js';
 import { debug } from './debug.js';
 import { isConcordError } from './errors.js';
-import { acquire, type HeldLockImpl, type LockHost } from './lock.js';
+import { acquire } from './lock/handle.js';
+import type { HeldLockImpl } from './lock/held.js';
+import type { LockHost } from './lock/host.js';
 import type { Unsubscribe } from './driver.js';
 import type { AcquireOptions, LeaderChange, Leadership } from './types.js';
 import type { Resyncable, WatchHost } from './watch.js';
@@ -30,6 +32,14 @@ class LeadershipImpl implements Leadership {
     return this.#held.signal;
   }
 
+  get valid(): boolean {
+    return this.#held.valid;
+  }
+
+  assertValid(): void {
+    this.#held.assertValid();
+  }
+
   resign(): Promise<void> {
     return this.#held.release();
   }
@@ -43,9 +53,44 @@ export async function campaign(host: LockHost, group: string, options?: AcquireO
   return new LeadershipImpl(await acquire(host, 'leader', group, options));
 }
 
+/**
+ * Campaigns, runs `fn` while leading, resigns, and campaigns again, until `signal` aborts or the coordinator closes.
+ * Like Curator's LeaderSelector with auto-requeue: a lost session or lost leadership is not the end of it.
+ */
+export async function lead(
+  host: LockHost,
+  group: string,
+  fn: (leadership: Leadership) => Promise<void> | void,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  while (!signal?.aborted) {
+    let leadership: Leadership;
+    try {
+      leadership = await campaign(host, group, signal ? { signal } : undefined);
+    } catch (error) {
+      if (signal?.aborted || isConcordError(error, 'ERR_CLOSED')) return;
+      // Queued in a session that was lost: contend again in its replacement.
+      if (isConcordError(error, 'ERR_SESSION_LOST')) continue;
+      throw error;
+    }
+    const stop = (): void => void leadership.resign();
+    signal?.addEventListener('abort', stop, { once: true });
+    try {
+      await fn(leadership);
+    } catch (error) {
+      // An error because leadership ended under fn is expected; one while it still led is the caller's to see.
+      if (leadership.valid) throw error;
+      debug('leading "%s" ended: %s', group, (error as Error).message);
+    } finally {
+      signal?.removeEventListener('abort', stop);
+      await leadership.resign();
+    }
+  }
+}
+
 export async function leader(host: LockHost, group: string): Promise<string | undefined> {
   host.assertOpen();
-  return (await host.driver.lockHolder('leader', group))?.member;
+  return (await host.guard(host.driver.lockHolder('leader', group)))?.member;
 }
 
 /**

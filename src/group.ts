@@ -1,7 +1,7 @@
 import { ConcordError, isConcordError } from './errors.js';
-import { campaign, leader, LeaderWatch } from './election.js';
-import type { LockHost } from './lock.js';
-import { validateCapabilities, validateName, validateOptionsObject, validateSignal } from './options.js';
+import { campaign, lead, leader, LeaderWatch } from './election.js';
+import type { LockHost } from './lock/host.js';
+import { describe, validateCapabilities, validateName, validateOptionsObject, validateSignal } from './options.js';
 import { openPartitioner, type PartitionerHost } from './partitioner.js';
 import type {
   AcquireOptions,
@@ -9,6 +9,7 @@ import type {
   Group,
   GroupWatch,
   JoinOptions,
+  LeadOptions,
   LeaderChange,
   Leadership,
   Member,
@@ -40,12 +41,17 @@ export class GroupHandle implements Group {
 
   async create(): Promise<void> {
     this.#host.assertOpen();
-    await this.#host.driver.createGroup(this.name);
+    await this.#host.guard(this.#host.driver.createGroup(this.name));
   }
 
   async delete(): Promise<void> {
     this.#host.assertOpen();
-    await this.#host.driver.deleteGroup(this.name);
+    await this.#host.guard(this.#host.driver.deleteGroup(this.name));
+  }
+
+  /** A request made in `session` that the backend refused because it no longer knows it: have the machine check. */
+  #refused(error: unknown, session: string): void {
+    if (isConcordError(error, 'ERR_SESSION_LOST')) void this.#host.sessionRefused(session);
   }
 
   async join(options?: JoinOptions): Promise<void> {
@@ -61,10 +67,11 @@ export class GroupHandle implements Group {
       const before = host.joined.get(this.name);
       host.joined.set(this.name, { capabilities, session });
       try {
-        await host.driver.joinGroup(this.name, host.member, session, capabilities, create);
+        await host.guard(host.driver.joinGroup(this.name, host.member, session, capabilities, create));
       } catch (error) {
         if (before) host.joined.set(this.name, before);
         else host.joined.delete(this.name);
+        this.#refused(error, session);
         throw error;
       }
     });
@@ -75,7 +82,7 @@ export class GroupHandle implements Group {
     host.assertOpen();
     await host.serialize(this.name, async () => {
       try {
-        await host.driver.leaveGroup(this.name, host.member);
+        await host.guard(host.driver.leaveGroup(this.name, host.member));
         host.joined.delete(this.name);
       } catch (error) {
         if (isConcordError(error, 'ERR_MEMBER_NOT_JOINED') || isConcordError(error, 'ERR_GROUP_NOT_FOUND')) host.joined.delete(this.name);
@@ -86,7 +93,7 @@ export class GroupHandle implements Group {
 
   async members(): Promise<Member[]> {
     this.#host.assertOpen();
-    const snapshot = await this.#host.driver.getMembers(this.name);
+    const snapshot = await this.#host.guard(this.#host.driver.getMembers(this.name));
     if (!snapshot.exists) throw new ConcordError('ERR_GROUP_NOT_FOUND', `group "${this.name}" does not exist`);
     return snapshot.members;
   }
@@ -96,7 +103,13 @@ export class GroupHandle implements Group {
     const host = this.#host;
     host.usableSession();
     await host.serialize(this.name, async () => {
-      await host.driver.updateMember(this.name, host.member, copy);
+      const session = host.usableSession();
+      try {
+        await host.guard(host.driver.updateMember(this.name, host.member, copy));
+      } catch (error) {
+        this.#refused(error, session);
+        throw error;
+      }
       const membership = host.joined.get(this.name);
       if (membership) membership.capabilities = copy;
     });
@@ -117,6 +130,14 @@ export class GroupHandle implements Group {
 
   campaign(options?: AcquireOptions): Promise<Leadership> {
     return campaign(this.#host, this.name, options);
+  }
+
+  async lead(fn: (leadership: Leadership) => Promise<void> | void, options?: LeadOptions): Promise<void> {
+    if (typeof fn !== 'function') throw new ConcordError('ERR_INVALID_ARGUMENT', `fn must be a function, got ${describe(fn)}`);
+    validateOptionsObject(options, 'options');
+    const signal = validateSignal(options?.signal, 'options.signal');
+    this.#host.assertOpen();
+    await lead(this.#host, this.name, fn, signal);
   }
 
   watchLeader(options?: { signal?: AbortSignal }): AsyncIterable<LeaderChange> {

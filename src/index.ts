@@ -24,6 +24,7 @@ export type {
   HeldLock,
   JoinOptions,
   Json,
+  LeadOptions,
   LeaderChange,
   Leadership,
   Lock,

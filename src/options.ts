@@ -23,6 +23,8 @@ export const DEFAULTS = Object.freeze({
   namespace: 'concord',
   rejoin: true,
   connectTimeoutMs: 10_000,
+  /** Shorter sessions cannot be renewed reliably (every ttl/3, declared lost a margin before the TTL). */
+  minSessionTtlMs: 100,
   /** Capabilities larger than this, as JSON, are refused. */
   maxCapabilitiesBytes: 64 * 1024,
   /** Names longer than this, as UTF-8, are refused. */
@@ -33,16 +35,21 @@ export function defaultMemberId(): string {
   return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
+// C0 and C1 control characters and DEL.
 // eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
-/** Names of groups, locks, members and namespaces: non-empty, at most 255 bytes, no control characters. */
+/**
+ * Names of groups, locks, members and namespaces: non-empty, at most 255 bytes, well-formed Unicode (a lone surrogate
+ * has no UTF-8 form, and two such names could become one key), no control characters.
+ */
 export function validateName(value: unknown, argument: string): string {
   if (typeof value !== 'string') throw invalidArgument(argument, `must be a string, got ${describe(value)}`);
   if (value.length === 0) throw invalidArgument(argument, 'must not be empty');
   if (Buffer.byteLength(value, 'utf8') > DEFAULTS.maxNameBytes) {
     throw invalidArgument(argument, `must be at most ${DEFAULTS.maxNameBytes} bytes as UTF-8`);
   }
+  if (!value.isWellFormed()) throw invalidArgument(argument, 'must be well-formed Unicode (it has a lone surrogate)');
   if (CONTROL.test(value)) throw invalidArgument(argument, 'must not contain control characters');
   return value;
 }
@@ -85,10 +92,12 @@ function checkJson(value: unknown, path: string, depth: number): void {
 /** The longest delay a Node timer can wait; longer ones fire at once. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-export function validateTtl(value: unknown, argument = 'sessionTtlMs'): number {
+/** A positive duration in ms that a timer can measure, at least `minimumMs`. */
+export function validateTtl(value: unknown, argument = 'sessionTtlMs', minimumMs = 0): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
     throw invalidArgument(argument, `must be a positive number of milliseconds, got ${describe(value)}`);
   }
+  if (value < minimumMs) throw invalidArgument(argument, `must be at least ${minimumMs} ms, got ${describe(value)}`);
   if (value > MAX_TIMER_MS) throw invalidArgument(argument, `must be at most ${MAX_TIMER_MS} ms (about 24.8 days)`);
   return value;
 }

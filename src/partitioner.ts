@@ -5,7 +5,7 @@
  */
 import { Channel } from './channel.js';
 import { ConcordError, isConcordError } from './errors.js';
-import { validateCapabilities, validateOptionsObject } from './options.js';
+import { describe, validateCapabilities, validateOptionsObject } from './options.js';
 import { HashRing, Rendezvous, ToozHashRing, type Placement } from './placement/index.js';
 import { checkWeight } from './placement/placement.js';
 import type { Capabilities, Group, GroupEvent, PartitionChange, Partitioner, PartitionerOptions } from './types.js';
@@ -13,6 +13,8 @@ import { GroupWatchImpl, type Resyncable, type WatchHost } from './watch.js';
 
 export interface PartitionerHost extends WatchHost {
   readonly member: string;
+  /** Groups this coordinator has joined, with the capabilities it joined with. */
+  readonly joined: ReadonlyMap<string, { readonly capabilities: Capabilities }>;
 }
 
 const ALGORITHMS = {
@@ -35,6 +37,8 @@ class PartitionerImpl implements Partitioner, Resyncable {
   readonly #subscribers = new Set<Channel<PartitionChange>>();
   #watch: GroupWatchImpl | undefined;
   #closing: Promise<void> | undefined;
+  /** The partitioner joined the group itself (rather than publishing its weight on the user's own membership). */
+  #joinedGroup = false;
 
   constructor(host: PartitionerHost, handle: Group, placement: Placement) {
     this.#host = host;
@@ -43,13 +47,21 @@ class PartitionerImpl implements Partitioner, Resyncable {
     this.#placement = placement;
   }
 
+  /** Joins with `capabilities`, or, when this member is in the group already, adds them to its own. */
   async start(capabilities: Capabilities): Promise<void> {
-    try {
-      await this.#handle.join({ capabilities, create: true });
-    } catch (error) {
-      // Already a member (say, through another handle): publish the weight instead.
-      if (!isConcordError(error, 'ERR_MEMBER_EXISTS')) throw error;
-      await this.#handle.updateCapabilities(capabilities);
+    const mine = this.#host.joined.get(this.group);
+    if (mine) {
+      await this.#handle.updateCapabilities({ ...mine.capabilities, ...capabilities });
+    } else {
+      try {
+        await this.#handle.join({ capabilities, create: true });
+        this.#joinedGroup = true;
+      } catch (error) {
+        // Joined under this member id by another coordinator: publish the weight on that membership.
+        if (!isConcordError(error, 'ERR_MEMBER_EXISTS')) throw error;
+        const current = (await this.#handle.members()).find((m) => m.id === this.#host.member);
+        await this.#handle.updateCapabilities({ ...current?.capabilities, ...capabilities });
+      }
     }
     this.#host.assertOpen();
     this.#watch = new GroupWatchImpl(this.#host, this.group, true, undefined, (event) => {
@@ -88,11 +100,16 @@ class PartitionerImpl implements Partitioner, Resyncable {
     return this.owners(key, options).includes(this.#host.member);
   }
 
-  changes(): AsyncIterable<PartitionChange> {
+  changes(options?: { initial?: boolean }): AsyncIterable<PartitionChange> {
+    validateOptionsObject(options, 'options');
+    const initial = options?.initial ?? true;
+    if (typeof initial !== 'boolean') throw new ConcordError('ERR_INVALID_ARGUMENT', 'options.initial must be a boolean');
     this.#assertOpen();
     const channel: Channel<PartitionChange> = new Channel(() => {
       this.#subscribers.delete(channel);
     });
+    // The current view first, so a consumer never misses what happened before it started iterating.
+    if (initial) channel.push({ members: this.#placement.nodes, joined: this.#placement.nodes, left: [] });
     this.#subscribers.add(channel);
     return channel;
   }
@@ -112,6 +129,8 @@ class PartitionerImpl implements Partitioner, Resyncable {
     for (const subscriber of this.#subscribers) subscriber.end();
     this.#subscribers.clear();
     await this.#watch?.close();
+    // A membership the user made stays theirs (with the weight published on it).
+    if (!this.#joinedGroup) return;
     try {
       this.#host.assertOpen();
       await this.#handle.leave();
@@ -126,10 +145,23 @@ class PartitionerImpl implements Partitioner, Resyncable {
   }
 }
 
+/** `options.weight`, or a weight given in `options.capabilities`; both may be given only when they agree. */
+function weightOption(weight: unknown, published: unknown): number {
+  if (published === undefined) return checkWeight(weight, 'options.weight');
+  const fromCapabilities = checkWeight(published, 'options.capabilities.weight');
+  if (weight !== undefined && checkWeight(weight, 'options.weight') !== fromCapabilities) {
+    throw new ConcordError(
+      'ERR_INVALID_ARGUMENT',
+      `options.weight (${describe(weight)}) and options.capabilities.weight (${describe(published)}) disagree; give one of them`,
+    );
+  }
+  return fromCapabilities;
+}
+
 export async function openPartitioner(host: PartitionerHost, handle: Group, options?: PartitionerOptions): Promise<Partitioner> {
   validateOptionsObject(options, 'options');
-  const weight = checkWeight(options?.weight, 'options.weight');
   const extra = options?.capabilities === undefined ? {} : validateCapabilities(options.capabilities, 'options.capabilities');
+  const weight = weightOption(options?.weight, extra.weight);
   const algorithm = options?.algorithm ?? 'rendezvous';
   if (!Object.hasOwn(ALGORITHMS, algorithm)) {
     throw new ConcordError(

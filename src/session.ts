@@ -20,7 +20,9 @@ export interface SessionHooks {
   /** A renewal went through (the backend is reachable): a moment to retry work that failed on the connection. */
   renewed(): void;
   /** Synchronous: every lost signal must be aborted before this returns. */
-  lost(): void;
+  lost(sessionId: string): void;
+  /** A session is open and usable (the first one, or a replacement before its groups are re-joined). */
+  opened(): void;
   /** The new session is open; re-join and resynchronise (never rejects), then the machine reports `restored`. */
   restore(): Promise<void>;
   restored(): void;
@@ -33,7 +35,8 @@ export class SessionMachine {
   #renewedAt = 0;
   #heartbeat: NodeJS.Timeout | undefined;
   #deadline: NodeJS.Timeout | undefined;
-  #beating = false;
+  /** The renewal under way, if any. */
+  #beat: Promise<void> | undefined;
   #replacing: Promise<void> | undefined;
   readonly #driver: Driver;
   readonly #hooks: SessionHooks;
@@ -64,8 +67,20 @@ export class SessionMachine {
   }
 
   async open(): Promise<void> {
-    const sentAt = now();
+    let sentAt = now();
     const id = await this.#driver.openSession(this.ttlMs);
+    if (!this.#stop.signal.aborted && now() - sentAt > this.ttlMs / 3) {
+      // A late answer (a stalled server) leaves little of a TTL counted from when the open was sent: renew at once,
+      // so that the deadline and the first renewal agree, instead of declaring the new session lost before its first
+      // renewal is even due.
+      const renewedAt = now();
+      const alive = await withTimeout(this.#driver.renewSession(id), this.ttlMs / 3).catch(() => false);
+      if (!alive) {
+        this.#driver.closeSession(id).catch(() => undefined);
+        throw new ConcordError('ERR_CONNECTION', 'the backend answered too slowly to keep a new session alive');
+      }
+      sentAt = renewedAt;
+    }
     if (this.#stop.signal.aborted) {
       // Closed while the session was being opened: it must not outlive the coordinator.
       await this.#driver.closeSession(id).catch(() => undefined);
@@ -75,6 +90,7 @@ export class SessionMachine {
     this.#renewedAt = sentAt;
     this.#state = 'connected';
     this.#schedule();
+    this.#hooks.opened();
   }
 
   /** Declares the session lost if its time is up. Called before any use of a held lock's signal. */
@@ -91,7 +107,7 @@ export class SessionMachine {
   #schedule(): void {
     clearTimeout(this.#heartbeat);
     if (this.#stop.signal.aborted) return;
-    this.#heartbeat = setTimeout(() => void this.#beat(), this.#intervalMs);
+    this.#heartbeat = setTimeout(() => void this.#renew(), this.#intervalMs);
     this.#heartbeat.unref();
     this.#armDeadline();
   }
@@ -110,11 +126,26 @@ export class SessionMachine {
     this.#deadline.unref();
   }
 
-  async #beat(): Promise<void> {
+  /**
+   * Renews now instead of at the next heartbeat: the backend answered that it does not know the session. Resolves
+   * once that renewal has settled (and the session is declared lost if the backend agrees).
+   */
+  probe(): Promise<void> {
+    return this.#renew();
+  }
+
+  #renew(): Promise<void> {
+    this.#beat ??= this.#renewal().finally(() => {
+      this.#beat = undefined;
+    });
+    return this.#beat;
+  }
+
+  async #renewal(): Promise<void> {
     this.check();
-    if (this.#beating || this.#stop.signal.aborted) return;
+    if (this.#stop.signal.aborted) return;
     if (this.#state !== 'connected' && this.#state !== 'suspended') return;
-    this.#beating = true;
+    clearTimeout(this.#heartbeat);
     const id = this.#id;
     const sentAt = now();
     let alive: boolean | undefined;
@@ -122,8 +153,6 @@ export class SessionMachine {
       alive = await withTimeout(this.#driver.renewSession(id), this.ttlMs / 3);
     } catch (error) {
       debug('session %s renewal failed: %s', id, (error as Error).message);
-    } finally {
-      this.#beating = false;
     }
     if (this.#stop.signal.aborted || id !== this.#id) return;
     if (this.#state !== 'connected' && this.#state !== 'suspended') return;
@@ -158,7 +187,7 @@ export class SessionMachine {
     this.#state = 'lost';
     clearTimeout(this.#heartbeat);
     clearTimeout(this.#deadline);
-    this.#hooks.lost();
+    this.#hooks.lost(this.#id);
     this.#replacing = this.#replace().finally(() => {
       this.#replacing = undefined;
     });

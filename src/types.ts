@@ -40,8 +40,15 @@ export interface HeldLock extends AsyncDisposable {
   readonly name: string;
   /** Fencing token: strictly greater for every later holder of this name. */
   readonly token: bigint;
-  /** Aborted when the lock is lost (reason: ERR_LOCK_LOST) or released. */
+  /**
+   * Aborted when the lock is lost (reason: ERR_LOCK_LOST) or released. Reading `aborted` or `reason`, or calling
+   * `throwIfAborted()`, first checks the session's deadline, so a stored signal is truthful after a pause.
+   */
   readonly signal: AbortSignal;
+  /** True while held: not released, and not lost as far as this process can know (the session deadline is checked). */
+  readonly valid: boolean;
+  /** Throws the ConcordError that ended the hold (ERR_LOCK_LOST, ERR_CLOSED, ERR_ABORTED) unless it is still valid. */
+  assertValid(): void;
   release(): Promise<void>;
 }
 
@@ -56,9 +63,18 @@ export interface Leadership extends AsyncDisposable {
   readonly group: string;
   /** Fencing token; strictly increases with every change of leader in this group. */
   readonly term: bigint;
-  /** Aborted when leadership is lost (reason: ERR_LEADERSHIP_LOST) or resigned. */
+  /** Aborted when leadership is lost (reason: ERR_LEADERSHIP_LOST) or resigned; truthful after a pause, as HeldLock's. */
   readonly signal: AbortSignal;
+  /** True while this member leads, as far as it can know (the session deadline is checked). */
+  readonly valid: boolean;
+  /** Throws the ConcordError that ended the leadership (ERR_LEADERSHIP_LOST, ERR_CLOSED, ERR_ABORTED) unless valid. */
+  assertValid(): void;
   resign(): Promise<void>;
+}
+
+export interface LeadOptions {
+  /** Stop campaigning (and resign) when this aborts. */
+  readonly signal?: AbortSignal;
 }
 
 export type GroupEvent =
@@ -111,7 +127,8 @@ export interface Partitioner extends AsyncDisposable {
   members(): string[];
   owners(key: string | Uint8Array, options?: { replicas?: number; ignore?: Iterable<string> }): string[];
   isMine(key: string | Uint8Array, options?: { replicas?: number }): boolean;
-  changes(): AsyncIterable<PartitionChange>;
+  /** With `initial` (default true), the current view first (every member in `joined`), then each change. */
+  changes(options?: { initial?: boolean }): AsyncIterable<PartitionChange>;
   close(): Promise<void>;
 }
 
@@ -126,6 +143,12 @@ export interface Group {
   watch(options?: WatchOptions): GroupWatch;
   leader(): Promise<string | undefined>;
   campaign(options?: AcquireOptions): Promise<Leadership>;
+  /**
+   * Leads whenever it can until `signal` aborts: campaigns, runs `fn` with the Leadership (whose signal aborts when
+   * leadership ends), resigns when `fn` settles or leadership is lost, and campaigns again, also across lost sessions.
+   * Resolves once `signal` aborts or the coordinator closes; rejects with what `fn` threw while it still led.
+   */
+  lead(fn: (leadership: Leadership) => Promise<void> | void, options?: LeadOptions): Promise<void>;
   watchLeader(options?: { signal?: AbortSignal }): AsyncIterable<LeaderChange>;
   partitioner(options?: PartitionerOptions): Promise<Partitioner>;
 }

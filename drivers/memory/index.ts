@@ -29,6 +29,8 @@ class MemoryDriver implements Driver, ServerClient {
   readonly #server: MemoryServer;
   readonly #context: DriverContext;
   #link: 'up' | 'down' | 'blackhole' = 'up';
+  /** Until when (performance.now()) the server answers nothing, as a stalled server would; then it catches up. */
+  #stalledUntil = 0;
   #state: 'open' | 'closed' | 'destroyed' = 'open';
   readonly #sinks = new Set<WatchSink>();
   readonly #lockListeners = new Set<() => void>();
@@ -52,7 +54,12 @@ class MemoryDriver implements Driver, ServerClient {
    */
   #call<T>(fn: () => T): Promise<Awaited<T>> {
     return new Promise<Awaited<T>>((resolve, reject) => {
-      setImmediate(() => {
+      const answer = (): void => {
+        const stalledMs = this.#stalledUntil - performance.now();
+        if (stalledMs > 0) {
+          setTimeout(answer, stalledMs);
+          return;
+        }
         if (this.#state !== 'open') reject(new ConcordError('ERR_CONNECTION', 'the connection is closed'));
         else if (this.#link === 'down') reject(new ConcordError('ERR_CONNECTION', 'the memory link is down'));
         else if (this.#link === 'blackhole')
@@ -64,8 +71,13 @@ class MemoryDriver implements Driver, ServerClient {
             reject(toError(error));
           }
         }
-      });
+      };
+      setImmediate(answer);
     });
+  }
+
+  stall(ms: number): void {
+    this.#stalledUntil = performance.now() + ms;
   }
 
   // ---- faults (tests)
@@ -242,6 +254,10 @@ export interface MemoryFaults {
   reconnect(): void;
   /** Expire the session on the server now, as a TTL running out would; the client is told first if its link is up. */
   expire(): void;
+  /** End the session on the server without telling anyone, as a restart that lost its data would. */
+  forget(): void;
+  /** Answer nothing the coordinator sends for `ms`, then everything, as a server stalled that long would. */
+  stall(ms: number): void;
 }
 
 /** Fault controls for a coordinator connected with memory://. For tests. */
@@ -261,6 +277,12 @@ export function memoryFaults(coordinator: Coordinator): MemoryFaults {
     // The session id is read at call time: after a lost session the coordinator runs a new one on the same driver.
     expire: () => {
       driver.server.expireSession(coordinator.session.id);
+    },
+    forget: () => {
+      driver.server.closeSession(coordinator.session.id);
+    },
+    stall: (ms) => {
+      driver.stall(ms);
     },
   };
 }

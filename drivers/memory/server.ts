@@ -32,8 +32,9 @@ interface GroupState {
 }
 
 interface LockState {
+  /** Where this lock's fencing counter lives in `fences`. */
+  readonly fenceKey: string;
   holder: { session: string; member: string; token: bigint } | undefined;
-  fence: bigint;
   readonly queue: Waiter[];
   readonly listeners: Set<Listener>;
 }
@@ -57,6 +58,11 @@ interface GroupWatcher {
 
 const LOG_LIMIT = 256;
 const servers = new Map<string, MemoryServer>();
+/**
+ * Fencing counters by server and lock, kept for the life of the process: a server is dropped when its last coordinator
+ * closes, but a name used again later must still hand out larger tokens (and terms) than before.
+ */
+const fences = new Map<string, bigint>();
 let sessionCounter = 0;
 
 export class MemoryServer {
@@ -274,7 +280,7 @@ export class MemoryServer {
     const key = `${kind}\u0000${name}`;
     let lock = this.#locks.get(key);
     if (!lock) {
-      lock = { holder: undefined, fence: 0n, queue: [], listeners: new Set() };
+      lock = { fenceKey: `${this.#key}\u0000${key}`, holder: undefined, queue: [], listeners: new Set() };
       this.#locks.set(key, lock);
     }
     return [key, lock];
@@ -329,7 +335,8 @@ export class MemoryServer {
   }
 
   #grant(lock: LockState, session: string, member: string): bigint {
-    const token = ++lock.fence;
+    const token = (fences.get(lock.fenceKey) ?? 0n) + 1n;
+    fences.set(lock.fenceKey, token);
     lock.holder = { session, member, token };
     this.#notify(lock);
     return token;
@@ -365,9 +372,9 @@ export class MemoryServer {
     this.#gc(key, lock);
   }
 
-  // The fence counter must survive, so only a lock never taken is dropped; a used one keeps one small record.
+  // The fence counter lives in `fences`, so a lock nobody holds, awaits or watches keeps nothing here.
   #gc(key: string, lock: LockState): void {
-    if (lock.fence === 0n && lock.holder === undefined && lock.queue.length === 0 && lock.listeners.size === 0) {
+    if (lock.holder === undefined && lock.queue.length === 0 && lock.listeners.size === 0) {
       this.#locks.delete(key);
     }
   }

@@ -1,0 +1,332 @@
+/**
+ * One acquire() call as an object: what it asked for (kind, name, the caller's signal and deadline), where it is
+ * (its phase and session), and what it asked of the backend (so that giving up leaves nothing behind).
+ *
+ *   turn      waiting behind another acquisition or holder of the name in this process
+ *   session   waiting for a usable session (a lost one being replaced)
+ *   trying    one plain attempt, the uncontended path
+ *   contending / queued   the backend's fair queue (or a notified retry loop): asked, then registered
+ *
+ * The session being lost ends an acquisition that was queued in it with ERR_SESSION_LOST. In any other phase it
+ * carries on in the replacement session, within its own timeout and signal, as Curator's recipes do after a
+ * ZooKeeper session expiry.
+ */
+import { sleep } from '../clock.js';
+import { ConcordError, abortedError, isConcordError } from '../errors.js';
+import type { LockKind } from '../driver.js';
+import type { NormalizedAcquire } from '../options.js';
+import { Wakeup } from '../wakeup.js';
+import { HeldLockImpl } from './held.js';
+import type { LockHost } from './host.js';
+import { lockKey, type ActiveAcquisition } from './registry.js';
+
+type Phase = 'turn' | 'session' | 'trying' | 'contending' | 'queued';
+
+export function timeoutError(): ConcordError {
+  return new ConcordError('ERR_LOCK_TIMEOUT', 'the lock was not acquired in time');
+}
+
+/** Thrown inside an acquisition (never to its caller) when it must start again in the replacement session. */
+const replaced = new ConcordError('ERR_SESSION_LOST', 'the session was replaced; trying again in the new one');
+
+function asConcordError(error: unknown): ConcordError {
+  return error instanceof ConcordError
+    ? error
+    : new ConcordError('ERR_CONNECTION', `the backend request failed: ${String((error as Error | undefined)?.message ?? error)}`, {
+        cause: error,
+      });
+}
+
+export class Acquisition implements ActiveAcquisition {
+  readonly kind: LockKind;
+  readonly name: string;
+  readonly #host: LockHost;
+  readonly #key: string;
+  readonly #signal: AbortSignal | undefined;
+  /** timeoutMs 0: one attempt, no waiting. */
+  readonly #once: boolean;
+  /** Monotonic ms by which it must be held, if the caller set a timeout. */
+  readonly #deadline: number | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #phase: Phase = 'turn';
+  #session = '';
+  /** It holds the local turn of the name. */
+  #entered = false;
+  /** Something was asked of the backend in this session (and may be outstanding): giving up must clean up after it. */
+  #asked = false;
+  #inFlight: Promise<unknown> | undefined;
+  /** Why it ends (the caller's abort, the timeout, close(), the session lost while queued); set once. */
+  #ended: ConcordError | undefined;
+  /** Aborts the waits of the current session round (driver waits, the local turn, a session replacement). */
+  #round: AbortController | undefined;
+  /** Rejects the backend request being awaited now. */
+  #interrupt: ((error: ConcordError) => void) | undefined;
+
+  constructor(host: LockHost, kind: LockKind, name: string, options: NormalizedAcquire) {
+    this.#host = host;
+    this.kind = kind;
+    this.name = name;
+    this.#key = lockKey(kind, name);
+    this.#signal = options.signal;
+    this.#once = options.timeoutMs === 0;
+    this.#deadline = options.timeoutMs ? performance.now() + options.timeoutMs : undefined;
+  }
+
+  /** Resolves with the held lock; rejects with ERR_LOCK_TIMEOUT, ERR_ABORTED, ERR_SESSION_LOST or ERR_CLOSED. */
+  async run(): Promise<HeldLockImpl> {
+    const { locks } = this.#host;
+    locks.active.add(this);
+    this.#signal?.addEventListener('abort', this.#onAbort, { once: true });
+    if (this.#deadline !== undefined) {
+      this.#timer = setTimeout(this.#onTimeout, Math.max(0, this.#deadline - performance.now()));
+    }
+    try {
+      await this.#takeTurn();
+      for (;;) {
+        try {
+          return await this.#inSession();
+        } catch (error) {
+          if (error !== replaced || this.#ended) throw error;
+          // What was asked in the old session ended with it on the backend.
+          this.#asked = false;
+          this.#inFlight = undefined;
+          this.#round = undefined;
+        }
+      }
+    } catch (error) {
+      this.#abandon();
+      throw this.#ended ?? asConcordError(error);
+    } finally {
+      locks.active.delete(this);
+      clearTimeout(this.#timer);
+      this.#signal?.removeEventListener('abort', this.#onAbort);
+    }
+  }
+
+  readonly #onAbort = (): void => {
+    this.end(abortedError(this.#signal, `acquiring ${this.kind === 'leader' ? 'leadership of' : 'lock'} "${this.name}"`));
+  };
+
+  readonly #onTimeout = (): void => {
+    this.end(timeoutError());
+  };
+
+  end(reason: ConcordError): void {
+    if (this.#ended) return;
+    this.#ended = reason;
+    this.#round?.abort(reason);
+    this.#interrupt?.(reason);
+  }
+
+  sessionLost(sessionId: string): void {
+    if (this.#ended || this.#session !== sessionId) return;
+    if (this.#phase === 'queued') {
+      this.end(new ConcordError('ERR_SESSION_LOST', 'the session was lost while waiting'));
+    } else if (this.#phase === 'trying' || this.#phase === 'contending') {
+      this.#round?.abort(replaced);
+      this.#interrupt?.(replaced);
+    }
+  }
+
+  /** The signal for this session round's waits. */
+  #waitSignal(): AbortSignal {
+    if (!this.#round) {
+      this.#round = new AbortController();
+      if (this.#ended) this.#round.abort(this.#ended);
+    }
+    return this.#round.signal;
+  }
+
+  /** Awaits a backend request, unless the acquisition is interrupted first (the request is tracked for clean-up). */
+  #race<T>(promise: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const interrupt = (error: ConcordError): void => {
+        this.#interrupt = undefined;
+        reject(error);
+      };
+      const settle = (): void => {
+        if (this.#interrupt === interrupt) this.#interrupt = undefined;
+      };
+      promise.then(
+        (value) => {
+          settle();
+          resolve(value);
+        },
+        (error: unknown) => {
+          settle();
+          reject(asConcordError(error));
+        },
+      );
+      if (this.#ended) interrupt(this.#ended);
+      else this.#interrupt = interrupt;
+    });
+  }
+
+  #ask(request: Promise<unknown>): void {
+    this.#asked = true;
+    this.#inFlight = request;
+  }
+
+  async #takeTurn(): Promise<void> {
+    const queue = this.#host.locks.queue(this.#key);
+    if (!queue.tryEnter()) {
+      // Held or awaited by someone else in this process; our own clean-up after an abandoned wait is not "taken".
+      if (this.#once && !queue.onlyCleaning) throw timeoutError();
+      this.#phase = 'turn';
+      await queue.enter(this.#waitSignal());
+    }
+    this.#entered = true;
+  }
+
+  async #inSession(): Promise<HeldLockImpl> {
+    const host = this.#host;
+    this.#phase = 'session';
+    this.#session = this.#once ? host.usableSession() : await this.#usableSession();
+    if (host.locks.uncancelled.size > 0) await host.locks.cancelPending(host, this.#key);
+    // A lock this process queued for a moment ago goes straight to the backend's queue.
+    if (this.#once || !host.driver.acquireLock || !host.locks.recentlyContended(this.#key)) {
+      const token = await this.#tryOnce();
+      if (token !== undefined) return this.#hold(token);
+      if (this.#once) throw timeoutError();
+    }
+    return this.#hold(await this.#contend());
+  }
+
+  async #usableSession(): Promise<string> {
+    try {
+      return this.#host.usableSession();
+    } catch (error) {
+      if (!isConcordError(error, 'ERR_SESSION_LOST')) throw error;
+    }
+    return this.#host.nextSession(this.#waitSignal());
+  }
+
+  /** One plain attempt: the token, or undefined when it is taken (or the link failed and waiting will tell). */
+  async #tryOnce(): Promise<bigint | undefined> {
+    const host = this.#host;
+    this.#phase = 'trying';
+    this.#assertCurrent();
+    const attempt = host.driver.tryLock(this.kind, this.name, this.#session, host.member);
+    this.#ask(attempt);
+    try {
+      return await this.#race(attempt);
+    } catch (error) {
+      if (error === replaced || this.#ended) throw error;
+      if (isConcordError(error, 'ERR_SESSION_LOST')) {
+        // The backend no longer knows the session: once the machine agrees, carry on in the replacement.
+        const lost = await host.sessionRefused(this.#session);
+        if (lost && !this.#once && !this.#ended) throw replaced;
+        throw error;
+      }
+      // A dropped connection is not the end of a wait: the backend wait takes over, and the session machine decides.
+      if (!this.#once && isConcordError(error, 'ERR_CONNECTION')) return undefined;
+      throw error;
+    }
+  }
+
+  /** The waiting part: the driver's fair queue, or a notified retry loop. */
+  async #contend(): Promise<bigint> {
+    const host = this.#host;
+    const { driver } = host;
+    this.#phase = 'contending';
+    const signal = this.#waitSignal();
+    const pollMs = driver.pollIntervalMs ?? host.sessionTtlMs / 3;
+    const queued = (): void => {
+      if (this.#phase === 'contending') this.#phase = 'queued';
+      host.locks.markContended(this.#key);
+      host.queued(this.kind, this.name);
+    };
+    if (driver.acquireLock) {
+      for (;;) {
+        this.#assertCurrent();
+        const attempt = driver.acquireLock(this.kind, this.name, this.#session, host.member, signal, queued);
+        this.#ask(attempt);
+        try {
+          return await this.#race(attempt);
+        } catch (error) {
+          if (error === replaced || this.#ended || !isConcordError(error, 'ERR_CONNECTION')) {
+            if (error !== replaced && isConcordError(error, 'ERR_SESSION_LOST')) void host.sessionRefused(this.#session);
+            throw error;
+          }
+          await sleep(pollMs, signal);
+        }
+      }
+    }
+    const wakeup = new Wakeup();
+    const subscribing = driver.watchLock(this.kind, this.name, () => {
+      wakeup.wake();
+    });
+    let unsubscribe: () => void;
+    try {
+      unsubscribe = await this.#race(subscribing);
+    } catch (error) {
+      subscribing.then((stop) => {
+        stop();
+      }, Boolean);
+      throw error;
+    }
+    try {
+      for (;;) {
+        this.#assertCurrent();
+        const attempt = driver.tryLock(this.kind, this.name, this.#session, host.member);
+        this.#ask(attempt);
+        let token: bigint | undefined;
+        try {
+          token = await this.#race(attempt);
+        } catch (error) {
+          if (error === replaced || this.#ended || !isConcordError(error, 'ERR_CONNECTION')) throw error;
+        }
+        if (token !== undefined) return token;
+        queued();
+        await wakeup.wait(pollMs, signal);
+      }
+    } finally {
+      unsubscribe();
+    }
+  }
+
+  /** Before each request: the session lost since the last step means starting again in its replacement. */
+  #assertCurrent(): void {
+    let current = '';
+    try {
+      current = this.#host.usableSession();
+    } catch (error) {
+      if (!isConcordError(error, 'ERR_SESSION_LOST')) throw error;
+    }
+    if (current === this.#session) return;
+    if (this.#phase === 'queued') throw new ConcordError('ERR_SESSION_LOST', 'the session was lost while waiting');
+    throw replaced;
+  }
+
+  /** The grant becomes a HeldLock, unless the acquisition ended or its session was lost as it landed. */
+  #hold(token: bigint): HeldLockImpl {
+    if (this.#ended) throw this.#ended;
+    let current: string;
+    try {
+      current = this.#host.usableSession();
+    } catch (error) {
+      if (!isConcordError(error, 'ERR_SESSION_LOST')) throw error;
+      current = '';
+    }
+    if (current !== this.#session) {
+      // The grant died with the old session (the clean-up hands it back if the backend still has it).
+      if (this.#phase === 'queued' || this.#once) throw new ConcordError('ERR_SESSION_LOST', 'the session was lost while acquiring');
+      throw replaced;
+    }
+    // The held lock owns the turn now, and there is nothing to clean up.
+    this.#entered = false;
+    this.#asked = false;
+    return new HeldLockImpl(this.#host, this.kind, this.name, this.#session, token);
+  }
+
+  /** Gave up: clean up after what was asked (before the next local turn), or just pass the turn on. */
+  #abandon(): void {
+    if (!this.#entered) return;
+    this.#entered = false;
+    if (this.#asked) {
+      void this.#host.locks.cleanUp(this.#host, { kind: this.kind, name: this.name, session: this.#session }, this.#inFlight);
+    } else {
+      this.#host.locks.leave(this.#key);
+    }
+  }
+}

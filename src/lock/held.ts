@@ -1,0 +1,149 @@
+/**
+ * A held lock or leadership: its token, its signal, its release. The signal tells the truth when read after a pause:
+ * reading `aborted` (or `reason`, or calling `throwIfAborted()`) first checks the session's deadline on the monotonic
+ * clock, so a process that was stopped past its TTL sees the loss on its first look, even through a signal it stored
+ * before the pause and before any timer has had a chance to run.
+ */
+import { ConcordError, isConcordError } from '../errors.js';
+import { debug } from '../debug.js';
+import type { LockKind } from '../driver.js';
+import type { HeldLock } from '../types.js';
+import type { LockHost } from './host.js';
+import { lockKey } from './registry.js';
+
+/* eslint-disable @typescript-eslint/unbound-method -- the platform's own accessors, called on their own instance */
+const abortedOf = Object.getOwnPropertyDescriptor(AbortSignal.prototype, 'aborted')?.get as (this: AbortSignal) => boolean;
+const reasonOf = Object.getOwnPropertyDescriptor(AbortSignal.prototype, 'reason')?.get as (this: AbortSignal) => unknown;
+const throwIfAbortedOf = AbortSignal.prototype.throwIfAborted;
+/* eslint-enable @typescript-eslint/unbound-method */
+
+/** Makes `signal` consult `check` (the session deadline) before it answers whether it has aborted. */
+function checked(signal: AbortSignal, check: () => void): AbortSignal {
+  Object.defineProperties(signal, {
+    aborted: {
+      configurable: true,
+      get: (): boolean => {
+        check();
+        return abortedOf.call(signal);
+      },
+    },
+    reason: {
+      configurable: true,
+      get: (): unknown => {
+        check();
+        return reasonOf.call(signal);
+      },
+    },
+    throwIfAborted: {
+      configurable: true,
+      value: (): void => {
+        check();
+        throwIfAbortedOf.call(signal);
+      },
+    },
+  });
+  return signal;
+}
+
+export class HeldLockImpl implements HeldLock {
+  readonly name: string;
+  readonly token: bigint;
+  readonly kind: LockKind;
+  readonly #host: LockHost;
+  readonly #sessionId: string;
+  // Created on first use of `signal`: most holders never look, and a controller plus its abort is a large share of
+  // an uncontended acquire and release.
+  #controller: AbortController | undefined;
+  #reason: (() => ConcordError) | undefined;
+  #released: Promise<void> | undefined;
+
+  constructor(host: LockHost, kind: LockKind, name: string, sessionId: string, token: bigint) {
+    this.#host = host;
+    this.kind = kind;
+    this.name = name;
+    this.#sessionId = sessionId;
+    this.token = token;
+    host.locks.held.add(this);
+  }
+
+  get signal(): AbortSignal {
+    this.#host.checkSession();
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      checked(this.#controller.signal, () => {
+        this.#host.checkSession();
+      });
+      if (this.#reason) this.#controller.abort(this.#reason());
+    }
+    return this.#controller.signal;
+  }
+
+  /** True while the lock is held: not released, and not lost as far as this process can know (the deadline is checked). */
+  get valid(): boolean {
+    this.#host.checkSession();
+    return this.#released === undefined;
+  }
+
+  /** Throws the reason the lock ended (ERR_LOCK_LOST, ERR_LEADERSHIP_LOST, ERR_CLOSED, ERR_ABORTED) unless it is valid. */
+  assertValid(): void {
+    if (this.valid) return;
+    throw this.#reason?.() ?? new ConcordError('ERR_LOCK_LOST', `lock "${this.name}" is no longer held`);
+  }
+
+  /** Aborts the signal with ERR_LOCK_LOST / ERR_LEADERSHIP_LOST; the backend has freed, or will free, the lock. */
+  lose(): void {
+    if (this.#released) return;
+    this.#released = Promise.resolve();
+    this.#finish(() =>
+      this.kind === 'leader'
+        ? new ConcordError('ERR_LEADERSHIP_LOST', `leadership of group "${this.name}" was lost`)
+        : new ConcordError('ERR_LOCK_LOST', `lock "${this.name}" was lost`),
+    );
+  }
+
+  /** The coordinator is closing and ends the session, which frees the lock on the backend. */
+  drop(): void {
+    if (this.#released) return;
+    this.#released = Promise.resolve();
+    this.#finish(() => new ConcordError('ERR_CLOSED', 'the coordinator was closed'));
+  }
+
+  release(): Promise<void> {
+    this.#released ??= this.#release();
+    return this.#released;
+  }
+
+  async #release(): Promise<void> {
+    this.#finish(
+      () =>
+        new ConcordError(
+          'ERR_ABORTED',
+          this.kind === 'leader' ? `leadership of group "${this.name}" was resigned` : `lock "${this.name}" was released`,
+        ),
+    );
+    await this.#unlock();
+  }
+
+  readonly #unlock = async (): Promise<void> => {
+    try {
+      // Bounded by the session and close(): a lost session frees the lock anyway, and release() must settle.
+      await this.#host.guard(this.#host.driver.unlock(this.kind, this.name, this.#sessionId, this.token));
+    } catch (error) {
+      // A lock whose release did not reach the backend would block others until our session ends: retry later.
+      if (isConcordError(error, 'ERR_CONNECTION')) this.#host.locks.unreleased.add(this.#unlock);
+      debug('release of %s "%s" failed: %s', this.kind, this.name, (error as Error).message);
+    }
+  };
+
+  #finish(reason: () => ConcordError): void {
+    this.#host.locks.held.delete(this);
+    this.#reason = reason;
+    const controller = this.#controller;
+    if (controller && !abortedOf.call(controller.signal)) controller.abort(reason());
+    this.#host.locks.leave(lockKey(this.kind, this.name));
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+}
