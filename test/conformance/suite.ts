@@ -739,6 +739,12 @@ export function describeConformance(target: ConformanceTarget): void {
           ['empty group name', () => a.group(''), 'ERR_INVALID_ARGUMENT'],
           ['long group name', () => a.group(long), 'ERR_INVALID_ARGUMENT'],
           ['control characters', () => a.group('a\nb'), 'ERR_INVALID_ARGUMENT'],
+          ['C1 control character', () => a.lock('a\u0085b'), 'ERR_INVALID_ARGUMENT'],
+          ['lone surrogate lock name', () => a.lock('l\ud800'), 'ERR_INVALID_ARGUMENT'],
+          ['lone surrogate group name', () => a.group('\udc00g'), 'ERR_INVALID_ARGUMENT'],
+          ['lone surrogate member', () => connect(target.url(), { member: 'm\ud800', namespace }), 'ERR_INVALID_ARGUMENT'],
+          ['TTL too short to renew', () => connect(target.url(), { sessionTtlMs: 5, namespace }), 'ERR_INVALID_ARGUMENT'],
+          ['misspelt event', () => a.on('lots' as 'lost', () => undefined), 'ERR_INVALID_ARGUMENT'],
           ['non-string lock name', () => a.lock(42 as unknown as string), 'ERR_INVALID_ARGUMENT'],
           ['array capabilities', () => a.group('g').updateCapabilities([] as unknown as Record<string, never>), 'ERR_INVALID_ARGUMENT'],
           [
