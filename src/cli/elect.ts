@@ -26,9 +26,11 @@ export const spec: CommandSpec = {
   summary: 'Campaign for leadership of a group and run a command only while this process is the leader.',
   description: [
     'When elected, the command starts with CONCORD_TERM (the leadership term, strictly increasing with every new',
-    'leader), CONCORD_GROUP and CONCORD_MEMBER. When leadership is lost, the command gets SIGTERM, then SIGKILL after',
-    '--grace, and concord campaigns again. When the command exits by itself, concord resigns and exits with its code.',
-    'On SIGINT or SIGTERM, concord passes the signal to the command, waits for it (up to --grace), resigns and exits.',
+    'leader), CONCORD_GROUP and CONCORD_MEMBER, in a process group of its own. When leadership is lost, every process',
+    'of that group gets SIGTERM, then SIGKILL after --grace, and concord campaigns again once none is left. When the',
+    'command exits by itself, what it left running is ended the same way; concord resigns and exits with its code. On',
+    'SIGINT, SIGTERM or SIGHUP, concord passes the signal to the group, waits for it (up to --grace), resigns and exits.',
+    'If concord itself is killed (even by SIGKILL), the group is killed at once.',
   ].join('\n'),
   positionals: [{ name: 'GROUP', arity: '1' }],
   command: 'required',
@@ -61,6 +63,10 @@ export async function run(args: Parsed, context: Context): Promise<number> {
         await sleep(RETRY_MS, context.interrupted);
         continue;
       }
+      if (context.interrupted.aborted) {
+        await leadership.resign();
+        return interruptedCode();
+      }
       if (!quiet) note(`elected leader of "${group}" (term ${leadership.term}); starting the command`);
       let child: Child;
       try {
@@ -73,13 +79,12 @@ export async function run(args: Parsed, context: Context): Promise<number> {
         await leadership.resign();
         throw error;
       }
-      // The child receives SIGINT/SIGTERM through forwarding; give it the grace period, then make sure it is gone.
+      // The group gets the signal concord got, then the grace period, then SIGKILL.
       const onInterrupt = (): void => {
-        setTimeout(() => {
-          child.kill('SIGKILL');
-        }, graceMs).unref();
+        void child.stop({ graceMs, first: context.signalName() ?? 'SIGTERM' });
       };
-      context.interrupted.addEventListener('abort', onInterrupt, { once: true });
+      if (context.interrupted.aborted) onInterrupt();
+      else context.interrupted.addEventListener('abort', onInterrupt, { once: true });
       const lost = new Promise<'lost'>((resolve) => {
         leadership.signal.addEventListener(
           'abort',
@@ -90,15 +95,18 @@ export async function run(args: Parsed, context: Context): Promise<number> {
         );
       });
       const outcome = await Promise.race([child.exited, lost]);
-      context.interrupted.removeEventListener('abort', onInterrupt);
       if (outcome === 'lost' && child.running) {
         if (!quiet) note(`lost leadership of "${group}" (term ${leadership.term}); stopping the command`);
-        await child.stop(graceMs);
+        await child.stop({ graceMs });
+        context.interrupted.removeEventListener('abort', onInterrupt);
         await leadership.resign();
         if (context.interrupted.aborted) return interruptedCode();
         continue;
       }
-      const exit = await child.exited;
+      await child.exited;
+      // What the command left running in its group is ended before leadership is given up.
+      const exit = await child.stop({ graceMs });
+      context.interrupted.removeEventListener('abort', onInterrupt);
       await leadership.resign();
       if (!quiet) note(`the command exited with code ${exit.code}; resigned leadership of "${group}"`);
       return exit.code;

@@ -11,9 +11,11 @@ export const spec: CommandSpec = {
   summary: 'Run a command while holding a lock, so that no two such commands run at once anywhere the backend reaches.',
   description: [
     'The command gets CONCORD_FENCING_TOKEN (strictly greater for every later holder of NAME), CONCORD_LOCK and',
-    "CONCORD_MEMBER. SIGINT, SIGTERM and SIGHUP are forwarded to it. concord exits with the command's exit code;",
-    `${EXIT.timeout} when --timeout runs out first; ${EXIT.lost} when the lock is lost while the command runs (the command`,
-    'then gets SIGTERM, and SIGKILL after --grace).',
+    'CONCORD_MEMBER. It runs in a process group of its own: SIGINT, SIGTERM and SIGHUP are forwarded to every process',
+    'of that group. The lock is released only once no process of the group is left: when the command exits, what it',
+    'left running gets SIGTERM, then SIGKILL after --grace. If the lock is lost while the command runs, the group gets',
+    'SIGTERM, then SIGKILL after --grace. If concord itself is killed (even by SIGKILL), the group is killed at once.',
+    `concord exits with the command's exit code; ${EXIT.timeout} when --timeout runs out first; ${EXIT.lost} when the lock was lost.`,
   ].join('\n'),
   positionals: [{ name: 'NAME', arity: '1' }],
   command: 'required',
@@ -31,7 +33,7 @@ export const spec: CommandSpec = {
       value: 'MS',
       min: 0,
       default: 5000,
-      description: 'after SIGTERM on a lost lock, wait this long before SIGKILL',
+      description: "after SIGTERM to the command's group, wait this long before SIGKILL",
     },
     { name: 'quiet', type: 'boolean', description: 'no notes on stderr' },
     ...BACKEND_OPTIONS,
@@ -67,6 +69,10 @@ export async function run(args: Parsed, context: Context): Promise<number> {
       if (context.interrupted.aborted) return signalExitCode(context.signalName() ?? 'SIGINT');
       throw error;
     }
+    if (context.interrupted.aborted) {
+      await held.release();
+      return signalExitCode(context.signalName() ?? 'SIGINT');
+    }
     if (!quiet) note(`holding lock "${name}" (fencing token ${held.token})`);
     let child: Child;
     try {
@@ -79,16 +85,21 @@ export async function run(args: Parsed, context: Context): Promise<number> {
       await held.release();
       throw error;
     }
+    // A signal that came while the command was starting is passed on now.
+    const early = context.signalName();
+    if (early !== undefined) child.kill(early);
     let lost = false;
     const onLost = (): void => {
       // A release by us also aborts the signal; only a loss while the command runs matters.
       if (!child.running) return;
       lost = true;
       note(`lost lock "${name}" while the command ran (${describeReason(held.signal.reason)}); stopping it`);
-      void child.stop(graceMs);
+      void child.stop({ graceMs });
     };
     held.signal.addEventListener('abort', onLost, { once: true });
-    const exit = await child.exited;
+    await child.exited;
+    // The command's own process is done; what it left running in its group is ended before the lock is released.
+    const exit = await child.stop({ graceMs });
     held.signal.removeEventListener('abort', onLost);
     await held.release();
     if (lost) throw new CliError(`the command was stopped because lock "${name}" was lost (its exit code was ${exit.code})`, EXIT.lost);

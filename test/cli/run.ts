@@ -53,6 +53,8 @@ export interface Result {
 export interface RunOptions {
   readonly env?: Record<string, string>;
   readonly input?: string;
+  /** Run as this uid and gid, through setpriv (needs root). */
+  readonly asUid?: number;
 }
 
 /** The environment of every run: the sources, never a stale build; no colours; no URL from the caller's shell. */
@@ -67,12 +69,24 @@ export class Running {
   stdout = '';
   stderr = '';
   readonly done: Promise<Result>;
+  /** concord's own exit; `done` also waits for every process holding its output (a command's leftovers too). */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(args: readonly string[], options?: RunOptions) {
-    this.child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: environment(options?.env), stdio: ['pipe', 'pipe', 'pipe'] });
+    const command = [process.execPath, BIN, ...args];
+    const uid = options?.asUid;
+    // setpriv execs the command: the pid is concord's.
+    if (uid !== undefined) command.unshift('setpriv', `--reuid=${String(uid)}`, `--regid=${String(uid)}`, '--clear-groups');
+    const [file = '', ...rest] = command;
+    this.child = spawn(file, rest, { cwd: ROOT, env: environment(options?.env), stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (this.stdout += chunk));
     this.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
     this.child.stdin?.end(options?.input ?? '');
+    this.exited = new Promise((resolve) => {
+      this.child.once('exit', (code, signal) => {
+        resolve({ code, signal });
+      });
+    });
     this.done = new Promise((resolve) => {
       this.child.once('close', (code, signal) => {
         resolve({ code, signal, stdout: this.stdout, stderr: this.stderr });
