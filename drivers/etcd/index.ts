@@ -8,14 +8,24 @@
  * - Session = one lease (TTL = ceil(sessionTtlMs / 1000) s; sessionTtlMs under 2000 is refused, as etcd would round
  *   it up). The core renews it with one LeaseKeepAlive exchange per heartbeat; close revokes it, and every membership
  *   and lock key hangs off it. close() ends every stream and the client: a process that only closes exits.
+ * - Opening a session also puts a session key on the lease, in a transaction whose untaken branch deletes the whole
+ *   namespace: etcd checks both branches' permissions, so a user who may not read and write every key of the namespace
+ *   is refused at connect (ERR_REFUSED, naming the range), not at first use. The session key is watched: its delete
+ *   (the lease revoked or expired) declares the session lost at once, not at the next renewal.
+ * - While connecting (until the first session is open) every call gives up when the core's connect signal aborts.
+ * - A held lock's key is watched for deletes while held: deleted from outside (an operator, a revoked lease), the core
+ *   hears lockLost within a round trip, about when a waiter is told it may take the lock.
  * - Groups are single transactions: create (marker absent), delete (marker present and no member key: a range
  *   compare), join (group present, member absent), update and leave (both present).
  * - Watches: the snapshot is one read at revision R, the watch starts at R + 1; one gRPC stream carries every watch
- *   and, when it breaks, the watches resume where they were on a new one (a compacted revision means a resync).
+ *   and, when it breaks, the watches resume where they were on a new one. A compacted revision means a resync: a
+ *   group watch is re-subscribed by the core from a fresh snapshot; lock watches are re-created from the present and
+ *   then call their listener, which re-reads.
  * - Locks and leadership follow etcd's concurrency package: one key per contender, the lowest create revision holds,
  *   each waiter watches only the key just ahead of it (fair, no herd), token = the key's create revision. A waiter
- *   whose own key disappears (its lease died) fails with ERR_SESSION_LOST. Uncontended, acquire + release is two
- *   writes: a put guarded by "nobody under this prefix", and a delete guarded by the create revision.
+ *   whose own key disappears queues again at the back (putting it again fails with ERR_SESSION_LOST only when the lease
+ *   is gone). Uncontended, acquire + release is two writes: a put guarded by "nobody under this prefix", and a delete
+ *   guarded by the create revision.
  * - Order: a snapshot read (members, holder) that was called before a write of the same coordinator is served before
  *   it (etcd serves concurrent requests in any order, so such writes wait for it).
  * - Several hosts: a host that just failed is skipped for a second; reads and idempotent writes are retried on
@@ -35,6 +45,7 @@ import { ConcordError, abortedError } from '../../src/errors.js';
 import type {
   Driver,
   DriverContext,
+  DriverEvents,
   DriverGroupEvent,
   GroupSnapshot,
   LockHolder,
@@ -117,6 +128,58 @@ function compareIds(x: string, y: string): number {
   return x < y ? -1 : x > y ? 1 : 0;
 }
 
+/** `promise`, or the signal's reason as soon as it aborts (the call itself ends when the client is closed). */
+function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      reject(abortedError(signal, 'connecting'));
+    };
+    if (signal.aborted) {
+      promise.catch(() => undefined);
+      onAbort();
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}
+
+/**
+ * etcd3's close() gives a channel that is still connecting one more second (a referenced timer) before it closes it,
+ * which kept a process that failed to connect alive that long: close every channel now. Its fields are private, so
+ * their shape is checked at run time; with another shape, close() works as it always did.
+ */
+function closeNow(client: Etcd3): void {
+  const hosts = (client as unknown as { pool?: { hosts?: unknown } }).pool?.hosts;
+  if (Array.isArray(hosts)) {
+    for (const host of hosts as Array<{ cachedServices?: Record<string, { close?: () => void } | undefined> }>) {
+      if (typeof host.cachedServices !== 'object') continue;
+      for (const service of Object.values(host.cachedServices)) service?.close?.();
+      host.cachedServices = {};
+    }
+  }
+  client.close();
+}
+
+/** A lock this driver's session holds, watched for deletes while held. */
+interface Held {
+  readonly kind: LockKind;
+  readonly name: string;
+  readonly token: bigint;
+  readonly lease: string;
+  unwatch: Unsubscribe | undefined;
+}
+
 class EtcdDriver implements Driver {
   readonly features = features;
   readonly #mod: Etcd3Module;
@@ -126,6 +189,18 @@ class EtcdDriver implements Driver {
   readonly #callTimeoutMs: number;
   readonly #attempts: number;
   readonly #hub: WatchHub;
+  readonly #events: DriverEvents;
+  readonly #member: string;
+  readonly #namespace: string;
+  readonly #hosts: string;
+  /** Who we are to etcd, for refusals: never the password. */
+  readonly #user: string | undefined;
+  /** The core's connect signal, until the first session is open: calls give up when it aborts. */
+  #connecting: AbortSignal | undefined;
+  /** Locks held (contender key -> what and its watch). */
+  readonly #held = new Map<string, Held>();
+  /** Each open session's watch of its session key. */
+  readonly #sessions = new Map<string, Unsubscribe | undefined>();
   /** Streams of keepalive exchanges in flight, cancelled on close. */
   readonly #streams = new Set<{ cancel(): void }>();
   /** Contender keys whose deletion failed (key -> create revision), retried after the next successful renewal. */
@@ -140,8 +215,14 @@ class EtcdDriver implements Driver {
     this.#client = client;
     this.#keys = new Keys(context.namespace);
     this.#ttlMs = context.sessionTtlMs;
-    this.#callTimeoutMs = Math.min(Math.max(context.sessionTtlMs, 2000), 10_000);
+    this.#callTimeoutMs = callTimeoutMs(context);
     this.#attempts = config.hosts.length + 1;
+    this.#events = context.events;
+    this.#member = context.member;
+    this.#namespace = context.namespace;
+    this.#hosts = config.hosts.map((host) => host.replace(/^https?:\/\//, '')).join(',');
+    this.#user = config.auth?.username;
+    this.#connecting = context.signal;
     this.#hub = new WatchHub(() => this.#client.watchClient.watch(), this.#callTimeoutMs);
   }
 
@@ -178,12 +259,17 @@ class EtcdDriver implements Driver {
 
   // ---- calls
 
-  /** One RPC with a deadline, retried on another host when that is safe; failures become ConcordErrors. */
+  /**
+   * One RPC with a deadline, retried on another host when that is safe; failures become ConcordErrors. While
+   * connecting, it gives up as soon as the connect signal aborts.
+   */
   async #rpc<T>(what: string, retry: Retry, call: (options: CallOptions, attempt: number) => Promise<T>): Promise<T> {
+    const signal = this.#connecting;
     for (let attempt = 1; ; attempt++) {
       if (this.#closed) throw new ConcordError('ERR_CONNECTION', 'the etcd connection is closed');
+      if (signal?.aborted) throw abortedError(signal, 'connecting');
       try {
-        const response = await call({ deadline: Date.now() + this.#callTimeoutMs }, attempt);
+        const response = await unlessAborted(call({ deadline: Date.now() + this.#callTimeoutMs }, attempt), signal);
         this.#observe(response);
         return response;
       } catch (error) {
@@ -191,13 +277,36 @@ class EtcdDriver implements Driver {
         if (error instanceof this.#mod.EtcdLeaseInvalidError) {
           throw new ConcordError('ERR_SESSION_LOST', `etcd ${what}: the session's lease has expired`, { cause: error });
         }
+        const refused = this.#refusal(what, error);
+        if (refused) throw refused;
         const message = error instanceof Error ? error.message : String(error);
         const again = attempt < this.#attempts && !this.#closed && (retry === 'always' ? this.#transient(error) : this.#unsent(error));
         debug('etcd %s failed (attempt %d%s): %s', what, attempt, again ? ', retrying' : '', message);
         if (!again) throw new ConcordError('ERR_CONNECTION', `etcd ${what} failed: ${message}`, { cause: error });
-        await sleep(25 * attempt);
+        await sleep(25 * attempt, signal);
       }
     }
+  }
+
+  /** ERR_REFUSED for what etcd will refuse again however often it is asked: credentials and permissions. */
+  #refusal(what: string, error: unknown): ConcordError | undefined {
+    const mod = this.#mod;
+    const message = error instanceof Error ? error.message : String(error);
+    const user = this.#user === undefined ? 'anonymous access' : `user "${this.#user}"`;
+    if (error instanceof mod.EtcdPermissionDeniedError) {
+      return new ConcordError('ERR_REFUSED', `etcd refused ${what}: ${user} lacks the permission (${message})`, { cause: error });
+    }
+    if (error instanceof mod.EtcdAuthenticationFailedError) {
+      return new ConcordError('ERR_REFUSED', `etcd refused the user name or password of user "${this.#user ?? ''}" (${message})`, {
+        cause: error,
+      });
+    }
+    if (/user name is empty/.test(message)) {
+      return new ConcordError('ERR_REFUSED', `etcd refused ${what}: authentication is enabled and the URL names no user (${message})`, {
+        cause: error,
+      });
+    }
+    return undefined;
   }
 
   /** Remembers the newest revision any answer carried: a lower bound of etcd's current revision. */
@@ -239,16 +348,120 @@ class EtcdDriver implements Driver {
 
   async openSession(ttlMs: number): Promise<string> {
     const ttlSeconds = Math.ceil(Math.max(ttlMs, MIN_TTL_MS) / 1000);
-    // A retried grant may leave an unused lease behind; it expires by itself.
-    const response = await this.#rpc('lease grant', 'always', (options) =>
-      this.#client.leaseClient.leaseGrant({ TTL: ttlSeconds }, options),
-    );
-    return response.ID;
+    const connecting = this.#connecting;
+    try {
+      // A retried grant may leave an unused lease behind; it expires by itself.
+      const response = await this.#rpc('a lease grant', 'always', (options) =>
+        this.#client.leaseClient.leaseGrant({ TTL: ttlSeconds }, options),
+      );
+      const id = response.ID;
+      try {
+        await this.#register(id);
+      } catch (error) {
+        // The lease of a session that never started must not linger: revoke it, or it expires by itself.
+        await this.#rpc('lease revoke', 'always', (options) => this.#client.leaseClient.leaseRevoke({ ID: id }, options)).catch(
+          () => undefined,
+        );
+        throw error;
+      }
+      this.#connecting = undefined;
+      return id;
+    } catch (error) {
+      if (connecting && !connecting.aborted && error instanceof ConcordError && error.code === 'ERR_CONNECTION' && !this.#closed) {
+        throw new ConcordError('ERR_CONNECTION', `could not connect to etcd at ${this.#hosts}: ${error.message}`, { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Puts the session key on the new lease and watches it. The same transaction proves that this user may read and write
+   * the whole namespace: etcd checks the permissions of both branches, and the failure branch (never taken: with no
+   * compares the success branch always runs) deletes the namespace's whole range.
+   */
+  async #register(id: string): Promise<void> {
+    const key = this.#keys.session(BigInt(id));
+    const root = this.#keys.root;
+    let response: ITxnResponse;
+    try {
+      response = await this.#txn('the session key', 'always', {
+        success: [
+          { request_put: { key: b(key), value: b(this.#member), lease: id } },
+          { request_range: { key: b(root), range_end: prefixEnd(root), limit: 1, keys_only: true } },
+        ],
+        failure: [{ request_delete_range: { key: b(root), range_end: prefixEnd(root) } }],
+      });
+    } catch (error) {
+      if (
+        !(error instanceof ConcordError && error.code === 'ERR_REFUSED') ||
+        !(error.cause instanceof this.#mod.EtcdPermissionDeniedError)
+      ) {
+        throw error;
+      }
+      const user = this.#user === undefined ? 'anonymous access' : `user "${this.#user}"`;
+      throw new ConcordError(
+        'ERR_REFUSED',
+        `etcd refused access to namespace "${this.#namespace}": ${user} needs read and write permission on every key with ` +
+          `prefix "${root}" (etcdctl role grant-permission ROLE readwrite --prefix=true '${root}')`,
+        { cause: error.cause },
+      );
+    }
+    this.#sessions.set(id, undefined);
+    const gone = (): void => void this.#checkSession(id);
+    const unwatch = await this.#hub.watch({
+      key: b(key),
+      startRevision: BigInt(response.header.revision) + 1n,
+      eager: true,
+      deletesOnly: true,
+      reopen: true,
+      events: gone,
+      reset: gone,
+    });
+    if (this.#sessions.has(id)) this.#sessions.set(id, unwatch);
+    else unwatch();
+  }
+
+  /** The session key went (or its watch lost track): is the lease gone? Then the whole session is. */
+  async #checkSession(id: string): Promise<void> {
+    if (!this.#sessions.has(id)) return;
+    let ttl: number;
+    try {
+      const response = await this.#rpc('lease check', 'always', (options) => this.#client.leaseClient.leaseTimeToLive({ ID: id }, options));
+      ttl = Number(response.TTL);
+    } catch (error) {
+      // Unreachable or already known to be gone: renewals decide.
+      debug('etcd: checking session %s failed: %s', id, (error as Error).message);
+      return;
+    }
+    if (!this.#sessions.has(id)) return;
+    if (ttl < 0) {
+      debug('etcd: the lease of session %s is gone', id);
+      this.#endSession(id);
+      this.#events.sessionExpired(id);
+      return;
+    }
+    // Deleted by someone else while the lease lives: put it back, it is how we hear of the lease.
+    const key = this.#keys.session(BigInt(id));
+    await this.#txn('the session key', 'always', {
+      compare: [absent(key)],
+      success: [{ request_put: { key: b(key), value: b(this.#member), lease: id } }],
+    }).catch((error: unknown) => {
+      debug('etcd: restoring the session key of %s failed: %s', id, (error as Error).message);
+    });
+  }
+
+  /** Forgets a session's watches: it was closed, or it is gone. */
+  #endSession(id: string): void {
+    const unwatch = this.#sessions.get(id);
+    this.#sessions.delete(id);
+    unwatch?.();
+    for (const [key, held] of [...this.#held]) if (held.lease === id) this.#unhold(key);
   }
 
   async renewSession(sessionId: string): Promise<boolean> {
     const alive = await this.#rpc('lease keepalive', 'always', (options) => this.#keepAliveOnce(sessionId, options));
     if (alive && this.#orphans.size > 0) this.#retryOrphans();
+    if (!alive) this.#endSession(sessionId);
     return alive;
   }
 
@@ -282,6 +495,7 @@ class EtcdDriver implements Driver {
   }
 
   async closeSession(sessionId: string): Promise<void> {
+    this.#endSession(sessionId);
     const lease = BigInt(sessionId);
     // Revoking the lease deletes its keys: orphans on it need no more attempts.
     for (const key of [...this.#orphans.keys()]) if (key.endsWith(`/${leaseHex(lease)}`)) this.#orphans.delete(key);
@@ -305,7 +519,9 @@ class EtcdDriver implements Driver {
     for (const stream of this.#streams) stream.cancel();
     this.#streams.clear();
     this.#orphans.clear();
-    this.#client.close();
+    this.#held.clear();
+    this.#sessions.clear();
+    closeNow(this.#client);
   }
 
   // ---- groups
@@ -444,9 +660,9 @@ class EtcdDriver implements Driver {
       success: [{ request_put: { key: b(own), value: b(member), lease: sessionId } }],
       failure: [get(own), lowest(prefix, 'Ascend', 1)],
     });
-    if (response.succeeded) return BigInt(response.header.revision);
+    if (response.succeeded) return this.#hold(kind, name, own, BigInt(response.header.revision), response, sessionId);
     const first = kvsOf(response, 1)[0];
-    if (first?.key.toString() === own) return BigInt(first.create_revision);
+    if (first?.key.toString() === own) return this.#hold(kind, name, own, BigInt(first.create_revision), response, sessionId);
     // A key of ours in line: a plain attempt leaves nothing behind.
     const mine = kvsOf(response, 0)[0];
     if (mine) {
@@ -469,44 +685,58 @@ class EtcdDriver implements Driver {
     const prefix = this.#keys.locks(kind, name);
     const own = this.#keys.contender(kind, name, BigInt(sessionId));
     if (this.#deleting.has(own) || this.#orphans.has(own)) await this.#adopt(own);
-    // One round trip: enter the line (a put unless our key is there already, from an attempt whose answer was lost),
-    // and read our key and the two newest keys: when ours is the newest, the second is the one just ahead of it.
-    // (The core makes a plain tryLock attempt first when nobody in this process contends, so this is the queued path.)
-    const put: IRequestOp = { request_put: { key: b(own), value: b(member), lease: sessionId } };
-    const entry = await this.#txn('lock', 'always', {
-      compare: [absent(own)],
-      success: [put, get(own), lowest(prefix, 'Descend', 2)],
-      failure: [get(own), lowest(prefix, 'Descend', 2)],
-    });
-    const at = entry.succeeded ? 1 : 0;
-    const revision = BigInt(entry.header.revision);
-    const existing = kvsOf(entry, at)[0];
-    if (!existing) throw new ConcordError('ERR_CONNECTION', 'etcd lock: the contender key vanished during the transaction');
-    const mine = BigInt(existing.create_revision);
-    const newest = kvsOf(entry, at + 1);
-    // Known only when ours is the newest key; else (an older key of ours) the wait starts with a read.
-    const known = newest[0]?.key.toString() === own;
-    const ahead = known ? newest[1] : undefined;
-    if (known && ahead === undefined) return mine;
-    // Given up on: leave the line at once, not after the round trip the wait may be in (the caller has already been
-    // told, and what it does next must not find our key). A grant that races with this is dropped with it.
-    let withdrawn: Promise<ConcordError | undefined> | undefined;
-    const withdraw = (): Promise<ConcordError | undefined> => (withdrawn ??= this.#drop(own, mine));
-    const onAbort = (): void => void withdraw();
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      if (signal.aborted) throw abortedError(signal);
-      queued();
-      return await this.#wait(prefix, own, mine, revision, ahead, signal);
-    } catch (error) {
-      await withdraw();
-      throw signal.aborted ? abortedError(signal) : error;
-    } finally {
-      signal.removeEventListener('abort', onAbort);
+    let announced = false;
+    for (;;) {
+      // One round trip: enter the line (a put unless our key is there already, from an attempt whose answer was lost),
+      // and read our key and the two newest keys: when ours is the newest, the second is the one just ahead of it.
+      // (The core makes a plain tryLock attempt first when nobody in this process contends, so this is the queued path.)
+      // With the lease gone the put fails: ERR_SESSION_LOST.
+      const put: IRequestOp = { request_put: { key: b(own), value: b(member), lease: sessionId } };
+      const entry = await this.#txn('lock', 'always', {
+        compare: [absent(own)],
+        success: [put, get(own), lowest(prefix, 'Descend', 2)],
+        failure: [get(own), lowest(prefix, 'Descend', 2)],
+      });
+      const at = entry.succeeded ? 1 : 0;
+      const revision = BigInt(entry.header.revision);
+      const existing = kvsOf(entry, at)[0];
+      if (!existing) throw new ConcordError('ERR_CONNECTION', 'etcd lock: the contender key vanished during the transaction');
+      const mine = BigInt(existing.create_revision);
+      const newest = kvsOf(entry, at + 1);
+      // Known only when ours is the newest key; else (an older key of ours) the wait starts with a read.
+      const known = newest[0]?.key.toString() === own;
+      const ahead = known ? newest[1] : undefined;
+      if (known && ahead === undefined) return this.#hold(kind, name, own, mine, entry, sessionId);
+      // Given up on: leave the line at once, not after the round trip the wait may be in (the caller has already been
+      // told, and what it does next must not find our key). A grant that races with this is dropped with it.
+      let withdrawn: Promise<ConcordError | undefined> | undefined;
+      const withdraw = (): Promise<ConcordError | undefined> => (withdrawn ??= this.#drop(own, mine));
+      const onAbort = (): void => void withdraw();
+      signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        if (signal.aborted) throw abortedError(signal);
+        if (!announced) {
+          announced = true;
+          queued();
+        }
+        const first = await this.#wait(prefix, own, mine, revision, ahead, signal);
+        if (first !== undefined) return this.#hold(kind, name, own, mine, first, sessionId);
+      } catch (error) {
+        await withdraw();
+        throw signal.aborted ? abortedError(signal) : error;
+      } finally {
+        signal.removeEventListener('abort', onAbort);
+      }
+      // Our key went while we waited, and not with our lease (an operator deleted it): queue again, at the back.
+      debug('etcd: the contender key %s was deleted while waiting; queueing again', own);
     }
   }
 
-  /** Waits in line: watches only the key just ahead, re-reads when it goes, holds when none is ahead. */
+  /**
+   * Waits in line: watches only the key just ahead, re-reads when it goes, holds when none is ahead. Resolves with the
+   * revision at which ours was found first, or undefined when our key went meanwhile (the caller queues again; if the
+   * lease went with it, that fails with ERR_SESSION_LOST).
+   */
   async #wait(
     prefix: string,
     own: string,
@@ -514,33 +744,45 @@ class EtcdDriver implements Driver {
     revision: bigint,
     ahead: IKeyValue | undefined,
     signal: AbortSignal,
-  ): Promise<bigint> {
+  ): Promise<bigint | undefined> {
     let wake: (() => void) | undefined;
     let ownGone = false;
+    /** The own-key watch lost track (compaction): read again before waiting. */
+    let recheck = false;
     let failures = 0;
-    // Our own key going away means our lease died: waiting on would be waiting forever (etcd's own mutex does).
+    // Our own key going away means we are no longer in line: waiting on would be waiting forever (etcd's own mutex
+    // does). Eager, from the revision of our read: nothing after it is missed, and it needs no round trip.
     const unwatchOwn = await this.#hub.watch({
       key: b(own),
       startRevision: revision + 1n,
+      eager: true,
       deletesOnly: true,
+      reopen: true,
       events: () => {
         ownGone = true;
         wake?.();
       },
-      reset: () => wake?.(),
+      reset: () => {
+        recheck = true;
+        wake?.();
+      },
     });
     try {
       for (;;) {
         if (signal.aborted) throw abortedError(signal);
-        if (ownGone) throw sessionGone();
+        if (ownGone) return undefined;
+        if (recheck) {
+          recheck = false;
+          ahead = undefined;
+        }
         if (ahead === undefined) {
           const check = await this.#txn('lock check', 'always', {
             success: [get(own), lowest(prefix, 'Descend', 1, mine - 1n)],
           });
-          if (kvsOf(check, 0).length === 0) throw sessionGone();
+          if (kvsOf(check, 0)[0]?.create_revision !== mine.toString()) return undefined;
           ahead = kvsOf(check, 1)[0];
           revision = BigInt(check.header.revision);
-          if (ahead === undefined) return mine;
+          if (ahead === undefined) return revision;
         }
         const woken = new Promise<void>((resolve) => {
           wake = resolve;
@@ -581,7 +823,7 @@ class EtcdDriver implements Driver {
         }
         try {
           // The watch is the wake-up; the period only bounds the delay should a notification be lost.
-          await waitForWake(woken, this.#ttlMs / 3, signal);
+          if (!ownGone && !recheck) await waitForWake(woken, this.#ttlMs / 3, signal);
         } finally {
           unwatch();
         }
@@ -596,6 +838,8 @@ class EtcdDriver implements Driver {
   async unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
     if (this.#snapshots.size > 0) await this.#afterSnapshots();
     const own = this.#keys.contender(kind, name, BigInt(sessionId));
+    // Our own delete is not a loss: stop watching first.
+    if (this.#held.get(own)?.token === token) this.#unhold(own);
     // Only the key with this create revision: a later key of ours (or anyone's) is never touched. The next local
     // contender may start before this lands (the core hands over at once), so it waits for it in #adopt.
     const error = await this.#drop(own, token);
@@ -605,6 +849,7 @@ class EtcdDriver implements Driver {
   async cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void> {
     if (this.#snapshots.size > 0) await this.#afterSnapshots();
     const own = this.#keys.contender(kind, name, BigInt(sessionId));
+    this.#unhold(own);
     const deleting = this.#deleting.get(own);
     if (deleting) await deleting;
     // Whatever its create revision (waiting, or granted meanwhile): the core holds no lock on it. Guarded by the lease
@@ -631,9 +876,68 @@ class EtcdDriver implements Driver {
       rangeEnd: prefixEnd(prefix),
       startRevision: known > 0n ? known + 1n : undefined,
       eager: known > 0n,
+      // Cancelled for compaction (also when resuming after a restart): created again, then the listener re-reads.
+      reopen: true,
       events: listener,
       reset: listener,
     });
+  }
+
+  // ---- held locks, watched while held
+
+  /**
+   * This session now holds kind/name with `token`, as of the revision of `at` (a response that saw our key first):
+   * watch the key for deletes from then on, so one from outside (an operator, a revoked lease) reaches the core as
+   * lockLost within a round trip. Eager: no round trip is waited for, and no delete after that revision is missed.
+   */
+  #hold(kind: LockKind, name: string, own: string, token: bigint, at: bigint | ITxnResponse, lease: string): bigint {
+    const revision = typeof at === 'bigint' ? at : BigInt(at.header.revision);
+    this.#unhold(own);
+    const held: Held = { kind, name, token, lease, unwatch: undefined };
+    this.#held.set(own, held);
+    const lost = (): void => {
+      if (this.#held.get(own) !== held) return;
+      this.#unhold(own);
+      debug('etcd: %s "%s" (token %s) was deleted from outside', kind, name, token);
+      this.#events.lockLost(kind, name, token);
+    };
+    this.#hub
+      .watch({
+        key: b(own),
+        startRevision: revision + 1n,
+        eager: true,
+        deletesOnly: true,
+        reopen: true,
+        events: lost,
+        // The watch lost track (compaction): is the key still ours?
+        reset: () => void this.#verifyHeld(own, held, lost),
+      })
+      .then(
+        (unwatch) => {
+          if (this.#held.get(own) === held) held.unwatch = unwatch;
+          else unwatch();
+        },
+        () => undefined,
+      );
+    return token;
+  }
+
+  async #verifyHeld(own: string, held: Held, lost: () => void): Promise<void> {
+    if (this.#held.get(own) !== held) return;
+    try {
+      const response = await this.#txn('lock check', 'always', { success: [get(own)] });
+      if (kvsOf(response, 0)[0]?.create_revision !== held.token.toString()) lost();
+    } catch (error) {
+      // Unreachable: the session's renewals decide.
+      debug('etcd: checking %s failed: %s', own, (error as Error).message);
+    }
+  }
+
+  #unhold(own: string): void {
+    const held = this.#held.get(own);
+    if (!held) return;
+    this.#held.delete(own);
+    held.unwatch?.();
   }
 
   // ---- contender keys that must go
@@ -695,8 +999,9 @@ function notJoined(group: string, member: string): ConcordError {
   return new ConcordError('ERR_MEMBER_NOT_JOINED', `member "${member}" has not joined group "${group}"`);
 }
 
-function sessionGone(): ConcordError {
-  return new ConcordError('ERR_SESSION_LOST', 'the session ended while waiting for the lock');
+/** Per-call deadline: a call that hangs is given up within the session's TTL, and never waits past 10 s. */
+function callTimeoutMs(context: DriverContext): number {
+  return Math.min(Math.max(context.sessionTtlMs, 2000), 10_000);
 }
 
 export async function createDriver(context: DriverContext): Promise<Driver> {
@@ -714,7 +1019,14 @@ export async function createDriver(context: DriverContext): Promise<Driver> {
   const options: IOptions = {
     hosts: config.hosts,
     credentials: config.credentials,
-    auth: config.auth ? { username: config.auth.username, password: config.auth.password } : undefined,
+    auth: config.auth
+      ? {
+          username: config.auth.username,
+          password: config.auth.password,
+          // Without a deadline, authenticating with a server that accepts and never answers would wait forever.
+          callOptions: () => ({ deadline: Date.now() + callTimeoutMs(context) }),
+        }
+      : undefined,
     // Retries are decided per call above (only when they cannot apply a write twice). The package's default circuit
     // breaker would refuse every call to a host for 5 s after three failures, far longer than a session may be
     // suspended; with several hosts, one that just failed to answer is skipped for a second instead, so the next

@@ -5,6 +5,8 @@
  *   <ns>/groups/<group>                      group marker
  *   <ns>/members/<group>/<member>            membership, on the session lease, value = JSON capabilities
  *   <ns>/locks/<kind>/<name>/<lease hex>     one contender, on the session lease, value = member id
+ *   <ns>/sessions/<lease hex>                one per session, on its lease, value = member id: watched, so a revoked
+ *                                            or expired lease is heard of at once
  */
 import type { LockKind } from '../../src/driver.js';
 
@@ -41,6 +43,10 @@ export class Keys {
   /** Member id from a membership key under `members(group)`. */
   memberName(group: string, key: string): string {
     return decodeURIComponent(key.slice(this.members(group).length));
+  }
+
+  session(lease: bigint): string {
+    return `${this.root}sessions/${leaseHex(lease)}`;
   }
 
   locks(kind: LockKind, name: string): string {

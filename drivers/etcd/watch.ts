@@ -2,8 +2,9 @@
  * Every watch of one driver on one gRPC Watch stream. Watchers carry their own ids (etcd 3.4+ accepts client-chosen
  * ids), so creating one needs no ordering. A watcher remembers the revision after the last event it saw; when the
  * stream breaks, the hub opens a new one and re-creates every watcher from that revision, so nothing is missed or
- * repeated. Only when etcd has compacted that revision away (or cancels the watch for another reason) is the
- * watcher told to start over with `reset`.
+ * repeated. When etcd has compacted that revision away (or cancels the watch for another reason), a watcher that asks
+ * for it (`reopen`) is created again from the present and then told to start over with `reset`; any other is dropped
+ * and told at once (its owner subscribes again from a fresh snapshot).
  */
 import type { IDuplexStream, IEvent, IWatchRequest, IWatchResponse } from 'etcd3';
 import { ConcordError } from '../../src/errors.js';
@@ -23,19 +24,33 @@ export interface WatchSpec {
   events(events: IEvent[]): void;
   /** Continuity is lost (compaction, or etcd cancelled the watch): re-read and start again. */
   reset(): void;
+  /**
+   * Cancelled by etcd (a compacted start revision, also on resuming after a restart): keep the watch, created again
+   * from the present, and call `reset` once etcd has confirmed it, so a re-read then misses nothing. Without it the
+   * watch is dropped and `reset` called at once.
+   */
+  readonly reopen?: boolean;
   /** etcd created the watch when its revision was this (every change after it is reported). */
   created?(revision: bigint): void;
 }
 
 interface Entry {
-  readonly id: number;
+  /** Changes when the watch is created again after a cancel: etcd may still hold the old id on that stream. */
+  id: number;
   readonly spec: WatchSpec;
   /** The revision to resume from; undefined until the watch is created without a start revision. */
   next: bigint | undefined;
   created: boolean;
+  /** A create request is outstanding on the current stream. */
+  pending: boolean;
+  /** Created again after etcd cancelled it: `reset` is due once etcd confirms. */
+  reopened: boolean;
   settle: ((error?: Error) => void) | undefined;
   /** Running while etcd has not confirmed the creation: a stream that stays silent that long is dead. */
   timer: NodeJS.Timeout | undefined;
+  /** Re-creation after a cancel that was not for compaction (backed off: etcd refused it, and may again). */
+  retry: NodeJS.Timeout | undefined;
+  retryMs: number;
 }
 
 type Stream = IDuplexStream<IWatchRequest, IWatchResponse>;
@@ -64,7 +79,18 @@ export class WatchHub {
   /** Resolves with an unsubscribe function once etcd has created the watch; ERR_CONNECTION if it could not. */
   watch(spec: WatchSpec): Promise<() => void> {
     if (this.#closed) return Promise.reject(new ConcordError('ERR_CONNECTION', 'the etcd connection is closed'));
-    const entry: Entry = { id: this.#nextId++, spec, next: spec.startRevision, created: false, settle: undefined, timer: undefined };
+    const entry: Entry = {
+      id: this.#nextId++,
+      spec,
+      next: spec.startRevision,
+      created: false,
+      pending: false,
+      reopened: false,
+      settle: undefined,
+      timer: undefined,
+      retry: undefined,
+      retryMs: MIN_BACKOFF_MS,
+    };
     const unsubscribe = (): void => {
       this.#remove(entry);
     };
@@ -95,6 +121,7 @@ export class WatchHub {
     this.#stream = undefined;
     for (const entry of this.#entries.values()) {
       clearTimeout(entry.timer);
+      clearTimeout(entry.retry);
       entry.settle?.(new ConcordError('ERR_CONNECTION', 'the etcd connection is closed'));
     }
     this.#entries.clear();
@@ -106,10 +133,11 @@ export class WatchHub {
     if (this.#entries.get(entry.id) !== entry) return;
     this.#entries.delete(entry.id);
     clearTimeout(entry.timer);
+    clearTimeout(entry.retry);
     if (!this.#stream) return;
     // etcd only cancels a watch it has created: one still being created is cancelled once it confirms it.
     if (entry.created) this.#stream.write({ cancel_request: { watch_id: entry.id } });
-    else this.#uncreated.add(entry.id);
+    else if (entry.pending) this.#uncreated.add(entry.id);
   }
 
   #create(stream: Stream, entry: Entry): void {
@@ -123,6 +151,7 @@ export class WatchHub {
         watch_id: entry.id,
       },
     });
+    entry.pending = true;
     // A connection can die without closing (a partition): etcd answers a creation at once, so silence means that.
     clearTimeout(entry.timer);
     entry.timer = setTimeout(() => {
@@ -172,8 +201,12 @@ export class WatchHub {
     stream?.cancel();
     for (const entry of [...this.#entries.values()]) {
       entry.created = false;
+      entry.pending = false;
       clearTimeout(entry.timer);
       entry.timer = undefined;
+      // Re-created with every other watcher on the next stream.
+      clearTimeout(entry.retry);
+      entry.retry = undefined;
       if (entry.settle) {
         // Still awaited by its caller, who hears of the failure and decides whether to try again.
         this.#entries.delete(entry.id);
@@ -199,16 +232,22 @@ export class WatchHub {
         return;
       }
       if (!entry) return;
+      entry.pending = false;
       if (response.canceled) {
         this.#cancelled(entry, response);
         return;
       }
       entry.created = true;
+      entry.retryMs = MIN_BACKOFF_MS;
       clearTimeout(entry.timer);
       entry.timer = undefined;
       entry.next ??= BigInt(response.header.revision) + 1n;
       entry.spec.created?.(BigInt(response.header.revision));
       entry.settle?.();
+      if (entry.reopened) {
+        entry.reopened = false;
+        entry.spec.reset();
+      }
     }
     if (!entry) return; // cancelled by us; late responses are dropped
     if (response.events.length > 0) {
@@ -222,12 +261,39 @@ export class WatchHub {
   #cancelled(entry: Entry, response: IWatchResponse): void {
     this.#entries.delete(entry.id);
     clearTimeout(entry.timer);
-    const why = response.compact_revision !== '0' ? `compacted at revision ${response.compact_revision}` : response.cancel_reason;
+    entry.timer = undefined;
+    entry.created = false;
+    entry.pending = false;
+    const compacted = response.compact_revision !== '0' && response.compact_revision !== '';
+    const why = compacted ? `compacted at revision ${response.compact_revision}` : response.cancel_reason;
     debug('etcd watch %d cancelled: %s', entry.id, why);
     if (entry.settle) {
       entry.settle(new ConcordError('ERR_CONNECTION', `etcd refused the watch: ${why}`));
       return;
     }
-    entry.spec.reset();
+    if (!entry.spec.reopen) {
+      entry.spec.reset();
+      return;
+    }
+    // Kept, under a new id (etcd may still hold the old one: release it), from the present: what happened since its
+    // revision is unknown, so `reset` follows once it is back.
+    this.#stream?.write({ cancel_request: { watch_id: entry.id } });
+    entry.id = this.#nextId++;
+    entry.next = undefined;
+    entry.reopened = true;
+    this.#entries.set(entry.id, entry);
+    const delay = compacted ? 0 : entry.retryMs;
+    if (!compacted) entry.retryMs = Math.min(entry.retryMs * 2, MAX_BACKOFF_MS);
+    const again = (): void => {
+      entry.retry = undefined;
+      const stream = this.#stream;
+      if (stream && this.#entries.get(entry.id) === entry && !entry.created && !entry.pending) this.#create(stream, entry);
+    };
+    if (delay === 0) {
+      again();
+      return;
+    }
+    entry.retry = setTimeout(again, delay);
+    entry.retry.unref();
   }
 }
