@@ -1,12 +1,13 @@
 /** What every command shares: the global options, the backend URL, connecting, and the interrupt signal. */
-import { constants, tmpdir } from 'node:os';
+import { constants } from 'node:os';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect } from '../connect.js';
-import type { ConnectOptions } from '../options.js';
+import { DEFAULTS, type ConnectOptions } from '../options.js';
 import type { Coordinator } from '../types.js';
 import type { OptionSpec, Parsed } from './args.js';
+import { defaultDatabasePath, privateDefaultUrl } from './default-db.js';
 
 /** Options every command that talks to a backend accepts. */
 export const BACKEND_OPTIONS: readonly OptionSpec[] = [
@@ -14,7 +15,7 @@ export const BACKEND_OPTIONS: readonly OptionSpec[] = [
     name: 'url',
     type: 'string',
     value: 'URL',
-    description: 'backend URL (or set CONCORD_URL); default: an SQLite file in the temp directory',
+    description: `backend URL (or set CONCORD_URL); default: an SQLite file only you can use, ${defaultDatabasePath()}`,
   },
   { name: 'member', type: 'string', value: 'ID', description: 'member id of this process (default: host-pid-random)' },
   { name: 'namespace', type: 'string', value: 'NAME', description: 'key namespace on the backend (default concord)' },
@@ -23,32 +24,35 @@ export const BACKEND_OPTIONS: readonly OptionSpec[] = [
     type: 'integer',
     value: 'MS',
     min: 1,
-    description: 'session TTL: how soon a crash of this process frees what it held (default 10000)',
+    description: `session TTL: how soon a crash of this process frees what it held (default ${String(DEFAULTS.sessionTtlMs)})`,
+  },
+  {
+    name: 'connect-timeout',
+    type: 'integer',
+    value: 'MS',
+    min: 1,
+    description: `give up connecting to the backend after MS milliseconds (default ${String(DEFAULTS.connectTimeoutMs)})`,
   },
 ];
 
 export const HELP_OPTION: OptionSpec = { name: 'help', type: 'boolean', description: 'show this help' };
 export const JSON_OPTION: OptionSpec = { name: 'json', type: 'boolean', description: 'print JSON for programs' };
 
-/** The embedded default: one SQLite file per user temp directory, shared by every process of this host. */
-export function defaultUrl(): string {
-  const path = join(tmpdir(), 'concord.db');
-  return `sqlite://${path.startsWith('/') ? '' : '/'}${path.replaceAll('\\', '/')}`;
-}
-
 export function backendUrl(args: Parsed): string {
   const env = process.env.CONCORD_URL;
-  return args.string('url') ?? (env !== undefined && env !== '' ? env : defaultUrl());
+  return args.string('url') ?? (env !== undefined && env !== '' ? env : privateDefaultUrl());
 }
 
 export function connectOptions(args: Parsed): ConnectOptions {
   const member = args.string('member');
   const namespace = args.string('namespace');
   const sessionTtlMs = args.integer('session-ttl');
+  const connectTimeoutMs = args.integer('connect-timeout');
   return {
     ...(member !== undefined ? { member } : {}),
     ...(namespace !== undefined ? { namespace } : {}),
     ...(sessionTtlMs !== undefined ? { sessionTtlMs } : {}),
+    ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}),
   };
 }
 

@@ -361,6 +361,8 @@ export async function run(args: Parsed, context: Context): Promise<number> {
       ];
       const namespace = args.string('namespace');
       if (namespace !== undefined) workerArgs.push('--namespace', namespace);
+      const connectTimeoutMs = args.integer('connect-timeout');
+      if (connectTimeoutMs !== undefined) workerArgs.push('--connect-timeout', String(connectTimeoutMs));
       if (unsafe) workerArgs.push('--unsafe-no-locks');
       // Workers run the same code as this process: the sources when it runs from them, even if a build exists.
       const env = import.meta.url.endsWith('.ts') ? { ...process.env, CONCORD_CLI_SOURCE: '1' } : process.env;

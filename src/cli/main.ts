@@ -2,6 +2,7 @@
 import { helpText, parseArgs, type CommandSpec, type Parsed } from './args.js';
 import { isConcordError } from '../errors.js';
 import { packageVersion, signalExitCode, type Context } from './context.js';
+import { defaultDatabasePath } from './default-db.js';
 import * as demo from './demo.js';
 import * as demoWorker from './demo-worker.js';
 import * as elect from './elect.js';
@@ -35,8 +36,8 @@ function generalHelp(): string {
     'commands:',
     ...visible.map((command) => `  ${command.spec.name.padEnd(width)}  ${command.spec.summary}`),
     '',
-    'The backend comes from --url or CONCORD_URL (sqlite:///path.db, redis://, etcd://); the default is an SQLite',
-    'file in the temp directory, shared by every process of this host.',
+    'The backend comes from --url or CONCORD_URL (sqlite:///path.db, redis://, etcd://). The default is an SQLite file',
+    `only you can use, shared by your processes on this host: ${defaultDatabasePath()}`,
     '',
     'Run concord COMMAND --help for its options and an example. concord --version prints the version.',
     '',
@@ -46,7 +47,7 @@ function generalHelp(): string {
 }
 
 /** Options that take a value, so that `concord --url X groups` finds the command after them. */
-const VALUE_OPTIONS = new Set(['--url', '--member', '--namespace', '--session-ttl']);
+const VALUE_OPTIONS = new Set(['--url', '--member', '--namespace', '--session-ttl', '--connect-timeout']);
 
 /** Runs the command line `argv` and returns the exit code. */
 export async function main(argv: readonly string[], context: Context): Promise<number> {

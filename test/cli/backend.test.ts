@@ -88,16 +88,16 @@ describe.skipIf(!sqliteAvailable)(
       await leadership.resign();
     });
 
-    it('takes the URL from CONCORD_URL, and defaults to concord.db in the temp directory', async () => {
+    it('takes the URL from CONCORD_URL, and defaults to a file of its own in a folder of its own in the temp directory', async () => {
       const m1 = await member('m1');
       await m1.group('from-env').create();
       const fromEnv = await concord(['groups'], { env: { CONCORD_URL: db.url } });
       expect(lines(fromEnv.stdout)).toContain('from-env');
       const tmp = tempDb();
       try {
-        const byDefault = await concord(['groups', '--json'], { env: { TMPDIR: tmp.dir } });
+        const byDefault = await concord(['groups', '--json'], { env: { TMPDIR: tmp.dir, XDG_RUNTIME_DIR: '' } });
         expect(byDefault).toMatchObject({ code: 0, stdout: '[]\n' });
-        expect(existsSync(join(tmp.dir, 'concord.db'))).toBe(true);
+        expect(existsSync(join(tmp.dir, `concord-${String(process.getuid?.() ?? '')}`, 'concord.db'))).toBe(true);
       } finally {
         tmp.remove();
       }
