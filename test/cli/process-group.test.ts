@@ -11,7 +11,7 @@ import { connect, type Coordinator } from '../../src/index.js';
 import { requireServer, startRedis, type ServerHandle } from '../support/servers.js';
 import { deadline, eventually } from '../support/wait.js';
 import { family, familyPids, killSurvivors, processOf, survivors, type Family, type FamilyOptions } from './processes.js';
-import { Running, SQLITE_SKIP, sqliteAvailable, tempDb } from './run.js';
+import { Running, SQLITE_SKIP, sqliteAvailable, tempDb, type RunOptions } from './run.js';
 
 interface Backend {
   readonly name: string;
@@ -96,8 +96,8 @@ for (const backend of BACKENDS) {
         return coordinator;
       }
 
-      function start(args: readonly string[]): Running {
-        const run = new Running(args);
+      function start(args: readonly string[], options?: RunOptions): Running {
+        const run = new Running(args, options);
         running.push(run);
         return run;
       }
@@ -127,8 +127,9 @@ for (const backend of BACKENDS) {
         args: readonly string[],
         file: string,
         options?: FamilyOptions,
+        runOptions?: RunOptions,
       ): Promise<{ run: Running; family: Family }> {
-        const run = start([...args, '--url', url, '--', ...family(file, options)]);
+        const run = start([...args, '--url', url, '--', ...family(file, options)], runOptions);
         return { run, family: await startedOrExited(run, file) };
       }
 
@@ -205,6 +206,33 @@ for (const backend of BACKENDS) {
         );
         // Still the dead holder's: the group was gone before anyone else could hold the lock.
         if (backend.holdsUntilTtl) expect(await observer.lock(name).holder()).toBe('doomed');
+      });
+
+      it("lock: SIGKILL of concord's whole process group (a shell's kill -9 %1) still kills the command's group", async () => {
+        const { run, family: pids } = await startFamily(['lock', 'job-kill'], join(dir, 'job-kill.pids'), {}, { detached: true });
+        process.kill(-run.pid, 'SIGKILL');
+        await run.exited;
+        await eventually(
+          () => survivors(pids),
+          (left) => left.length === 0,
+          KILL_TTL_MS,
+          'the group to be killed',
+        );
+      });
+
+      it('lock: if the guard dies, concord kills the group itself and releases the lock only then', async () => {
+        const name = 'guard-killed';
+        const { run, family: pids } = await startFamily(['lock', name], join(dir, 'guard-killed.pids'));
+        const guard = processOf(pids.shell)?.ppid ?? 0;
+        expect(processOf(guard)?.args).toMatch(/guard\.(ts|js) -- sh -c/);
+        process.kill(guard, 'SIGKILL');
+        const exit = await deadline(run.exited, 30_000, 'concord lock to exit');
+        expect(survivors(pids)).toEqual([]);
+        expect(exit.code).toBe(1);
+        expect(run.stderr).toMatch(/^concord: the guard process of the command \(pid \d+\) ended unexpectedly; killing the command$/m);
+        const next = await (await member('after-guard')).lock(name).tryAcquire();
+        expect(next).toBeDefined();
+        await next?.release();
       });
 
       it('elect: lost leadership ends the whole group before concord campaigns again', async () => {

@@ -7,18 +7,25 @@ import { existsSync, readFileSync } from 'node:fs';
 
 export interface Proc {
   readonly pid: number;
+  readonly ppid: number;
   readonly pgid: number;
   readonly stat: string;
   readonly args: string;
 }
 
 function table(): Proc[] {
-  const out = execFileSync('ps', ['-e', '-o', 'pid=,pgid=,stat=,args='], { encoding: 'utf8' });
+  const out = execFileSync('ps', ['-e', '-o', 'pid=,ppid=,pgid=,stat=,args='], { encoding: 'utf8' });
   return out
     .split('\n')
-    .map((line) => /^\s*(\d+)\s+(\d+)\s+(\S+)\s?(.*)$/.exec(line))
+    .map((line) => /^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\S+)\s?(.*)$/.exec(line))
     .filter((match) => match !== null)
-    .map((match) => ({ pid: Number(match[1]), pgid: Number(match[2]), stat: match[3] ?? '', args: match[4] ?? '' }));
+    .map((match) => ({
+      pid: Number(match[1]),
+      ppid: Number(match[2]),
+      pgid: Number(match[3]),
+      stat: match[4] ?? '',
+      args: match[5] ?? '',
+    }));
 }
 
 /** The live (not zombie) processes whose process group is `pgid`. */

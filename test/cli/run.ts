@@ -55,6 +55,8 @@ export interface RunOptions {
   readonly input?: string;
   /** Run as this uid and gid, through setpriv (needs root). */
   readonly asUid?: number;
+  /** Start concord in a process group (and session) of its own, as a shell's job would be. */
+  readonly detached?: boolean;
 }
 
 /** The environment of every run: the sources, never a stale build; no colours; no URL from the caller's shell. */
@@ -78,7 +80,12 @@ export class Running {
     // setpriv execs the command: the pid is concord's.
     if (uid !== undefined) command.unshift('setpriv', `--reuid=${String(uid)}`, `--regid=${String(uid)}`, '--clear-groups');
     const [file = '', ...rest] = command;
-    this.child = spawn(file, rest, { cwd: ROOT, env: environment(options?.env), stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = spawn(file, rest, {
+      cwd: ROOT,
+      env: environment(options?.env),
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: options?.detached === true,
+    });
     this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (this.stdout += chunk));
     this.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
     this.child.stdin?.end(options?.input ?? '');
