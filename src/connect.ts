@@ -30,13 +30,25 @@ const DRIVERS = new Map<string, DriverEntry>([
   ['etcds', { load: () => import('../drivers/etcd/index.js') }],
 ]);
 
-/** The schemes connect() understands. */
+/** The URL schemes `connect()` understands, sorted. */
 export function schemes(): string[] {
   return [...DRIVERS.keys()].sort();
 }
 
 const CORE_PARAMS = new Set(['member', 'sessionTtlMs', 'namespace', 'rejoin', 'connectTimeoutMs']);
 
+/**
+ * Connects to the backend the URL names and opens a session. The scheme picks the driver (`memory://NAME`,
+ * `sqlite:///ABS/PATH.db`, `redis://`, `rediss://`, `redis+sentinel://`, `etcd://`, `etcds://`); query parameters set
+ * the same options as `options` (which win) plus driver-specific ones. Always settles: rejects with ERR_CONNECTION
+ * naming the host when the backend has not answered within `connectTimeoutMs`, ERR_INVALID_URL,
+ * ERR_UNKNOWN_DRIVER, ERR_DRIVER_UNAVAILABLE, ERR_INVALID_ARGUMENT, ERR_REFUSED or ERR_ABORTED.
+ *
+ * @example
+ * ```ts
+ * await using coordinator = await connect('etcd://10.0.0.5:2379,10.0.0.6:2379', { member: 'worker-1', sessionTtlMs: 5000 });
+ * ```
+ */
 export async function connect(url: string, options?: ConnectOptions): Promise<Coordinator> {
   validateOptionsObject(options, 'options');
   const parsed = parseUrl(url);

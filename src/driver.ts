@@ -1,5 +1,5 @@
 /**
- * The driver interface: storage-level atomic steps. Everything that must behave the same on every backend
+ * The driver interface, for writing a driver of your own: storage-level atomic steps. Everything that must behave the same on every backend
  * (validation, timeouts, cancellation, the session state machine, lost signals, the in-process waiter queue,
  * watch resynchronisation, election, partitioning) lives in the core, on top of these.
  *
@@ -16,7 +16,9 @@ export type LockKind = 'lock' | 'leader';
 /** A position in a group's change history; opaque to the core, only handed back to the same driver. */
 export type Revision = bigint | string;
 
+/** A group's members and the revision they were read at. */
 export interface GroupSnapshot {
+  /** Whether the group exists. */
   readonly exists: boolean;
   /** Sorted by id. */
   readonly members: Member[];
@@ -24,11 +26,32 @@ export interface GroupSnapshot {
   readonly revision: Revision;
 }
 
+/** A change of a group, as a driver reports it to a WatchSink. */
 export type DriverGroupEvent =
-  | { readonly type: 'join'; readonly member: string; readonly capabilities: Capabilities }
-  | { readonly type: 'update'; readonly member: string; readonly capabilities: Capabilities }
-  | { readonly type: 'leave'; readonly member: string };
+  | {
+      /** A member joined. */
+      readonly type: 'join';
+      /** Its id. */
+      readonly member: string;
+      /** What it joined with. */
+      readonly capabilities: Capabilities;
+    }
+  | {
+      /** A member changed its capabilities. */
+      readonly type: 'update';
+      /** Its id. */
+      readonly member: string;
+      /** The new capabilities. */
+      readonly capabilities: Capabilities;
+    }
+  | {
+      /** A member left or its session ended. */
+      readonly type: 'leave';
+      /** Its id. */
+      readonly member: string;
+    };
 
+/** Where a driver delivers a group's changes. */
 export interface WatchSink {
   /** Changes in the order the backend applied them, each at most once, none at or before the starting revision. */
   event(event: DriverGroupEvent): void;
@@ -36,11 +59,15 @@ export interface WatchSink {
   resync(): void;
 }
 
+/** Who holds a lock, as a driver reports it. */
 export interface LockHolder {
+  /** The holder's member id. */
   readonly member: string;
+  /** Its fencing token. */
   readonly token: bigint;
 }
 
+/** Ends a subscription; idempotent. */
 export type Unsubscribe = () => void;
 
 /** Calls from a driver into the core. */
@@ -51,6 +78,7 @@ export interface DriverEvents {
   lockLost(kind: LockKind, name: string, token: bigint): void;
 }
 
+/** What `connect()` hands a driver's factory. */
 export interface DriverContext {
   /** The parsed URL; its password is available to the driver, never printed. */
   readonly url: URL;
@@ -58,17 +86,23 @@ export interface DriverContext {
   readonly rawUrl: string;
   /** Query parameters other than the core's own (member, sessionTtlMs, namespace, rejoin). */
   readonly params: URLSearchParams;
+  /** Keeps applications sharing a backend apart: every key the driver writes lives under it. */
   readonly namespace: string;
+  /** This coordinator's member id. */
   readonly member: string;
+  /** The TTL every session of this coordinator is opened with. */
   readonly sessionTtlMs: number;
   /** Bounds the whole of connect(); the driver's own connection attempts should give up by then. */
   readonly connectTimeoutMs: number;
   /** Aborts when the caller aborts connecting or connectTimeoutMs runs out: stop retrying and release what was opened. */
   readonly signal: AbortSignal;
+  /** How the driver tells the core what the backend said. */
   readonly events: DriverEvents;
 }
 
+/** One backend's storage steps; the core builds every primitive on these. */
 export interface Driver {
+  /** What this driver offers. */
   readonly features: Features;
   /**
    * Fallback re-check period of a waiting lock or a polled watch, ms. Waits are woken by `watchLock`; this bounds the
@@ -87,8 +121,11 @@ export interface Driver {
   /** Drops connections at once without releasing anything: what a crash looks like to the backend (tests). */
   destroy(): void;
 
-  createGroup(group: string): Promise<void>; // ERR_GROUP_EXISTS
-  deleteGroup(group: string): Promise<void>; // ERR_GROUP_NOT_FOUND, ERR_GROUP_NOT_EMPTY
+  /** Creates an empty group. ERR_GROUP_EXISTS. */
+  createGroup(group: string): Promise<void>;
+  /** Deletes an empty group. ERR_GROUP_NOT_FOUND, ERR_GROUP_NOT_EMPTY. */
+  deleteGroup(group: string): Promise<void>;
+  /** The groups of the namespace, in any order. */
   listGroups(): Promise<string[]>;
   /** ERR_GROUP_NOT_FOUND unless create, ERR_MEMBER_EXISTS. The membership ends with the session. */
   joinGroup(group: string, member: string, sessionId: string, capabilities: Capabilities, create: boolean): Promise<void>;
@@ -96,6 +133,7 @@ export interface Driver {
   leaveGroup(group: string, member: string): Promise<void>;
   /** ERR_GROUP_NOT_FOUND, ERR_MEMBER_NOT_JOINED. */
   updateMember(group: string, member: string, capabilities: Capabilities): Promise<void>;
+  /** The members and the revision they were read at; `exists: false` (and no members) for a missing group. */
   getMembers(group: string): Promise<GroupSnapshot>;
   /** Delivers the group's changes after `fromRevision` to the sink until unsubscribed. */
   watchGroup(group: string, fromRevision: Revision, sink: WatchSink): Promise<Unsubscribe>;
@@ -113,6 +151,7 @@ export interface Driver {
    * (the core retries it later, under the same guarantees).
    */
   cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void>;
+  /** The current holder, or undefined when the lock is free. */
   lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined>;
   /** Calls `listener` whenever the lock may have changed hands (released, expired, acquired). */
   watchLock(kind: LockKind, name: string, listener: () => void): Promise<Unsubscribe>;
@@ -125,5 +164,5 @@ export interface Driver {
   acquireLock?(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint>;
 }
 
-/** What a driver module exports. */
+/** Opens a driver for one `connect()` call. */
 export type DriverFactory = (context: DriverContext) => Promise<Driver>;

@@ -1,3 +1,16 @@
+/**
+ * concord: cluster coordination for Node.js. Groups and watches, locks with fencing tokens, leader election and
+ * partitioning, over in-memory, SQLite, Redis and etcd backends chosen by a URL.
+ *
+ * @example
+ * ```ts
+ * import { connect } from 'concord';
+ * await using coordinator = await connect('sqlite:///var/tmp/app.db');
+ * await coordinator.withLock('nightly-report', (held) => report(held.token));
+ * ```
+ *
+ * @module concord
+ */
 export { connect, schemes } from './connect.js';
 export { ConcordError, isConcordError, type ErrorCode } from './errors.js';
 export { DEFAULTS, type ConnectOptions } from './options.js';

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { ConcordError, invalidArgument } from './errors.js';
 import type { AcquireOptions, Capabilities } from './types.js';
 
+/** Options of `connect()`; each can also be given as a URL query parameter (`?sessionTtlMs=5000`). */
 export interface ConnectOptions {
   /** Unique member id; default `${hostname}-${pid}-${6 hex}`. */
   readonly member?: string;
@@ -18,10 +19,15 @@ export interface ConnectOptions {
   readonly signal?: AbortSignal;
 }
 
+/** The defaults of every option, and the limits inputs are checked against. Frozen. */
 export const DEFAULTS = Object.freeze({
+  /** ConnectOptions.sessionTtlMs. */
   sessionTtlMs: 10_000,
+  /** ConnectOptions.namespace. */
   namespace: 'concord',
+  /** ConnectOptions.rejoin. */
   rejoin: true,
+  /** ConnectOptions.connectTimeoutMs. */
   connectTimeoutMs: 10_000,
   /** Shorter sessions cannot be renewed reliably (every ttl/3, declared lost a margin before the TTL). */
   minSessionTtlMs: 100,

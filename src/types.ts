@@ -1,169 +1,393 @@
-/** The public shapes of API.md. Implementations live in coordinator.ts, group.ts, lock.ts and election.ts. */
+/**
+ * The public shapes of concord. Implementations live in coordinator.ts, group.ts, lock/, election.ts and
+ * partitioner.ts.
+ *
+ * @module
+ */
 
+/** A JSON value: what capabilities are made of. */
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+/** What a member publishes about itself in a group: a JSON object of at most 64 KiB. */
 export type Capabilities = { [k: string]: Json };
 
+/** A member of a group, as `members()` returns it. */
 export interface Member {
+  /** The member id (the `member` option of `connect()`). */
   readonly id: string;
+  /** What it joined with, or last updated to. */
   readonly capabilities: Capabilities;
 }
 
+/** What a driver offers; `coordinator.features`. The README's capability matrix is generated from these. */
 export interface Features {
-  /** How far coordination reaches. */
+  /** How far coordination reaches: one process, the processes of one host, or a cluster of hosts. */
   readonly scope: 'process' | 'host' | 'cluster';
+  /** Group membership and watches. */
   readonly groups: boolean;
+  /** Leader election. */
   readonly election: boolean;
+  /** Fencing tokens on every lock and term. */
   readonly fencing: boolean;
-  /** How the driver learns of changes. */
+  /** How the driver learns of changes: pushed by the backend, or a bounded poll. */
   readonly watch: 'push' | 'poll';
   /** Waiters are served in arrival order. */
   readonly fairLocks: boolean;
 }
 
+/**
+ * A session's state. `connected`; `suspended` (the backend is unreachable and the session may still be alive);
+ * `lost` (it expired: every held lock and leadership has been told); `closed` (after `close()`).
+ */
 export type SessionState = 'connected' | 'suspended' | 'lost' | 'closed';
 
+/** `coordinator.session`: the backend session that memberships and locks hang off. */
 export interface SessionInfo {
+  /** The backend's id of the current session; a new one after a lost session is replaced. */
   readonly id: string;
+  /** The `sessionTtlMs` it was opened with. */
   readonly ttlMs: number;
+  /** Where the session stands now. */
   readonly state: SessionState;
 }
 
+/**
+ * Events of a coordinator, each with no arguments: `suspended` (the backend is unreachable), `reconnected` (back
+ * within the TTL, nothing lost), `lost` (the session expired: every held lock and leadership signal has aborted),
+ * `restored` (a new session is up and groups are re-joined), `closed`.
+ */
 export type CoordinatorEvent = 'suspended' | 'reconnected' | 'lost' | 'restored' | 'closed';
 
+/** Options of every wait for a lock or leadership. */
 export interface AcquireOptions {
+  /**
+   * Stops waiting when it aborts: the call rejects with ERR_ABORTED (the signal's reason as `cause`) and leaves
+   * nothing behind. An already aborted signal rejects before any I/O.
+   */
   readonly signal?: AbortSignal;
-  /** No value: wait until held or aborted. 0: one attempt. */
+  /**
+   * Give up after this many ms with ERR_LOCK_TIMEOUT. No value: wait until held or aborted. 0: one attempt, no
+   * waiting. Negative or NaN: ERR_INVALID_ARGUMENT.
+   */
   readonly timeoutMs?: number;
 }
 
+/**
+ * A lock held by this coordinator. `await using` releases it at the end of the block.
+ *
+ * @example
+ * ```ts
+ * await using held = await coordinator.lock('nightly-report').acquire({ timeoutMs: 30_000 });
+ * await storage.write(report, { fencingToken: held.token });
+ * ```
+ */
 export interface HeldLock extends AsyncDisposable {
+  /** The lock's name. */
   readonly name: string;
-  /** Fencing token: strictly greater for every later holder of this name. */
+  /**
+   * Fencing token: strictly greater for every later holder of this name. Hand it to the storage the lock guards and
+   * have the storage refuse tokens older than the newest it has seen.
+   */
   readonly token: bigint;
   /**
-   * Aborted when the lock is lost (reason: ERR_LOCK_LOST) or released. Reading `aborted` or `reason`, or calling
-   * `throwIfAborted()`, first checks the session's deadline, so a stored signal is truthful after a pause.
+   * Aborted when the lock is lost (reason: ConcordError ERR_LOCK_LOST) or released (ERR_ABORTED) or the coordinator
+   * closes (ERR_CLOSED). Reading `aborted` or `reason`, or calling `throwIfAborted()`, first checks the session's
+   * deadline on the monotonic clock, so even a signal stored before a pause (SIGSTOP, a long GC) says lost on the
+   * first look after it.
    */
   readonly signal: AbortSignal;
   /** True while held: not released, and not lost as far as this process can know (the session deadline is checked). */
   readonly valid: boolean;
-  /** Throws the ConcordError that ended the hold (ERR_LOCK_LOST, ERR_CLOSED, ERR_ABORTED) unless it is still valid. */
+  /**
+   * Throws the ConcordError that ended the hold (ERR_LOCK_LOST, ERR_CLOSED, ERR_ABORTED) unless it is still valid.
+   *
+   * @example
+   * ```ts
+   * held.assertValid();
+   * await write(row, held.token);
+   * ```
+   */
   assertValid(): void;
+  /** Releases the lock and aborts the signal. Idempotent; never rejects, also when the lock was already lost. */
   release(): Promise<void>;
 }
 
+/**
+ * A handle on a named lock (`coordinator.lock(name)`); creating it does no I/O. Locks are exclusive and not
+ * reentrant: a second acquire of a name this coordinator holds waits like any other waiter.
+ */
 export interface Lock {
+  /** The lock's name. */
   readonly name: string;
+  /**
+   * Waits until this coordinator holds the lock. Waiters are woken by the backend when it frees (fair drivers serve
+   * them in arrival order). Rejects with ERR_LOCK_TIMEOUT, ERR_ABORTED, ERR_SESSION_LOST (the session was lost while
+   * queued), ERR_CLOSED, ERR_REFUSED (the backend refused, e.g. out of memory) or ERR_INVALID_ARGUMENT.
+   *
+   * @example
+   * ```ts
+   * const held = await coordinator.lock('cache-refresh').acquire({ timeoutMs: 5000, signal });
+   * try { await refresh(held.signal); } finally { await held.release(); }
+   * ```
+   */
   acquire(options?: AcquireOptions): Promise<HeldLock>;
+  /** One attempt, never waits: the held lock, or undefined when someone else holds or awaits it. */
   tryAcquire(): Promise<HeldLock | undefined>;
+  /** The member id holding the lock now, or undefined. */
   holder(): Promise<string | undefined>;
 }
 
+/** This member leads a group. `await using` resigns at the end of the block. */
 export interface Leadership extends AsyncDisposable {
+  /** The group led. */
   readonly group: string;
   /** Fencing token; strictly increases with every change of leader in this group. */
   readonly term: bigint;
-  /** Aborted when leadership is lost (reason: ERR_LEADERSHIP_LOST) or resigned; truthful after a pause, as HeldLock's. */
+  /**
+   * Aborted when leadership is lost (reason: ERR_LEADERSHIP_LOST), resigned (ERR_ABORTED) or the coordinator closes
+   * (ERR_CLOSED); truthful after a pause, as a HeldLock's.
+   */
   readonly signal: AbortSignal;
   /** True while this member leads, as far as it can know (the session deadline is checked). */
   readonly valid: boolean;
   /** Throws the ConcordError that ended the leadership (ERR_LEADERSHIP_LOST, ERR_CLOSED, ERR_ABORTED) unless valid. */
   assertValid(): void;
+  /** Gives up leadership; the next campaigner takes over. Idempotent. */
   resign(): Promise<void>;
 }
 
+/** Options of `group.lead()`. */
 export interface LeadOptions {
   /** Stop campaigning (and resign) when this aborts. */
   readonly signal?: AbortSignal;
 }
 
+/**
+ * A membership change, as a group watch yields it. `initial` marks the joins that describe the members present when
+ * the watch started.
+ */
 export type GroupEvent =
   | {
+      /** A member joined (or was present when the watch started). */
       readonly type: 'join';
+      /** The group. */
       readonly group: string;
+      /** The member id. */
       readonly member: string;
+      /** What it joined with. */
       readonly capabilities: Capabilities;
+      /** Part of the watch's first snapshot rather than a live change. */
       readonly initial: boolean;
     }
-  | { readonly type: 'update'; readonly group: string; readonly member: string; readonly capabilities: Capabilities }
-  | { readonly type: 'leave'; readonly group: string; readonly member: string };
+  | {
+      /** A member changed its capabilities. */
+      readonly type: 'update';
+      /** The group. */
+      readonly group: string;
+      /** The member id. */
+      readonly member: string;
+      /** Its new capabilities. */
+      readonly capabilities: Capabilities;
+    }
+  | {
+      /** A member left, or its session ended (a crash). */
+      readonly type: 'leave';
+      /** The group. */
+      readonly group: string;
+      /** The member id. */
+      readonly member: string;
+    };
 
+/**
+ * A group's membership as a pushed stream: the current members, then every join, update and leave in the order the
+ * backend applied them, with no gap and no duplicate between the two. After a reconnect it resynchronises and yields
+ * only the differences, so its view always converges to `members()`. Ends on `close()`, on its signal, or when the
+ * coordinator closes.
+ *
+ * @example
+ * ```ts
+ * for await (const event of coordinator.group('indexers').watch({ signal })) console.log(event.type, event.member);
+ * ```
+ */
 export interface GroupWatch extends AsyncIterable<GroupEvent>, AsyncDisposable {
+  /** Ends the stream now. */
   close(): Promise<void>;
 }
 
+/** Options of `group.watch()`. */
 export interface WatchOptions {
+  /** Ends the stream when it aborts. */
   readonly signal?: AbortSignal;
-  /** Start with one `join` per current member. Default true. */
+  /** Start with one `join` per current member (`initial: true`). Default true. */
   readonly initial?: boolean;
 }
 
+/** Options of `group.join()`. */
 export interface JoinOptions {
+  /** What to publish about this member; default `{}`. */
   readonly capabilities?: Capabilities;
   /** Create the group when it does not exist. Default false. */
   readonly create?: boolean;
 }
 
+/** A change of leader, as `watchLeader()` yields it. */
 export interface LeaderChange {
+  /** The leader's member id, or undefined while nobody leads. */
   readonly leader: string | undefined;
+  /** The leader's term, when there is a leader. */
   readonly term?: bigint;
 }
 
+/** Options of `group.partitioner()`. */
 export interface PartitionerOptions {
-  /** Default 1, > 0; published as capabilities.weight. */
+  /** This member's share of the keys relative to others; default 1, > 0; published as `capabilities.weight`. */
   readonly weight?: number;
+  /** More capabilities to publish (merged with `{ weight }`; a `weight` here counts when `weight` is not given). */
   readonly capabilities?: Capabilities;
+  /**
+   * `'rendezvous'` (default: weighted highest random weight, ideal balance, minimal movement), `'ring'` (consistent
+   * hash ring, 160 points per weight unit) or `'tooz'` (the same owners as Python tooz's hash ring).
+   */
   readonly algorithm?: 'rendezvous' | 'ring' | 'tooz';
 }
 
+/** A change of a partitioner's membership. */
 export interface PartitionChange {
+  /** The members now, sorted. */
   readonly members: string[];
+  /** Who joined with this change. */
   readonly joined: string[];
+  /** Who left with this change. */
   readonly left: string[];
 }
 
+/**
+ * Keys spread over a group's live members: every member computes the same owners for the same membership, whatever
+ * the order of joins. `await using` closes it.
+ *
+ * @example
+ * ```ts
+ * await using partitioner = await coordinator.group('crawlers').partitioner({ weight: 2 });
+ * for (const url of urls) if (partitioner.isMine(url)) await crawl(url);
+ * ```
+ */
 export interface Partitioner extends AsyncDisposable {
+  /** The group partitioned over. */
   readonly group: string;
+  /** The members in its current view, sorted. */
   members(): string[];
+  /** The distinct owners of `key`, primary first (`replicas` of them, default 1), skipping `ignore`. */
   owners(key: string | Uint8Array, options?: { replicas?: number; ignore?: Iterable<string> }): string[];
+  /** Whether this member is among the owners of `key`. */
   isMine(key: string | Uint8Array, options?: { replicas?: number }): boolean;
   /** With `initial` (default true), the current view first (every member in `joined`), then each change. */
   changes(options?: { initial?: boolean }): AsyncIterable<PartitionChange>;
+  /** Stops following the group, and leaves it if the partitioner joined it. Later calls throw ERR_CLOSED. */
   close(): Promise<void>;
 }
 
+/** A handle on a named group (`coordinator.group(name)`); creating it does no I/O. */
 export interface Group {
+  /** The group's name. */
   readonly name: string;
+  /** Creates the group. Rejects with ERR_GROUP_EXISTS. */
   create(): Promise<void>;
+  /** Deletes the group. Rejects with ERR_GROUP_NOT_FOUND, or ERR_GROUP_NOT_EMPTY while it has members. */
   delete(): Promise<void>;
+  /**
+   * Joins the group as this coordinator's member, until `leave()` or the session ends (a crashed member leaves within
+   * `sessionTtlMs`). After a lost session is replaced it re-joins (the `rejoin` option). Rejects with
+   * ERR_GROUP_NOT_FOUND (unless `create`) or ERR_MEMBER_EXISTS.
+   *
+   * @example
+   * ```ts
+   * await coordinator.group('indexers').join({ create: true, capabilities: { zone: 'eu-1' } });
+   * ```
+   */
   join(options?: JoinOptions): Promise<void>;
+  /** Leaves the group. Rejects with ERR_GROUP_NOT_FOUND or ERR_MEMBER_NOT_JOINED. */
   leave(): Promise<void>;
+  /** The members, sorted by id. Rejects with ERR_GROUP_NOT_FOUND. */
   members(): Promise<Member[]>;
+  /** Replaces this member's capabilities; watchers see an `update`. Rejects with ERR_MEMBER_NOT_JOINED. */
   updateCapabilities(capabilities: Capabilities): Promise<void>;
+  /** A pushed stream of membership changes; see {@link GroupWatch}. A group that does not exist yet is fine. */
   watch(options?: WatchOptions): GroupWatch;
+  /** The current leader's member id, or undefined. */
   leader(): Promise<string | undefined>;
+  /**
+   * Resolves once this member leads the group. Needs neither `join` nor an existing group. Rejects as
+   * `lock.acquire()` does.
+   *
+   * @example
+   * ```ts
+   * await using leadership = await coordinator.group('schedulers').campaign();
+   * await runScheduler({ signal: leadership.signal, term: leadership.term });
+   * ```
+   */
   campaign(options?: AcquireOptions): Promise<Leadership>;
   /**
    * Leads whenever it can until `signal` aborts: campaigns, runs `fn` with the Leadership (whose signal aborts when
    * leadership ends), resigns when `fn` settles or leadership is lost, and campaigns again, also across lost sessions.
    * Resolves once `signal` aborts or the coordinator closes; rejects with what `fn` threw while it still led.
+   *
+   * @example
+   * ```ts
+   * await coordinator.group('schedulers').lead((leadership) => runScheduler(leadership.signal), { signal });
+   * ```
    */
   lead(fn: (leadership: Leadership) => Promise<void> | void, options?: LeadOptions): Promise<void>;
+  /** The current leader first, then every change, in order. */
   watchLeader(options?: { signal?: AbortSignal }): AsyncIterable<LeaderChange>;
+  /**
+   * Joins the group with a weight (creating it if needed; or adds the weight to this member's existing membership)
+   * and follows its joins, leaves and weight updates. See {@link Partitioner}.
+   */
   partitioner(options?: PartitionerOptions): Promise<Partitioner>;
 }
 
+/**
+ * A connection to a backend through one session (`connect(url)`). `await using` closes it.
+ *
+ * @example
+ * ```ts
+ * await using coordinator = await connect('redis://127.0.0.1:6379', { member: 'worker-1' });
+ * coordinator.on('lost', () => console.warn('session lost'));
+ * ```
+ */
 export interface Coordinator extends AsyncDisposable {
+  /** This coordinator's member id. */
   readonly member: string;
-  /** The URL with any password replaced by '***'. */
+  /** The URL, with any password and secret parameter replaced by '***'. */
   readonly url: string;
+  /** What the driver offers. */
   readonly features: Features;
+  /** The current session. */
   readonly session: SessionInfo;
+  /** Listens to a session event; a misspelt event name throws ERR_INVALID_ARGUMENT. */
   on(event: CoordinatorEvent, listener: () => void): this;
-  off(event: string, listener: (...args: never[]) => void): this;
+  /** Listens to the next occurrence of a session event. */
+  once(event: CoordinatorEvent, listener: () => void): this;
+  /** Stops listening. */
+  off(event: CoordinatorEvent, listener: () => void): this;
+  /** A handle on a group; no I/O. Throws ERR_INVALID_ARGUMENT for a bad name. */
   group(name: string): Group;
+  /** The groups of this namespace, sorted. */
   groups(): Promise<string[]>;
+  /** A handle on a lock; no I/O. Throws ERR_INVALID_ARGUMENT for a bad name. */
   lock(name: string): Lock;
+  /**
+   * Acquires the lock, runs `fn` with it, and releases it however `fn` ends.
+   *
+   * @example
+   * ```ts
+   * await coordinator.withLock('cache-refresh', (held) => refresh({ signal: held.signal }), { timeoutMs: 5000 });
+   * ```
+   */
   withLock<T>(name: string, fn: (held: HeldLock) => Promise<T> | T, options?: AcquireOptions): Promise<T>;
+  /**
+   * Ends the session: every lock and membership is released at once, watches end, and every later call rejects with
+   * ERR_CLOSED. Idempotent. A process that only calls close() exits by itself.
+   */
   close(): Promise<void>;
 }

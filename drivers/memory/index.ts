@@ -2,12 +2,15 @@
  * memory://NAME — coordinators of one process connected to the same NAME share state. Every feature, pushed changes,
  * fair locks. `memoryFaults()` lets tests cut a coordinator's link or expire its session, so the core's suspended,
  * lost and restored paths run without a real backend.
+ *
+ * @module concord/drivers/memory
  */
 import { ConcordError } from '../../src/errors.js';
 import type { Driver, DriverContext, DriverGroupEvent, LockKind, Revision, Unsubscribe, WatchSink } from '../../src/driver.js';
 import type { Capabilities, Coordinator, Features } from '../../src/types.js';
 import { MemoryServer, type ServerClient } from './server.js';
 
+/** What the memory driver offers: everything, within one process. */
 export const features: Features = Object.freeze({
   scope: 'process',
   groups: true,
@@ -241,10 +244,12 @@ function serverName(url: URL): string {
   return name === '' ? 'default' : name;
 }
 
+/** The memory driver for `memory://NAME`; `connect()` calls it. */
 export function createDriver(context: DriverContext): Promise<Driver> {
   return Promise.resolve(new MemoryDriver(context, MemoryServer.attach(serverName(context.url), context.namespace)));
 }
 
+/** Faults to inject into one memory:// coordinator's link to its in-process server; from `memoryFaults()`. */
 export interface MemoryFaults {
   /** Cut the coordinator's link: its requests fail and nothing is pushed to it, while its session ages on the server. */
   disconnect(): void;

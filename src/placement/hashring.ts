@@ -3,6 +3,7 @@ import { mix32, murmur3 } from './hash.js';
 import { checkCount, checkOptionsObject, type PlacementKey, type PlacementNodes } from './placement.js';
 import { Ring } from './ring.js';
 
+/** Options of `new HashRing()`. */
 export interface HashRingOptions {
   /** Points per weight unit; default 160 (tooz's 32 gives a peak/mean load of 1.35 at 100 nodes). */
   readonly vnodes?: number;
@@ -33,8 +34,16 @@ function pointOffsets(count: number): Uint32Array {
  * offset[i]). A node's points depend only on its id, and a larger weight only appends points, so a weight increase
  * moves keys to that node and nowhere else. A key goes to the first point at or after murmur3(key), clockwise;
  * points at the same position are ordered by node id; replicas are the next distinct owners clockwise.
+ *
+ * @example
+ * ```ts
+ * const ring = new HashRing({ a: 1, b: 2 });
+ * ring.get('user:42');
+ * ring.getNodes('user:42', { replicas: 2 });
+ * ```
  */
 export class HashRing extends Ring {
+  /** Points per weight unit. */
   readonly vnodes: number;
   private points = new Uint32Array(0);
 

@@ -3,6 +3,7 @@ import { invalidArgument } from '../errors.js';
 /** What every placement maps: a string (hashed as UTF-8) or raw bytes. */
 export type PlacementKey = string | Uint8Array;
 
+/** Options of `getNodes()`. */
 export interface GetNodesOptions {
   /** How many distinct nodes to return, primary first; default 1. Capped at the number of non-ignored nodes. */
   readonly replicas?: number;
@@ -19,9 +20,11 @@ export interface Placement {
   add(node: string, weight?: number): void;
   /** Removes `node`; false when it was absent. */
   remove(node: string): boolean;
+  /** Whether `node` is present. */
   has(node: string): boolean;
-  /** Sorted. */
+  /** The nodes, sorted. */
   readonly nodes: string[];
+  /** How many nodes there are. */
   readonly size: number;
   /** The primary owner of `key`, or undefined when there are no nodes. */
   get(key: PlacementKey): string | undefined;
@@ -142,6 +145,7 @@ export abstract class WeightedNodes {
     return;
   }
 
+  /** Adds `node`, or replaces its weight. Weight > 0, default 1; anything else throws ERR_INVALID_ARGUMENT. */
   add(node: string, weight?: number): void {
     const id = checkNode(node);
     const w = checkWeight(weight);
@@ -151,12 +155,14 @@ export abstract class WeightedNodes {
     this.dirty = true;
   }
 
+  /** Removes `node`; false when it was absent. */
   remove(node: string): boolean {
     const removed = this.weights.delete(checkNode(node));
     if (removed) this.dirty = true;
     return removed;
   }
 
+  /** Whether `node` is present. */
   has(node: string): boolean {
     return this.weights.has(checkNode(node));
   }
@@ -166,10 +172,12 @@ export abstract class WeightedNodes {
     return this.weights.get(checkNode(node));
   }
 
+  /** The nodes, sorted. */
   get nodes(): string[] {
     return [...this.weights.keys()].sort(compareIds);
   }
 
+  /** How many nodes there are. */
   get size(): number {
     return this.weights.size;
   }

@@ -42,6 +42,13 @@ function logScore(r: number, weight: number): number {
  *
  * ln is strictly increasing, so among nodes of equal weight the largest mixed hash has the best score: lookups
  * compare integers and take one logarithm per distinct weight, not per node.
+ *
+ * @example
+ * ```ts
+ * const placement = new Rendezvous({ a: 1, b: 2, c: 1 });
+ * placement.get('user:42');
+ * placement.getNodes('user:42', { replicas: 2, ignore: ['c'] });
+ * ```
  */
 export class Rendezvous extends WeightedNodes implements Placement {
   /** Node ids, sorted; every other array is indexed like this one unless it says otherwise. */

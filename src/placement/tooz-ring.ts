@@ -3,6 +3,7 @@ import { md5Repeated, md5Words } from './hash.js';
 import { checkCount, checkOptionsObject, type PlacementKey, type PlacementNodes } from './placement.js';
 import { Ring } from './ring.js';
 
+/** Options of `new ToozHashRing()`. */
 export interface ToozHashRingOptions {
   /** Points per weight unit; default 32 (tooz's `partitions`, 2**5). */
   readonly partitions?: number;
@@ -26,8 +27,15 @@ const encoder = new TextEncoder();
  *   then leaves them behind;
  * - two nodes whose ids are repetitions of one another ('a', 'aa') share md5 points: tooz keeps only the node added
  *   last at such a point (its order then depends on Python's set order); here both stay, ordered by node id.
+ *
+ * @example
+ * ```ts
+ * const ring = new ToozHashRing(['node-1', 'node-2']); // the owners Python tooz computes
+ * ring.get('job:7');
+ * ```
  */
 export class ToozHashRing extends Ring {
+  /** Points per weight unit (tooz's `partitions`). */
   readonly partitions: number;
   /** Point digests, four big-endian 32-bit words each, in ring order. */
   private points = new Uint32Array(0);

@@ -1,5 +1,5 @@
 /**
- * Races between the session machine, user calls and backend answers. Each case once broke an invariant of API.md:
+ * Races between the session machine, user calls and backend answers. Each case once broke a promise of the public API:
  * the test fails if the fix is undone.
  */
 import { describe, expect, it } from 'vitest';
