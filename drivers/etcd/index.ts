@@ -171,14 +171,26 @@ function closeNow(client: Etcd3): void {
   client.close();
 }
 
-/** A lock this driver's session holds, watched for deletes while held. */
+/** A lock this driver's session holds; its key is watched for deletes. */
 interface Held {
   readonly kind: LockKind;
   readonly name: string;
   readonly token: bigint;
   readonly lease: string;
-  unwatch: Unsubscribe | undefined;
+  /** The revision at which our key was seen holding: a delete after it is the loss of this hold. */
+  readonly since: bigint;
 }
+
+/** The watch of one contender key of ours. */
+interface KeyWatch {
+  unwatch: Unsubscribe | undefined;
+  /** Ends the watch once the name has not been held for a while. */
+  idle: NodeJS.Timeout | undefined;
+  ended: boolean;
+}
+
+/** How long a contender key's watch outlives its last hold. */
+const KEY_WATCH_IDLE_MS = 10_000;
 
 class EtcdDriver implements Driver {
   readonly features = features;
@@ -197,8 +209,10 @@ class EtcdDriver implements Driver {
   readonly #user: string | undefined;
   /** The core's connect signal, until the first session is open: calls give up when it aborts. */
   #connecting: AbortSignal | undefined;
-  /** Locks held (contender key -> what and its watch). */
+  /** Locks held (contender key -> what). */
   readonly #held = new Map<string, Held>();
+  /** Watches of our contender keys (held, or held a moment ago). */
+  readonly #keyWatches = new Map<string, KeyWatch>();
   /** Each open session's watch of its session key. */
   readonly #sessions = new Map<string, Unsubscribe | undefined>();
   /** Streams of keepalive exchanges in flight, cancelled on close. */
@@ -456,6 +470,8 @@ class EtcdDriver implements Driver {
     this.#sessions.delete(id);
     unwatch?.();
     for (const [key, held] of [...this.#held]) if (held.lease === id) this.#unhold(key);
+    const suffix = `/${leaseHex(BigInt(id))}`;
+    for (const key of [...this.#keyWatches.keys()]) if (key.endsWith(suffix)) this.#unwatchKey(key);
   }
 
   async renewSession(sessionId: string): Promise<boolean> {
@@ -520,6 +536,8 @@ class EtcdDriver implements Driver {
     this.#streams.clear();
     this.#orphans.clear();
     this.#held.clear();
+    for (const watch of this.#keyWatches.values()) clearTimeout(watch.idle);
+    this.#keyWatches.clear();
     this.#sessions.clear();
     closeNow(this.#client);
   }
@@ -886,58 +904,93 @@ class EtcdDriver implements Driver {
   // ---- held locks, watched while held
 
   /**
-   * This session now holds kind/name with `token`, as of the revision of `at` (a response that saw our key first):
-   * watch the key for deletes from then on, so one from outside (an operator, a revoked lease) reaches the core as
-   * lockLost within a round trip. Eager: no round trip is waited for, and no delete after that revision is missed.
+   * This session now holds kind/name with `token`, as of the revision of `at` (a response that saw our key first).
+   * Its key is watched for deletes from then on, so one from outside (an operator, a revoked lease) reaches the core as
+   * lockLost within a watch notification.
    */
   #hold(kind: LockKind, name: string, own: string, token: bigint, at: bigint | ITxnResponse, lease: string): bigint {
-    const revision = typeof at === 'bigint' ? at : BigInt(at.header.revision);
-    this.#unhold(own);
-    const held: Held = { kind, name, token, lease, unwatch: undefined };
-    this.#held.set(own, held);
-    const lost = (): void => {
-      if (this.#held.get(own) !== held) return;
-      this.#unhold(own);
-      debug('etcd: %s "%s" (token %s) was deleted from outside', kind, name, token);
-      this.#events.lockLost(kind, name, token);
-    };
-    this.#hub
-      .watch({
-        key: b(own),
-        startRevision: revision + 1n,
-        eager: true,
-        deletesOnly: true,
-        reopen: true,
-        events: lost,
-        // The watch lost track (compaction): is the key still ours?
-        reset: () => void this.#verifyHeld(own, held, lost),
-      })
-      .then(
-        (unwatch) => {
-          if (this.#held.get(own) === held) held.unwatch = unwatch;
-          else unwatch();
-        },
-        () => undefined,
-      );
+    const since = typeof at === 'bigint' ? at : BigInt(at.header.revision);
+    this.#held.set(own, { kind, name, token, lease, since });
+    this.#watchKey(own, since);
     return token;
   }
 
-  async #verifyHeld(own: string, held: Held, lost: () => void): Promise<void> {
+  /**
+   * Watches our contender key for deletes from `since` on (eager: no round trip is waited for, and no delete after it
+   * is missed). The watch outlives a release for a while, so acquiring the same name again sets nothing up (creating
+   * and cancelling a watch per hold cost a third of an uncontended acquire + release); our own release's delete then
+   * arrives with nothing held, or older than the hold, and is ignored.
+   */
+  #watchKey(own: string, since: bigint): void {
+    const existing = this.#keyWatches.get(own);
+    if (existing) {
+      clearTimeout(existing.idle);
+      existing.idle = undefined;
+      return;
+    }
+    const watch: KeyWatch = { unwatch: undefined, idle: undefined, ended: false };
+    this.#keyWatches.set(own, watch);
+    this.#hub
+      .watch({
+        key: b(own),
+        startRevision: since + 1n,
+        eager: true,
+        deletesOnly: true,
+        reopen: true,
+        events: (events) => {
+          const held = this.#held.get(own);
+          if (held && events.some((event) => BigInt(event.kv.mod_revision) > held.since)) this.#lost(own, held);
+        },
+        // The watch lost track (compaction): is the key still ours?
+        reset: () => void this.#verifyHeld(own),
+      })
+      .then(
+        (unwatch) => {
+          if (watch.ended) unwatch();
+          else watch.unwatch = unwatch;
+        },
+        () => undefined,
+      );
+  }
+
+  #unwatchKey(own: string): void {
+    const watch = this.#keyWatches.get(own);
+    if (!watch) return;
+    this.#keyWatches.delete(own);
+    clearTimeout(watch.idle);
+    watch.ended = true;
+    watch.unwatch?.();
+  }
+
+  #lost(own: string, held: Held): void {
     if (this.#held.get(own) !== held) return;
+    this.#unhold(own);
+    debug('etcd: %s "%s" (token %s) was deleted from outside', held.kind, held.name, held.token);
+    this.#events.lockLost(held.kind, held.name, held.token);
+  }
+
+  async #verifyHeld(own: string): Promise<void> {
+    const held = this.#held.get(own);
+    if (!held) return;
     try {
       const response = await this.#txn('lock check', 'always', { success: [get(own)] });
-      if (kvsOf(response, 0)[0]?.create_revision !== held.token.toString()) lost();
+      if (kvsOf(response, 0)[0]?.create_revision !== held.token.toString()) this.#lost(own, held);
     } catch (error) {
       // Unreachable: the session's renewals decide.
       debug('etcd: checking %s failed: %s', own, (error as Error).message);
     }
   }
 
+  /** No longer held (released, cancelled, lost): the key's watch ends unless the name is held again soon. */
   #unhold(own: string): void {
-    const held = this.#held.get(own);
-    if (!held) return;
-    this.#held.delete(own);
-    held.unwatch?.();
+    if (!this.#held.delete(own)) return;
+    const watch = this.#keyWatches.get(own);
+    if (!watch) return;
+    clearTimeout(watch.idle);
+    watch.idle = setTimeout(() => {
+      if (!this.#held.has(own)) this.#unwatchKey(own);
+    }, KEY_WATCH_IDLE_MS);
+    watch.idle.unref();
   }
 
   // ---- contender keys that must go

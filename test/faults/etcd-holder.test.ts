@@ -102,6 +102,25 @@ describe.skipIf(!availability.ok)(
       await next.release();
     });
 
+    it('a name held again right after its release: its own releases never count as losses, a delete from outside does', async () => {
+      fresh();
+      const a = await coordinator('a');
+      for (let i = 0; i < 20; i++) {
+        const held = await a.lock('again').acquire();
+        const signal = held.signal;
+        await held.release();
+        expect(signal.reason).toMatchObject({ code: 'ERR_ABORTED' });
+      }
+      const held = await a.lock('again').acquire();
+      const lost = aborted(held.signal, 5000);
+      await admin.delete().key(await keyOf('lock', 'again', 'a'));
+      expect(await lost).toMatchObject({ code: 'ERR_LOCK_LOST' });
+      const next = await a.lock('again').acquire({ timeoutMs: 10_000 });
+      expect(next.token).toBeGreaterThan(held.token);
+      expect(next.signal.aborted).toBe(false);
+      await next.release();
+    });
+
     it('a leadership key deleted from outside: the leader is told (ERR_LEADERSHIP_LOST)', async () => {
       fresh();
       const a = await coordinator('a');
