@@ -1,4 +1,5 @@
 import { ConcordError, isConcordError } from './errors.js';
+import { groupNotFound } from './kit/messages.js';
 import { campaign, lead, leader, LeaderWatch } from './election.js';
 import type { LockHost } from './lock/host.js';
 import { describe, validateCapabilities, validateName, validateOptionsObject, validateSignal } from './options.js';
@@ -94,7 +95,7 @@ export class GroupHandle implements Group {
   async members(): Promise<Member[]> {
     this.#host.assertOpen();
     const snapshot = await this.#host.guard(this.#host.driver.getMembers(this.name));
-    if (!snapshot.exists) throw new ConcordError('ERR_GROUP_NOT_FOUND', `group "${this.name}" does not exist`);
+    if (!snapshot.exists) throw groupNotFound(this.name);
     return snapshot.members;
   }
 

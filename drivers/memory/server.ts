@@ -4,6 +4,7 @@
  * own timer, memberships and locks hang off sessions, changes are pushed asynchronously and in order.
  */
 import { ConcordError } from '../../src/errors.js';
+import { compareIds, groupExists, groupNotEmpty, groupNotFound, memberExists, memberNotJoined, sessionGone } from '../../src/kit/index.js';
 import type { DriverGroupEvent, LockHolder, LockKind, WatchSink } from '../../src/driver.js';
 import type { Capabilities, Member } from '../../src/types.js';
 
@@ -171,19 +172,19 @@ export class MemoryServer {
   }
 
   #requireSession(id: string): void {
-    if (!this.#sessions.has(id)) throw new ConcordError('ERR_SESSION_LOST', 'the session has expired');
+    if (!this.#sessions.has(id)) throw sessionGone();
   }
 
   // ---- groups
 
   createGroup(group: string): void {
-    if (this.#groups.has(group)) throw new ConcordError('ERR_GROUP_EXISTS', `group "${group}" already exists`);
+    if (this.#groups.has(group)) throw groupExists(group);
     this.#groups.set(group, { members: new Map(), log: [] });
   }
 
   deleteGroup(group: string): void {
     const state = this.#group(group);
-    if (state.members.size > 0) throw new ConcordError('ERR_GROUP_NOT_EMPTY', `group "${group}" still has members`);
+    if (state.members.size > 0) throw groupNotEmpty(group);
     this.#groups.delete(group);
   }
 
@@ -195,12 +196,12 @@ export class MemoryServer {
     this.#requireSession(session);
     let state = this.#groups.get(group);
     if (!state) {
-      if (!create) throw notFound(group);
+      if (!create) throw groupNotFound(group);
       state = { members: new Map(), log: [] };
       this.#groups.set(group, state);
     }
     if (state.members.has(member)) {
-      throw new ConcordError('ERR_MEMBER_EXISTS', `member "${member}" is already in group "${group}"`);
+      throw memberExists(group, member);
     }
     state.members.set(member, { capabilities, session });
     this.#publish(group, state, { type: 'join', member, capabilities });
@@ -208,14 +209,14 @@ export class MemoryServer {
 
   leave(group: string, member: string): void {
     const state = this.#group(group);
-    if (!state.members.delete(member)) throw notJoined(group, member);
+    if (!state.members.delete(member)) throw memberNotJoined(group, member);
     this.#publish(group, state, { type: 'leave', member });
   }
 
   update(group: string, member: string, capabilities: Capabilities): void {
     const state = this.#group(group);
     const membership = state.members.get(member);
-    if (!membership) throw notJoined(group, member);
+    if (!membership) throw memberNotJoined(group, member);
     membership.capabilities = capabilities;
     this.#publish(group, state, { type: 'update', member, capabilities });
   }
@@ -223,7 +224,7 @@ export class MemoryServer {
   snapshot(group: string): { exists: boolean; members: Member[]; revision: bigint } {
     const state = this.#groups.get(group);
     const members = state
-      ? [...state.members].map(([id, m]) => ({ id, capabilities: m.capabilities })).sort((a, b) => compare(a.id, b.id))
+      ? [...state.members].map(([id, m]) => ({ id, capabilities: m.capabilities })).sort((a, b) => compareIds(a.id, b.id))
       : [];
     return { exists: state !== undefined, members, revision: this.#revision };
   }
@@ -270,7 +271,7 @@ export class MemoryServer {
 
   #group(group: string): GroupState {
     const state = this.#groups.get(group);
-    if (!state) throw notFound(group);
+    if (!state) throw groupNotFound(group);
     return state;
   }
 
@@ -401,16 +402,4 @@ export class MemoryServer {
       });
     }
   }
-}
-
-function notFound(group: string): ConcordError {
-  return new ConcordError('ERR_GROUP_NOT_FOUND', `group "${group}" does not exist`);
-}
-
-function notJoined(group: string, member: string): ConcordError {
-  return new ConcordError('ERR_MEMBER_NOT_JOINED', `member "${member}" has not joined group "${group}"`);
-}
-
-export function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -1,4 +1,4 @@
-import { abortedError } from './errors.js';
+import { abortedError } from '../errors.js';
 
 /**
  * A re-arming wake-up for "try, then wait to be told to try again" loops. A wake() that arrives while nobody waits is

@@ -15,7 +15,7 @@ import { sleep } from '../clock.js';
 import { ConcordError, abortedError, isConcordError } from '../errors.js';
 import type { LockKind } from '../driver.js';
 import type { NormalizedAcquire } from '../options.js';
-import { Wakeup } from '../wakeup.js';
+import { Wakeup } from '../kit/wakeup.js';
 import { HeldLockImpl } from './held.js';
 import type { LockHost } from './host.js';
 import { lockKey, type ActiveAcquisition } from './registry.js';

@@ -1,4 +1,5 @@
 import { invalidArgument } from '../errors.js';
+import { compareIds } from '../kit/ids.js';
 
 /** What every placement maps: a string (hashed as UTF-8) or raw bytes. */
 export type PlacementKey = string | Uint8Array;
@@ -119,9 +120,7 @@ export function parseNodes(nodes: unknown): Map<string, number> {
 }
 
 /** The order used for `nodes` and for breaking ties: plain UTF-16 code unit order, the same in every process. */
-export function compareIds(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
+export { compareIds };
 
 /**
  * The node bookkeeping the three placements share: weights by node, validation, and a dirty flag so the lookup
