@@ -20,12 +20,20 @@
  * - Membership changes go to a change log written in the same transaction; its id is the revision. Locks carry a
  *   version that every change of hands bumps. Fair locks: waiters queue in a table ordered by id, tied to their
  *   session; only the head may take a free lock.
+ * - The file itself: a connection lives on in a file that was deleted or replaced, while newcomers open whatever the
+ *   path names now. So every renewal, every wake-up of the poller, a watch on the file and a FILE_CHECK_MS timer
+ *   compare the path's device and inode with those of the file this connection opened. When they differ, the
+ *   connection is closed (SQLite sees the file moved and neither checkpoints nor deletes the new file's -wal and
+ *   -shm), its sessions are declared lost at once, and the next call opens the file now at the path.
+ * - Fencing counters start from the wall clock in microseconds (a new lock row, and every row of a file that is not
+ *   the one its counters were written in: new, copied, restored), so a recreated or restored file hands out tokens
+ *   above any its predecessor could have, as long as that one handed out fewer than one a microsecond.
  *
  * Worst-case detection of a crashed member, for a watcher: REAP_EVERY_MS after its process is gone, else its TTL
  * + REAP_EVERY_MS (TTL + TTL/3 when nobody waits or watches: reaping then rides on renewals).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { existsSync, statSync, watch, type BigIntStats, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { importClient } from '../../src/client.js';
@@ -63,11 +71,47 @@ const BUSY_BUDGET_MS = 5000;
 const BUSY_RETRY_MS = 5;
 /** Far more grants than a WAL can hold unsynced (it is checkpointed, and synced, every 1,000 pages). */
 const FENCE_JUMP_AFTER_REBOOT = 1_000_000_000;
+/** How often a connection checks, without any other wake-up, that the path still names the file it opened. */
+const FILE_CHECK_MS = 50;
+/** Attempts at opening a file that is replaced while it is being opened. */
+const OPEN_ATTEMPTS = 3;
 /** The change log keeps at least this many recent entries; a watch further behind resynchronises. */
 const LOG_KEEP = 4096;
 const LOG_TRIM_EVERY = 256;
 
 type Db = BetterSqlite3.Database;
+
+/**
+ * Which file a path names: the device and inode (not reused while the file is open), and the birth time (0 where the
+ * file system has none), which tells a new file from an old one that got a freed inode number back.
+ */
+interface FileIdentity {
+  readonly dev: bigint;
+  readonly ino: bigint;
+  readonly birth: bigint;
+}
+
+/** An open connection, the file it opened, and that file's -wal and -shm as they were once it was open. */
+interface Opened {
+  readonly db: Db;
+  readonly file: FileIdentity;
+  readonly companions: ReadonlyMap<string, FileIdentity>;
+}
+
+/** What `file` names now, or undefined when nothing (a component of the path may also no longer be a directory). */
+function identify(file: string): FileIdentity | undefined {
+  let stats: BigIntStats | undefined;
+  try {
+    stats = statSync(file, { bigint: true, throwIfNoEntry: false });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOTDIR') throw error;
+  }
+  return stats && { dev: stats.dev, ino: stats.ino, birth: stats.birthtimeNs };
+}
+
+function sameFile(a: FileIdentity | undefined, b: FileIdentity): boolean {
+  return a !== undefined && a.dev === b.dev && a.ino === b.ino;
+}
 
 interface GroupWatchEntry {
   readonly group: string;
@@ -91,8 +135,19 @@ const peers = new Map<string, Set<SqliteDriver>>();
 class SqliteDriver implements Driver {
   readonly features = features;
   readonly pollIntervalMs = 25;
-  readonly #db: Db;
-  readonly #st: Statements;
+  readonly #Database: typeof BetterSqlite3;
+  #db!: Db;
+  #st!: Statements;
+  /** One transaction wrapper for every step (making one per call costs more than the step). */
+  #tx!: BetterSqlite3.Transaction<(fn: () => unknown) => unknown>;
+  /** The file this connection opened; undefined once the path named another (the next call opens that one). */
+  #file: FileIdentity | undefined;
+  /** That file's -wal and -shm: a reopen waits until these are gone from the path. */
+  #companions: ReadonlyMap<string, FileIdentity> = new Map();
+  /** Moves with every such change of file: a queue place taken in one file means nothing in the next. */
+  #generation = 0;
+  #fileCheck: NodeJS.Timeout | undefined;
+  #fileGuard: FSWatcher | undefined;
   readonly #path: string;
   readonly #ns: string;
   readonly #context: DriverContext;
@@ -110,16 +165,13 @@ class SqliteDriver implements Driver {
   #dataVersion = -1;
   #lastReap = 0;
   #scanQueued = false;
-  /** One transaction wrapper for every step (making one per call costs more than the step). */
-  readonly #tx: BetterSqlite3.Transaction<(fn: () => unknown) => unknown>;
 
-  constructor(context: DriverContext, db: Db, path: string) {
+  constructor(context: DriverContext, Database: typeof BetterSqlite3, opened: Opened, path: string) {
     this.#context = context;
-    this.#db = db;
+    this.#Database = Database;
     this.#path = path;
     this.#ns = context.namespace;
-    this.#st = prepare(db);
-    this.#tx = db.transaction((fn: () => unknown) => fn());
+    this.#attach(opened);
     this.#busyBudgetMs = Math.max(BUSY_TIMEOUT_MS, Math.min(BUSY_BUDGET_MS, context.sessionTtlMs / 2));
     let set = peers.get(path);
     if (!set) {
@@ -131,10 +183,149 @@ class SqliteDriver implements Driver {
 
   // ---- plumbing
 
-  /** Throws unless the connection is usable: closed, destroyed and cut links fail like a dropped connection. */
+  /**
+   * Throws unless the connection is usable: closed, destroyed and cut links fail like a dropped connection. A
+   * connection that left a replaced file opens the file now at the path first.
+   */
   #usable(): void {
     if (this.#state !== 'open') throw new ConcordError('ERR_CONNECTION', 'the sqlite connection is closed');
     if (!this.#linkUp) throw new ConcordError('ERR_CONNECTION', 'the sqlite link is down (fault injected)');
+    if (this.#file === undefined) this.#reopen();
+  }
+
+  /**
+   * Opens the file now at the path, once the old file's -wal and -shm are gone from it too: a removal still under way
+   * (or a database file removed without them) would otherwise leave this connection sharing them with connections
+   * still in the old file, and the removal would then take them from under it.
+   */
+  #reopen(): void {
+    for (const [suffix, old] of this.#companions) {
+      const now = identify(`${this.#path}${suffix}`);
+      if (sameFile(now, old) && now?.birth === old.birth) {
+        throw new ConcordError(
+          'ERR_CONNECTION',
+          `sqlite ${this.#path}: the replaced file's ${suffix} is still there; waiting for it to go before opening the new file`,
+        );
+      }
+    }
+    this.#attach(open(this.#Database, this.#path));
+    debug('sqlite %s reopened: the file now at the path', this.#path);
+  }
+
+  /** Whether the poller and watches may read: open, linked, and on the file the path names as far as we know. */
+  #attached(): boolean {
+    return this.#state === 'open' && this.#linkUp && this.#file !== undefined;
+  }
+
+  #attach(opened: Opened): void {
+    this.#db = opened.db;
+    this.#st = prepare(opened.db);
+    this.#tx = opened.db.transaction((fn: () => unknown) => fn());
+    this.#file = opened.file;
+    this.#companions = opened.companions;
+    this.#dataVersion = -1;
+    this.#guardFile();
+    // The directory may be a new one too: the poller's notifications follow.
+    if (this.#poller) {
+      this.#unwatchFile();
+      this.#watchFile();
+    }
+  }
+
+  /**
+   * Watches the file this connection opened: its deletion, or a rename over it, is an event on it; a timer covers
+   * file systems without notifications. Neither keeps the process alive.
+   */
+  #guardFile(): void {
+    this.#unguardFile();
+    try {
+      this.#fileGuard = watch(this.#path, { persistent: false }, () => {
+        this.#verify();
+      });
+      this.#fileGuard.on('error', (error) => {
+        debug('sqlite watch of %s failed, checking every %d ms only: %s', this.#path, FILE_CHECK_MS, error.message);
+        this.#fileGuard?.close();
+        this.#fileGuard = undefined;
+      });
+    } catch (error) {
+      debug('sqlite cannot watch %s, checking every %d ms only: %s', this.#path, FILE_CHECK_MS, (error as Error).message);
+    }
+    this.#fileCheck = setInterval(() => {
+      this.#verify();
+    }, FILE_CHECK_MS);
+    this.#fileCheck.unref();
+  }
+
+  #unguardFile(): void {
+    clearInterval(this.#fileCheck);
+    this.#fileCheck = undefined;
+    this.#fileGuard?.close();
+    this.#fileGuard = undefined;
+  }
+
+  /**
+   * True while the path names the file this connection opened. When it names another or none (deleted, replaced,
+   * its directory gone), this connection leaves the old file at once: see #detach. One stat: cheap enough for every
+   * wake-up.
+   */
+  #verify(): boolean {
+    const file = this.#file;
+    if (file === undefined || this.#state !== 'open' || !this.#linkUp) return file !== undefined;
+    let now: FileIdentity | undefined;
+    try {
+      now = identify(this.#path);
+    } catch (error) {
+      // Proves nothing (EACCES...): no other process can open the path either, so nobody is in a new file meanwhile.
+      debug('sqlite cannot check %s: %s', this.#path, (error as Error).message);
+      return true;
+    }
+    if (sameFile(now, file)) return true;
+    this.#detach(now === undefined ? 'the file is gone' : 'the path names another file');
+    return false;
+  }
+
+  /**
+   * The path no longer names the file this connection opened, so anyone connecting now works in another file: the
+   * sessions of this one are lost at once (their locks may already be held there), waits and watches look again,
+   * and the next call opens the file now at the path.
+   */
+  #detach(why: string): void {
+    debug('sqlite %s: %s; its sessions are lost, the next call opens the file now there', this.#path, why);
+    this.#file = undefined;
+    this.#generation++;
+    this.#unguardFile();
+    try {
+      // SQLite checks the path's inode on close too: a moved file is neither checkpointed nor its -wal and -shm
+      // (which are by now the new file's) deleted.
+      this.#db.close();
+    } catch (error) {
+      debug('closing sqlite %s failed: %s', this.#path, (error as Error).message);
+    }
+    for (const id of [...this.#sessions]) {
+      this.#sessions.delete(id);
+      queueMicrotask(() => {
+        this.#context.events.sessionExpired(id);
+      });
+    }
+    // Told from a timer or a file notification: a listener that throws must not take the process down.
+    const tell = (fn: () => void): void => {
+      try {
+        fn();
+      } catch (error) {
+        debug('sqlite listener failed: %s', (error as Error).message);
+      }
+    };
+    for (const watch of [...this.#groupWatches]) {
+      if (!watch.active) continue;
+      watch.active = false;
+      tell(() => {
+        watch.sink.resync();
+      });
+    }
+    for (const entry of [...this.#lockWatches.values()]) {
+      entry.version = undefined;
+      for (const listener of [...entry.listeners]) tell(listener);
+    }
   }
 
   /** Runs a synchronous step; SQLite failures (busy past the timeout, I/O, corruption) become ERR_CONNECTION. */
@@ -247,7 +438,8 @@ class SqliteDriver implements Driver {
   }
 
   #tick(): void {
-    if (this.#state !== 'open' || !this.#linkUp) return;
+    // Every wake-up first checks that the path still names this connection's file.
+    if (!this.#attached() || !this.#verify()) return;
     try {
       const version = this.#st.dataVersion.get() ?? -1;
       // Recorded only once a scan went through: a failed one is tried again on the next tick, not the next commit.
@@ -260,7 +452,7 @@ class SqliteDriver implements Driver {
 
   /** Delivers new change-log rows to group watches and tells lock listeners whose lock changed. False when it failed. */
   #scan(): boolean {
-    if (this.#state !== 'open' || !this.#linkUp) return false;
+    if (!this.#attached()) return false;
     try {
       if (this.#groupWatches.size > 0) this.#deliver([...this.#groupWatches]);
       for (const entry of [...this.#lockWatches.values()]) {
@@ -400,6 +592,11 @@ class SqliteDriver implements Driver {
   }
 
   renewSession(sessionId: string): Promise<boolean> {
+    if (this.#state === 'open' && this.#linkUp) {
+      // A session lives in the file it was opened in: once the path names another, it is gone (never reopened here).
+      this.#verify();
+      if (!this.#sessions.has(sessionId)) return Promise.resolve(false);
+    }
     return this.#call(() => {
       this.#reap(0);
       const now = monotonicMs();
@@ -436,6 +633,7 @@ class SqliteDriver implements Driver {
     clearInterval(this.#poller);
     this.#poller = undefined;
     this.#unwatchFile();
+    this.#unguardFile();
     // Waiting acquires wake, find the connection closed, and fail with ERR_CONNECTION.
     for (const entry of [...this.#lockWatches.values()]) for (const listener of [...entry.listeners]) listener();
     this.#groupWatches.clear();
@@ -535,7 +733,7 @@ class SqliteDriver implements Driver {
       this.#startPoller();
       // Catch up on what happened since the snapshot, off the caller's stack.
       setImmediate(() => {
-        if (!watch.active || this.#state !== 'open' || !this.#linkUp) return;
+        if (!watch.active || !this.#attached()) return;
         try {
           this.#deliver([watch]);
         } catch (error) {
@@ -557,7 +755,7 @@ class SqliteDriver implements Driver {
       this.#reap();
       return this.#write(() => {
         this.#requireSession(sessionId);
-        this.#st.ensureLock.run(this.#ns, kind, name);
+        this.#st.ensureLock.run(this.#ns, kind, name, seedFence());
         const lock = this.#st.lock.get(this.#ns, kind, name);
         if (!lock || lock.session !== null || this.#st.hasWaiters.get(this.#ns, kind, name) !== undefined) return undefined;
         return this.#grant(kind, name, sessionId, member, lock.fence);
@@ -585,20 +783,24 @@ class SqliteDriver implements Driver {
     // acquisition of a name runs per session, so it is this one's, left by an attempt that failed after queueing.
     const entry = await this.#call(() => {
       this.#reap();
-      return this.#write((): { token: bigint } | { waiter: number } => {
+      const generation = this.#generation;
+      return this.#write((): { token: bigint } | { waiter: number; generation: number } => {
         this.#requireSession(sessionId);
-        this.#st.ensureLock.run(this.#ns, kind, name);
+        this.#st.ensureLock.run(this.#ns, kind, name, seedFence());
         const kept = this.#st.sessionWaiter.get(this.#ns, kind, name, sessionId);
-        if (kept !== undefined && kept !== null) return { waiter: kept };
+        if (kept !== undefined && kept !== null) return { waiter: kept, generation };
         const lock = this.#st.lock.get(this.#ns, kind, name);
         if (lock && lock.session === null && this.#st.hasWaiters.get(this.#ns, kind, name) === undefined) {
           return { token: this.#grant(kind, name, sessionId, member, lock.fence) };
         }
-        return { waiter: Number(this.#st.insertWaiter.run(this.#ns, kind, name, sessionId).lastInsertRowid) };
+        return { waiter: Number(this.#st.insertWaiter.run(this.#ns, kind, name, sessionId).lastInsertRowid), generation };
       });
     }, signal);
     if ('token' in entry) return entry.token;
-    const waiter = entry.waiter;
+    const { waiter, generation } = entry;
+    // The place is in the file it was taken in: if the connection moved to another since, the id means nothing there.
+    const moved = (): boolean => generation !== this.#generation;
+    if (moved()) throw fileReplaced();
     queued();
 
     let wake: () => void = () => undefined;
@@ -613,6 +815,7 @@ class SqliteDriver implements Driver {
         });
         let busy = false;
         try {
+          if (moved()) throw fileReplaced();
           const token = this.#run(() => this.#attempt(kind, name, sessionId, member, waiter));
           if (token !== undefined) return token;
         } catch (error) {
@@ -624,7 +827,7 @@ class SqliteDriver implements Driver {
       }
     } catch (error) {
       // Also when the session was declared lost: the core may have given up on a session the file still holds.
-      this.#leaveQueue(kind, name, waiter);
+      if (!moved()) this.#leaveQueue(kind, name, waiter);
       throw signal.aborted ? abortedError(signal) : error;
     } finally {
       unsubscribe();
@@ -701,11 +904,22 @@ class SqliteDriver implements Driver {
     return this.#call(() => this.#watchLockNow(kind, name, listener));
   }
 
+  /** The lock's version, or undefined when it cannot be read now (the next scan then tells the listeners). */
+  #lockVersion(kind: LockKind, name: string): number | undefined {
+    if (!this.#attached()) return undefined;
+    try {
+      return this.#st.lockVersion.get(this.#ns, kind, name) ?? -1;
+    } catch (error) {
+      debug('sqlite cannot read the version of "%s": %s', name, (error as Error).message);
+      return undefined;
+    }
+  }
+
   #watchLockNow(kind: LockKind, name: string, listener: () => void): Unsubscribe {
     const key = `${kind}\u0000${name}`;
     let entry = this.#lockWatches.get(key);
     if (!entry) {
-      entry = { kind, name, version: this.#st.lockVersion.get(this.#ns, kind, name) ?? -1, listeners: new Set() };
+      entry = { kind, name, version: this.#lockVersion(kind, name), listeners: new Set() };
       this.#lockWatches.set(key, entry);
     }
     const own = (): void => {
@@ -721,6 +935,15 @@ class SqliteDriver implements Driver {
       this.#stopPollerIfIdle();
     };
   }
+}
+
+/** Where a new fencing counter starts: the wall clock in microseconds, far above any count of grants. */
+function seedFence(): number {
+  return Date.now() * 1000;
+}
+
+function fileReplaced(): ConcordError {
+  return new ConcordError('ERR_SESSION_LOST', 'the database file was deleted or replaced while waiting for the lock');
 }
 
 function toOwner(row: SessionRow): SessionOwner {
@@ -755,8 +978,22 @@ function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** Opens the file, checks that it is a usable database, and creates the tables. Never leaves a handle open on failure. */
-function open(Database: typeof BetterSqlite3, path: string): Db {
+/**
+ * Opens the file, checks that it is a usable database, and creates the tables. Never leaves a handle open on failure.
+ * The file must still be at the path once opened: one replaced meanwhile is opened again.
+ */
+function open(Database: typeof BetterSqlite3, path: string): Opened {
+  for (let attempt = 1; ; attempt++) {
+    const opened = openOnce(Database, path);
+    if (sameFile(identify(path), opened.file)) return opened;
+    opened.db.close();
+    if (attempt >= OPEN_ATTEMPTS) {
+      throw new ConcordError('ERR_CONNECTION', `cannot open sqlite database ${path}: it was replaced each time it was opened`);
+    }
+  }
+}
+
+function openOnce(Database: typeof BetterSqlite3, path: string): Opened {
   const dir = dirname(path);
   if (!existsSync(dir)) {
     throw new ConcordError('ERR_CONNECTION', `cannot open sqlite database ${path}: the directory ${dir} does not exist`);
@@ -767,6 +1004,8 @@ function open(Database: typeof BetterSqlite3, path: string): Db {
   let db: Db | undefined;
   try {
     db = new Database(path, { timeout: BUSY_TIMEOUT_MS });
+    const file = identify(path);
+    if (file === undefined) throw new Error('the file was removed as it was opened');
     const mode = db.pragma('journal_mode = WAL', { simple: true });
     if (typeof mode !== 'string' || mode.toLowerCase() !== 'wal') throw new Error(`cannot switch to WAL mode (got ${String(mode)})`);
     // NORMAL in WAL mode loses commits only to an OS crash or power cut, and then the boot id changes: the first
@@ -782,8 +1021,22 @@ function open(Database: typeof BetterSqlite3, path: string): Db {
         if (boot !== undefined) connection.prepare('UPDATE concord_locks SET fence = fence + ?').run(FENCE_JUMP_AFTER_REBOOT);
         connection.prepare("INSERT OR REPLACE INTO concord_meta (key, value) VALUES ('boot', ?)").run(BOOT_ID);
       }
+      // The file's counters were written in another file (this one is new, or a copy, a restored backup, a file moved
+      // here): tokens may have been handed out above them. Every counter moves up to the clock base, as a new one
+      // starts (see seedFence). The birth time tells a new file from an old one that got a freed inode number back.
+      const identity = `${String(file.dev)}:${String(file.ino)}:${String(file.birth)}`;
+      const known: unknown = connection.prepare("SELECT value FROM concord_meta WHERE key = 'file'").pluck().get();
+      if (known !== identity) {
+        connection.prepare('UPDATE concord_locks SET fence = max(fence, ?)').run(seedFence());
+        connection.prepare("INSERT OR REPLACE INTO concord_meta (key, value) VALUES ('file', ?)").run(identity);
+      }
     }).immediate();
-    return db;
+    const companions = new Map<string, FileIdentity>();
+    for (const suffix of ['-wal', '-shm']) {
+      const companion = identify(`${path}${suffix}`);
+      if (companion) companions.set(suffix, companion);
+    }
+    return { db, file, companions };
   } catch (cause) {
     try {
       if (db?.inTransaction) db.exec('ROLLBACK');
@@ -803,7 +1056,7 @@ export async function createDriver(context: DriverContext): Promise<Driver> {
   for (;;) {
     if (context.signal?.aborted) throw abortedError(context.signal, 'connecting');
     try {
-      return new SqliteDriver(context, open(module.default, path), path);
+      return new SqliteDriver(context, module.default, open(module.default, path), path);
     } catch (error) {
       if (!isBusy(error) || performance.now() >= until) throw error;
     }

@@ -153,7 +153,11 @@ export function prepare(db: Db) {
     ),
 
     // locks
-    ensureLock: statement<[string, string, string]>(db, 'INSERT OR IGNORE INTO concord_locks (ns, kind, name) VALUES (?, ?, ?)'),
+    /** A new lock's counter starts at the given clock base (see seedFence), so a recreated file's tokens are larger. */
+    ensureLock: statement<[string, string, string, number]>(
+      db,
+      'INSERT OR IGNORE INTO concord_locks (ns, kind, name, fence) VALUES (?, ?, ?, ?)',
+    ),
     lock: statement<[string, string, string], LockRow>(
       db,
       'SELECT fence, session, member, token, version FROM concord_locks WHERE ns = ? AND kind = ? AND name = ?',

@@ -4,93 +4,21 @@
  * another time namespace, an abandoned wait whose clean-up meets a busy file; and database paths that cannot work,
  * which must fail with a clear error rather than a crash.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConcordError, connect, type Coordinator } from '../../src/index.js';
 import { checkIntervals, type HoldInterval } from '../support/history.js';
 import { deadline, eventually } from '../support/wait.js';
+import { Child } from './sqlite-child.js';
 
 const WORKER = fileURLToPath(new URL('./sqlite-worker.ts', import.meta.url));
 const HOLDER = fileURLToPath(new URL('./sqlite-holder.ts', import.meta.url));
 const BLOCKER = fileURLToPath(new URL('./sqlite-blocker.ts', import.meta.url));
-
-type Message = Record<string, unknown>;
-
-/** A child process printing one JSON object a line. */
-class Child {
-  readonly #proc: ChildProcess;
-  readonly #messages: Message[] = [];
-  readonly #waiters: Array<() => void> = [];
-  readonly exited: Promise<number | null>;
-  #exitCode: number | string | null | undefined;
-  stderr = '';
-
-  /** `wrapper`: a command that execs the rest (e.g. `unshare -T ...`). */
-  constructor(script: string, args: string[], wrapper: string[] = []) {
-    const argv = [...wrapper, process.execPath, '--import', 'tsx', script, ...args];
-    this.#proc = spawn(argv[0] ?? process.execPath, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.#proc.stderr?.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = new Promise((resolve) =>
-      this.#proc.once('exit', (code, signal) => {
-        // Wait for stdout to drain first, so a last message is not mistaken for a missing one.
-        const done = (): void => {
-          this.#exitCode = code ?? signal;
-          for (const wake of this.#waiters.splice(0)) wake();
-          resolve(code);
-        };
-        if (this.#proc.stdout && !this.#proc.stdout.readableEnded) this.#proc.stdout.once('close', done);
-        else done();
-      }),
-    );
-    if (this.#proc.stdout) {
-      createInterface({ input: this.#proc.stdout }).on('line', (line) => {
-        if (line.startsWith('{')) this.#messages.push(JSON.parse(line) as Message);
-        for (const wake of this.#waiters.splice(0)) wake();
-      });
-    }
-  }
-
-  get pid(): number {
-    return this.#proc.pid ?? -1;
-  }
-
-  /** The first message carrying `key`; waits for it, and fails if the child exits without sending it. */
-  message(key: string, what: string, ms = 60_000): Promise<Message> {
-    const find = (): Message | undefined => this.#messages.find((m) => key in m);
-    return deadline(
-      new Promise<Message>((resolve, reject) => {
-        const check = (): void => {
-          const hit = find();
-          if (hit) resolve(hit);
-          else if (this.#exitCode !== undefined)
-            reject(new Error(`the child exited (${String(this.#exitCode)}) before ${what}: ${this.stderr.slice(-800)}`));
-          else this.#waiters.push(check);
-        };
-        check();
-      }),
-      ms,
-      `${what} (stderr: ${this.stderr.slice(-800)})`,
-    );
-  }
-
-  signal(signal: NodeJS.Signals): void {
-    process.kill(this.pid, signal);
-  }
-
-  async kill(): Promise<void> {
-    if (this.#proc.exitCode === null && this.#proc.signalCode === null) {
-      this.#proc.kill('SIGCONT');
-      this.#proc.kill('SIGKILL');
-    }
-    await this.exited;
-  }
-}
 
 let dir = '';
 let url = '';
