@@ -659,6 +659,94 @@ export function startRedis(opts: RedisOptions = {}): Promise<ServerHandle> {
   });
 }
 
+/**
+ * A redis-server replicating from `master` (a FaultProxy in front of the master stages replication lag). The replica
+ * tells the master its own listening port, so a Sentinel watching the master finds it at 127.0.0.1:port directly.
+ */
+export function startRedisReplica(master: { host: string; port: number }): Promise<ServerHandle> {
+  const bin = firstBinary(REDIS_BIN);
+  if (!bin) throw new Error(`redis-server not found: ${INSTALL_HINTS.redis}`);
+  return startWithFreshPorts(3, async () => {
+    const port = await freePort();
+    const dir = makeTempDir('redis-replica');
+    return launch({
+      name: 'redis-server (replica)',
+      port,
+      url: `redis://${LOOPBACK}:${port}`,
+      dir,
+      startTimeoutMs: 10_000,
+      prepare: () => undefined,
+      command: () => ({
+        file: bin,
+        args: [
+          '--port',
+          String(port),
+          '--bind',
+          LOOPBACK,
+          '--dir',
+          dir,
+          '--daemonize',
+          'no',
+          '--logfile',
+          '',
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          '--replicaof',
+          master.host,
+          String(master.port),
+          '--enable-debug-command',
+          'local',
+        ],
+      }),
+      ready: () => redisReady(port),
+    });
+  });
+}
+
+export interface SentinelOptions {
+  /** How long the master must be unreachable before it is judged down (sentinel down-after-milliseconds). */
+  downAfterMs?: number;
+  /** sentinel failover-timeout. */
+  failoverTimeoutMs?: number;
+}
+
+/** A Redis Sentinel (quorum 1) watching `master` under `name`; its url is `redis+sentinel://127.0.0.1:PORT/NAME`. */
+export function startSentinel(name: string, master: { host: string; port: number }, opts: SentinelOptions = {}): Promise<ServerHandle> {
+  const bin = firstBinary(REDIS_BIN);
+  if (!bin) throw new Error(`redis-server not found: ${INSTALL_HINTS.redis}`);
+  return startWithFreshPorts(3, async () => {
+    const port = await freePort();
+    const dir = makeTempDir('redis-sentinel');
+    const conf = path.join(dir, 'sentinel.conf');
+    return launch({
+      name: 'redis-sentinel',
+      port,
+      url: `redis+sentinel://${LOOPBACK}:${port}/${name}`,
+      dir,
+      startTimeoutMs: 10_000,
+      // Sentinel rewrites its config file as it learns: each start begins from the same one.
+      prepare: () => {
+        fs.writeFileSync(
+          conf,
+          [
+            `port ${port}`,
+            `bind ${LOOPBACK}`,
+            `dir ${dir}`,
+            `sentinel monitor ${name} ${master.host} ${master.port} 1`,
+            `sentinel down-after-milliseconds ${name} ${opts.downAfterMs ?? 1000}`,
+            `sentinel failover-timeout ${name} ${opts.failoverTimeoutMs ?? 10_000}`,
+            '',
+          ].join('\n'),
+        );
+      },
+      command: () => ({ file: bin, args: [conf, '--sentinel'] }),
+      ready: () => redisReady(port),
+    });
+  });
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // etcd
 
