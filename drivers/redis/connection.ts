@@ -2,6 +2,11 @@
  * ioredis connections as the driver needs them: nothing is queued while disconnected and nothing is replayed after a
  * reconnect (a lock command sent late could take a lock nobody waits for any more), commands fail fast with
  * ERR_CONNECTION, and reconnection retries with a short backoff so an outage shorter than the TTL heals in time.
+ *
+ * ioredis writes to the console on its own in a few cases (INFO refused to its ready check, a password the server
+ * does not need): the replies to its INFO and AUTH are read here first, so nothing but concord's own errors reaches
+ * the user's terminal. (Its ready check stays on: without it ioredis may declare a connection ready that closed while
+ * it was being set up, and then never reconnect.)
  */
 import type { Redis as RedisClient, RedisOptions } from 'ioredis';
 import type { Respondable } from 'ioredis/built/types.js';
@@ -9,6 +14,23 @@ import { ConcordError } from '../../src/errors.js';
 import { debug } from '../../src/debug.js';
 
 export type RedisConstructor = new (options: RedisOptions) => RedisClient;
+
+type ConnectorConstructor = NonNullable<RedisOptions['Connector']>;
+
+/**
+ * ioredis' SentinelConnector, with lookups that let go of their sentinel at once: each would otherwise keep a 2 s
+ * timer (its disconnectTimeout) after asking, and so keep a process alive that long after connect() gave up.
+ */
+export function quietSentinelConnector(Base: unknown): ConnectorConstructor {
+  // connectToSentinel is private in ioredis' typings, but it is the one place its lookup clients are made.
+  const Connector = Base as new (options: unknown) => { connectToSentinel(endpoint: unknown, options?: object): unknown };
+  class QuietSentinelConnector extends Connector {
+    override connectToSentinel(endpoint: unknown, options?: object): unknown {
+      return super.connectToSentinel(endpoint, { disconnectTimeout: 0, ...options });
+    }
+  }
+  return QuietSentinelConnector as unknown as ConnectorConstructor;
+}
 
 export type Role = 'command' | 'subscriber' | 'reader';
 
@@ -20,6 +42,7 @@ const lastErrors = new WeakMap<RedisClient, Error>();
 
 export function createClient(Redis: RedisConstructor, base: RedisOptions, role: Role, ttlMs: number): RedisClient {
   const backoffCapMs = Math.max(20, Math.min(ttlMs / 10, 500));
+  const sentinel = base.sentinels !== undefined;
   const client = new Redis({
     ...base,
     lazyConnect: true,
@@ -28,19 +51,99 @@ export function createClient(Redis: RedisConstructor, base: RedisOptions, role: 
     // In-flight commands fail when the connection drops; the core decides what a failure means.
     maxRetriesPerRequest: 0,
     retryStrategy: (times: number) => Math.min(5 * 2 ** Math.min(times, 10), backoffCapMs),
-    reconnectOnError: () => false,
+    // Behind Sentinel, READONLY means the master moved (a failover): connect again, through the sentinels.
+    reconnectOnError: (error: Error) => sentinel && error.message.startsWith('READONLY'),
+    // CLIENT SETINFO: unknown before Redis 7.2, and one more exchange before a connection is usable.
+    disableClientInfo: true,
+    // A dropped connection is closed at once: the default waits 2 s for a peer that may never answer, and keeps the
+    // process alive meanwhile.
+    disconnectTimeout: 0,
     // A blocked read has no deadline; the command connection has a watchdog (below) instead of a timer per command
     // (those timers were a tenth of an uncontended acquire and release); the subscriber's rare commands get one each.
     ...(role === 'subscriber' ? { commandTimeout: deadlineMs(ttlMs) } : {}),
     connectionName: `concord-${role}`,
-    autoResubscribe: role === 'subscriber',
+    // The subscriber resubscribes itself (pubsub.ts), after turning on flush notifications for the new connection.
+    autoResubscribe: false,
   });
+  quiet(client);
   client.on('error', (error: Error) => {
     lastErrors.set(client, error);
     debug('redis %s connection: %s', role, error.message);
   });
   if (role === 'command') watch(client, deadlineMs(ttlMs));
   return client;
+}
+
+/** AUTH replies ioredis would answer with a console warning (its connection goes on either way). */
+const NEEDLESS_PASSWORD = /no password is set|without any password configured/;
+
+/**
+ * Replaces a command method of this one client by one that passes its reply through `filter` first, keeping the
+ * callback form ioredis itself uses.
+ */
+function intercept(client: RedisClient, method: 'auth' | 'info', filter: (reply: Promise<unknown>) => Promise<unknown>): void {
+  const original = (client[method] as (...args: unknown[]) => Promise<unknown>).bind(client);
+  const replacement = (...args: unknown[]): Promise<unknown> => {
+    const callback =
+      typeof args[args.length - 1] === 'function' ? (args.pop() as (error: Error | null, reply?: unknown) => void) : undefined;
+    const reply = filter(original(...args));
+    if (callback) {
+      reply.then(
+        (value) => {
+          callback(null, value);
+        },
+        (error: unknown) => {
+          callback(error as Error);
+        },
+      );
+    }
+    return reply;
+  };
+  Object.defineProperty(client, method, { value: replacement, configurable: true, writable: true });
+}
+
+/**
+ * ioredis sends AUTH and INFO (its ready check) itself on every (re)connection, and warns on the console when the
+ * server needs no password, takes no user name (Redis 5 and older), or refuses INFO to the user. A needless password
+ * is noted in the debug log and the connection goes on, as it would anyway; INFO refused reads as an empty INFO,
+ * which ioredis then treats as ready, as it would anyway; a user name Redis 5 cannot take fails with a message of
+ * ours (concord needs Redis 6).
+ */
+function quiet(client: RedisClient): void {
+  intercept(client, 'auth', (reply) =>
+    reply.catch((error: unknown) => {
+      const text = error instanceof Error ? error.message : String(error);
+      if (NEEDLESS_PASSWORD.test(text)) {
+        debug('redis needs no password, but one was given: %s', text);
+        return 'OK';
+      }
+      if (text.includes("wrong number of arguments for 'auth'")) {
+        throw new Error('the server takes no user name in AUTH: concord needs Redis 6 or later');
+      }
+      throw error;
+    }),
+  );
+  intercept(client, 'info', (reply) =>
+    reply.catch((error: unknown) => {
+      if (!(error instanceof Error && error.message.includes('NOPERM'))) throw error;
+      debug('INFO refused (%s): the connection is taken as ready', error.message);
+      return '';
+    }),
+  );
+}
+
+/** A reply from the server that retrying will not change (it needs an operator): ERR_REFUSED rather than ERR_CONNECTION. */
+const REFUSAL = /(?:^|: -|\s-)(OOM|READONLY|NOPERM|WRONGTYPE)\b|The user executing the script can't/;
+
+/**
+ * Whether an error is the server refusing the request for good: out of memory, a read-only replica, a missing
+ * permission, a key of the wrong type. Behind Sentinel a READONLY reply means the master moved: a connection problem.
+ */
+export function isRefusal(error: unknown, sentinel: boolean): boolean {
+  const text = error instanceof Error ? error.message : String(error);
+  const match = REFUSAL.exec(text);
+  if (!match) return false;
+  return !(sentinel && match[1] === 'READONLY');
 }
 
 function deadlineMs(ttlMs: number): number {
@@ -86,7 +189,7 @@ export async function open(client: RedisClient): Promise<void> {
 }
 
 /** A server's reply error carries the command's arguments, which for AUTH is the password: keep only what it said. */
-function withoutCommand(error: Error): Error {
+export function withoutCommand(error: Error): Error {
   if (!('command' in error)) return error;
   const copy = new Error(error.message);
   copy.name = error.name;

@@ -12,31 +12,49 @@
  * crashed member: its TTL plus a third of the shortest TTL among the live coordinators (about 100 ms with
  * notifications). Lock waiters also re-check when the holder's session is due to expire.
  *
+ * Held locks: each is watched while held, by a keyspace notification on its key (when the server emits them; the
+ * driver turns on `Kg` with `Ex` where CONFIG SET is allowed) and by a check in every renewal, so a lock key deleted
+ * or taken over from outside ends the holder's lock (DriverEvents.lockLost) within about a round trip of the deletion,
+ * or at the next renewal without notifications. A flush (FLUSHALL, FLUSHDB) sends no keyspace notification, but it
+ * invalidates client-side caches: the subscriber connection turns on client tracking for that alone (pubsub.ts) and
+ * then checks its sessions, so the holders hear of it within a round trip. A reconnected command connection checks the
+ * same (the server may have restarted, or a replica that never saw the latest grants may have been promoted).
+ *
+ * Refusals: replies retrying will not change (OOM, READONLY from a replica named by a redis:// url, NOPERM, WRONGTYPE)
+ * are ERR_REFUSED with the server's message, which ends a waiting acquire; everything else is ERR_CONNECTION. Behind
+ * Sentinel, READONLY means the master moved: the connection is made again through the sentinels.
+ *
+ * Connecting checks, in one exchange per connection, every permission the driver needs (below), by trying each
+ * command harmlessly (scripts.ts PROBE; ACL DRYRUN would need Redis 7 and the right to run it), and refuses a user
+ * that lacks any with one ERR_REFUSED naming all that is missing.
+ *
  * Memory: evicted keys are lost locks, queues and sessions, so the server should run with maxmemory-policy noeviction
- * (then a full server refuses writes, which callers see as ERR_CONNECTION). When CONFIG GET shows maxmemory set with
+ * (then a full server refuses writes, which callers see as ERR_REFUSED). When CONFIG GET shows maxmemory set with
  * an allkeys-* policy, connecting fails with ERR_CONNECTION naming the setting unless the URL says
  * ?allowEviction=true. A volatile-* policy is only logged (debug), but it too may evict session keys (they have a
  * TTL), ending a session early: a holder learns it at its next renewal, after a waiter may have been granted the lock.
  * The settings are read once, at connect; a server whose CONFIG is refused or changed later is not checked.
  *
  * Connections per coordinator: commands, pub/sub, and (once a group is watched) one for blocking stream reads.
- * An ACL user needs the key pattern `{namespace}:*` (or `~*`), `&*` for channels, and the categories +@read +@write
- * +@scripting +@pubsub +@stream +@connection +time; optional: +client|id +client|unblock (a new watch joins a blocked read
- * at once instead of within 250 ms) and +config|get +config|set (keyspace notifications for faster reaping).
+ * An ACL user needs the key pattern `{namespace}:*` (or `~*`), the channels `{namespace}:*` (or `&*`), EVAL, EVALSHA,
+ * SUBSCRIBE, XREAD and what the scripts call (the categories +@read +@write +@scripting +@pubsub +@stream
+ * +@connection +time cover it); optional: +client|id +client|unblock (a new watch joins a blocked read at once instead
+ * of within 250 ms), +client|tracking (flushes heard at once), &__keyspace@*, +config|get +config|set (keyspace
+ * notifications: faster reaping, deleted lock keys heard at once).
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis as RedisClient } from 'ioredis';
 import { importClient } from '../../src/client.js';
 import { sleep, waitForWake } from '../../src/clock.js';
 import { debug } from '../../src/debug.js';
-import { ConcordError, abortedError, type ErrorCode } from '../../src/errors.js';
+import { ConcordError, abortedError, refusedError, type ErrorCode } from '../../src/errors.js';
 import type { Driver, DriverContext, GroupSnapshot, LockHolder, LockKind, Revision, Unsubscribe, WatchSink } from '../../src/driver.js';
 import type { Capabilities, Features, Member } from '../../src/types.js';
-import { createClient, open, quit, type RedisConstructor } from './connection.js';
+import { createClient, isRefusal, open, quietSentinelConnector, quit, withoutCommand, type RedisConstructor } from './connection.js';
 import { redisSettings, type RedisSettings } from './options.js';
 import { Subscriber } from './pubsub.js';
 import { StreamReader, type StreamWatch } from './reader.js';
-import { SCRIPTS, type ScriptName } from './scripts.js';
+import { PROBE, SCRIPTS, type ScriptName } from './scripts.js';
 
 /** What this driver implements (the README capability matrix is generated from it). */
 export const features: Features = Object.freeze({
@@ -78,8 +96,11 @@ function message(code: ErrorCode, context: ErrorContext): string {
   }
 }
 
-/** Script refusals become their ConcordError; anything else from the server or the link is ERR_CONNECTION. */
-function toConcordError(error: unknown, context: ErrorContext = {}): ConcordError {
+/**
+ * Script refusals become their ConcordError; a refusal retrying will not fix (OOM, READONLY, NOPERM, WRONGTYPE) is
+ * ERR_REFUSED with the server's message; anything else from the server or the link is ERR_CONNECTION.
+ */
+function toConcordError(error: unknown, context: ErrorContext = {}, sentinel = false): ConcordError {
   if (error instanceof ConcordError) return error;
   const text = error instanceof Error ? error.message : String(error);
   const match = /CONCORD (ERR_[A-Z_]+)/.exec(text);
@@ -87,7 +108,36 @@ function toConcordError(error: unknown, context: ErrorContext = {}): ConcordErro
     const code = match[1] as ErrorCode;
     return new ConcordError(code, message(code, context));
   }
-  return new ConcordError('ERR_CONNECTION', `redis: ${text}`, { cause: error });
+  const cause = error instanceof Error ? withoutCommand(error) : error;
+  if (isRefusal(error, sentinel)) return refusedError(`redis refused the request: ${text}`, cause);
+  return new ConcordError('ERR_CONNECTION', `redis: ${text}`, { cause });
+}
+
+/** What a NOPERM (or a script's ACL refusal) is about. */
+function deniedWhat(text: string): 'keys' | 'channels' | 'command' | undefined {
+  if (!/NOPERM|The user executing the script can't/.test(text)) return undefined;
+  if (/\bkeys?\b/.test(text)) return 'keys';
+  if (/\bchannels?\b/.test(text)) return 'channels';
+  return 'command';
+}
+
+/** A server busy loading its data (or running a long script): connecting waits for it rather than failing. */
+function isTransient(error: unknown): boolean {
+  return error instanceof Error && /^(LOADING|BUSY)\b/.test(error.message);
+}
+
+/** A lock this driver's session holds, as the backend granted it. */
+interface Held {
+  readonly kind: LockKind;
+  readonly name: string;
+  readonly sid: string;
+  readonly token: string;
+}
+
+/** The keyspace-notification subscription watching one held lock's key. */
+interface KeyWatch {
+  stop: Unsubscribe | undefined;
+  cancelled: boolean;
 }
 
 function lockKey(kind: LockKind, name: string): string {
@@ -105,13 +155,20 @@ class RedisDriver implements Driver {
   readonly #context: DriverContext;
   readonly #prefix: string;
   readonly #ttlMs: number;
+  readonly #sentinel: boolean;
   readonly #cmd: RedisClient;
   readonly #subscriber: Subscriber;
-  #expiryEvents = false;
+  /** The server publishes expired-key events (E and x), and keyspace events for deleted keys (K and g). */
+  #notify = { expired: false, deleted: false };
+  #expiryListening = false;
   #reader: StreamReader | undefined;
   #readerClient: RedisClient | undefined;
   readonly #sessions = new Map<string, number>();
   readonly #lockWatchers = new Set<() => void>();
+  /** Locks held by this driver's sessions, by `<kind>:<name>`, and the watches on their keys. */
+  readonly #held = new Map<string, Held>();
+  readonly #keyWatches = new Map<string, KeyWatch>();
+  #checkQueued = false;
   /** Scripts known to be cached by the server behind the current connection. */
   readonly #loaded = new Set<ScriptName>();
   #reapScheduled = false;
@@ -129,12 +186,24 @@ class RedisDriver implements Driver {
     this.#context = context;
     this.#prefix = `{${context.namespace}}:`;
     this.#ttlMs = context.sessionTtlMs;
+    this.#sentinel = settings.base.sentinels !== undefined;
     this.#cmd = createClient(Redis, settings.base, 'command', context.sessionTtlMs);
-    this.#subscriber = new Subscriber(createClient(Redis, settings.base, 'subscriber', context.sessionTtlMs), () => {
-      // Messages published while the subscriber was down are lost: every waiter and lock watch checks again.
-      for (const listener of [...this.#lockWatchers]) listener();
-      this.#scheduleReap();
-    });
+    this.#subscriber = new Subscriber(
+      createClient(Redis, settings.base, 'subscriber', context.sessionTtlMs),
+      {
+        reconnected: () => {
+          // Messages published while the subscriber was down are lost: every waiter and lock watch checks again, and
+          // so do the holders (a deletion of their key may have gone unheard).
+          for (const listener of [...this.#lockWatchers]) listener();
+          this.#scheduleReap();
+          this.#checkSoon();
+        },
+        flushed: () => {
+          void this.#check(true);
+        },
+      },
+      this.#sentinel,
+    );
     let wasDown = false;
     this.#cmd.on('close', () => {
       wasDown = true;
@@ -143,51 +212,138 @@ class RedisDriver implements Driver {
     this.#cmd.on('ready', () => {
       if (!wasDown) return;
       wasDown = false;
-      // A server restarted without persistence forgot every session: say so now, not at the next renewal.
-      for (const sid of this.#sessions.keys()) {
-        this.#cmd.exists(`${this.#prefix}s:${sid}`).then(
-          (n) => {
-            if (n === 0 && this.#sessions.has(sid)) this.#context.events.sessionExpired(sid);
-          },
-          () => undefined,
-        );
-      }
+      // A server restarted without persistence forgot every session, and a promoted replica may lack the latest
+      // grants: say so now, not at the next renewal.
+      void this.#check(true);
     });
   }
 
-  async start(): Promise<void> {
+  async start(signal: AbortSignal): Promise<void> {
     try {
       await Promise.all([open(this.#cmd), open(this.#subscriber.client)]);
+      await this.#probe(signal);
     } catch (error) {
       this.destroy();
       throw error;
     }
-    // Every script cached up front: later calls send only the SHA1.
-    try {
+  }
+
+  /**
+   * One exchange per connection before the driver is handed out: every script cached (later calls send only the
+   * SHA1), the eviction and notification settings read, and every permission the driver needs tried (PROBE, EVALSHA,
+   * XREAD here; SUBSCRIBE on the subscriber, which also subscribes this driver's grant channel for good). A user that
+   * lacks any is refused with one ERR_REFUSED naming all that is missing. A server busy with a script (or loading its
+   * data, which ioredis' ready check mostly waits out) is waited for.
+   */
+  async #probe(signal: AbortSignal): Promise<void> {
+    const scripts = Object.values(SCRIPTS);
+    const routing = `${this.#prefix}ss`;
+    const subscribing = this.#subscriber
+      .start()
+      .then(() => this.#listenForGrants())
+      .then(
+        () => undefined,
+        (error: unknown) => error as Error,
+      );
+    for (;;) {
       const pipeline = this.#cmd.pipeline();
-      for (const script of Object.values(SCRIPTS)) pipeline.call('SCRIPT', 'LOAD', script.source);
-      const replies = (await pipeline.exec()) ?? [];
-      if (replies.every(([error]) => error === null)) for (const name of Object.keys(SCRIPTS) as ScriptName[]) this.#loaded.add(name);
-    } catch (error) {
-      debug('loading scripts failed: %s', (error as Error).message);
+      pipeline.call('CONFIG', 'GET', 'maxmemory*');
+      pipeline.call('CONFIG', 'GET', 'notify-keyspace-events');
+      for (const script of scripts) pipeline.call('SCRIPT', 'LOAD', script.source);
+      pipeline.eval(PROBE.source, 1, routing, this.#prefix);
+      pipeline.evalsha(PROBE.sha, 1, routing, this.#prefix);
+      pipeline.call('XREAD', 'COUNT', '1', 'STREAMS', `${this.#prefix}x:`, '0-0');
+      const [replies, subscribed] = await Promise.all([pipeline.exec(), subscribing]);
+      const results = replies ?? [];
+      const errors = results.map(([error]) => error).filter((e): e is Error => e !== null);
+      if (errors.some(isTransient) && !signal.aborted) {
+        debug('redis is busy (%s): connecting waits', errors.find(isTransient)?.message);
+        await sleep(100, signal);
+        continue;
+      }
+      const [config, notify, ...rest] = results;
+      const loads = rest.slice(0, scripts.length);
+      const [probe, probeSha, xread] = rest.slice(scripts.length);
+      if (loads.length === scripts.length && loads.every(([error]) => error === null)) {
+        for (const name of Object.keys(SCRIPTS) as ScriptName[]) this.#loaded.add(name);
+      }
+      this.#refuseMissing([
+        ['EVAL', probe?.[0] ?? null],
+        ['EVALSHA', probeSha?.[0] ?? null],
+        ['XREAD', xread?.[0] ?? null],
+        ['SUBSCRIBE', subscribed ?? null],
+        ...this.#probeRefusals(probe),
+      ]);
+      // Anything else that failed here is the link or the server, not a permission: a connection error.
+      const failed = probe?.[0] ?? probeSha?.[0] ?? xread?.[0] ?? subscribed;
+      if (failed) throw toConcordError(failed, {}, this.#sentinel);
+      this.#checkEviction(config);
+      await this.#enableNotifications(notify);
+      return;
     }
-    await this.#checkEviction();
+  }
+
+  /** The commands PROBE's run reported refused: `<COMMAND>\t<error>` entries. */
+  #probeRefusals(probe: [Error | null, unknown] | undefined): Array<[string, Error]> {
+    if (!probe || probe[0] !== null || !Array.isArray(probe[1])) return [];
+    return (probe[1] as string[]).map((entry) => {
+      const tab = entry.indexOf('\t');
+      return [entry.slice(0, tab), new Error(entry.slice(tab + 1))];
+    });
+  }
+
+  /** Throws one ERR_REFUSED naming every command, key pattern and channel pattern the server refused this user. */
+  #refuseMissing(outcomes: Array<[string, Error | null]>): void {
+    const commands = new Set<string>();
+    let keys = false;
+    let channels = false;
+    let first: Error | undefined;
+    for (const [command, error] of outcomes) {
+      const what = error ? deniedWhat(error.message) : undefined;
+      if (!what || !error) continue;
+      first ??= error;
+      if (what === 'keys') keys = true;
+      else if (what === 'channels') channels = true;
+      else commands.add(command);
+    }
+    if (!first) return;
+    const pattern = `${this.#prefix}*`;
+    const user = this.#settings.base.username ?? 'default';
+    const missing: string[] = [];
+    const grants: string[] = [];
+    if (commands.size > 0) {
+      missing.push(`the command${commands.size > 1 ? 's' : ''} ${[...commands].join(', ')}`);
+      grants.push(...[...commands].map((c) => `+${c.toLowerCase()}`));
+    }
+    if (keys) {
+      missing.push(`the keys ${pattern}`);
+      grants.push(`~${pattern}`);
+    }
+    if (channels) {
+      missing.push(`the channels ${pattern}`);
+      grants.push(`&${pattern}`);
+    }
+    // The server's own words, not a wrapper of ours (refusedError would hand a ConcordError back as it is).
+    const cause = first instanceof ConcordError && first.cause instanceof Error ? first.cause : first;
+    throw new ConcordError(
+      'ERR_REFUSED',
+      `redis user "${user}" may not use ${missing.join('; ')}, which concord needs (ACL SETUSER ${user} ${grants.join(' ')})`,
+      { cause: withoutCommand(cause) },
+    );
   }
 
   /**
    * A server that may evict any key under memory pressure could drop a lock, a queue or a session without a word: a
    * silent double grant. Refused (unless ?allowEviction=true) when CONFIG GET says so; unreadable settings pass.
    */
-  async #checkEviction(): Promise<void> {
-    let settings: Map<string, string>;
-    try {
-      const reply = (await this.#cmd.call('CONFIG', 'GET', 'maxmemory*')) as string[];
-      settings = new Map<string, string>();
-      for (let i = 0; i + 1 < reply.length; i += 2) settings.set(reply[i] ?? '', reply[i + 1] ?? '');
-    } catch (error) {
-      debug('cannot read the eviction settings (%s): make sure maxmemory-policy is noeviction', (error as Error).message);
+  #checkEviction(reply: [Error | null, unknown] | undefined): void {
+    if (!reply || reply[0] !== null) {
+      debug('cannot read the eviction settings (%s): make sure maxmemory-policy is noeviction', reply?.[0]?.message);
       return;
     }
+    const flat = reply[1] as string[];
+    const settings = new Map<string, string>();
+    for (let i = 0; i + 1 < flat.length; i += 2) settings.set(flat[i] ?? '', flat[i + 1] ?? '');
     const policy = settings.get('maxmemory-policy') ?? 'noeviction';
     const maxmemory = Number(settings.get('maxmemory') ?? '0');
     if (policy === 'noeviction' || !(maxmemory > 0)) return;
@@ -197,13 +353,36 @@ class RedisDriver implements Driver {
       policy,
     );
     if (policy.startsWith('allkeys-') && !this.#settings.allowEviction) {
-      this.destroy();
       throw new ConcordError(
         'ERR_CONNECTION',
         `redis may evict any key (maxmemory-policy ${policy} with maxmemory ${String(maxmemory)}), which can drop a held lock ` +
           'and grant it twice: set maxmemory-policy noeviction, or add ?allowEviction=true to the url to accept the risk',
       );
     }
+  }
+
+  /**
+   * Keyspace notifications for expired keys (crashed members reaped at once) and deleted keys (a held lock's key
+   * deleted from outside heard at once): turned on when missing and allowed (unless ?keyspaceEvents=false); never
+   * depended on.
+   */
+  async #enableNotifications(reply: [Error | null, unknown] | undefined): Promise<void> {
+    if (!reply || reply[0] !== null) {
+      debug('cannot read notify-keyspace-events (%s): no keyspace notifications', reply?.[0]?.message);
+      return;
+    }
+    let flags = (reply[1] as string[])[1] ?? '';
+    const has = (type: string, event: string): boolean => flags.includes(type) && (flags.includes(event) || flags.includes('A'));
+    if (this.#settings.keyspaceEvents && !(has('E', 'x') && has('K', 'g'))) {
+      const wanted = ['K', 'E', 'g', 'x'].filter((flag) => !flags.includes(flag)).join('');
+      try {
+        await this.#cmd.call('CONFIG', 'SET', 'notify-keyspace-events', `${flags}${wanted}`);
+        flags += wanted;
+      } catch (error) {
+        debug('cannot turn on keyspace notifications: %s', (error as Error).message);
+      }
+    }
+    this.#notify = { expired: has('E', 'x'), deleted: has('K', 'g') };
   }
 
   // ---- plumbing
@@ -229,37 +408,29 @@ class RedisDriver implements Driver {
         return await this.#cmd.eval(script.source, 1, routing, ...argv);
       }
     } catch (error) {
-      throw toConcordError(error, context);
+      throw toConcordError(error, context, this.#sentinel);
     }
   }
 
   /** The subscriber connection, opened with the command connection so a first watch subscribes in one round trip. */
   #sub(): Promise<Subscriber> {
     if (this.#closed) return Promise.reject(new ConcordError('ERR_CONNECTION', 'the redis connection is closed'));
-    if (this.#settings.keyspaceEvents && !this.#expiryEvents) {
+    if (this.#notify.expired && !this.#expiryListening) {
       // Only coordinators that watch or wait listen for expiries: plain members need not all reap on every one.
-      this.#expiryEvents = true;
+      this.#expiryListening = true;
       void this.#listenForExpiry(this.#subscriber);
     }
     return Promise.resolve(this.#subscriber);
   }
 
-  /** Expired session keys reaped at once: turn the notifications on when allowed; never depend on them. */
+  /** Expired session keys reaped at once. */
   async #listenForExpiry(subscriber: Subscriber): Promise<void> {
-    try {
-      const reply = (await this.#cmd.call('CONFIG', 'GET', 'notify-keyspace-events')) as string[];
-      const flags = reply[1] ?? '';
-      const on = flags.includes('E') && (flags.includes('x') || flags.includes('A'));
-      if (!on) await this.#cmd.call('CONFIG', 'SET', 'notify-keyspace-events', `${flags}Ex`);
-    } catch (error) {
-      debug('keyspace notifications unavailable: %s', (error as Error).message);
-    }
     const sessionKeys = `${this.#prefix}s:`;
     try {
       await subscriber.add(`__keyevent@${this.#settings.db}__:expired`, (key) => {
         if (!key.startsWith(sessionKeys)) return;
         const sid = key.slice(sessionKeys.length);
-        if (this.#sessions.has(sid)) this.#context.events.sessionExpired(sid);
+        if (this.#sessions.has(sid)) this.#expire(sid);
         this.#scheduleReap();
       });
     } catch (error) {
@@ -289,6 +460,112 @@ class RedisDriver implements Driver {
     return this.#reader;
   }
 
+  // ---- held locks: watched while held
+
+  /** The backend granted kind/name to sid: watch its key until it is released. */
+  #hold(kind: LockKind, name: string, sid: string, token: string): void {
+    const lk = lockKey(kind, name);
+    this.#held.set(lk, { kind, name, sid, token });
+    if (!this.#notify.deleted || this.#keyWatches.has(lk)) return;
+    const watch: KeyWatch = { stop: undefined, cancelled: false };
+    this.#keyWatches.set(lk, watch);
+    // The subscription is made in the background: the acquisition costs no round trip more. A deletion before it is
+    // confirmed is caught by the next renewal.
+    this.#subscriber
+      .add(`__keyspace@${this.#settings.db}__:${this.#prefix}l:${lk}`, (event) => {
+        // Our own grants write the hash (hset); anything else done to a held lock's key is looked at.
+        if (!event.startsWith('h') && this.#held.has(lk)) this.#checkSoon();
+      })
+      .then(
+        (stop) => {
+          if (watch.cancelled) stop();
+          else watch.stop = stop;
+        },
+        (error: unknown) => {
+          if (this.#keyWatches.get(lk) === watch) this.#keyWatches.delete(lk);
+          debug('cannot watch the key of %s: %s', lk, (error as Error).message);
+        },
+      );
+  }
+
+  /** kind/name is no longer held by this driver (released, given back, or lost). */
+  #unhold(lk: string): void {
+    this.#held.delete(lk);
+    const watch = this.#keyWatches.get(lk);
+    if (!watch) return;
+    this.#keyWatches.delete(lk);
+    watch.cancelled = true;
+    watch.stop?.();
+  }
+
+  /** Forgets a session that ended (closed, expired, or replaced): its locks went with it. */
+  #forget(sid: string): void {
+    this.#sessions.delete(sid);
+    for (const [lk, held] of [...this.#held]) if (held.sid === sid) this.#unhold(lk);
+  }
+
+  #expire(sid: string): void {
+    this.#forget(sid);
+    this.#context.events.sessionExpired(sid);
+  }
+
+  /** `<kind>:<name>`, token for every lock sid holds, as the scripts take them. */
+  #heldBy(sid: string): string[] {
+    const pairs: string[] = [];
+    for (const [lk, held] of this.#held) if (held.sid === sid) pairs.push(lk, held.token);
+    return pairs;
+  }
+
+  /** The backend says sid no longer holds these locks (of `pairs`, as sent): each one still held as sent is lost. */
+  #lost(sid: string, pairs: readonly string[], lost: readonly string[]): void {
+    for (const lk of lost) {
+      const at = pairs.indexOf(lk);
+      const token = at >= 0 && at % 2 === 0 ? pairs[at + 1] : undefined;
+      const held = this.#held.get(lk);
+      // Released, or acquired again since the check was sent: not this loss.
+      if (!held || held.sid !== sid || held.token !== token) continue;
+      this.#unhold(lk);
+      debug('%s %s was taken from session %s outside concord', held.kind, held.name, sid);
+      this.#context.events.lockLost(held.kind, held.name, BigInt(held.token));
+    }
+  }
+
+  /** One check for a burst of notifications. */
+  #checkSoon(): void {
+    if (this.#checkQueued || this.#closed) return;
+    this.#checkQueued = true;
+    queueMicrotask(() => {
+      this.#checkQueued = false;
+      void this.#check(false);
+    });
+  }
+
+  /** Asks the backend whether the held locks (and, when `sessions`, every session) still exist. */
+  async #check(sessions: boolean): Promise<void> {
+    if (this.#closed) return;
+    const sids = new Set<string>(sessions ? this.#sessions.keys() : []);
+    for (const held of this.#held.values()) sids.add(held.sid);
+    await Promise.all(
+      [...sids].map(async (sid) => {
+        const pairs = this.#heldBy(sid);
+        let reply: unknown;
+        try {
+          reply = await this.#run('check', [sid, ...pairs]);
+        } catch (error) {
+          debug('checking session %s failed: %s', sid, (error as Error).message);
+          return;
+        }
+        const [alive, ...lost] = reply as [number, ...string[]];
+        if (alive !== 1) {
+          if (this.#sessions.has(sid)) this.#expire(sid);
+          else this.#forget(sid);
+          return;
+        }
+        this.#lost(sid, pairs, lost);
+      }),
+    );
+  }
+
   // ---- sessions
 
   async openSession(ttlMs: number): Promise<string> {
@@ -298,13 +575,21 @@ class RedisDriver implements Driver {
     return sid;
   }
 
+  /** Renews, and checks on the way that the session still holds every lock it was granted. */
   async renewSession(sessionId: string): Promise<boolean> {
     const ttl = this.#sessions.get(sessionId) ?? Math.ceil(this.#ttlMs);
-    return (await this.#run('renewSession', [sessionId, String(ttl), String(REAP_LIMIT)])) === 1;
+    const pairs = this.#heldBy(sessionId);
+    const reply = await this.#run('renewSession', [sessionId, String(ttl), String(REAP_LIMIT), ...pairs]);
+    if (!Array.isArray(reply)) {
+      this.#forget(sessionId);
+      return false;
+    }
+    this.#lost(sessionId, pairs, (reply as unknown[]).slice(1) as string[]);
+    return true;
   }
 
   async closeSession(sessionId: string): Promise<void> {
-    this.#sessions.delete(sessionId);
+    this.#forget(sessionId);
     await this.#run('closeSession', [sessionId]);
   }
 
@@ -385,7 +670,9 @@ class RedisDriver implements Driver {
       number,
       number | string,
     ];
-    return held === 1 ? BigInt(value) : undefined;
+    if (held !== 1) return undefined;
+    this.#hold(kind, name, sessionId, String(value));
+    return BigInt(value);
   }
 
   /**
@@ -427,8 +714,8 @@ class RedisDriver implements Driver {
           number,
           number | string,
         ];
-        if (held === 1) return BigInt(value);
-        if (granted !== undefined) return BigInt(granted);
+        if (held === 1) return this.#granted(kind, name, sessionId, String(value));
+        if (granted !== undefined) return this.#granted(kind, name, sessionId, granted);
         if (!listening) {
           // Queued before we listened: subscribe, then look again, so a grant in between is not missed.
           await this.#listenForGrants();
@@ -439,7 +726,7 @@ class RedisDriver implements Driver {
         const holderMs = Number(value);
         const recheckMs = holderMs >= 0 ? Math.min(holderMs + 2, refreshMs) : refreshMs;
         await waitForWake(woken, recheckMs, signal);
-        if (granted !== undefined) return BigInt(granted);
+        if (granted !== undefined) return this.#granted(kind, name, sessionId, granted);
       }
     } catch (error) {
       if (signal.aborted) {
@@ -450,11 +737,16 @@ class RedisDriver implements Driver {
         });
         throw abortedError(signal);
       }
-      throw toConcordError(error);
+      throw toConcordError(error, {}, this.#sentinel);
     } finally {
       this.#lockWatchers.delete(wakeAll);
       this.#grants.delete(nonce);
     }
+  }
+
+  #granted(kind: LockKind, name: string, sid: string, token: string): bigint {
+    this.#hold(kind, name, sid, token);
+    return BigInt(token);
   }
 
   /**
@@ -480,11 +772,18 @@ class RedisDriver implements Driver {
    * session acquired again since).
    */
   async cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void> {
-    await this.#run('cancel', [lockKey(kind, name), sessionId]);
+    const lk = lockKey(kind, name);
+    if (this.#held.get(lk)?.sid === sessionId) this.#unhold(lk);
+    await this.#run('cancel', [lk, sessionId]);
   }
 
   async unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
-    await this.#run('unlock', [lockKey(kind, name), sessionId, token.toString()]);
+    const lk = lockKey(kind, name);
+    const value = token.toString();
+    // Before the release is sent: the deletion it causes is ours, not news.
+    const held = this.#held.get(lk);
+    if (held?.sid === sessionId && held.token === value) this.#unhold(lk);
+    await this.#run('unlock', [lk, sessionId, value]);
   }
 
   async lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined> {
@@ -533,23 +832,29 @@ class RedisDriver implements Driver {
   }
 }
 
+/**
+ * Connects, or gives up when `context.signal` aborts (the caller's abort, or connectTimeoutMs running out): then every
+ * connection is dropped at once, with its retries, and nothing is left to keep the process alive.
+ */
 export async function createDriver(context: DriverContext): Promise<Driver> {
-  const settings = redisSettings(context.url, context.rawUrl, context.params, context.sessionTtlMs);
-  const module = await importClient<{ Redis: RedisConstructor }>('ioredis', context.url.protocol.slice(0, -1));
-  const driver = new RedisDriver(module.Redis, settings, context);
+  let settings = redisSettings(context.url, context.rawUrl, context.params, context.sessionTtlMs, context.connectTimeoutMs);
+  const module = await importClient<{ Redis: RedisConstructor; SentinelConnector: unknown }>('ioredis', context.url.protocol.slice(0, -1));
+  if (settings.base.sentinels)
+    settings = { ...settings, base: { ...settings.base, Connector: quietSentinelConnector(module.SentinelConnector) } };
   const { signal } = context;
-  if (signal?.aborted) throw abortedError(signal, 'connecting');
+  if (signal.aborted) throw abortedError(signal, 'connecting');
+  const driver = new RedisDriver(module.Redis, settings, context);
   const onAbort = (): void => {
     driver.destroy();
   };
-  signal?.addEventListener('abort', onAbort, { once: true });
+  signal.addEventListener('abort', onAbort, { once: true });
   try {
-    await driver.start();
+    await driver.start(signal);
   } catch (error) {
-    if (signal?.aborted) throw abortedError(signal, 'connecting');
+    if (signal.aborted) throw abortedError(signal, 'connecting');
     throw error;
   } finally {
-    signal?.removeEventListener('abort', onAbort);
+    signal.removeEventListener('abort', onAbort);
   }
   return driver;
 }

@@ -5,8 +5,9 @@
  *   rediss://...?ca=/path/ca.pem&cert=/path/cert.pem&key=/path/key.pem&servername=x&rejectUnauthorized=false
  *   redis+sentinel://[user[:password]@]h:p[,h:p...]/MASTER[?db=N&sentinelPassword=...&sentinelUsername=...&tls=true]
  *
- * Driver parameters (all optional): keyspaceEvents=false (never touch notify-keyspace-events), connectTimeoutMs,
- * allowEviction=true (connect even to a server that may evict any key; see index.ts).
+ * Driver parameters (all optional): keyspaceEvents=false (never touch notify-keyspace-events), allowEviction=true
+ * (connect even to a server that may evict any key; see index.ts). The core's connectTimeoutMs bounds connecting; it
+ * also bounds each TCP connection attempt here.
  *
  * A parameter that would be ignored is refused: sentinelPassword, sentinelUsername and tls only mean something on a
  * redis+sentinel:// url (rediss:// is TLS), and the TLS parameters need rediss:// or redis+sentinel://...?tls=true.
@@ -28,7 +29,7 @@ export interface RedisSettings {
 
 const TLS_PARAMS = ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized'];
 const SENTINEL_PARAMS = ['sentinelPassword', 'sentinelUsername', 'tls'];
-const KNOWN = new Set([...TLS_PARAMS, ...SENTINEL_PARAMS, 'keyspaceEvents', 'connectTimeoutMs', 'db', 'allowEviction']);
+const KNOWN = new Set([...TLS_PARAMS, ...SENTINEL_PARAMS, 'keyspaceEvents', 'db', 'allowEviction']);
 
 function bad(message: string): ConcordError {
   return new ConcordError('ERR_INVALID_URL', message);
@@ -83,16 +84,15 @@ function decode(part: string): string {
 }
 
 /** Parses the URL; `raw` is the URL as given (for the sentinel host list). Never puts the password in an error. */
-export function redisSettings(url: URL, raw: string, params: URLSearchParams, ttlMs: number): RedisSettings {
+export function redisSettings(url: URL, raw: string, params: URLSearchParams, ttlMs: number, connectTimeoutMs: number): RedisSettings {
   for (const key of params.keys()) {
     if (!KNOWN.has(key)) throw bad(`url has an unknown parameter "${key}" for redis (known: ${[...KNOWN].sort().join(', ')})`);
   }
   const scheme = url.protocol.slice(0, -1).toLowerCase();
   const username = url.username === '' ? undefined : decode(url.username);
   const password = url.password === '' ? undefined : decode(url.password);
-  const connectTimeout = params.has('connectTimeoutMs')
-    ? integer(params.get('connectTimeoutMs') ?? '', 'parameter connectTimeoutMs', 1, 600_000)
-    : Math.max(1000, Math.min(ttlMs, 10_000));
+  // Per TCP connection attempt (reconnections too): within the TTL, and never past the whole of connect().
+  const connectTimeout = Math.max(1, Math.min(Math.max(1000, Math.min(ttlMs, 10_000)), connectTimeoutMs));
   const base: RedisOptions = {
     ...(username === undefined ? {} : { username }),
     ...(password === undefined ? {} : { password }),
@@ -119,7 +119,11 @@ export function redisSettings(url: URL, raw: string, params: URLSearchParams, tt
       ...(sentinelPassword === null ? {} : { sentinelPassword }),
       ...(sentinelUsername === null ? {} : { sentinelUsername }),
       ...(tls ? { tls: tlsOptions(params), enableTLSForSentinelMode: true } : {}),
-      sentinelRetryStrategy: (times: number) => Math.min(50 * times, 1000),
+      // Short pauses when every sentinel failed: a pause under way when connecting is given up still runs its course
+      // (ioredis cannot cancel it) and keeps the process alive that long.
+      sentinelRetryStrategy: (times: number) => Math.min(50 * times, 250),
+      // A sentinel that accepts and never answers would hold its lookup (and the process) open for good.
+      sentinelCommandTimeout: Math.min(connectTimeout, 2000),
     });
   } else {
     const sentinelParam = SENTINEL_PARAMS.find((p) => params.has(p));

@@ -1,11 +1,19 @@
 /**
- * One subscriber connection per driver, shared by every lock waiter, lock watch and the expiry notifications.
- * Channels are reference-counted; a listener is registered only once its SUBSCRIBE is confirmed, so a caller that
- * awaited `add` cannot miss a message published after that.
+ * One subscriber connection per driver, shared by every lock waiter, lock watch, held lock's key watch and the expiry
+ * notifications. Channels are reference-counted; a listener is registered only once its SUBSCRIBE is confirmed, so a
+ * caller that awaited `add` cannot miss a message published after that.
+ *
+ * The connection also hears of database flushes: FLUSHALL and FLUSHDB send no keyspace notification, but they do
+ * invalidate every client-side cache, so the connection turns on client tracking (OPTIN: no key is ever tracked)
+ * redirected to itself, and the server's invalidation with no key names is the flush. Tracking must be on before the
+ * first SUBSCRIBE (a subscribed RESP2 connection takes no other command), so this class resubscribes itself after a
+ * reconnect instead of leaving it to ioredis.
  */
 import type { Redis as RedisClient } from 'ioredis';
-import { connectionError } from '../../src/errors.js';
+import { connectionError, refusedError } from '../../src/errors.js';
+import { debug } from '../../src/debug.js';
 import type { Unsubscribe } from '../../src/driver.js';
+import { isRefusal } from './connection.js';
 
 type Listener = (message: string) => void;
 
@@ -16,22 +24,39 @@ interface Channel {
   idle: NodeJS.Timeout | undefined;
 }
 
+export interface SubscriberHooks {
+  /** The link came back and every channel is subscribed again: messages published meanwhile were lost. */
+  reconnected(): void;
+  /** A database was flushed (maybe another one than ours): keys may be gone without a notification of their own. */
+  flushed(): void;
+}
+
 /** A channel stays subscribed this long after its last listener left: the next wait on a busy lock saves a round trip. */
 const LINGER_MS = 5000;
+/** Where the server sends cache invalidations; a flush is one with no key names. */
+const INVALIDATE = '__redis__:invalidate';
 
 export class Subscriber {
   readonly #client: RedisClient;
   readonly #channels = new Map<string, Channel>();
-  readonly #onReconnect: () => void;
+  readonly #hooks: SubscriberHooks;
+  readonly #sentinel: boolean;
   #wasDown = false;
+  /** Settles once the current connection is ready for SUBSCRIBE (flush notifications asked for first). */
+  #prepared: Promise<void> = Promise.resolve();
 
-  constructor(client: RedisClient, onReconnect: () => void) {
+  constructor(client: RedisClient, hooks: SubscriberHooks, sentinel: boolean) {
     this.#client = client;
-    this.#onReconnect = onReconnect;
-    client.on('message', (channel: string, message: string) => {
+    this.#hooks = hooks;
+    this.#sentinel = sentinel;
+    client.on('message', (channel: string, message: string | null) => {
+      if (channel === INVALIDATE) {
+        if (!message) hooks.flushed();
+        return;
+      }
       const entry = this.#channels.get(channel);
       if (!entry) return;
-      for (const listener of [...entry.listeners]) listener(message);
+      for (const listener of [...entry.listeners]) listener(message ?? '');
     });
     client.on('close', () => {
       this.#wasDown = true;
@@ -39,13 +64,19 @@ export class Subscriber {
     client.on('ready', () => {
       if (!this.#wasDown) return;
       this.#wasDown = false;
-      // Messages published while the link was down are lost: everyone re-checks once the resubscription is sent.
-      setImmediate(this.#onReconnect);
+      this.#prepared = this.#prepare();
+      void this.#resubscribe(this.#prepared);
     });
   }
 
   get client(): RedisClient {
     return this.#client;
+  }
+
+  /** Asks for flush notifications on the freshly opened connection (before anything is subscribed). */
+  start(): Promise<void> {
+    this.#prepared = this.#prepare();
+    return this.#prepared;
   }
 
   /** True when the channel is subscribed or being subscribed: `add` then costs no round trip. */
@@ -59,16 +90,42 @@ export class Subscriber {
     this.#channels.clear();
   }
 
+  /** Client tracking redirected to this very connection: flushes arrive here. Optional (an ACL may refuse CLIENT). */
+  async #prepare(): Promise<void> {
+    try {
+      const id = await this.#client.call('CLIENT', 'ID');
+      await this.#client.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id), 'OPTIN');
+    } catch (error) {
+      debug('no flush notifications (%s): a flush is noticed at the next renewal', (error as Error).message);
+    }
+  }
+
+  async #resubscribe(prepared: Promise<void>): Promise<void> {
+    await prepared;
+    const channels = [...this.#channels.keys()];
+    try {
+      if (channels.length > 0) await this.#client.subscribe(...channels);
+    } catch (error) {
+      // Down again (the next 'ready' tries again), or refused: the listeners hear nothing more; waits re-check anyway.
+      debug('resubscribing %d channels failed: %s', channels.length, (error as Error).message);
+      return;
+    }
+    this.#hooks.reconnected();
+  }
+
   async add(channel: string, listener: Listener): Promise<Unsubscribe> {
     let entry = this.#channels.get(channel);
     if (!entry) {
-      const subscribed = this.#client.subscribe(channel).then(
-        () => undefined,
-        (cause: unknown) => {
-          if (this.#channels.get(channel) === entry) this.#channels.delete(channel);
-          throw connectionError(`cannot subscribe: ${(cause as Error).message}`, cause);
-        },
-      );
+      const subscribed = this.#prepared
+        .then(() => this.#client.subscribe(channel))
+        .then(
+          () => undefined,
+          (cause: unknown) => {
+            if (this.#channels.get(channel) === entry) this.#channels.delete(channel);
+            const text = `cannot subscribe to ${channel}: ${(cause as Error).message}`;
+            throw isRefusal(cause, this.#sentinel) ? refusedError(text, cause) : connectionError(text, cause);
+          },
+        );
       subscribed.catch(() => undefined);
       entry = { listeners: new Set(), subscribed, idle: undefined };
       this.#channels.set(channel, entry);

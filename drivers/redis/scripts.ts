@@ -12,7 +12,8 @@
  *   P x:<group>      stream of changes: n (sequence), t (j|u|l), m (member), c (capabilities JSON)
  *   P n:<group>      the group's change sequence number (so a reader can tell a trimmed stream from a gapless one)
  *   P l:<kind>:<name>   hash s (sid), m (member), t (fencing token)
- *   P f:<kind>:<name>   fencing counter, seeded from the server's TIME in microseconds, lapsing after a week
+ *   P f:<kind>:<name>   the last fencing token granted (never below the server's TIME in microseconds), lapsing a
+ *                       week after the last grant
  *   P q:<kind>:<name>   list of waiting sids, FIFO
  *   P qt:<kind>:<name>  zset sid -> expiry of the waiter's entry (server ms), refreshed while it waits
  *   P qn:<kind>:<name>  hash sid -> the waiting call's nonce, so a waiter trusts only a grant meant for this wait
@@ -30,6 +31,26 @@ export const FENCE_TTL_MS = 7 * 24 * 3600 * 1000;
 /** Entries kept per group stream; a watcher further behind than this resynchronises. */
 export const STREAM_MAXLEN = 2000;
 
+/**
+ * The next fencing token of lock `lk`, recorded as the lock's last: above the last one granted (the counter), above the
+ * previous holder's (`last`, when known), and never below the server's clock in microseconds (`t`, a TIME reply).
+ * The clock is what keeps tokens growing when the counter is gone: after a restart that lost the data, after it
+ * lapsed (a week after its last grant, so names used once do not pile up), and after a failover to a replica that
+ * never saw the latest grants (its clock has moved on meanwhile; nobody takes a lock a million times a second).
+ * The previous holder's token keeps them growing should the clock go back.
+ */
+const FENCE = `
+local function fence(lk, t, last)
+  local key = P .. 'f:' .. lk
+  local token = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local n = tonumber(redis.call('GET', key) or '0') or 0
+  if n >= token then token = n + 1 end
+  if last and (tonumber(last) or 0) >= token then token = tonumber(last) + 1 end
+  token = string.format('%d', token)
+  redis.call('SET', key, token, 'PX', ${FENCE_TTL_MS})
+  return token
+end`;
+
 const PRELUDE = `
 local P = ARGV[1]
 local NOW = nil
@@ -41,6 +62,7 @@ local function nowms()
   return NOW
 end
 local function fail(code) return redis.error_reply('CONCORD ' .. code) end
+${FENCE}
 local function alive(sid) return redis.call('EXISTS', P .. 's:' .. sid) == 1 end
 
 local function event(group, typ, member, caps)
@@ -56,22 +78,7 @@ end
 
 -- last: the token of the holder this grant follows, when known (the lock key is already gone on a hand-off).
 local function grant(lk, sid, member, nonce, last)
-  local fence = P .. 'f:' .. lk
-  local n = redis.call('INCR', fence)
-  local token
-  if n == 1 then
-    -- A new counter is seeded from the clock in microseconds, so tokens keep growing even after a restart that
-    -- lost the old one (nobody takes a lock a million times a second). For the same reason the counter may lapse
-    -- after a week, so lock names used once do not pile up forever; the previous holder's token, when known, keeps
-    -- tokens growing even if the server's clock went back meanwhile.
-    local t = redis.call('TIME')
-    token = t[1] .. string.sub('00000' .. t[2], -6)
-    last = last or redis.call('HGET', P .. 'l:' .. lk, 't')
-    if last and tonumber(last) >= tonumber(token) then token = string.format('%d', tonumber(last) + 1) end
-    redis.call('SET', fence, token, 'PX', ${FENCE_TTL_MS})
-  else
-    token = string.format('%d', n)
-  end
+  local token = fence(lk, redis.call('TIME'), last)
   redis.call('HSET', P .. 'l:' .. lk, 's', sid, 'm', member, 't', token, 'w', nonce)
   redis.call('SADD', P .. 'sl:' .. sid, lk)
   redis.call('PUBLISH', P .. 'c:' .. lk, 'g ' .. sid .. ' ' .. nonce .. ' ' .. token)
@@ -179,6 +186,17 @@ local function reap(now, limit)
   return n
 end
 
+-- {1, lk...}: the locks named in ARGV[from], ARGV[from + 2]... (each followed by its token) that sid no longer holds
+-- with that token: deleted, or given to someone else, from outside.
+local function held(sid, from)
+  local out = {1}
+  for i = from, #ARGV - 1, 2 do
+    local h = redis.call('HMGET', P .. 'l:' .. ARGV[i], 's', 't')
+    if h[1] ~= sid or h[2] ~= ARGV[i + 1] then table.insert(out, ARGV[i]) end
+  end
+  return out
+end
+
 local function ownerOf(v) return string.sub(v, 1, string.find(v, ' ', 1, true) - 1) end
 
 -- Members whose session died are reaped before anyone looks at the group.
@@ -204,16 +222,8 @@ local l, q = P .. 'l:' .. lk, P .. 'q:' .. lk
 -- Free and nobody queued: grant at once (the full body's grant, seeding included, for a lock nobody holds).
 if redis.call('EXISTS', l, q) == 0 then
   if redis.call('EXISTS', P .. 's:' .. sid) == 0 then return redis.error_reply('CONCORD ERR_SESSION_LOST') end
-  local fence = P .. 'f:' .. lk
-  local n = redis.call('INCR', fence)
-  local token
-  if n == 1 then
-    local t = redis.call('TIME')
-    token = t[1] .. string.sub('00000' .. t[2], -6)
-    redis.call('SET', fence, token, 'PX', ${FENCE_TTL_MS})
-  else
-    token = string.format('%d', n)
-  end
+${FENCE}
+  local token = fence(lk, redis.call('TIME'), nil)
   redis.call('HSET', l, 's', sid, 'm', ARGV[4], 't', token, 'w', ARGV[7])
   redis.call('SADD', P .. 'sl:' .. sid, lk)
   redis.call('PUBLISH', P .. 'c:' .. lk, 'g ' .. sid .. ' ' .. ARGV[7] .. ' ' .. token)
@@ -261,16 +271,8 @@ if exp and member then
     redis.call('ZREM', qt, head)
     redis.call('HDEL', qn, head)
     redis.call('SREM', P .. 'sl:' .. sid, lk)
-    local fence = P .. 'f:' .. lk
-    local n = redis.call('INCR', fence)
-    local token
-    if n == 1 then
-      token = t[1] .. string.sub('00000' .. t[2], -6)
-      if tonumber(h[2]) >= tonumber(token) then token = string.format('%d', tonumber(h[2]) + 1) end
-      redis.call('SET', fence, token, 'PX', ${FENCE_TTL_MS})
-    else
-      token = string.format('%d', n)
-    end
+${FENCE}
+    local token = fence(lk, t, h[2])
     redis.call('HSET', l, 's', head, 'm', member, 't', token, 'w', nonce)
     redis.call('SADD', P .. 'sl:' .. head, lk)
     redis.call('PUBLISH', P .. 'c:' .. lk, 'g ' .. head .. ' ' .. nonce .. ' ' .. token)
@@ -288,13 +290,23 @@ redis.call('SET', P .. 's:' .. ARGV[2], ARGV[3], 'PX', ARGV[4])
 redis.call('ZADD', P .. 'ss', nowms() + tonumber(ARGV[4]), ARGV[2])
 return 1`,
 
-  /** ARGV: P, sid, ttlMs, reapLimit. 0 when the session is gone. Reaps expired sessions on the way. */
+  /**
+   * ARGV: P, sid, ttlMs, reapLimit, then `<kind>:<name>`, token for each lock the caller believes the session holds.
+   * 0 when the session is gone, else {1, the locks among those it no longer holds...}. Reaps expired sessions too.
+   */
   renewSession: `
+local sid = ARGV[2]
 local now = nowms()
-if redis.call('PEXPIRE', P .. 's:' .. ARGV[2], ARGV[3]) == 0 then return 0 end
-redis.call('ZADD', P .. 'ss', now + tonumber(ARGV[3]), ARGV[2])
+if redis.call('PEXPIRE', P .. 's:' .. sid, ARGV[3]) == 0 then return 0 end
+redis.call('ZADD', P .. 'ss', now + tonumber(ARGV[3]), sid)
 reap(now, tonumber(ARGV[4]))
-return 1`,
+return held(sid, 5)`,
+
+  /** ARGV: P, sid, then `<kind>:<name>`, token pairs. {0} when the session is gone, else as renewSession. */
+  check: `
+local sid = ARGV[2]
+if not alive(sid) then return {0} end
+return held(sid, 3)`,
 
   /** ARGV: P, limit */
   reap: `return reap(nowms(), tonumber(ARGV[2]))`,
@@ -468,3 +480,85 @@ function build(name: ScriptName): Script {
 export const SCRIPTS: { readonly [K in ScriptName]: Script } = Object.fromEntries(
   (Object.keys(BODIES) as ScriptName[]).map((name) => [name, build(name)]),
 ) as { [K in ScriptName]: Script };
+
+/** Every command the scripts above call, each tried once by PROBE. */
+export const SCRIPT_COMMANDS = [
+  'TIME',
+  'SET',
+  'INCR',
+  'GET',
+  'EXISTS',
+  'PTTL',
+  'PEXPIRE',
+  'PERSIST',
+  'HSET',
+  'HGET',
+  'HMGET',
+  'HGETALL',
+  'HLEN',
+  'HDEL',
+  'SADD',
+  'SISMEMBER',
+  'SMEMBERS',
+  'SREM',
+  'ZADD',
+  'ZSCORE',
+  'ZRANGEBYSCORE',
+  'ZREM',
+  'RPUSH',
+  'LINDEX',
+  'LREM',
+  'LPOP',
+  'XADD',
+  'XREVRANGE',
+  'PUBLISH',
+  'DEL',
+] as const;
+
+/**
+ * Run once at connect, with EVAL and then EVALSHA: calls every command the scripts use, on probe keys under the
+ * prefix that it deletes again within the same atomic step (so it works on Redis 6 as on 7, where ACL DRYRUN and
+ * redis.acl_check_cmd would need 7), and returns `<COMMAND>\t<error>` for each call the server refused. ARGV: P.
+ */
+export const PROBE: { readonly source: string; readonly sha: string } = (() => {
+  const source = `if redis.replicate_commands then pcall(redis.replicate_commands) end
+local P = ARGV[1]
+local s, h, st, z, l, x = P .. 'probe:s', P .. 'probe:h', P .. 'probe:set', P .. 'probe:z', P .. 'probe:l', P .. 'probe:x'
+local out = {}
+local function try(name, ...)
+  local r = redis.pcall(name, ...)
+  if type(r) == 'table' and r.err then table.insert(out, name .. '\\t' .. r.err) end
+end
+try('TIME')
+try('SET', s, '1', 'PX', '60000')
+try('INCR', s)
+try('GET', s)
+try('EXISTS', s)
+try('PTTL', s)
+try('PEXPIRE', s, '60000')
+try('PERSIST', s)
+try('HSET', h, 'f', 'v')
+try('HGET', h, 'f')
+try('HMGET', h, 'f')
+try('HGETALL', h)
+try('HLEN', h)
+try('HDEL', h, 'f')
+try('SADD', st, 'm')
+try('SISMEMBER', st, 'm')
+try('SMEMBERS', st)
+try('SREM', st, 'm')
+try('ZADD', z, '1', 'm')
+try('ZSCORE', z, 'm')
+try('ZRANGEBYSCORE', z, '-inf', '+inf', 'LIMIT', '0', '1')
+try('ZREM', z, 'm')
+try('RPUSH', l, 'm')
+try('LINDEX', l, '0')
+try('LREM', l, '0', 'm')
+try('LPOP', l)
+try('XADD', x, 'MAXLEN', '~', '10', '*', 'n', '1')
+try('XREVRANGE', x, '+', '-', 'COUNT', '1')
+try('PUBLISH', P .. 'c:probe', '')
+try('DEL', s, h, st, z, l, x)
+return out`;
+  return { source, sha: createHash('sha1').update(source).digest('hex') };
+})();
