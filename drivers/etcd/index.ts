@@ -199,6 +199,7 @@ class EtcdDriver implements Driver {
   readonly #keys: Keys;
   readonly #ttlMs: number;
   readonly #callTimeoutMs: number;
+  readonly #deadlines: Deadlines;
   readonly #attempts: number;
   readonly #hub: WatchHub;
   readonly #events: DriverEvents;
@@ -224,12 +225,13 @@ class EtcdDriver implements Driver {
   #revision = 0n;
   #closed = false;
 
-  constructor(context: DriverContext, mod: Etcd3Module, client: Etcd3, config: EtcdConfig) {
+  constructor(context: DriverContext, mod: Etcd3Module, client: Etcd3, config: EtcdConfig, deadlines: Deadlines) {
     this.#mod = mod;
     this.#client = client;
     this.#keys = new Keys(context.namespace);
     this.#ttlMs = context.sessionTtlMs;
-    this.#callTimeoutMs = callTimeoutMs(context);
+    this.#deadlines = deadlines;
+    this.#callTimeoutMs = deadlines.callTimeoutMs;
     this.#attempts = config.hosts.length + 1;
     this.#events = context.events;
     this.#member = context.member;
@@ -283,7 +285,7 @@ class EtcdDriver implements Driver {
       if (this.#closed) throw new ConcordError('ERR_CONNECTION', 'the etcd connection is closed');
       if (signal?.aborted) throw abortedError(signal, 'connecting');
       try {
-        const response = await unlessAborted(call({ deadline: Date.now() + this.#callTimeoutMs }, attempt), signal);
+        const response = await unlessAborted(call({ deadline: this.#deadlines.next() }, attempt), signal);
         this.#observe(response);
         return response;
       } catch (error) {
@@ -379,6 +381,7 @@ class EtcdDriver implements Driver {
         throw error;
       }
       this.#connecting = undefined;
+      this.#deadlines.connectBy = undefined;
       return id;
     } catch (error) {
       if (connecting && !connecting.aborted && error instanceof ConcordError && error.code === 'ERR_CONNECTION' && !this.#closed) {
@@ -1052,9 +1055,27 @@ function notJoined(group: string, member: string): ConcordError {
   return new ConcordError('ERR_MEMBER_NOT_JOINED', `member "${member}" has not joined group "${group}"`);
 }
 
-/** Per-call deadline: a call that hangs is given up within the session's TTL, and never waits past 10 s. */
-function callTimeoutMs(context: DriverContext): number {
-  return Math.min(Math.max(context.sessionTtlMs, 2000), 10_000);
+/**
+ * Deadlines of calls (gRPC takes them on the wall clock): a call that hangs is given up within the session's TTL and
+ * never waits past 10 s; while connecting, never past connect()'s own deadline either, so no call still waiting (the
+ * client library's authentication, which cannot be cancelled, included) keeps a process alive after connect() failed.
+ */
+class Deadlines {
+  readonly callTimeoutMs: number;
+  /** Wall-clock ms at which connect() gives up; undefined once connected. */
+  connectBy: number | undefined;
+
+  constructor(context: DriverContext) {
+    this.callTimeoutMs = Math.min(Math.max(context.sessionTtlMs, 2000), 10_000);
+    this.connectBy = Date.now() + context.connectTimeoutMs;
+  }
+
+  next(): number {
+    const now = Date.now();
+    const deadline = now + this.callTimeoutMs;
+    // Past connect()'s deadline, a connecting call is refused by the aborted signal before it starts.
+    return this.connectBy === undefined || this.connectBy <= now ? deadline : Math.min(deadline, this.connectBy);
+  }
 }
 
 export async function createDriver(context: DriverContext): Promise<Driver> {
@@ -1066,6 +1087,7 @@ export async function createDriver(context: DriverContext): Promise<Driver> {
     );
   }
   const config = etcdConfig(context);
+  const deadlines = new Deadlines(context);
   const scheme = context.url.protocol.slice(0, -1).toLowerCase();
   const loaded = await importClient<Etcd3Module & { default?: Etcd3Module }>('etcd3', scheme);
   const mod: Etcd3Module = typeof loaded.Etcd3 === 'function' ? loaded : (loaded.default ?? loaded);
@@ -1077,7 +1099,7 @@ export async function createDriver(context: DriverContext): Promise<Driver> {
           username: config.auth.username,
           password: config.auth.password,
           // Without a deadline, authenticating with a server that accepts and never answers would wait forever.
-          callOptions: () => ({ deadline: Date.now() + callTimeoutMs(context) }),
+          callOptions: () => ({ deadline: deadlines.next() }),
         }
       : undefined,
     // Retries are decided per call above (only when they cannot apply a write twice). The package's default circuit
@@ -1100,5 +1122,5 @@ export async function createDriver(context: DriverContext): Promise<Driver> {
       'grpc.max_reconnect_backoff_ms': 1000,
     },
   };
-  return new EtcdDriver(context, mod, new mod.Etcd3(options), config);
+  return new EtcdDriver(context, mod, new mod.Etcd3(options), config, deadlines);
 }

@@ -97,6 +97,16 @@ describe.skipIf(!availability.ok)(
         expect(outcome.stderr).toBe('');
       });
 
+      it('with a user and password: the authentication call (which cannot be cancelled) does not outlive connect() either', async () => {
+        const outcome = await connectInChild(`etcd://user:secret-pw@127.0.0.1:${port}`, 1500);
+        expect(outcome.result).toMatchObject({ code: 'ERR_CONNECTION' });
+        expect(outcome.result.message).not.toContain('secret-pw');
+        expect(outcome.exitCode).toBe(3);
+        expect(outcome.result.ms).toBeLessThan(1500 + 3000);
+        expect(outcome.exitMs - outcome.result.ms).toBeLessThan(EXIT_WITHIN_MS);
+        expect(outcome.stderr).toBe('');
+      });
+
       it('the same as the query parameter ?connectTimeoutMs=', async () => {
         const outcome = await connectInChild(`etcd://127.0.0.1:${port}?connectTimeoutMs=1000`);
         expect(outcome.result).toMatchObject({ code: 'ERR_CONNECTION' });
