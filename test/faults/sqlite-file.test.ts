@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createDriver } from '../../drivers/sqlite/index.js';
 import { connect, type Coordinator, type HeldLock } from '../../src/index.js';
 import { aborted, eventually, once } from '../support/wait.js';
 import { Child } from './sqlite-child.js';
@@ -237,6 +238,44 @@ describe('sqlite: the directory removed', () => {
     const b = await coordinator('b');
     expect(await b.lock('L').holder()).toBe('a');
   }, 60_000);
+});
+
+describe('sqlite: the driver on a deleted file', () => {
+  it('a renewal right after the deletion reports the session gone, and the next session opens in the new file', async () => {
+    const expired: string[] = [];
+    const driver = await createDriver({
+      url: new URL(url),
+      rawUrl: url,
+      params: new URLSearchParams(),
+      namespace: 'concord',
+      member: 'd',
+      sessionTtlMs: TTL_MS,
+      connectTimeoutMs: 10_000,
+      signal: new AbortController().signal,
+      events: {
+        sessionExpired: (id) => expired.push(id),
+        lockLost: () => undefined,
+      },
+    });
+    try {
+      const old = await driver.openSession(TTL_MS);
+      deleteDatabase(path);
+      // In the same turn of the event loop: no notification or timer can have run, only the renewal's own check.
+      expect(await driver.renewSession(old)).toBe(false);
+      expect(expired).toEqual([old]);
+      const next = await driver.openSession(TTL_MS);
+      const db = new Database(path, { readonly: true });
+      try {
+        expect(db.prepare('SELECT id FROM concord_sessions').pluck().all()).toEqual([next]);
+      } finally {
+        db.close();
+      }
+      expect(await driver.renewSession(next)).toBe(true);
+      await driver.closeSession(next);
+    } finally {
+      await driver.close();
+    }
+  });
 });
 
 describe('sqlite: a lock lost with its file', () => {
