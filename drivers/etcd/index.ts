@@ -968,7 +968,7 @@ class EtcdDriver implements Driver {
   #lost(own: string, held: Held): void {
     if (this.#held.get(own) !== held) return;
     this.#unhold(own);
-    debug('etcd: %s "%s" (token %s) was deleted from outside', held.kind, held.name, held.token);
+    debug('etcd: %s "%s" (token %s) was deleted from outside', held.kind, held.name, held.token.toString());
     this.#events.lockLost(held.kind, held.name, held.token);
   }
 
