@@ -17,7 +17,8 @@
  *   says the -wal file changed, and every POLL_MS as the fallback (features.watch is 'poll'); drivers of one process
  *   on one file tell each other directly. One poller per driver, running only while something waits or watches, and
  *   keeping the process alive meanwhile (nothing else would: there is no socket).
- * - Membership changes go to a change log written in the same transaction; its id is the revision. Locks carry a
+ * - Membership changes go to a change log written in the same transaction; its id is the revision (with the number
+ *   of the file this connection is in, counting changes of file, so that no revision crosses to another). Locks carry a
  *   version that every change of hands bumps. Fair locks: waiters queue in a table ordered by id, tied to their
  *   session; only the head may take a free lock.
  * - The file itself: a connection lives on in a file that was deleted or replaced, while newcomers open whatever the
@@ -721,19 +722,28 @@ class SqliteDriver implements Driver {
           .all(this.#ns, group)
           .map((row) => ({ id: row.member, capabilities: parseCapabilities(row.capabilities) }))
           .sort((a, b) => compare(a.id, b.id));
-        return { exists, members, revision: BigInt(this.#st.revision.get() ?? 0) };
+        return { exists, members, revision: `${String(this.#generation)}:${String(this.#st.revision.get() ?? 0)}` };
       }) as GroupSnapshot;
     });
   }
 
   watchGroup(group: string, fromRevision: Revision, sink: WatchSink): Promise<Unsubscribe> {
     return this.#call(() => {
-      const watch: GroupWatchEntry = { group, last: Number(fromRevision), sink, active: true };
+      // `generation:id`: a position in the change log of the file the snapshot was read from. From a file this
+      // connection has left since, it means nothing here: the core takes a new snapshot.
+      const [generation, id] = String(fromRevision).split(':').map(Number);
+      const current = generation === this.#generation && Number.isSafeInteger(id);
+      const watch: GroupWatchEntry = { group, last: id ?? 0, sink, active: true };
       this.#groupWatches.add(watch);
       this.#startPoller();
       // Catch up on what happened since the snapshot, off the caller's stack.
       setImmediate(() => {
         if (!watch.active || !this.#attached()) return;
+        if (!current) {
+          watch.active = false;
+          sink.resync();
+          return;
+        }
         try {
           this.#deliver([watch]);
         } catch (error) {

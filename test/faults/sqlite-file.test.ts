@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createDriver } from '../../drivers/sqlite/index.js';
-import { connect, type Coordinator, type HeldLock } from '../../src/index.js';
-import { aborted, eventually, once } from '../support/wait.js';
+import { connect, type Coordinator, type Driver, type HeldLock } from '../../src/index.js';
+import { aborted, deadline, eventually, once } from '../support/wait.js';
 import { Child } from './sqlite-child.js';
 
 const SURVIVOR = fileURLToPath(new URL('./sqlite-survivor.ts', import.meta.url));
@@ -56,6 +56,24 @@ function lockWaiters(file: string): number {
   } finally {
     db.close();
   }
+}
+
+/** The driver on its own, as the core drives it; `expired` collects the sessions it reports expired. */
+function driverOn(expired: string[]): Promise<Driver> {
+  return createDriver({
+    url: new URL(url),
+    rawUrl: url,
+    params: new URLSearchParams(),
+    namespace: 'concord',
+    member: 'd',
+    sessionTtlMs: TTL_MS,
+    connectTimeoutMs: 10_000,
+    signal: new AbortController().signal,
+    events: {
+      sessionExpired: (id) => expired.push(id),
+      lockLost: () => undefined,
+    },
+  });
 }
 
 function msSince(start: bigint, at: unknown): number {
@@ -243,20 +261,7 @@ describe('sqlite: the directory removed', () => {
 describe('sqlite: the driver on a deleted file', () => {
   it('a renewal right after the deletion reports the session gone, and the next session opens in the new file', async () => {
     const expired: string[] = [];
-    const driver = await createDriver({
-      url: new URL(url),
-      rawUrl: url,
-      params: new URLSearchParams(),
-      namespace: 'concord',
-      member: 'd',
-      sessionTtlMs: TTL_MS,
-      connectTimeoutMs: 10_000,
-      signal: new AbortController().signal,
-      events: {
-        sessionExpired: (id) => expired.push(id),
-        lockLost: () => undefined,
-      },
-    });
+    const driver = await driverOn(expired);
     try {
       const old = await driver.openSession(TTL_MS);
       deleteDatabase(path);
@@ -271,6 +276,35 @@ describe('sqlite: the driver on a deleted file', () => {
         db.close();
       }
       expect(await driver.renewSession(next)).toBe(true);
+      await driver.closeSession(next);
+    } finally {
+      await driver.close();
+    }
+  });
+
+  it('a watch from a snapshot of the deleted file resynchronises instead of reading the new file from that point', async () => {
+    const driver = await driverOn([]);
+    try {
+      const old = await driver.openSession(TTL_MS);
+      for (const m of ['m1', 'm2', 'm3']) await driver.joinGroup('g', m, old, {}, true);
+      const snapshot = await driver.getMembers('g');
+      deleteDatabase(path);
+      expect(await driver.renewSession(old)).toBe(false);
+      // The new file's change log has its own numbering: these are ids 1 to 5, two of them past the snapshot's.
+      const next = await driver.openSession(TTL_MS);
+      for (const m of ['n1', 'n2', 'n3', 'n4', 'n5']) await driver.joinGroup('g', m, next, {}, true);
+      const seen: string[] = [];
+      let resynced: () => void = () => undefined;
+      const resync = new Promise<void>((resolve) => (resynced = resolve));
+      const stop = await driver.watchGroup('g', snapshot.revision, {
+        event: (event) => seen.push(`${event.type} ${event.member}`),
+        resync: () => {
+          resynced();
+        },
+      });
+      await deadline(resync, 5000, 'the watch to resynchronise');
+      stop();
+      expect(seen).toEqual([]);
       await driver.closeSession(next);
     } finally {
       await driver.close();
