@@ -74,6 +74,11 @@ const BUSY_RETRY_MS = 5;
 const FENCE_JUMP_AFTER_REBOOT = 1_000_000_000;
 /** How often a connection checks, without any other wake-up, that the path still names the file it opened. */
 const FILE_CHECK_MS = 50;
+/**
+ * How long a connection that left a replaced file waits for the old file's -wal and -shm to go from the path (a
+ * removal file by file takes far less); past it, they are taken to be left over, and opened as a newcomer would.
+ */
+const LEFTOVER_WAIT_MS = 2000;
 /** Attempts at opening a file that is replaced while it is being opened. */
 const OPEN_ATTEMPTS = 3;
 /** The change log keeps at least this many recent entries; a watch further behind resynchronises. */
@@ -143,8 +148,9 @@ class SqliteDriver implements Driver {
   #tx!: BetterSqlite3.Transaction<(fn: () => unknown) => unknown>;
   /** The file this connection opened; undefined once the path named another (the next call opens that one). */
   #file: FileIdentity | undefined;
-  /** That file's -wal and -shm: a reopen waits until these are gone from the path. */
+  /** That file's -wal and -shm: a reopen waits a while for these to go from the path. */
   #companions: ReadonlyMap<string, FileIdentity> = new Map();
+  #detachedAt = 0;
   /** Moves with every such change of file: a queue place taken in one file means nothing in the next. */
   #generation = 0;
   #fileCheck: NodeJS.Timeout | undefined;
@@ -195,12 +201,14 @@ class SqliteDriver implements Driver {
   }
 
   /**
-   * Opens the file now at the path, once the old file's -wal and -shm are gone from it too: a removal still under way
-   * (or a database file removed without them) would otherwise leave this connection sharing them with connections
-   * still in the old file, and the removal would then take them from under it.
+   * Opens the file now at the path, once the old file's -wal and -shm are gone from it too: during a removal still
+   * under way this connection would otherwise share them with connections still in the old file, and the removal
+   * would then take them from under it. Leftovers that stay (only the database file was removed) are opened after
+   * LEFTOVER_WAIT_MS, as any newcomer opens them.
    */
   #reopen(): void {
-    for (const [suffix, old] of this.#companions) {
+    const waiting = performance.now() - this.#detachedAt < LEFTOVER_WAIT_MS;
+    for (const [suffix, old] of waiting ? this.#companions : []) {
       const now = identify(`${this.#path}${suffix}`);
       if (sameFile(now, old) && now?.birth === old.birth) {
         throw new ConcordError(
@@ -293,6 +301,7 @@ class SqliteDriver implements Driver {
   #detach(why: string): void {
     debug('sqlite %s: %s; its sessions are lost, the next call opens the file now there', this.#path, why);
     this.#file = undefined;
+    this.#detachedAt = performance.now();
     this.#generation++;
     this.#unguardFile();
     try {

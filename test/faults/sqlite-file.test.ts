@@ -200,6 +200,21 @@ describe('sqlite: the database file removed before its -wal and -shm', () => {
   }, 60_000);
 });
 
+describe('sqlite: the database file removed without its -wal and -shm', () => {
+  it('the holder opens the new file once they have stayed a while, and shares it with newcomers', async () => {
+    const a = child([url, 'a', String(TTL_MS), 'L', 'g']);
+    await a.message('acquired', 'a to acquire');
+    rmSync(path);
+    await a.message('lost', 'a to be told its lock is lost', TOLD_WITHIN_MS + 1000);
+    await a.message('restored', 'a to open a new session in spite of the leftovers', 20_000);
+    a.signal('SIGUSR1');
+    await a.message('reacquired', 'a to take the lock in the new file', 20_000);
+    const b = await coordinator('b');
+    expect(await b.lock('L').holder()).toBe('a');
+    expect(await b.lock('L').tryAcquire()).toBeUndefined();
+  }, 60_000);
+});
+
 describe('sqlite: the database file replaced', () => {
   it('by an older copy renamed over it: the holder is told, and tokens go on above every token the original handed out', async () => {
     const p = await coordinator('p');
