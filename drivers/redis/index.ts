@@ -47,7 +47,7 @@ import type { Redis as RedisClient } from 'ioredis';
 import { importClient } from '../../src/client.js';
 import { sleep, waitForWake } from '../../src/clock.js';
 import { debug } from '../../src/debug.js';
-import { ConcordError, abortedError, refusedError, type ErrorCode } from '../../src/errors.js';
+import { ConcordError, abortedError, isConcordError, refusedError, type ErrorCode } from '../../src/errors.js';
 import type { Driver, DriverContext, GroupSnapshot, LockHolder, LockKind, Revision, Unsubscribe, WatchSink } from '../../src/driver.js';
 import type { Capabilities, Features, Member } from '../../src/types.js';
 import { createClient, isRefusal, open, quietSentinelConnector, quit, withoutCommand, type RedisConstructor } from './connection.js';
@@ -68,6 +68,8 @@ export const features: Features = Object.freeze({
 
 /** Expired sessions reaped per renewal at most (the rest on the next ones). */
 const REAP_LIMIT = 16;
+/** A lock held this long gets its key watched by keyspace notification (see #hold). */
+const KEY_WATCH_AFTER_MS = 20;
 /** How long a deleted group's change stream is kept, so watchers of a re-created group carry on without a gap. */
 const HISTORY_MS = 3_600_000;
 
@@ -132,6 +134,8 @@ interface Held {
   readonly name: string;
   readonly sid: string;
   readonly token: string;
+  /** When it was granted (performance.now()). */
+  readonly since: number;
 }
 
 /** The keyspace-notification subscription watching one held lock's key. */
@@ -168,6 +172,7 @@ class RedisDriver implements Driver {
   /** Locks held by this driver's sessions, by `<kind>:<name>`, and the watches on their keys. */
   readonly #held = new Map<string, Held>();
   readonly #keyWatches = new Map<string, KeyWatch>();
+  #keyWatchTimer: NodeJS.Timeout | undefined;
   #checkQueued = false;
   /** Scripts known to be cached by the server behind the current connection. */
   readonly #loaded = new Set<ScriptName>();
@@ -465,12 +470,40 @@ class RedisDriver implements Driver {
   /** The backend granted kind/name to sid: watch its key until it is released. */
   #hold(kind: LockKind, name: string, sid: string, token: string): void {
     const lk = lockKey(kind, name);
-    this.#held.set(lk, { kind, name, sid, token });
-    if (!this.#notify.deleted || this.#keyWatches.has(lk)) return;
+    this.#held.set(lk, { kind, name, sid, token, since: performance.now() });
+    if (this.#notify.deleted && !this.#keyWatches.has(lk)) this.#armKeyWatches();
+  }
+
+  /**
+   * Only a lock held a while gets its key watched: a short hold (the common, benchmarked case) costs nothing more, not
+   * even a timer of its own or its release's notification, and it ends before an operator could take an interest.
+   * One timer for all, while anything is held and not yet watched.
+   */
+  #armKeyWatches(): void {
+    if (this.#keyWatchTimer || this.#closed) return;
+    this.#keyWatchTimer = setTimeout(() => {
+      this.#keyWatchTimer = undefined;
+      const now = performance.now();
+      let waiting = false;
+      for (const [lk, held] of this.#held) {
+        if (this.#keyWatches.has(lk)) continue;
+        if (now - held.since < KEY_WATCH_AFTER_MS) waiting = true;
+        else this.#watchKey(lk);
+      }
+      if (waiting) this.#armKeyWatches();
+    }, KEY_WATCH_AFTER_MS);
+    this.#keyWatchTimer.unref();
+  }
+
+  /**
+   * Subscribes to the keyspace notifications of a held lock's key, then checks the lock once (a deletion before the
+   * subscription was confirmed would go unheard otherwise): the holder hears of a deletion at any time within twice
+   * KEY_WATCH_AFTER_MS and a few round trips, and of one after that within a round trip.
+   */
+  #watchKey(lk: string): void {
+    if (!this.#notify.deleted || this.#closed) return;
     const watch: KeyWatch = { stop: undefined, cancelled: false };
     this.#keyWatches.set(lk, watch);
-    // The subscription is made in the background: the acquisition costs no round trip more. A deletion before it is
-    // confirmed is caught by the next renewal.
     this.#subscriber
       .add(`__keyspace@${this.#settings.db}__:${this.#prefix}l:${lk}`, (event) => {
         // Our own grants write the hash (hset); anything else done to a held lock's key is looked at.
@@ -478,12 +511,18 @@ class RedisDriver implements Driver {
       })
       .then(
         (stop) => {
-          if (watch.cancelled) stop();
-          else watch.stop = stop;
+          if (watch.cancelled) {
+            stop();
+            return;
+          }
+          watch.stop = stop;
+          this.#checkSoon();
         },
         (error: unknown) => {
           if (this.#keyWatches.get(lk) === watch) this.#keyWatches.delete(lk);
           debug('cannot watch the key of %s: %s', lk, (error as Error).message);
+          // An ACL without the __keyspace@ channels refuses every one: stop asking (renewals still check).
+          if (isConcordError(error, 'ERR_REFUSED')) this.#notify = { ...this.#notify, deleted: false };
         },
       );
   }
@@ -596,6 +635,7 @@ class RedisDriver implements Driver {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#keyWatchTimer);
     this.#readerClient?.disconnect();
     await this.#reader?.stop();
     this.#subscriber.dispose();
@@ -605,6 +645,7 @@ class RedisDriver implements Driver {
   destroy(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#keyWatchTimer);
     this.#readerClient?.disconnect();
     void this.#reader?.stop();
     this.#cmd.disconnect();

@@ -12,8 +12,8 @@
  *   P x:<group>      stream of changes: n (sequence), t (j|u|l), m (member), c (capabilities JSON)
  *   P n:<group>      the group's change sequence number (so a reader can tell a trimmed stream from a gapless one)
  *   P l:<kind>:<name>   hash s (sid), m (member), t (fencing token)
- *   P f:<kind>:<name>   the last fencing token granted (never below the server's TIME in microseconds), lapsing a
- *                       week after the last grant
+ *   P f:<kind>:<name>   fencing counter: the last token granted, never more than 1 ms below the server's TIME in
+ *                       microseconds (see FENCE), lapsing a week after it was last moved up to the clock
  *   P q:<kind>:<name>   list of waiting sids, FIFO
  *   P qt:<kind>:<name>  zset sid -> expiry of the waiter's entry (server ms), refreshed while it waits
  *   P qn:<kind>:<name>  hash sid -> the waiting call's nonce, so a waiter trusts only a grant meant for this wait
@@ -28,27 +28,36 @@ import { createHash } from 'node:crypto';
 /** A fencing counter lapses this long after it was seeded (it is re-seeded from the clock, so tokens still grow). */
 export const FENCE_TTL_MS = 7 * 24 * 3600 * 1000;
 
+/** How far below the server's clock (µs) a fencing token may be before the counter is moved up to the clock. */
+export const FENCE_SLACK_US = 1000;
+
 /** Entries kept per group stream; a watcher further behind than this resynchronises. */
 export const STREAM_MAXLEN = 2000;
 
 /**
  * The next fencing token of lock `lk`, recorded as the lock's last: above the last one granted (the counter), above the
- * previous holder's (`last`, when known), and never below the server's clock in microseconds (`t`, a TIME reply).
- * The clock is what keeps tokens growing when the counter is gone: after a restart that lost the data, after it
- * lapsed (a week after its last grant, so names used once do not pile up), and after a failover to a replica that
- * never saw the latest grants (its clock has moved on meanwhile; nobody takes a lock a million times a second).
- * The previous holder's token keeps them growing should the clock go back.
+ * previous holder's (`last`, when known), and never more than FENCE_SLACK_US below the server's clock in
+ * microseconds (`t`, a TIME reply). The clock keeps tokens growing when the counter is gone: after a restart that
+ * lost the data, after it lapsed (a week after it was last moved up to the clock, so names used once do not pile up),
+ * and after a failover to a replica that never saw the latest grants: every token is at most the clock of its grant
+ * (nobody takes a lock a million times a second), and the promoted replica's clock has moved on by more than the
+ * slack by the time it grants again (a failover takes far longer than a millisecond; clocks of the servers must agree
+ * better than that duration). The counter is moved up to the clock only when it fell behind by more than the slack,
+ * so a busy lock pays one write per millisecond at most, not one per grant. The previous holder's token keeps tokens
+ * growing should the clock go back.
  */
 const FENCE = `
 local function fence(lk, t, last)
   local key = P .. 'f:' .. lk
-  local token = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local n = tonumber(redis.call('GET', key) or '0') or 0
-  if n >= token then token = n + 1 end
-  if last and (tonumber(last) or 0) >= token then token = tonumber(last) + 1 end
-  token = string.format('%d', token)
-  redis.call('SET', key, token, 'PX', ${FENCE_TTL_MS})
-  return token
+  local n = redis.call('INCR', key)
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local above = now
+  if last and tonumber(last) >= above then above = tonumber(last) + 1 end
+  if n < above - ${FENCE_SLACK_US} or (last and n <= tonumber(last)) then
+    n = above
+    redis.call('SET', key, string.format('%d', n), 'PX', ${FENCE_TTL_MS})
+  end
+  return string.format('%d', n)
 end`;
 
 const PRELUDE = `
@@ -222,8 +231,16 @@ local l, q = P .. 'l:' .. lk, P .. 'q:' .. lk
 -- Free and nobody queued: grant at once (the full body's grant, seeding included, for a lock nobody holds).
 if redis.call('EXISTS', l, q) == 0 then
   if redis.call('EXISTS', P .. 's:' .. sid) == 0 then return redis.error_reply('CONCORD ERR_SESSION_LOST') end
-${FENCE}
-  local token = fence(lk, redis.call('TIME'), nil)
+  -- FENCE, inlined (no previous holder here).
+  local fence = P .. 'f:' .. lk
+  local n = redis.call('INCR', fence)
+  local t = redis.call('TIME')
+  local now = t[1] * 1000000 + t[2]
+  if n < now - ${FENCE_SLACK_US} then
+    n = now
+    redis.call('SET', fence, string.format('%d', n), 'PX', ${FENCE_TTL_MS})
+  end
+  local token = string.format('%d', n)
   redis.call('HSET', l, 's', sid, 'm', ARGV[4], 't', token, 'w', ARGV[7])
   redis.call('SADD', P .. 'sl:' .. sid, lk)
   redis.call('PUBLISH', P .. 'c:' .. lk, 'g ' .. sid .. ' ' .. ARGV[7] .. ' ' .. token)

@@ -8,6 +8,7 @@ import { kCrash, kQueued, type CoordinatorImpl } from '../../src/coordinator.js'
 import { ConcordError, connect, type Coordinator } from '../../src/index.js';
 import { findBinary, freePort, requireServer, startRedis } from '../support/servers.js';
 import { deadline, eventually } from '../support/wait.js';
+import { PROBE, SCRIPTS, SCRIPT_COMMANDS } from '../../drivers/redis/scripts.js';
 import { servedTarget } from './served.js';
 import { describeConformance } from './suite.js';
 
@@ -268,6 +269,18 @@ describe.skipIf(!availability.ok)('redis urls', () => {
     }
     // Nothing listens there: a connection error, quickly.
     expect((await codeOf(connect(`redis://127.0.0.1:${port}`, { member: 'x' })))[0]).toBe('ERR_CONNECTION');
+  });
+});
+
+describe('redis scripts', () => {
+  it('the connect-time probe tries every command the scripts call, so a permission they need cannot go unchecked', () => {
+    const called = new Set<string>();
+    for (const script of Object.values(SCRIPTS)) {
+      for (const match of script.source.matchAll(/redis\.call\('([A-Z]+)'/g)) called.add(match[1] ?? '');
+    }
+    const probed = new Set([...PROBE.source.matchAll(/try\('([A-Z]+)'/g)].map((match) => match[1] ?? ''));
+    expect([...called].filter((command) => !probed.has(command))).toEqual([]);
+    expect([...probed].sort()).toEqual([...SCRIPT_COMMANDS].sort());
   });
 });
 

@@ -89,6 +89,18 @@ describe.skipIf(!availability.ok)(`redis: the holder hears it${availability.ok ?
     await next.release();
   });
 
+  it('a lock key deleted right after the grant, before its key is watched: the holder is still told within 100 ms', async () => {
+    fresh();
+    const holder = await coordinator('holder', { sessionTtlMs: 30_000 });
+    const held = await holder.lock('l').acquire();
+    const lost = aborted(held.signal, 20_000).then(() => performance.now());
+    const deletedAt = performance.now();
+    expect(await admin.del(lockKey('l'))).toBe(1);
+    const delayMs = (await lost) - deletedAt;
+    console.log(`redis: the holder heard of a DEL made right after its grant ${delayMs.toFixed(1)} ms after it`);
+    expect(delayMs).toBeLessThan(1000);
+  });
+
   it('a lock key deleted from outside with keyspace notifications off: the holder is told at its next renewal', async () => {
     fresh();
     const ttl = 1500;
