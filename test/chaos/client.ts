@@ -1,0 +1,505 @@
+/**
+ * One client process of the chaos campaign. It connects (through its own fault proxies, for a network backend) and
+ * runs a seeded random workload in concurrent fibers until told to quiesce:
+ *
+ * - two lock fibers: acquire with timeouts, acquire with aborts, tryAcquire, withLock and holder() on a few hot names;
+ * - a membership fiber: join, leave, updateCapabilities and members() on one group, which a watch fiber watches;
+ * - a partitioner fiber: opens and closes a partitioner on another group;
+ * - an election fiber: campaign (with timeouts and aborts), lead a while, resign; leader() now and then.
+ *
+ * While it holds a lock or leads, it writes to the harness's fenced register: it stamps the time, then reads
+ * `valid`, and only if that said true records the write and sends it, and waits for the answer before the next look.
+ * Stamping before the look is what makes the record sound: `valid` true at a moment after the stamp means the session
+ * deadline had not passed at the stamp either. A hold's validity is recorded as [acquire resolved, last such stamp].
+ *
+ * Every operation's start and end go to the history file with a synchronous write, so a SIGKILL loses nothing
+ * recorded before it. When quiesced it stops the workload, makes sure it is joined (with final capabilities) and has
+ * a partitioner open, and answers the harness's requests for its views. When stopped it waits for every operation to
+ * settle, closes the coordinator, records any handle left open, and lets the process exit by itself.
+ */
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect, isConcordError, type Coordinator, type Group, type GroupEvent, type Partitioner } from '../../src/index.js';
+import { Prng } from './prng.js';
+import {
+  GROUP_ELECTION,
+  GROUP_MEMBERS,
+  GROUP_PARTITION,
+  type ClientConfig,
+  type ClientRecord,
+  type HoldKind,
+  type ToClient,
+  type ToHarness,
+  type Views,
+} from './protocol.js';
+
+const config = JSON.parse(process.argv[2] ?? '{}') as ClientConfig;
+const epoch = BigInt(config.epoch);
+const now = (): number => Number(process.hrtime.bigint() - epoch);
+const unsafe = config.index === 0 ? config.unsafe : undefined;
+const root = new Prng(config.seed).fork(`client${config.index}.${config.incarnation}`);
+
+// ---- recording
+
+const historyFd = openSync(config.history, 'a');
+function record(entry: ClientRecord): void {
+  writeSync(historyFd, `${JSON.stringify(entry)}\n`);
+}
+
+function send(message: ToHarness): void {
+  if (process.connected) process.send?.(message, undefined, {}, () => undefined);
+}
+
+function describeError(error: unknown): { code: string; message: string } {
+  if (isConcordError(error)) return { code: error.code, message: error.message };
+  const name = error instanceof Error ? error.constructor.name : typeof error;
+  // Not a ConcordError: the checkers flag these (every error the library gives must be one).
+  return { code: `NOT_CONCORD:${name}`, message: error instanceof Error ? error.message : String(error) };
+}
+
+for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
+  process.on(event, (error: unknown) => {
+    record({ k: 'crash', at: now(), error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+    process.exit(70);
+  });
+}
+
+/** Handles present before connect() (stdio; the IPC channel is not counted until it has listeners). */
+const baseline = census();
+function census(): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const kind of process.getActiveResourcesInfo()) counts.set(kind, (counts.get(kind) ?? 0) + 1);
+  return counts;
+}
+
+record({ k: 'start', proc: config.proc, pid: process.pid, at: now() });
+
+// ---- operations
+
+let opSeq = 0;
+const pending = new Map<number, string>();
+let onSettled: (() => void) | undefined;
+
+type Outcome<T> = { ok: true; value: T; at: number } | { ok: false; code: string };
+
+/** Runs one operation, recording its start and end. Never rejects. */
+async function op<T>(
+  f: string,
+  name: string | undefined,
+  run: () => Promise<T>,
+  token?: (value: T) => bigint | undefined,
+): Promise<Outcome<T>> {
+  const id = ++opSeq;
+  pending.set(id, f);
+  record({ k: 'inv', op: id, f, ...(name === undefined ? {} : { name }), at: now() });
+  try {
+    const value = await run();
+    const at = now();
+    const t = token?.(value);
+    record({ k: 'ok', op: id, at, ...(t === undefined ? {} : { token: t.toString() }) });
+    return { ok: true, value, at };
+  } catch (error) {
+    const { code, message } = describeError(error);
+    record({ k: 'fail', op: id, at: now(), code, message });
+    return { ok: false, code };
+  } finally {
+    pending.delete(id);
+    if (pending.size === 0) onSettled?.();
+  }
+}
+
+// ---- the fenced register
+
+let writeSeq = 0;
+const acks = new Map<number, () => void>();
+
+function registerWrite(hold: string, key: string, token: bigint, look: number): Promise<void> {
+  const seq = ++writeSeq;
+  record({ k: 'write', hold, seq, at: look });
+  return new Promise((resolve) => {
+    acks.set(seq, resolve);
+    send({ t: 'write', hold, key, token: token.toString(), seq, look });
+  });
+}
+
+let holdSeq = 0;
+const firstTokens = new Map<string, bigint>();
+
+interface Validity {
+  readonly valid: boolean;
+  assertValid(): void;
+}
+
+/**
+ * Uses a hold: `writes` register writes, each after a look at `valid` (stamped first), until a look says invalid.
+ * `at` is when the acquire or campaign resolved.
+ */
+async function use(kind: HoldKind, name: string, token: bigint, holder: Validity, at: number, rng: Prng): Promise<void> {
+  const hold = `${config.proc}:${++holdSeq}`;
+  const key = `${kind}:${name}`;
+  let reported = token;
+  if (unsafe === 'small-token') {
+    // Unsafe on purpose: a stale token cached from the first hold.
+    reported = firstTokens.get(key) ?? token;
+    firstTokens.set(key, reported);
+  }
+  record({ k: 'hold', hold, kind, name, token: reported.toString(), at });
+  send({ t: 'hold', key, on: true });
+  const blind = (unsafe === 'no-check' && kind === 'lock') || (unsafe === 'ignore-leader-signal' && kind === 'lead');
+  // The blind holder holds long, so that a nemesis stopping whoever holds almost always stops it.
+  const writes = blind ? rng.int(100, 200) : rng.int(1, 30);
+  for (let i = 0; i < writes; i++) {
+    const look = now();
+    if (!blind && !holder.valid) {
+      let code = 'unknown';
+      try {
+        holder.assertValid();
+      } catch (error) {
+        code = describeError(error).code;
+      }
+      record({ k: 'invalid', hold, at: look, code });
+      break;
+    }
+    await registerWrite(hold, key, reported, look);
+    await sleep(rng.int(2, 25));
+  }
+  record({ k: 'end', hold, at: now() });
+  send({ t: 'hold', key, on: false });
+}
+
+// ---- state
+
+let coordinator: Coordinator | undefined;
+let quiescing = false;
+let stopping = false;
+const quiesce = new AbortController();
+const watchView = new Map<string, string>();
+let currentWatch: { close(): Promise<void> } | undefined;
+let reopenTimer: NodeJS.Timeout | undefined;
+let partitioner: Partitioner | undefined;
+const fibers: Array<Promise<void>> = [];
+let watchFiberDone: Promise<void> = Promise.resolve();
+
+/** Waits `ms`, or less when the workload is told to quiesce. */
+async function idle(ms: number): Promise<void> {
+  await sleep(ms, undefined, { signal: quiesce.signal }).catch(() => undefined);
+}
+
+/** A signal for one wait: aborts after `ms` (when given) or when the workload quiesces. */
+function waitSignal(ms: number | undefined): { signal: AbortSignal; done: () => void } {
+  if (ms === undefined) return { signal: quiesce.signal, done: () => undefined };
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new Error('workload abort')), ms);
+  return { signal: AbortSignal.any([quiesce.signal, controller.signal]), done: () => clearTimeout(timer) };
+}
+
+function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+// ---- fibers
+
+async function lockFiber(c: Coordinator, k: number): Promise<void> {
+  const rng = root.fork(`lock${k}`);
+  while (!quiescing) {
+    const name = rng.pick(config.locks);
+    const lock = c.lock(name);
+    const r = rng.next();
+    if (unsafe === 'skip-lock') {
+      // Unsafe on purpose: writes as if it held the lock, without acquiring it.
+      await use('lock', name, 0n, { valid: true, assertValid: () => undefined }, now(), rng);
+    } else if (r < 0.55) {
+      const timeoutMs = rng.int(0, 3000);
+      const got = await op(
+        'acquire',
+        name,
+        () => lock.acquire({ timeoutMs, signal: quiesce.signal }),
+        (h) => h.token,
+      );
+      if (got.ok) {
+        await use('lock', name, got.value.token, got.value, got.at, rng);
+        await op('release', name, () => got.value.release());
+      }
+    } else if (r < 0.7) {
+      const wait = waitSignal(rng.int(0, 1500));
+      const got = await op(
+        'acquire',
+        name,
+        () => lock.acquire({ signal: wait.signal }),
+        (h) => h.token,
+      );
+      wait.done();
+      if (got.ok) {
+        await use('lock', name, got.value.token, got.value, got.at, rng);
+        await op('release', name, () => got.value.release());
+      }
+    } else if (r < 0.85) {
+      const got = await op(
+        'tryAcquire',
+        name,
+        () => lock.tryAcquire(),
+        (h) => h?.token,
+      );
+      if (got.ok && got.value) {
+        await use('lock', name, got.value.token, got.value, got.at, rng);
+        await op('release', name, () => got.value?.release() ?? Promise.resolve());
+      }
+    } else if (r < 0.95) {
+      const timeoutMs = rng.int(0, 3000);
+      await op('withLock', name, () =>
+        c.withLock(
+          name,
+          async (held) => {
+            const at = now();
+            await use('lock', name, held.token, held, at, rng);
+          },
+          { timeoutMs, signal: quiesce.signal },
+        ),
+      );
+    } else {
+      await op('holder', name, () => lock.holder());
+    }
+    await idle(rng.int(0, 150));
+  }
+}
+
+async function membershipFiber(c: Coordinator): Promise<void> {
+  const rng = root.fork('members');
+  const group = c.group(GROUP_MEMBERS);
+  let version = 0;
+  while (!quiescing) {
+    const r = rng.next();
+    if (r < 0.3) await op('join', GROUP_MEMBERS, () => group.join({ create: true, capabilities: { proc: config.proc, v: ++version } }));
+    else if (r < 0.5) await op('leave', GROUP_MEMBERS, () => group.leave());
+    else if (r < 0.8) await op('update', GROUP_MEMBERS, () => group.updateCapabilities({ proc: config.proc, v: ++version }));
+    else await op('members', GROUP_MEMBERS, () => group.members());
+    await idle(rng.int(20, 400));
+  }
+}
+
+function apply(event: GroupEvent): void {
+  // Unsafe on purpose: a watcher that loses every event about client 1.
+  if (unsafe === 'drop-event' && event.member.startsWith('c1.')) return;
+  if (event.type === 'leave') watchView.delete(event.member);
+  else watchView.set(event.member, stableJson(event.capabilities));
+}
+
+async function watchFiber(c: Coordinator): Promise<void> {
+  const rng = root.fork('watch');
+  while (!stopping) {
+    watchView.clear();
+    const watch = c.group(GROUP_MEMBERS).watch();
+    currentWatch = watch;
+    // Now and then the watch is closed and a new one started, while the workload runs.
+    if (!quiescing) {
+      reopenTimer = setTimeout(() => void op('watch.close', GROUP_MEMBERS, () => watch.close()), rng.int(2000, 8000));
+    }
+    await op('watch', GROUP_MEMBERS, async () => {
+      for await (const event of watch) apply(event);
+    });
+    clearTimeout(reopenTimer);
+    if (!stopping) await sleep(rng.int(20, 200));
+  }
+}
+
+async function openPartitioner(c: Coordinator, rng: Prng): Promise<boolean> {
+  const got = await op('partitioner', GROUP_PARTITION, () => c.group(GROUP_PARTITION).partitioner({ weight: rng.int(1, 3) }));
+  if (got.ok) partitioner = got.value;
+  return got.ok;
+}
+
+async function partitionFiber(c: Coordinator): Promise<void> {
+  const rng = root.fork('partition');
+  while (!quiescing) {
+    if (!(await openPartitioner(c, rng))) {
+      await idle(rng.int(50, 300));
+      continue;
+    }
+    await idle(rng.int(500, 5000));
+    if (quiescing) break;
+    const open = partitioner;
+    partitioner = undefined;
+    if (open) await op('partitioner.close', GROUP_PARTITION, () => open.close());
+    await idle(rng.int(0, 300));
+  }
+}
+
+async function electionFiber(c: Coordinator): Promise<void> {
+  const rng = root.fork('election');
+  const group = c.group(GROUP_ELECTION);
+  while (!quiescing) {
+    const r = rng.next();
+    if (r < 0.9) {
+      // A campaign with a timeout, or one aborted after a while; the unsafe leader campaigns until elected.
+      const timeoutMs = unsafe === 'ignore-leader-signal' || r >= 0.65 ? undefined : rng.int(0, 3000);
+      const wait = waitSignal(unsafe === 'ignore-leader-signal' || r < 0.65 ? undefined : rng.int(0, 2000));
+      const got = await op(
+        'campaign',
+        GROUP_ELECTION,
+        () => group.campaign(timeoutMs === undefined ? { signal: wait.signal } : { signal: wait.signal, timeoutMs }),
+        (l) => l.term,
+      );
+      wait.done();
+      if (got.ok) {
+        await use('lead', GROUP_ELECTION, got.value.term, got.value, got.at, rng);
+        await op('resign', GROUP_ELECTION, () => got.value.resign());
+      }
+    } else {
+      await op('leader', GROUP_ELECTION, () => group.leader());
+    }
+    await idle(rng.int(0, 300));
+  }
+}
+
+// ---- quiesce, views, stop
+
+/** Joined with final capabilities: update when joined, join when not, until one of them succeeds. */
+async function ensureFinal(group: Group): Promise<void> {
+  const capabilities = { proc: config.proc, final: true };
+  while (!stopping) {
+    const update = await op('update', GROUP_MEMBERS, () => group.updateCapabilities(capabilities));
+    if (update.ok) return;
+    if (update.code === 'ERR_MEMBER_NOT_JOINED' || update.code === 'ERR_GROUP_NOT_FOUND') {
+      const join = await op('join', GROUP_MEMBERS, () => group.join({ create: true, capabilities }));
+      if (join.ok) return;
+    }
+    await sleep(100);
+  }
+}
+
+let quiesceRequested = false;
+let quieted: Promise<void> | undefined;
+function quiet(c: Coordinator): Promise<void> {
+  quieted ??= (async () => {
+    quiescing = true;
+    quiesce.abort(new Error('quiesce'));
+    clearTimeout(reopenTimer);
+    await Promise.all(fibers);
+    if (stopping) return;
+    await ensureFinal(c.group(GROUP_MEMBERS));
+    const rng = root.fork('final');
+    while (!partitioner && !stopping) if (!(await openPartitioner(c, rng))) await sleep(100);
+  })();
+  return quieted;
+}
+
+async function views(c: Coordinator): Promise<Views> {
+  const members = await c.group(GROUP_MEMBERS).members();
+  const partitionMembers = await c.group(GROUP_PARTITION).members();
+  let partitioned = partitioner?.members() ?? [];
+  // Unsafe on purpose: a partitioner that missed client 1.
+  if (unsafe === 'partitioner-miss') partitioned = partitioned.filter((id) => !id.startsWith('c1.'));
+  return {
+    members: members.map((m): [string, string] => [m.id, stableJson(m.capabilities)]),
+    watch: [...watchView.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+    partitionMembers: partitionMembers.map((m) => m.id),
+    partitioner: [...partitioned].sort(),
+  };
+}
+
+let stopped: Promise<void> | undefined;
+function stop(): Promise<void> {
+  stopped ??= (async () => {
+    stopping = true;
+    quiescing = true;
+    quiesce.abort(new Error('stop'));
+    clearTimeout(reopenTimer);
+    await currentWatch?.close().catch(() => undefined);
+    // Every operation must settle by itself; those that have not by the settle time are reported.
+    if (pending.size > 0) await within(new Promise<void>((resolve) => (onSettled = resolve)), config.settleMs);
+    record({ k: 'final', at: now(), pending: [...pending].map(([id, f]) => ({ op: id, f })) });
+    if (coordinator) {
+      const c = coordinator;
+      await op('close', undefined, () => c.close());
+    }
+    await within(Promise.all([...fibers, watchFiberDone]), 1000);
+    // Closed: the harness now only waits for the exit. The IPC channel goes first, so the census sees only what the
+    // library may have left behind.
+    send({ t: 'done' });
+    process.removeAllListeners('message');
+    if (process.connected) process.disconnect();
+    // Unsafe on purpose: a timer left behind.
+    if (unsafe === 'leak-timer') setInterval(() => undefined, 1000);
+    let leaked = excess();
+    for (let waited = 0; leaked.length > 0 && waited < 3000; waited += 20) {
+      await sleep(20);
+      leaked = excess();
+    }
+    record({ k: 'census', at: now(), leaked });
+    closeSync(historyFd);
+  })();
+  return stopped;
+}
+
+/** Waits for `promise`, at most `ms`, leaving no timer behind. */
+async function within(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
+
+function excess(): string[] {
+  const extra: string[] = [];
+  for (const [kind, count] of census()) {
+    const before = baseline.get(kind) ?? 0;
+    if (count > before) extra.push(`${count - before} ${kind}`);
+  }
+  return extra;
+}
+
+process.on('message', (raw: unknown) => {
+  const message = raw as ToClient;
+  if (message.t === 'ack') {
+    const resolve = acks.get(message.seq);
+    acks.delete(message.seq);
+    resolve?.();
+  } else if (message.t === 'quiesce') {
+    quiesceRequested = true;
+    const c = coordinator;
+    if (c) void quiet(c).then(() => send({ t: 'quiet' }));
+  } else if (message.t === 'views') {
+    const c = coordinator;
+    if (!c) return;
+    views(c).then(
+      (v) => send({ t: 'views', id: message.id, views: v }),
+      (error: unknown) => send({ t: 'views', id: message.id, views: { error: describeError(error).code } }),
+    );
+  } else {
+    void stop();
+  }
+});
+// The harness is gone (or let go of us): stop rather than linger.
+process.on('disconnect', () => void stop());
+
+// ---- main
+
+while (!stopping && !coordinator) {
+  const got = await op('connect', undefined, () =>
+    connect(config.url, { member: config.proc, namespace: config.namespace, sessionTtlMs: config.ttlMs, connectTimeoutMs: 5000 }),
+  );
+  if (got.ok) {
+    if (stopping) await got.value.close();
+    else coordinator = got.value;
+  } else {
+    await sleep(200);
+  }
+}
+if (coordinator) {
+  const c = coordinator;
+  for (const event of ['suspended', 'reconnected', 'lost', 'restored'] as const)
+    c.on(event, () => record({ k: 'session', event, at: now() }));
+  if (unsafe === 'pending-op') {
+    // Unsafe on purpose: an operation that never settles.
+    void op('members', GROUP_MEMBERS, () => new Promise<never>(() => undefined));
+  }
+  if (!quiesceRequested) fibers.push(lockFiber(c, 0), lockFiber(c, 1), membershipFiber(c), partitionFiber(c), electionFiber(c));
+  watchFiberDone = watchFiber(c);
+  send({ t: 'ready' });
+  // Connected only after the harness asked to quiesce (a client restarted late, or its link was down).
+  if (quiesceRequested) void quiet(c).then(() => send({ t: 'quiet' }));
+}

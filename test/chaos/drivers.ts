@@ -1,0 +1,243 @@
+/**
+ * The drivers the chaos campaign runs on: one entry each, saying how to start the backend, which faults apply, the
+ * session TTL the clients use and how long a dead member may take to leave. Adding a driver is one entry here, e.g.
+ *
+ *   zookeeper: served({ kind: 'zookeeper', scheme: 'zookeeper', start: () => startZooKeeper(), ttlMs: 2000, detectionMs: 500, serverFaults: ['restart-server', 'pause-server'] }),
+ *
+ * Every backend restarts durably: Redis runs with appendonly yes and appendfsync always, etcd keeps its data folder,
+ * SQLite is a file. Each client reaches a network backend through fault proxies of its own (one per server), so
+ * cutting one client's link cuts nobody else's.
+ */
+import Database from 'better-sqlite3';
+import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FaultProxy } from '../support/proxy.js';
+import {
+  requireServer,
+  startEtcdCluster,
+  startRedis,
+  type Availability,
+  type EtcdCluster,
+  type ServerHandle,
+  type ServerKind,
+} from '../support/servers.js';
+import { CLIENT_FAULTS, LINK_FAULTS, type FaultKind, type ServerFault } from './schedule.js';
+
+/** A started backend, as the campaign and its nemesis use it. */
+export interface Backend {
+  /** Members of the ensemble (1 for a single server or a file). */
+  readonly members: number;
+  /** The URL client `index` connects with (through its own proxies, created on first use). */
+  urlFor(index: number): Promise<string>;
+  /** Client `index`'s fault proxies (none for a driver without a network). */
+  links(index: number): readonly FaultProxy[];
+  /** SIGKILL the server (every member), start it again after `downMs`. */
+  restartServer?(downMs: number): Promise<void>;
+  /** SIGSTOP the server for `ms`. */
+  pauseServer?(ms: number): Promise<void>;
+  /** SIGKILL one member (the leader, or the one at `pick`), restart it after `downMs`; says which. */
+  killMember?(leader: boolean, pick: number, downMs: number): Promise<string>;
+  /** Hold the database's write lock for `ms`, as a slow writer in another process would. */
+  stallDb?(ms: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface DriverSpec {
+  /** Servers in the backend's ensemble (1 for a single server or a file). */
+  readonly members: number;
+  /** Session TTL of the clients: short, to make many expiries, but at the backend's minimum or above. */
+  readonly ttlMs: number;
+  /** Worst extra delay, past the TTL, before a dead member's leave is published (as documented per driver). */
+  readonly detectionMs: number;
+  readonly faults: readonly FaultKind[];
+  available(): Availability;
+  /** Starts the backend; `dir` is the campaign's folder. */
+  start(dir: string): Promise<Backend>;
+}
+
+/** Per-client proxies in front of every server of a network backend, and the URL through them. */
+class Links {
+  readonly #proxies = new Map<number, FaultProxy[]>();
+  readonly #targets: () => ReadonlyArray<{ host: string; port: number }>;
+  readonly #scheme: string;
+
+  constructor(scheme: string, targets: () => ReadonlyArray<{ host: string; port: number }>) {
+    this.#scheme = scheme;
+    this.#targets = targets;
+  }
+
+  async urlFor(index: number): Promise<string> {
+    let proxies = this.#proxies.get(index);
+    if (!proxies) {
+      proxies = await Promise.all(this.#targets().map((t) => FaultProxy.start({ host: t.host, port: t.port })));
+      this.#proxies.set(index, proxies);
+    }
+    return `${this.#scheme}://${proxies.map((p) => `${p.host}:${p.port}`).join(',')}`;
+  }
+
+  links(index: number): readonly FaultProxy[] {
+    return this.#proxies.get(index) ?? [];
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#proxies.values()].flat().map((p) => p.close()));
+    this.#proxies.clear();
+  }
+}
+
+interface ServedOptions {
+  readonly kind: ServerKind;
+  readonly scheme: string;
+  readonly start: () => Promise<ServerHandle>;
+  readonly ttlMs: number;
+  readonly detectionMs: number;
+  readonly serverFaults: readonly ServerFault[];
+}
+
+/** A driver whose backend is one server process the campaign starts. */
+function served(options: ServedOptions): DriverSpec {
+  return {
+    members: 1,
+    ttlMs: options.ttlMs,
+    detectionMs: options.detectionMs,
+    faults: [...CLIENT_FAULTS, ...LINK_FAULTS, ...options.serverFaults],
+    available: () => requireServer(options.kind),
+    async start() {
+      const server = await options.start();
+      const links = new Links(options.scheme, () => [server]);
+      return {
+        members: 1,
+        urlFor: (index) => links.urlFor(index),
+        links: (index) => links.links(index),
+        async restartServer(downMs) {
+          await server.kill();
+          await sleep(downMs);
+          await server.restart();
+        },
+        async pauseServer(ms) {
+          server.pause();
+          try {
+            await sleep(ms);
+          } finally {
+            server.resume();
+          }
+        },
+        async close() {
+          await links.close();
+          await server.stop();
+        },
+      };
+    },
+  };
+}
+
+interface EnsembleOptions {
+  readonly kind: ServerKind;
+  readonly scheme: string;
+  readonly size: number;
+  readonly start: (size: number) => Promise<EtcdCluster>;
+  readonly ttlMs: number;
+  readonly detectionMs: number;
+  readonly serverFaults: readonly ServerFault[];
+}
+
+/** A driver whose backend is an ensemble of servers (a quorum), each client with a proxy per member. */
+function ensemble(options: EnsembleOptions): DriverSpec {
+  return {
+    members: options.size,
+    ttlMs: options.ttlMs,
+    detectionMs: options.detectionMs,
+    faults: [...CLIENT_FAULTS, ...LINK_FAULTS, ...options.serverFaults],
+    available: () => requireServer(options.kind),
+    async start() {
+      const cluster = await options.start(options.size);
+      const links = new Links(options.scheme, () => cluster.members);
+      return {
+        members: cluster.members.length,
+        urlFor: (index) => links.urlFor(index),
+        links: (index) => links.links(index),
+        async restartServer(downMs) {
+          await Promise.all(cluster.members.map((m) => m.kill()));
+          await sleep(downMs);
+          // Together: no member is healthy before a quorum is back.
+          await Promise.all(cluster.members.map((m) => m.restart()));
+        },
+        async killMember(leader, pick, downMs) {
+          const index = leader ? await cluster.leader() : pick % cluster.members.length;
+          const member = cluster.members[index];
+          if (!member) throw new Error(`no member ${index}`);
+          await member.kill();
+          await sleep(downMs);
+          await member.restart();
+          return `member ${index}${leader ? ' (the leader)' : ''}`;
+        },
+        async close() {
+          await links.close();
+          await cluster.stop();
+        },
+      };
+    },
+  };
+}
+
+/** SQLite: a file in the campaign's folder; the "server" fault is another connection holding the write lock. */
+const sqlite: DriverSpec = {
+  members: 1,
+  ttlMs: 1000,
+  // A dead process's session is released as soon as another notices (pid check); a stopped one by its TTL + 50 ms.
+  detectionMs: 100,
+  faults: [...CLIENT_FAULTS, 'stall-db'],
+  available: () => ({ ok: true }),
+  start(dir) {
+    const file = path.join(dir, 'chaos.db');
+    return Promise.resolve({
+      members: 1,
+      urlFor: () => Promise.resolve(`sqlite://${file}`),
+      links: () => [],
+      async stallDb(ms) {
+        // No busy timeout: a blocking wait would stop the harness (and its register) too. Retry instead.
+        const db = new Database(file, { timeout: 0 });
+        try {
+          for (let attempt = 0; ; attempt++) {
+            try {
+              db.exec('BEGIN IMMEDIATE');
+              break;
+            } catch (error) {
+              if (attempt >= 200) throw error;
+              await sleep(5);
+            }
+          }
+          await sleep(ms);
+          db.exec('ROLLBACK');
+        } finally {
+          db.close();
+        }
+      },
+      close: () => Promise.resolve(),
+    });
+  },
+};
+
+export const DRIVERS: Readonly<Record<string, DriverSpec>> = {
+  sqlite,
+  // Expired sessions are reaped on the keyspace notification, or else by a live member within a third of the TTL.
+  redis: served({
+    kind: 'redis',
+    scheme: 'redis',
+    start: () => startRedis({ persistence: true }),
+    ttlMs: 1000,
+    detectionMs: 500,
+    serverFaults: ['restart-server', 'pause-server'],
+  }),
+  // Three members, so that one (or the leader) can die while the others keep a quorum. etcd's minimum lease is 2 s,
+  // rounded up to whole seconds, expired within about 0.5 s more.
+  etcd: ensemble({
+    kind: 'etcd',
+    scheme: 'etcd',
+    size: 3,
+    start: (size) => startEtcdCluster(size),
+    ttlMs: 2000,
+    detectionMs: 1000,
+    serverFaults: ['restart-server', 'kill-member', 'kill-leader'],
+  }),
+};
