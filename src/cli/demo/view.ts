@@ -1,12 +1,12 @@
 /** What `concord demo` shows: a live frame redrawn ~10 times a second on a terminal, plain lines otherwise, and a summary. */
-import { formatMs, out, style, table, type Style } from './output.js';
-import { taskKey } from './demo-protocol.js';
+import { formatMs, out, style, table, type Style } from '../output.js';
+import type { WorkerStatus } from './fleet.js';
+import { taskKey } from './protocol.js';
 
 export interface WorkerRow {
   readonly name: string;
   readonly pid: number | undefined;
-  /** stopped: ended by an interrupt (Ctrl-C) before the job was done. */
-  readonly status: 'starting' | 'running' | 'killed' | 'finished' | 'failed' | 'stopped';
+  readonly status: WorkerStatus;
   /** Completions recorded for this worker. */
   readonly completions: number;
   /** Its share of the tasks under the current membership; undefined when it is not a member. */

@@ -1,11 +1,6 @@
 /**
- * Messages between `concord demo` and its workers, over the IPC channel of each worker process.
- *
- * The parent is the ledger of completions, standing in for the database a real job would write to. Workers run each
- * task holding the task's lock: inside it they ask whether the task is done (claim), do the work, and report it (done),
- * waiting for the answer before they release, so the ledger has recorded a completion before anyone else can claim.
- * The ledger accepts a completion only under the newest fencing token it has seen for that task, as a fenced store
- * would: a holder that lost its lock cannot record a stale result.
+ * Messages between `concord demo` and its workers, over the IPC channel of each worker process: the workers ask the
+ * demo's ledger (ledger.ts) whether a task is done, under the task's lock (claim), and report completions (done).
  */
 
 export type ToWorker =

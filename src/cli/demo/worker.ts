@@ -3,12 +3,12 @@
  * and processes the tasks whose keys it owns, each under the task's lock, until the parent says the job is finished.
  */
 import { createHash } from 'node:crypto';
-import { debug } from '../debug.js';
-import type { Coordinator, HeldLock, Partitioner } from '../types.js';
-import type { CommandSpec, Parsed } from './args.js';
-import { BACKEND_OPTIONS, open, type Context } from './context.js';
-import { isToWorker, taskKey, taskLock, type FromWorker, type ToWorker } from './demo-protocol.js';
-import { CliError, EXIT } from './output.js';
+import { debug } from '../../debug.js';
+import type { Coordinator, HeldLock, Partitioner } from '../../types.js';
+import type { CommandSpec, Parsed } from '../args.js';
+import { BACKEND_OPTIONS, open, type Context } from '../context.js';
+import { isToWorker, taskKey, taskLock, type FromWorker, type ToWorker } from './protocol.js';
+import { CliError, EXIT } from '../output.js';
 
 export const spec: CommandSpec = {
   name: 'demo-worker',
