@@ -12,10 +12,20 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { checkAll, type Anomaly, type ConvergenceOutcome, type ProcOutcome } from './checkers.js';
+import { checkAll, knownDefects, type Anomaly, type ConvergenceOutcome, type KnownDefect, type ProcOutcome } from './checkers.js';
 import { DRIVERS, type Backend } from './drivers.js';
 import { Nemesis } from './nemesis.js';
-import type { ClientConfig, NemesisRecord, Recorded, RegisterWrite, ToClient, ToHarness, UnsafeMode, Views } from './protocol.js';
+import {
+  finalRoles,
+  type ClientConfig,
+  type NemesisRecord,
+  type Recorded,
+  type RegisterWrite,
+  type ToClient,
+  type ToHarness,
+  type UnsafeMode,
+  type Views,
+} from './protocol.js';
 import { FencedRegister } from './register.js';
 import { describeEpisode, FAULT_KINDS, planSchedule, type FaultKind } from './schedule.js';
 
@@ -63,6 +73,8 @@ export interface CampaignResult {
   readonly incarnations: number;
   readonly convergence: ConvergenceOutcome | undefined;
   readonly anomalies: readonly Anomaly[];
+  /** Occurrences of known library defects, each confirmed from the history (not anomalies: see checkers.ts). */
+  readonly known: readonly KnownDefect[];
   /** The history folder, when kept. */
   readonly dir: string | undefined;
   readonly rerun: string;
@@ -223,6 +235,23 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     });
   };
 
+  // Should the harness die, its clients go with it: a stopped (SIGSTOP) one would never hear its channel close.
+  const killClients = (): void => {
+    for (const inc of incarnations) {
+      if (inc.exit) continue;
+      inc.child.kill('SIGCONT');
+      inc.child.kill('SIGKILL');
+    }
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    killClients();
+    process.removeListener(signal, onSignal);
+    // As servers.ts does: the last listener lets the signal do what it would have done.
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+  };
+  process.on('exit', killClients);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, onSignal);
+
   try {
     log(`starting ${options.driver}`);
     backend = await spec.start(dir);
@@ -344,7 +373,17 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     const quietAt = performance.now();
     const allowance = spec.ttlMs + spec.detectionMs + 1000;
     log(`quiet; checking convergence (within ${allowance} ms)`);
-    const expected = slots.map((s) => s.proc).sort();
+    const expected = {
+      members: slots
+        .filter((s) => finalRoles(s.index).member)
+        .map((s) => s.proc)
+        .sort(),
+      partition: slots
+        .filter((s) => finalRoles(s.index).partitioner)
+        .map((s) => s.proc)
+        .sort(),
+      withoutPartitioner: slots.filter((s) => !finalRoles(s.index).partitioner).map((s) => s.proc),
+    };
     for (;;) {
       const views = await Promise.all(
         slots.map((s) => {
@@ -361,14 +400,14 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
           );
         }),
       );
-      const problems = disagreements(expected, views);
+      const { problems, lingering } = disagreements(expected, views);
       const waited = performance.now() - quietAt;
       if (problems.length === 0) {
-        convergence = { ok: true, ms: Math.round(waited), problems: [], at: now() };
+        convergence = { ok: true, ms: Math.round(waited), problems: [], lingering, at: now() };
         break;
       }
       if (waited > allowance) {
-        convergence = { ok: false, ms: undefined, problems, at: now() };
+        convergence = { ok: false, ms: undefined, problems, lingering, at: now() };
         break;
       }
       await sleep(100);
@@ -388,13 +427,10 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     );
   } finally {
     // Anything still running is killed: nothing outlives the campaign.
-    for (const inc of incarnations) {
-      if (!inc.exit) {
-        inc.child.kill('SIGCONT');
-        inc.child.kill('SIGKILL');
-      }
-    }
+    killClients();
     await Promise.all(incarnations.map((inc) => inc.exited));
+    process.removeListener('exit', killClients);
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.removeListener(signal, onSignal);
     closeSync(registerFd);
     closeSync(nemesisFd);
     await backend?.close();
@@ -421,7 +457,9 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     exitCode: inc.exit?.code ?? null,
     signal: inc.exit?.signal ?? null,
   }));
-  const anomalies = checkAll({ records, register: registerLog, procs, convergence, unquiet });
+  const judged = { records, register: registerLog, procs, convergence, unquiet };
+  const anomalies = checkAll(judged);
+  const known = knownDefects(judged);
 
   const opsByKind: Record<string, { ok: number; failed: Record<string, number> }> = {};
   const invoked = new Map<string, string>();
@@ -458,6 +496,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     incarnations: incarnations.length,
     convergence,
     anomalies,
+    known,
     dir: anomalies.length > 0 || options.keep ? dir : undefined,
     rerun: rerunCommand({ ...options, clients }),
     history: { records, register: registerLog, nemesis: nemesisLog },
@@ -500,26 +539,42 @@ async function settledWithin(promise: Promise<unknown>, ms: number): Promise<boo
 
 const sameList = (a: readonly unknown[], b: readonly unknown[]): boolean => JSON.stringify(a) === JSON.stringify(b);
 
-/** What keeps the clients' views from agreeing with each other and with the live membership; empty when they do. */
-export function disagreements(expected: readonly string[], views: ReadonlyArray<Views | { error: string }>): string[] {
+/**
+ * What keeps the clients' views from agreeing with each other and with the final roles (protocol.ts): members()
+ * of the watched group is exactly the clients meant to be in it, with their final capabilities, and every watcher's
+ * view equals it; members() of the partitioned group is exactly the clients with a partitioner, and every
+ * partitioner's view equals it.
+ *
+ * One difference is set apart as `lingering` rather than a problem: clients still in the partitioned group after
+ * closing their partitioner, when nothing else about that group differs. That is the mark of a known defect (see
+ * checkers.ts), which the checkers confirm from each such client's own history, or else report as an anomaly.
+ */
+export function disagreements(
+  expected: { readonly members: readonly string[]; readonly partition: readonly string[]; readonly withoutPartitioner: readonly string[] },
+  views: ReadonlyArray<Views | { error: string }>,
+): { problems: string[]; lingering: string[] } {
   const problems: string[] = [];
-  const finalCaps = (id: string): string => `{"final":true,"proc":${JSON.stringify(id)}}`;
-  const want = expected.map((id): [string, string] => [id, finalCaps(id)]);
+  const lingering = new Set<string>();
+  const want = expected.members.map((id): [string, string] => [id, `{"final":true,"proc":${JSON.stringify(id)}}`]);
   views.forEach((v, i) => {
     const who = `client ${i}`;
     if ('error' in v) {
       problems.push(`${who}: ${v.error}`);
       return;
     }
-    if (!sameList(v.members, want))
-      problems.push(`${who}: members() ${JSON.stringify(v.members)} is not the live clients ${JSON.stringify(want)}`);
+    if (!sameList(v.members, want)) problems.push(`${who}: members() ${JSON.stringify(v.members)} is not ${JSON.stringify(want)}`);
     if (!sameList(v.watch, v.members))
       problems.push(`${who}: watcher's view ${JSON.stringify(v.watch)} != members() ${JSON.stringify(v.members)}`);
-    if (!sameList(v.partitionMembers, expected))
-      problems.push(`${who}: partitioned group ${JSON.stringify(v.partitionMembers)} is not the live clients`);
-    if (!sameList(v.partitioner, v.partitionMembers)) {
+    const extra = v.partitionMembers.filter((id) => !expected.partition.includes(id));
+    const missing = expected.partition.filter((id) => !v.partitionMembers.includes(id));
+    if (missing.length === 0 && extra.every((id) => expected.withoutPartitioner.includes(id))) {
+      for (const id of extra) lingering.add(id);
+    } else {
+      problems.push(`${who}: partitioned group ${JSON.stringify(v.partitionMembers)} is not ${JSON.stringify(expected.partition)}`);
+    }
+    if (v.partitioner !== null && !sameList(v.partitioner, v.partitionMembers)) {
       problems.push(`${who}: partitioner ${JSON.stringify(v.partitioner)} != members() ${JSON.stringify(v.partitionMembers)}`);
     }
   });
-  return problems;
+  return { problems, lingering: [...lingering].sort() };
 }

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { disagreements } from './campaign.js';
 import {
+  knownDefects,
   checkAll,
   checkErrors,
   checkLeaks,
@@ -134,20 +135,48 @@ describe('chaos checkers', () => {
 
   it('convergence: views agree only when every watcher and partitioner matches the live clients', () => {
     const final = (id: string): [string, string] => [id, `{"final":true,"proc":${JSON.stringify(id)}}`];
+    const expected = { members: ['a', 'c'], partition: ['a', 'b'], withoutPartitioner: ['c'] };
     const good: Views = {
-      members: [final('a'), final('b')],
-      watch: [final('a'), final('b')],
+      members: [final('a'), final('c')],
+      watch: [final('a'), final('c')],
       partitionMembers: ['a', 'b'],
       partitioner: ['a', 'b'],
     };
-    expect(disagreements(['a', 'b'], [good, good])).toEqual([]);
-    expect(disagreements(['a', 'b'], [good, { ...good, watch: [final('a')] }])).toHaveLength(1);
-    expect(disagreements(['a', 'b'], [{ ...good, partitioner: ['a'] }])).toHaveLength(1);
-    expect(disagreements(['a', 'b', 'c'], [good])).toHaveLength(2);
-    expect(disagreements(['a'], [{ error: 'ERR_CONNECTION' }])).toHaveLength(1);
-    expect(checkAll(history([], { convergence: { ok: false, ms: undefined, problems: ['x'], at: 0 } })).map((a) => a.checker)).toEqual([
-      'convergence',
-    ]);
+    const none: Views = { ...good, partitioner: null };
+    const problems = (views: Array<Views | { error: string }>): string[] => disagreements(expected, views).problems;
+    expect(disagreements(expected, [good, good, none])).toEqual({ problems: [], lingering: [] });
+    expect(problems([good, { ...good, watch: [final('a')] }])).toHaveLength(1);
+    expect(problems([{ ...good, partitioner: ['a'] }])).toHaveLength(1);
+    // A member that should have left still there: a membership came back.
+    const all = [final('a'), final('b'), final('c')];
+    expect(problems([{ ...good, members: all, watch: all }])).toHaveLength(1);
+    expect(problems([{ ...good, partitionMembers: ['a'], partitioner: ['a'] }])).toHaveLength(1);
+    expect(problems([{ error: 'ERR_CONNECTION' }])).toHaveLength(1);
+    // A client still in the partitioned group after closing its partitioner is set apart, for the history to judge.
+    expect(disagreements(expected, [{ ...none, partitionMembers: ['a', 'b', 'c'] }])).toEqual({ problems: [], lingering: ['c'] });
+    const outcome = { ok: false, ms: undefined, problems: ['x'], lingering: [], at: 0 };
+    expect(checkAll(history([], { convergence: outcome })).map((a) => a.checker)).toEqual(['convergence']);
+  });
+
+  it('known defect: a lingering partitioner member is set apart only when it closed one during a lost session', () => {
+    const convergence = { ok: true, ms: 5, problems: [], lingering: ['c'], at: 100 };
+    const closeAt = (start: number, end: number): Recorded[] => [
+      { proc: 'c', k: 'inv', op: 7, f: 'partitioner.close', name: 'workers', at: start },
+      { proc: 'c', k: 'ok', op: 7, at: end },
+    ];
+    const lost: Recorded[] = [
+      { proc: 'c', k: 'session', event: 'lost', at: 10 },
+      { proc: 'c', k: 'session', event: 'restored', at: 20 },
+    ];
+    const during = history([...lost, ...closeAt(15, 16)], { convergence });
+    expect(knownDefects(during).map((k) => k.defect)).toEqual(['partitioner-close-during-loss']);
+    expect(checkAll(during)).toEqual([]);
+    // Started before the loss and cut short by it: the same trigger.
+    expect(knownDefects(history([...closeAt(5, 12), ...lost], { convergence }))).toHaveLength(1);
+    // Closed while the session was fine: no excuse, an anomaly.
+    const after = history([...lost, ...closeAt(30, 31)], { convergence });
+    expect(knownDefects(after)).toEqual([]);
+    expect(checkAll(after).map((a) => a.checker)).toEqual(['convergence']);
   });
 });
 

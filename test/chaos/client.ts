@@ -26,6 +26,7 @@ import {
   GROUP_MEMBERS,
   GROUP_PARTITION,
   type ClientConfig,
+  finalRoles,
   type ClientRecord,
   type HoldKind,
   type ToClient,
@@ -283,8 +284,8 @@ async function membershipFiber(c: Coordinator): Promise<void> {
 }
 
 function apply(event: GroupEvent): void {
-  // Unsafe on purpose: a watcher that loses every event about client 1.
-  if (unsafe === 'drop-event' && event.member.startsWith('c1.')) return;
+  // Unsafe on purpose: a watcher that loses every event about client 2.
+  if (unsafe === 'drop-event' && event.member.startsWith('c2.')) return;
   if (event.type === 'leave') watchView.delete(event.member);
   else watchView.set(event.member, stableJson(event.capabilities));
 }
@@ -359,7 +360,7 @@ async function electionFiber(c: Coordinator): Promise<void> {
 // ---- quiesce, views, stop
 
 /** Joined with final capabilities: update when joined, join when not, until one of them succeeds. */
-async function ensureFinal(group: Group): Promise<void> {
+async function ensureJoined(group: Group): Promise<void> {
   const capabilities = { proc: config.proc, final: true };
   while (!stopping) {
     const update = await op('update', GROUP_MEMBERS, () => group.updateCapabilities(capabilities));
@@ -368,6 +369,15 @@ async function ensureFinal(group: Group): Promise<void> {
       const join = await op('join', GROUP_MEMBERS, () => group.join({ create: true, capabilities }));
       if (join.ok) return;
     }
+    await sleep(100);
+  }
+}
+
+/** Not a member: leave until the backend says so. */
+async function ensureLeft(group: Group): Promise<void> {
+  while (!stopping) {
+    const leave = await op('leave', GROUP_MEMBERS, () => group.leave());
+    if (leave.ok || leave.code === 'ERR_MEMBER_NOT_JOINED' || leave.code === 'ERR_GROUP_NOT_FOUND') return;
     await sleep(100);
   }
 }
@@ -381,9 +391,18 @@ function quiet(c: Coordinator): Promise<void> {
     clearTimeout(reopenTimer);
     await Promise.all(fibers);
     if (stopping) return;
-    await ensureFinal(c.group(GROUP_MEMBERS));
+    // The final roles (see finalRoles): a membership or partitioner that was let go must stay gone.
+    const roles = finalRoles(config.index);
+    if (roles.member) await ensureJoined(c.group(GROUP_MEMBERS));
+    else await ensureLeft(c.group(GROUP_MEMBERS));
     const rng = root.fork('final');
-    while (!partitioner && !stopping) if (!(await openPartitioner(c, rng))) await sleep(100);
+    if (roles.partitioner) {
+      while (!partitioner && !stopping) if (!(await openPartitioner(c, rng))) await sleep(100);
+    } else if (partitioner) {
+      const open = partitioner;
+      partitioner = undefined;
+      await op('partitioner.close', GROUP_PARTITION, () => open.close());
+    }
   })();
   return quieted;
 }
@@ -391,14 +410,14 @@ function quiet(c: Coordinator): Promise<void> {
 async function views(c: Coordinator): Promise<Views> {
   const members = await c.group(GROUP_MEMBERS).members();
   const partitionMembers = await c.group(GROUP_PARTITION).members();
-  let partitioned = partitioner?.members() ?? [];
+  let partitioned = partitioner?.members();
   // Unsafe on purpose: a partitioner that missed client 1.
-  if (unsafe === 'partitioner-miss') partitioned = partitioned.filter((id) => !id.startsWith('c1.'));
+  if (unsafe === 'partitioner-miss') partitioned = partitioned?.filter((id) => !id.startsWith('c1.'));
   return {
     members: members.map((m): [string, string] => [m.id, stableJson(m.capabilities)]),
     watch: [...watchView.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
     partitionMembers: partitionMembers.map((m) => m.id),
-    partitioner: [...partitioned].sort(),
+    partitioner: partitioned === undefined ? null : [...partitioned].sort(),
   };
 }
 

@@ -3,6 +3,7 @@
  * real processes on a real SQLite file. A checker that cannot fail proves nothing. Each control gives its unsafe mode
  * the chance it needs (one hot lock, the fault that exposes it) and asserts that the checker meant for it fires.
  */
+import { rmSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { runCampaign, type CampaignOptions } from './campaign.js';
 import type { Checker } from './checkers.js';
@@ -28,6 +29,8 @@ describe('chaos checkers catch their negative controls (sqlite)', () => {
     it(`${checker} catches --unsafe ${unsafe}`, async () => {
       const options: CampaignOptions = { driver: 'sqlite', seconds: 6, seed: 1414, clients: 3, locks: 1, unsafe, faults, settleMs: 3000 };
       const result = await runCampaign(options);
+      // The history is kept because anomalies were found: here they were meant to be.
+      if (result.dir) rmSync(result.dir, { recursive: true, force: true });
       const caught = result.anomalies.filter((a) => a.checker === checker);
       expect(caught.length, summary(result)).toBeGreaterThan(0);
     }, 120_000);

@@ -15,7 +15,7 @@
  * - skip-lock: writes under a lock it never acquired                                          -> lock-overlap
  * - small-token: reports the token of its first hold of a name for every later hold           -> token-order
  * - ignore-leader-signal: keeps acting as leader without reading `leadership.valid`           -> leader-overlap
- * - drop-event: its watcher ignores every event about client 1                                -> convergence
+ * - drop-event: its watcher ignores every event about client 2                                -> convergence
  * - partitioner-miss: reports its partitioner's members without client 1                      -> convergence
  * - pending-op: starts an operation that never settles                                         -> settle
  * - leak-timer: leaves an interval timer running after close()                                 -> leak
@@ -56,6 +56,15 @@ export interface ClientConfig {
 export const GROUP_MEMBERS = 'members';
 export const GROUP_PARTITION = 'workers';
 export const GROUP_ELECTION = 'leaders';
+
+/**
+ * Where each client ends once quiesced: client 1 outside the watched group, client 2 with no partitioner, every other
+ * client in the group and with a partitioner. A membership let go of during the faults must stay gone, so a
+ * membership that a restored session brings back shows as a difference.
+ */
+export function finalRoles(index: number): { member: boolean; partitioner: boolean } {
+  return { member: index !== 1, partitioner: index !== 2 };
+}
 
 /** A register key: `lock:<name>` for a lock, `lead:<group>` for a leadership. */
 export type HoldKind = 'lock' | 'lead';
@@ -132,6 +141,6 @@ export interface Views {
   watch: Array<[string, string]>;
   /** members() of the partitioned group (ids). */
   partitionMembers: string[];
-  /** Its partitioner's members(). */
-  partitioner: string[];
+  /** Its partitioner's members(); null when it has none open. */
+  partitioner: string[] | null;
 }
