@@ -7,18 +7,21 @@ import { describe, expect, it } from 'vitest';
 import { runCampaign } from './campaign.js';
 import { DRIVERS } from './drivers.js';
 import { excerpt, summary } from './report.js';
+import type { FaultKind } from './schedule.js';
 
 const seed = Number(process.env.CONCORD_CHAOS_SEED ?? 20261204);
 
-// Seconds of faults per driver: together well under a minute, start-up and shutdown included.
-const runs: Array<{ driver: string; seconds: number }> = [
-  { driver: 'sqlite', seconds: 8 },
-  { driver: 'redis', seconds: 8 },
+// Seconds of faults per driver. The campaigns run side by side: together well under a minute, start-up and shutdown
+// included (a Sentinel failover alone takes several seconds to heal).
+const runs: Array<{ driver: string; seconds: number; mustInject?: FaultKind }> = [
+  { driver: 'sqlite', seconds: 10 },
+  { driver: 'redis', seconds: 10 },
   { driver: 'etcd', seconds: 10 },
+  { driver: 'redis-sentinel', seconds: 6, mustInject: 'failover' },
 ];
 
-describe('short chaos campaign', () => {
-  for (const { driver, seconds } of runs) {
+describe.concurrent('short chaos campaign', () => {
+  for (const { driver, seconds, mustInject } of runs) {
     const availability = DRIVERS[driver]?.available() ?? { ok: false, reason: 'unknown driver' };
     it.skipIf(!availability.ok)(
       `${driver}: no anomaly under a seeded nemesis (seed ${seed})`,
@@ -31,6 +34,7 @@ describe('short chaos campaign', () => {
           Object.values(result.faults).reduce((a, b) => a + b, 0),
           report,
         ).toBeGreaterThan(0);
+        if (mustInject) expect(result.faults[mustInject], report).toBeGreaterThan(0);
         expect(result.holds.lock, report).toBeGreaterThan(0);
         expect(result.holds.lead, report).toBeGreaterThan(0);
         expect(result.convergence?.ok, report).toBe(true);

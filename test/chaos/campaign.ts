@@ -353,7 +353,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       if (s.paused && s.child?.pid) process.kill(s.child.pid, 'SIGCONT');
       s.paused = false;
     }
-    recordNemesis({ at: now(), episode: -1, kind: 'heal', phase: 'heal', detail: 'the nemesis is done; everything healed' });
+    recordNemesis({ at: now(), episode: -1, kind: 'heal', phase: 'heal', client: -1, detail: 'the nemesis is done; everything healed' });
 
     // Quiesce: the workload stops, every client joins with final capabilities and opens a partitioner.
     log('quiescing');
@@ -457,7 +457,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     exitCode: inc.exit?.code ?? null,
     signal: inc.exit?.signal ?? null,
   }));
-  const judged = { records, register: registerLog, procs, convergence, unquiet };
+  const judged = { records, register: registerLog, nemesis: nemesisLog, procs, convergence, unquiet };
   const anomalies = checkAll(judged);
   const known = knownDefects(judged);
 

@@ -17,7 +17,7 @@ import {
   type CampaignHistory,
 } from './checkers.js';
 import { Prng } from './prng.js';
-import type { Recorded, RegisterWrite, Views } from './protocol.js';
+import type { NemesisRecord, Recorded, RegisterWrite, Views } from './protocol.js';
 import { planSchedule } from './schedule.js';
 
 /** A hold of `key` by `proc` from `start`, with one valid look (and register write) at each of `looks`. */
@@ -43,6 +43,7 @@ function write(proc: string, id: string, key: string, token: number, look: numbe
 const history = (records: Recorded[], extra: Partial<CampaignHistory> = {}): CampaignHistory => ({
   records,
   register: [],
+  nemesis: [],
   procs: [],
   convergence: undefined,
   unquiet: [],
@@ -158,22 +159,31 @@ describe('chaos checkers', () => {
     expect(checkAll(history([], { convergence: outcome })).map((a) => a.checker)).toEqual(['convergence']);
   });
 
-  it('known defect: a lingering partitioner member is set apart only when it closed one during a lost session', () => {
-    const convergence = { ok: true, ms: 5, problems: [], lingering: ['c'], at: 100 };
+  it('known defect: a lingering partitioner member is set apart only when it closed one while cut off', () => {
+    const convergence = { ok: true, ms: 5, problems: [], lingering: ['c2.1'], at: 100 };
     const closeAt = (start: number, end: number): Recorded[] => [
-      { proc: 'c', k: 'inv', op: 7, f: 'partitioner.close', name: 'workers', at: start },
-      { proc: 'c', k: 'ok', op: 7, at: end },
+      { proc: 'c2.1', k: 'inv', op: 7, f: 'partitioner.close', name: 'workers', at: start },
+      { proc: 'c2.1', k: 'ok', op: 7, at: end },
     ];
-    const lost: Recorded[] = [
-      { proc: 'c', k: 'session', event: 'lost', at: 10 },
-      { proc: 'c', k: 'session', event: 'restored', at: 20 },
-    ];
+    const session = (event: string, at: number): Recorded => ({ proc: 'c2.1', k: 'session', event, at });
+    const lost = [session('suspended', 8), session('lost', 10), session('restored', 20)];
     const during = history([...lost, ...closeAt(15, 16)], { convergence });
-    expect(knownDefects(during).map((k) => k.defect)).toEqual(['partitioner-close-during-loss']);
+    expect(knownDefects(during).map((k) => k.defect)).toEqual(['partitioner-close-leave-failed']);
     expect(checkAll(during)).toEqual([]);
-    // Started before the loss and cut short by it: the same trigger.
-    expect(knownDefects(history([...closeAt(5, 12), ...lost], { convergence }))).toHaveLength(1);
-    // Closed while the session was fine: no excuse, an anomaly.
+    // Started before the session was suspended and cut short by it; or while merely suspended.
+    expect(knownDefects(history([...closeAt(5, 9), ...lost], { convergence }))).toHaveLength(1);
+    expect(knownDefects(history([session('suspended', 10), ...closeAt(11, 12), session('reconnected', 13)], { convergence }))).toHaveLength(
+      1,
+    );
+    // While a fault cut this client's links (not another client's), or the backend was down.
+    const fault = (kind: string, client: number): NemesisRecord[] => [
+      { at: 30, episode: 1, kind, phase: 'start', client, detail: '' },
+      { at: 40, episode: 1, kind, phase: 'heal', client, detail: '' },
+    ];
+    expect(knownDefects(history(closeAt(35, 36), { convergence, nemesis: fault('cut', 2) }))).toHaveLength(1);
+    expect(knownDefects(history(closeAt(35, 36), { convergence, nemesis: fault('restart-server', -1) }))).toHaveLength(1);
+    expect(knownDefects(history(closeAt(35, 36), { convergence, nemesis: fault('cut', 1) }))).toEqual([]);
+    // Closed while all was well: no excuse, an anomaly.
     const after = history([...lost, ...closeAt(30, 31)], { convergence });
     expect(knownDefects(after)).toEqual([]);
     expect(checkAll(after).map((a) => a.checker)).toEqual(['convergence']);

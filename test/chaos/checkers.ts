@@ -23,7 +23,7 @@
  * - crash / errors: no process died of an uncaught exception or unhandled rejection, and every failed operation
  *   failed with a ConcordError of a code that faults can cause (not ERR_INVALID_ARGUMENT, ERR_REFUSED, ...).
  */
-import type { HoldKind, Recorded, RegisterWrite } from './protocol.js';
+import type { HoldKind, NemesisRecord, Recorded, RegisterWrite } from './protocol.js';
 
 export const CHECKERS = [
   'lock-overlap',
@@ -72,6 +72,7 @@ export interface ConvergenceOutcome {
 export interface CampaignHistory {
   readonly records: readonly Recorded[];
   readonly register: readonly RegisterWrite[];
+  readonly nemesis: readonly NemesisRecord[];
   readonly procs: readonly ProcOutcome[];
   readonly convergence: ConvergenceOutcome | undefined;
   /** Processes that never finished quiescing. */
@@ -310,48 +311,72 @@ export function checkErrors(records: readonly Recorded[]): Anomaly[] {
  * Known library defects, not fixed yet, each pinned by a test in regressions.test.ts. An occurrence is set apart
  * from the anomalies only when the history shows its trigger; the same symptom without it is an anomaly.
  *
- * partitioner-close-during-loss: partitioner.close() while the session is lost (or being lost) resolves, but the
- * coordinator still counts the group as joined, so the restored session joins it again, for good.
+ * partitioner-close-leave-failed: partitioner.close() resolves even when its leave fails (the link is down, or the
+ * session is lost meanwhile), and the coordinator still counts the group as joined: the membership stays, or the
+ * restored session joins it again, for good. The trigger: a close while the client's session was suspended or lost,
+ * or while a fault cut the client off (its links, or the backend itself).
  */
 export interface KnownDefect {
-  readonly defect: 'partitioner-close-during-loss';
+  readonly defect: 'partitioner-close-leave-failed';
   readonly proc: string;
   readonly message: string;
   readonly at: number;
 }
 
-/** The partitioner.close() calls of `proc` that overlapped a lost session, as [start, end]. */
-export function closesDuringLoss(records: readonly Recorded[], proc: string): Array<[number, number]> {
-  const lost: Array<[number, number]> = [];
+/** Faults of the backend: any client's request may fail while one lasts. */
+const BACKEND_FAULTS = new Set(['restart-server', 'pause-server', 'kill-member', 'kill-leader', 'failover', 'stall-db']);
+/** Faults of one client's links. */
+const LINK_FAULT_KINDS = new Set(['cut', 'partition', 'delay', 'drop-replies']);
+
+/** When `proc` could not reach the backend: its session suspended or lost, its links or the backend faulty. */
+export function unreachable(history: Pick<CampaignHistory, 'records' | 'nemesis'>, proc: string): Array<[number, number]> {
+  const spans: Array<[number, number]> = [];
+  let downAt: number | undefined;
+  for (const r of history.records) {
+    if (r.proc !== proc || r.k !== 'session') continue;
+    if ((r.event === 'suspended' || r.event === 'lost') && downAt === undefined) downAt = r.at;
+    if ((r.event === 'reconnected' || r.event === 'restored') && downAt !== undefined) {
+      spans.push([downAt, r.at]);
+      downAt = undefined;
+    }
+  }
+  if (downAt !== undefined) spans.push([downAt, Infinity]);
+  const index = Number(/^c(\d+)\./.exec(proc)?.[1] ?? -1);
+  const started = new Map<number, number>();
+  for (const n of history.nemesis) {
+    const relevant = BACKEND_FAULTS.has(n.kind) || (LINK_FAULT_KINDS.has(n.kind) && n.client === index);
+    if (!relevant) continue;
+    if (n.phase === 'start') started.set(n.episode, n.at);
+    if (n.phase === 'heal' && started.has(n.episode)) spans.push([started.get(n.episode) ?? n.at, n.at]);
+  }
+  return spans;
+}
+
+/** The partitioner.close() calls of `proc` that overlapped a time it could not reach the backend, as [start, end]. */
+export function closesUnreachable(history: Pick<CampaignHistory, 'records' | 'nemesis'>, proc: string): Array<[number, number]> {
+  const spans = unreachable(history, proc);
   const closes = new Map<number, number>();
   const found: Array<[number, number]> = [];
-  let lostAt: number | undefined;
-  for (const r of records) {
+  for (const r of history.records) {
     if (r.proc !== proc) continue;
-    if (r.k === 'session' && r.event === 'lost') lostAt = r.at;
-    if (r.k === 'session' && r.event === 'restored' && lostAt !== undefined) {
-      lost.push([lostAt, r.at]);
-      lostAt = undefined;
-    }
     if (r.k === 'inv' && r.f === 'partitioner.close') closes.set(r.op, r.at);
     if (r.k === 'ok' && closes.has(r.op)) {
       found.push([closes.get(r.op) ?? r.at, r.at]);
       closes.delete(r.op);
     }
   }
-  if (lostAt !== undefined) lost.push([lostAt, Infinity]);
-  return found.filter(([start, end]) => lost.some(([from, to]) => start <= to && end >= from));
+  return found.filter(([start, end]) => spans.some(([from, to]) => start <= to && end >= from));
 }
 
 export function knownDefects(history: CampaignHistory): KnownDefect[] {
   const known: KnownDefect[] = [];
   for (const proc of history.convergence?.lingering ?? []) {
-    const trigger = closesDuringLoss(history.records, proc)[0];
+    const trigger = closesUnreachable(history, proc)[0];
     if (!trigger) continue;
     known.push({
-      defect: 'partitioner-close-during-loss',
+      defect: 'partitioner-close-leave-failed',
       proc,
-      message: `${proc} is still in the partitioned group: its partitioner.close() at ${ms(trigger[0])} overlapped a lost session`,
+      message: `${proc} is still in the partitioned group: its partitioner.close() at ${ms(trigger[0])} ran while it could not reach the backend`,
       at: trigger[0],
     });
   }
@@ -375,7 +400,7 @@ export function checkConvergence(history: CampaignHistory): Anomaly[] {
     if (explained.has(proc)) continue;
     anomalies.push({
       checker: 'convergence',
-      message: `${proc} is still in the partitioned group after closing its partitioner, and no close of its overlapped a lost session`,
+      message: `${proc} is still in the partitioned group after closing its partitioner, and none of its closes ran while it could not reach the backend`,
       at: c.at,
       procs: [proc],
       keys: [],

@@ -16,6 +16,9 @@ import {
   requireServer,
   startEtcdCluster,
   startRedis,
+  startRedisReplica,
+  startSentinel,
+  tcpExchange,
   type Availability,
   type EtcdCluster,
   type ServerHandle,
@@ -37,6 +40,8 @@ export interface Backend {
   pauseServer?(ms: number): Promise<void>;
   /** SIGKILL one member (the leader, or the one at `pick`), restart it after `downMs`; says which. */
   killMember?(leader: boolean, pick: number, downMs: number): Promise<string>;
+  /** SIGKILL the master, wait until the replica is promoted, restart the old master after `downMs` (as a replica). */
+  failover?(downMs: number): Promise<string>;
   /** Hold the database's write lock for `ms`, as a slow writer in another process would. */
   stallDb?(ms: number): Promise<void>;
   close(): Promise<void>;
@@ -218,6 +223,100 @@ const sqlite: DriverSpec = {
   },
 };
 
+/** A RESP bulk string (or an error) has fully arrived. */
+function bulkComplete(reply: string): boolean {
+  if (reply.startsWith('-')) return reply.endsWith('\r\n');
+  const header = /^\$(\d+)\r\n/.exec(reply);
+  return header !== null && Buffer.byteLength(reply) >= header[0].length + Number(header[1]) + 2;
+}
+
+/** Re-checks until `check` holds; a nemesis step, bounded by `ms`. */
+async function until(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!(await check())) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/**
+ * Redis behind Sentinel: a master (appendonly, appendfsync always), a replica and one Sentinel (quorum 1). The
+ * failover fault kills whichever node is master, waits for Sentinel to promote the other, restarts the killed one as
+ * a replica of the new master and waits until it replicates again (and Sentinel knows it), so that the next failover
+ * has a replica in sync. Clients ask Sentinel for the master and connect to its own address, so no link fault applies.
+ * Sentinel starts a failover of one master at most every 2 x failover-timeout: 2 s keeps episodes a few seconds apart.
+ */
+const redisSentinel: DriverSpec = {
+  members: 2,
+  ttlMs: 1000,
+  detectionMs: 500,
+  faults: [...CLIENT_FAULTS, 'failover'],
+  available: () => requireServer('redis'),
+  async start() {
+    const name = 'chaos';
+    const master = await startRedis({ persistence: true });
+    const nodes: ServerHandle[] = [master];
+    let sentinel: ServerHandle | undefined;
+    try {
+      nodes.push(await startRedisReplica({ host: master.host, port: master.port }));
+      const watcher = await startSentinel(name, { host: master.host, port: master.port }, { downAfterMs: 1000, failoverTimeoutMs: 2000 });
+      sentinel = watcher;
+      // Sentinel learns of replicas and role changes by INFO every 10 s: much faster here, so failovers follow apace.
+      const tuned = await tcpExchange(watcher.port, 'SENTINEL DEBUG info-period 250 ping-period 250\r\n', (r) => r.endsWith('\r\n'));
+      if (!tuned.startsWith('+OK')) throw new Error(`Sentinel refused SENTINEL DEBUG: ${tuned.trim()}`);
+      const masterPort = async (): Promise<number | undefined> => {
+        const reply = await tcpExchange(watcher.port, `SENTINEL GET-MASTER-ADDR-BY-NAME ${name}\r\n`, (r) => r.split('\r\n').length >= 6);
+        const port = Number(reply.split('\r\n')[4]);
+        return Number.isInteger(port) && port > 0 ? port : undefined;
+      };
+      const replicating = async (node: ServerHandle): Promise<boolean> => {
+        const info = await tcpExchange(node.port, 'INFO replication\r\n', bulkComplete);
+        const known = await tcpExchange(watcher.port, `SENTINEL REPLICAS ${name}\r\n`, (r) => r.includes(`\r\n${node.port}\r\n`), 500);
+        return info.includes('master_link_status:up') && known.includes(`\r\n${node.port}\r\n`);
+      };
+      const replica = nodes[1];
+      if (replica) await until(() => replicating(replica), 60_000, 'the replica to sync and Sentinel to know it');
+      return {
+        members: 2,
+        urlFor: () => Promise.resolve(watcher.url),
+        links: () => [],
+        async failover(downMs) {
+          const before = await masterPort();
+          const victim = nodes.find((n) => n.port === before);
+          if (!victim) throw new Error(`Sentinel names no master of ours (port ${before})`);
+          const killed = performance.now();
+          await victim.kill();
+          let after: number | undefined;
+          await until(
+            async () => {
+              after = await masterPort();
+              return after !== undefined && after !== before;
+            },
+            60_000,
+            'Sentinel to promote the replica',
+          );
+          const promoted = performance.now();
+          await sleep(downMs);
+          await victim.restart();
+          // As an operator would: Sentinel does the same, but only after watching the old master for several seconds.
+          await tcpExchange(victim.port, `REPLICAOF ${master.host} ${after}\r\n`, (r) => r.endsWith('\r\n'));
+          await until(() => replicating(victim), 60_000, 'the old master to replicate from the new one');
+          const promotion = Math.round(promoted - killed);
+          return `promoted after ${promotion} ms; the old master replicates again ${Math.round(performance.now() - promoted)} ms later`;
+        },
+        async close() {
+          await watcher.stop();
+          await Promise.all(nodes.map((n) => n.stop()));
+        },
+      };
+    } catch (error) {
+      await sentinel?.stop();
+      await Promise.all(nodes.map((n) => n.stop()));
+      throw error;
+    }
+  },
+};
+
 export const DRIVERS: Readonly<Record<string, DriverSpec>> = {
   sqlite,
   // Expired sessions are reaped on the keyspace notification, or else by a live member within a third of the TTL.
@@ -229,6 +328,7 @@ export const DRIVERS: Readonly<Record<string, DriverSpec>> = {
     detectionMs: 500,
     serverFaults: ['restart-server', 'pause-server'],
   }),
+  'redis-sentinel': redisSentinel,
   // Three members, so that one (or the leader) can die while the others keep a quorum. etcd's minimum lease is 2 s,
   // rounded up to whole seconds, expired within about 0.5 s more.
   etcd: ensemble({

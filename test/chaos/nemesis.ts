@@ -71,8 +71,8 @@ export class Nemesis {
     }
   }
 
-  #log(e: Episode, phase: NemesisRecord['phase'], detail: string): void {
-    this.#record({ at: this.#now(), episode: e.id, kind: e.kind, phase, detail: `${describeEpisode(e)}: ${detail}` });
+  #log(e: Episode, phase: NemesisRecord['phase'], detail: string, client = -1): void {
+    this.#record({ at: this.#now(), episode: e.id, kind: e.kind, phase, client, detail: `${describeEpisode(e)}: ${detail}` });
   }
 
   #count(kind: FaultKind): void {
@@ -94,10 +94,10 @@ export class Nemesis {
         }
         t.pause(victim);
         this.#count(e.kind);
-        this.#log(e, 'start', `SIGSTOP client ${victim}${candidates.length > 0 ? ' (holding)' : ''}`);
+        this.#log(e, 'start', `SIGSTOP client ${victim}${candidates.length > 0 ? ' (holding)' : ''}`, victim);
         await sleep(e.durationMs);
         t.resume(victim);
-        this.#log(e, 'heal', `SIGCONT client ${victim}`);
+        this.#log(e, 'heal', `SIGCONT client ${victim}`, victim);
         return;
       }
       case 'kill': {
@@ -107,10 +107,10 @@ export class Nemesis {
         }
         await t.kill(e.target);
         this.#count(e.kind);
-        this.#log(e, 'start', `SIGKILL client ${e.target}`);
+        this.#log(e, 'start', `SIGKILL client ${e.target}`, e.target);
         await sleep(e.durationMs);
         await t.restart(e.target);
-        this.#log(e, 'heal', `client ${e.target} restarted`);
+        this.#log(e, 'heal', `client ${e.target} restarted`, e.target);
         return;
       }
       case 'cut':
@@ -129,7 +129,7 @@ export class Nemesis {
           else link.dropReplies();
         }
         this.#count(e.kind);
-        this.#log(e, 'start', `${e.kind} client ${e.target}'s links`);
+        this.#log(e, 'start', `${e.kind} client ${e.target}'s links`, e.target);
         await sleep(e.durationMs);
         for (const link of links) {
           // The proxy discarded bytes of connections it kept open, which TCP never does (it delivers every byte in
@@ -138,7 +138,7 @@ export class Nemesis {
           if (e.kind === 'partition' || e.kind === 'drop-replies') link.cut();
           link.pass();
         }
-        this.#log(e, 'heal', `client ${e.target}'s links pass`);
+        this.#log(e, 'heal', `client ${e.target}'s links pass`, e.target);
         return;
       }
       case 'restart-server':
@@ -147,6 +147,8 @@ export class Nemesis {
         return this.#server(e, backend.pauseServer?.bind(backend), 'SIGSTOP the server');
       case 'stall-db':
         return this.#server(e, backend.stallDb?.bind(backend), 'hold the database write lock');
+      case 'failover':
+        return this.#server(e, backend.failover?.bind(backend), 'SIGKILL the master; Sentinel promotes the replica');
       case 'kill-member':
       case 'kill-leader': {
         const kill = backend.killMember?.bind(backend);
@@ -163,15 +165,15 @@ export class Nemesis {
     }
   }
 
-  async #server(e: Episode, fault: ((ms: number) => Promise<void>) | undefined, what: string): Promise<void> {
+  async #server(e: Episode, fault: ((ms: number) => Promise<unknown>) | undefined, what: string): Promise<void> {
     if (!fault) {
       this.#log(e, 'skip', 'not supported by this backend');
       return;
     }
     this.#count(e.kind);
     this.#log(e, 'start', what);
-    await heal(() => fault(e.durationMs));
-    this.#log(e, 'heal', 'back');
+    const how = await heal(() => fault(e.durationMs));
+    this.#log(e, 'heal', typeof how === 'string' ? how : 'back');
   }
 }
 

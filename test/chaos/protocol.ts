@@ -118,6 +118,8 @@ export interface NemesisRecord {
   episode: number;
   kind: string;
   phase: 'start' | 'heal' | 'skip';
+  /** The client a client or link fault hit (pause-holder's actual victim); -1 for a fault of the backend. */
+  client: number;
   detail: string;
 }
 

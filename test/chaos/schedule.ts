@@ -18,7 +18,7 @@ export const CLIENT_FAULTS = ['pause', 'pause-holder', 'pause-leader', 'kill'] a
 /** Faults of a client's links to the backend (its own fault proxies). */
 export const LINK_FAULTS = ['cut', 'partition', 'delay', 'drop-replies'] as const;
 /** Faults of the backend itself; each driver declares which of these it has. */
-export const SERVER_FAULTS = ['restart-server', 'pause-server', 'kill-member', 'kill-leader', 'stall-db'] as const;
+export const SERVER_FAULTS = ['restart-server', 'pause-server', 'kill-member', 'kill-leader', 'failover', 'stall-db'] as const;
 
 export type ClientFault = (typeof CLIENT_FAULTS)[number];
 export type LinkFault = (typeof LINK_FAULTS)[number];
@@ -89,6 +89,7 @@ function episodeFor(rng: Prng, kind: FaultKind, options: PlanOptions): Omit<Epis
       return { kind, target: client, durationMs: Math.round(rng.between(0, 1.5) * ttl), pick };
     case 'kill-member':
     case 'kill-leader':
+    case 'failover':
       return { kind, target: rng.int(0, Math.max(1, options.members ?? 1) - 1), durationMs: Math.round(rng.between(0.5, 2.5) * ttl), pick };
   }
 }
