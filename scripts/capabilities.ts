@@ -1,55 +1,25 @@
 /**
- * The README's driver capability matrix, generated from what each driver declares (`features`), so the two cannot
- * drift apart. `npm run docs` rewrites the block; test/readme.test.ts fails when it is stale.
+ * The README's driver capability matrix, generated from the built-in drivers' descriptors, so the two cannot drift
+ * apart. `npm run docs` rewrites the block; test/readme.test.ts fails when it is stale.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Features } from '../src/types.js';
-
-interface DriverInfo {
-  readonly name: string;
-  readonly schemes: string;
-  readonly load: () => Promise<{ features: Features }>;
-  /** Worst-case extra delay before a crashed member's leave, after its TTL. */
-  readonly detection: string;
-}
-
-export const DRIVER_INFO: readonly DriverInfo[] = [
-  { name: 'memory', schemes: '`memory://`', load: () => import('../drivers/memory/index.js'), detection: 'TTL' },
-  {
-    name: 'SQLite',
-    schemes: '`sqlite://`',
-    load: () => import('../drivers/sqlite/index.js'),
-    detection: 'milliseconds when the process is gone; else TTL + 50 ms',
-  },
-  {
-    name: 'Redis',
-    schemes: '`redis://` `rediss://` `redis+sentinel://`',
-    load: () => import('../drivers/redis/index.js'),
-    detection: 'TTL + ~100 ms with keyspace notifications; else up to TTL/3 more (reaped by live members)',
-  },
-  {
-    name: 'etcd',
-    schemes: '`etcd://` `etcds://`',
-    load: () => import('../drivers/etcd/index.js'),
-    detection: 'TTL rounded up to whole seconds, + up to 0.5 s (lease expiry)',
-  },
-];
+import { builtinDrivers } from '../drivers/index.js';
 
 const yes = (b: boolean): string => (b ? 'yes' : 'no');
 
-export async function capabilityTable(): Promise<string> {
+export function capabilityTable(): Promise<string> {
   const rows = [
     '| driver | URL | scope | groups | election | fencing tokens | watch | fair locks | crashed member leaves after |',
     '|---|---|---|---|---|---|---|---|---|',
   ];
-  for (const info of DRIVER_INFO) {
-    const { features: f } = await info.load();
+  for (const { name, schemes, features: f, crashDetection } of builtinDrivers) {
+    const urls = schemes.map((scheme) => `\`${scheme}://\``).join(' ');
     rows.push(
-      `| ${info.name} | ${info.schemes} | ${f.scope} | ${yes(f.groups)} | ${yes(f.election)} | ${yes(f.fencing)} | ${f.watch} | ${yes(f.fairLocks)} | ${info.detection} |`,
+      `| ${name} | ${urls} | ${f.scope} | ${yes(f.groups)} | ${yes(f.election)} | ${yes(f.fencing)} | ${f.watch} | ${yes(f.fairLocks)} | ${crashDetection.text} |`,
     );
   }
-  return rows.join('\n');
+  return Promise.resolve(rows.join('\n'));
 }
 
 const START = '<!-- capabilities:start -->';

@@ -1,7 +1,7 @@
 /** connect(url): the URL's scheme picks the driver, imported only when used. */
 import { ConcordError, abortedError } from './errors.js';
 import { CoordinatorImpl } from './coordinator.js';
-import type { DriverFactory } from './driver.js';
+import { driverFor, schemes } from './registry.js';
 import {
   DEFAULTS,
   defaultMemberId,
@@ -14,26 +14,6 @@ import {
 } from './options.js';
 import type { Coordinator } from './types.js';
 import { parseUrl, redact } from './url.js';
-
-interface DriverEntry {
-  readonly load: () => Promise<{ createDriver: DriverFactory }>;
-}
-
-/** Scheme -> driver module. Each module imports its client library itself (see client.ts). */
-const DRIVERS = new Map<string, DriverEntry>([
-  ['memory', { load: () => import('../drivers/memory/index.js') }],
-  ['redis', { load: () => import('../drivers/redis/index.js') }],
-  ['rediss', { load: () => import('../drivers/redis/index.js') }],
-  ['redis+sentinel', { load: () => import('../drivers/redis/index.js') }],
-  ['sqlite', { load: () => import('../drivers/sqlite/index.js') }],
-  ['etcd', { load: () => import('../drivers/etcd/index.js') }],
-  ['etcds', { load: () => import('../drivers/etcd/index.js') }],
-]);
-
-/** The URL schemes `connect()` understands, sorted. */
-export function schemes(): string[] {
-  return [...DRIVERS.keys()].sort();
-}
 
 const CORE_PARAMS = new Set(['member', 'sessionTtlMs', 'namespace', 'rejoin', 'connectTimeoutMs']);
 
@@ -53,8 +33,8 @@ export async function connect(url: string, options?: ConnectOptions): Promise<Co
   validateOptionsObject(options, 'options');
   const parsed = parseUrl(url);
   const scheme = parsed.protocol.slice(0, -1).toLowerCase();
-  const entry = DRIVERS.get(scheme);
-  if (!entry) {
+  const descriptor = driverFor(scheme);
+  if (!descriptor) {
     throw new ConcordError(
       'ERR_UNKNOWN_DRIVER',
       `url has an unknown scheme "${scheme}:" (known: ${schemes()
@@ -70,7 +50,8 @@ export async function connect(url: string, options?: ConnectOptions): Promise<Co
   const sessionTtlMs = validateTtl(
     options?.sessionTtlMs ?? numberParam(query, 'sessionTtlMs') ?? DEFAULTS.sessionTtlMs,
     options?.sessionTtlMs !== undefined ? 'options.sessionTtlMs' : 'sessionTtlMs',
-    DEFAULTS.minSessionTtlMs,
+    Math.max(DEFAULTS.minSessionTtlMs, descriptor.minSessionTtlMs ?? 0),
+    (descriptor.minSessionTtlMs ?? 0) > DEFAULTS.minSessionTtlMs ? ` (the shortest session ${descriptor.name} can keep)` : '',
   );
   const namespace = validateName(
     options?.namespace ?? query.get('namespace') ?? DEFAULTS.namespace,
@@ -96,10 +77,9 @@ export async function connect(url: string, options?: ConnectOptions): Promise<Co
   }, connectTimeoutMs);
   const signal = userSignal ? AbortSignal.any([userSignal, deadline.signal]) : deadline.signal;
   try {
-    const module = await entry.load();
     const coordinator = new CoordinatorImpl({ member, url: redacted, sessionTtlMs, rejoin });
     const driver = await unlessAborted(
-      module.createDriver({
+      descriptor.create({
         url: parsed,
         rawUrl: url,
         params,

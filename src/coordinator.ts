@@ -20,6 +20,8 @@ export interface CoordinatorConfig {
 
 /** Symbol of the test hook that makes a coordinator vanish like a crashed process. */
 export const kCrash = Symbol.for('concord.crash');
+/** Symbol of the driver instance behind a coordinator, for a driver's own test hooks (its descriptor's `faults`). */
+export const kDriver = Symbol.for('concord.driver');
 /** Symbol event emitted with (kind, name) once a lock wait is registered with the backend (tests rely on it for order). */
 export const kQueued = Symbol.for('concord.queued');
 
@@ -161,6 +163,10 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
         delay = Math.min(delay * 2, this.sessionTtlMs / 3);
       }
     }
+  }
+
+  get [kDriver](): Driver | undefined {
+    return this.#driver;
   }
 
   get driver(): Driver {

@@ -166,3 +166,53 @@ export interface Driver {
 
 /** Opens a driver for one `connect()` call. */
 export type DriverFactory = (context: DriverContext) => Promise<Driver>;
+
+/** Cuts and restores one coordinator's link to its backend, for tests of drivers no TCP proxy can sit in front of. */
+export interface LinkFaults {
+  /** Requests fail as over a dropped connection, and nothing is pushed; the session ages on the backend meanwhile. */
+  disconnect(): void;
+  /** The link is back: watches resynchronise and waiters re-check. */
+  reconnect(): void;
+}
+
+/** How soon a crashed member leaves its groups, as a {@link DriverDescriptor} states it. */
+export interface CrashDetection {
+  /** What the capability matrix says: 'TTL', 'TTL (+ up to 1 s)'. */
+  readonly text: string;
+  /** The worst case beyond the session TTL, which the conformance suite waits for. */
+  readonly delayMs: number;
+}
+
+/**
+ * A driver, described once for `connect()`, the README's capability matrix and the conformance suite. Every built-in
+ * driver's `drivers/<name>/index.ts` exports one as `driver`; `registerDriver()` adds one of your own.
+ *
+ * @example
+ * ```ts
+ * registerDriver({
+ *   name: 'Consul',
+ *   schemes: ['consul'],
+ *   features: { scope: 'cluster', groups: true, election: true, fencing: true, watch: 'push', fairLocks: false },
+ *   crashDetection: { text: 'TTL', delayMs: 0 },
+ *   create: async (context) => (await import('./consul-driver.js')).createDriver(context),
+ * });
+ * ```
+ */
+export interface DriverDescriptor {
+  /** Its name in the capability matrix and in messages: 'Redis'. */
+  readonly name: string;
+  /** The URL schemes it serves, lowercase, without the colon: ['redis', 'rediss', 'redis+sentinel']. */
+  readonly schemes: readonly string[];
+  /** What it offers. */
+  readonly features: Features;
+  /** The npm package of its client library (an optional peer dependency of concord), if it needs one. */
+  readonly clientPackage?: string;
+  /** The shortest `sessionTtlMs` the backend can honour; shorter ones are refused before any I/O. */
+  readonly minSessionTtlMs?: number;
+  /** How soon a crashed member leaves its groups. */
+  readonly crashDetection: CrashDetection;
+  /** Opens a driver for one `connect()`; should import the implementation and its client library only when called. */
+  readonly create: DriverFactory;
+  /** For tests: link faults of one driver instance this descriptor created (drivers without a network link). */
+  readonly faults?: (driver: Driver) => LinkFaults;
+}

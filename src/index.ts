@@ -11,7 +11,8 @@
  *
  * @module concord
  */
-export { connect, schemes } from './connect.js';
+export { connect } from './connect.js';
+export { registerDriver, schemes } from './registry.js';
 export { ConcordError, isConcordError, type ErrorCode } from './errors.js';
 export { DEFAULTS, type ConnectOptions } from './options.js';
 export {

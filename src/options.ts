@@ -99,11 +99,11 @@ function checkJson(value: unknown, path: string, depth: number): void {
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A positive duration in ms that a timer can measure, at least `minimumMs`. */
-export function validateTtl(value: unknown, argument = 'sessionTtlMs', minimumMs = 0): number {
+export function validateTtl(value: unknown, argument = 'sessionTtlMs', minimumMs = 0, why = ''): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
     throw invalidArgument(argument, `must be a positive number of milliseconds, got ${describe(value)}`);
   }
-  if (value < minimumMs) throw invalidArgument(argument, `must be at least ${minimumMs} ms, got ${describe(value)}`);
+  if (value < minimumMs) throw invalidArgument(argument, `must be at least ${minimumMs} ms${why}, got ${describe(value)}`);
   if (value > MAX_TIMER_MS) throw invalidArgument(argument, `must be at most ${MAX_TIMER_MS} ms (about 24.8 days)`);
   return value;
 }

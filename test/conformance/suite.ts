@@ -69,6 +69,7 @@ export function describeConformance(target: ConformanceTarget): void {
         expect(['process', 'host', 'cluster']).toContain(c.features.scope);
         expect(['push', 'poll']).toContain(c.features.watch);
         expect(c.features.groups && c.features.election && c.features.fencing).toBe(true);
+        if (target.descriptor) expect(c.features).toEqual(target.descriptor.features);
       });
 
       it('gives a default member id of host, pid and random hex', async () => {

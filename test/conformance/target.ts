@@ -5,7 +5,7 @@
  *   import { describeConformance } from './suite.js';
  *   describeConformance(redisTarget);
  */
-import type { Coordinator, ConnectOptions } from '../../src/index.js';
+import type { Coordinator, ConnectOptions, DriverDescriptor } from '../../src/index.js';
 
 export interface FaultyCoordinator {
   readonly coordinator: Coordinator;
@@ -17,6 +17,8 @@ export interface FaultyCoordinator {
 
 export interface ConformanceTarget {
   readonly name: string;
+  /** The driver's descriptor: the suite checks that what a coordinator reports matches it. */
+  readonly descriptor?: DriverDescriptor;
   /** Starts servers (once per file). */
   setup(): Promise<void>;
   teardown(): Promise<void>;

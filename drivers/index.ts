@@ -1,0 +1,38 @@
+/**
+ * The built-in drivers, one line each. A descriptor is small: each driver's implementation and client library load
+ * only when a URL needs them.
+ */
+import type { DriverDescriptor } from '../src/driver.js';
+import { driver as memory } from './memory/index.js';
+
+// Drivers still exporting createDriver from index.ts, described here until their folders export a descriptor.
+const sqlite: DriverDescriptor = {
+  name: 'SQLite',
+  schemes: ['sqlite'],
+  features: { scope: 'host', groups: true, election: true, fencing: true, watch: 'poll', fairLocks: true },
+  clientPackage: 'better-sqlite3',
+  crashDetection: { text: 'milliseconds when the process is gone; else TTL + 50 ms', delayMs: 100 },
+  create: async (context) => (await import('./sqlite/index.js')).createDriver(context),
+};
+const redis: DriverDescriptor = {
+  name: 'Redis',
+  schemes: ['redis', 'rediss', 'redis+sentinel'],
+  features: { scope: 'cluster', groups: true, election: true, fencing: true, watch: 'push', fairLocks: true },
+  clientPackage: 'ioredis',
+  crashDetection: {
+    text: 'TTL + ~100 ms with keyspace notifications; else up to TTL/3 more (reaped by live members)',
+    delayMs: 500,
+  },
+  create: async (context) => (await import('./redis/index.js')).createDriver(context),
+};
+const etcd: DriverDescriptor = {
+  name: 'etcd',
+  schemes: ['etcd', 'etcds'],
+  features: { scope: 'cluster', groups: true, election: true, fencing: true, watch: 'push', fairLocks: true },
+  clientPackage: 'etcd3',
+  minSessionTtlMs: 2000,
+  crashDetection: { text: 'TTL rounded up to whole seconds, + up to 0.5 s (lease expiry)', delayMs: 1000 },
+  create: async (context) => (await import('./etcd/index.js')).createDriver(context),
+};
+
+export const builtinDrivers: readonly DriverDescriptor[] = [memory, sqlite, redis, etcd];
