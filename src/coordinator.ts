@@ -41,6 +41,8 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
   readonly #memberships = new Map<string, Promise<void>>();
   /** Backend requests in flight on behalf of a caller: interrupted when the session is lost or the coordinator closes. */
   readonly #guarded = new Set<(error: ConcordError) => void>();
+  /** Groups a closed partitioner left while the backend could not be told: left once it answers again. */
+  readonly #leaving = new Set<string>();
   /** Acquisitions waiting for a usable session: re-checked whenever one opens, and on close. */
   readonly #sessionWaiters = new Set<() => void>();
 
@@ -73,12 +75,14 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
         for (const stream of this.streams) stream.resync();
         this.locks.retryReleases().catch(() => undefined);
         this.locks.retryCancels(this).catch(() => undefined);
+        void this.#retryLeaves();
         this.#announce('reconnected');
       },
       renewed: () => {
         // Leftovers of abandoned waits that could not be cancelled are retried while the backend answers.
         if (this.locks.uncancelled.size > 0) this.locks.retryCancels(this).catch(() => undefined);
         if (this.locks.unreleased.size > 0) this.locks.retryReleases().catch(() => undefined);
+        if (this.#leaving.size > 0) void this.#retryLeaves();
       },
       lost: (sessionId) => {
         this.locks.loseAll(sessionId);
@@ -126,7 +130,64 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
     return run;
   }
 
+  /**
+   * Leaves a group for good, for a closing partitioner: it is no longer re-joined after a lost session, and a leave
+   * the backend could not be told of (link down, session lost) is retried until it answers, unless the group is
+   * joined again meanwhile. Other failures are thrown.
+   */
+  relinquish(group: string): Promise<void> {
+    this.assertOpen();
+    return this.serialize(group, async () => {
+      this.joined.delete(group);
+      this.#leaving.add(group);
+      await this.#leave(group);
+    });
+  }
+
+  /**
+   * Before a join (under serialize(group)): a leave still owed to the backend goes first, or the join would find the
+   * old membership. If it fails again, so does the join, and the leave stays owed.
+   */
+  async joining(group: string): Promise<void> {
+    if (!this.#leaving.has(group)) return;
+    try {
+      await this.guard(this.driver.leaveGroup(group, this.member));
+    } catch (error) {
+      if (!isConcordError(error, 'ERR_MEMBER_NOT_JOINED') && !isConcordError(error, 'ERR_GROUP_NOT_FOUND')) throw error;
+    }
+    this.#leaving.delete(group);
+  }
+
+  async #leave(group: string): Promise<void> {
+    try {
+      await this.guard(this.driver.leaveGroup(group, this.member));
+    } catch (error) {
+      if (isConcordError(error, 'ERR_CONNECTION') || isConcordError(error, 'ERR_SESSION_LOST')) {
+        debug('leaving group "%s" failed, to be retried: %s', group, (error as Error).message);
+        return;
+      }
+      this.#leaving.delete(group);
+      // Gone already (expired with an old session, or left by someone else), or the coordinator closed: nothing owed.
+      if (isConcordError(error, 'ERR_MEMBER_NOT_JOINED') || isConcordError(error, 'ERR_GROUP_NOT_FOUND')) return;
+      if (isConcordError(error, 'ERR_CLOSED')) return;
+      throw error;
+    }
+    this.#leaving.delete(group);
+  }
+
+  #retryLeaves(): Promise<void> {
+    return Promise.all(
+      [...this.#leaving].map((group) =>
+        this.serialize(group, async () => {
+          if (this.#closing || !this.#leaving.has(group)) return;
+          await this.#leave(group);
+        }).catch(() => undefined),
+      ),
+    ).then(() => undefined);
+  }
+
   async #restore(): Promise<void> {
+    await this.#retryLeaves();
     for (const group of [...this.joined.keys()]) {
       await this.serialize(group, () => this.#rejoinGroup(group)).catch(() => undefined);
     }

@@ -29,6 +29,8 @@ export interface Membership {
 export interface GroupHost extends LockHost, WatchHost, PartitionerHost {
   readonly joined: Map<string, Membership>;
   serialize<T>(group: string, fn: () => Promise<T>): Promise<T>;
+  /** Before a join: sends a leave still owed to the backend for this group. */
+  joining(group: string): Promise<void>;
 }
 
 export class GroupHandle implements Group {
@@ -63,6 +65,7 @@ export class GroupHandle implements Group {
     const host = this.#host;
     host.usableSession();
     await host.serialize(this.name, async () => {
+      await host.joining(this.name);
       const session = host.usableSession();
       // Recorded before the request: should the session be lost while it is in flight, the restore re-joins.
       const before = host.joined.get(this.name);

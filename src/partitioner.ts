@@ -15,6 +15,8 @@ export interface PartitionerHost extends WatchHost {
   readonly member: string;
   /** Groups this coordinator has joined, with the capabilities it joined with. */
   readonly joined: ReadonlyMap<string, { readonly capabilities: Capabilities }>;
+  /** Leaves the group for good: retried while the backend cannot be told, never re-joined after a lost session. */
+  relinquish(group: string): Promise<void>;
 }
 
 const ALGORITHMS = {
@@ -132,11 +134,10 @@ class PartitionerImpl implements Partitioner, Resyncable {
     // A membership the user made stays theirs (with the weight published on it).
     if (!this.#joinedGroup) return;
     try {
-      this.#host.assertOpen();
-      await this.#handle.leave();
+      await this.#host.relinquish(this.group);
     } catch (error) {
-      // Closing after the coordinator closed, or after someone else left for us, is fine.
-      if (!isConcordError(error)) throw error;
+      // Closing after the coordinator closed is fine: its session's end takes the membership with it.
+      if (!isConcordError(error, 'ERR_CLOSED')) throw error;
     }
   }
 

@@ -23,7 +23,10 @@ export interface SessionHooks {
   lost(sessionId: string): void;
   /** A session is open and usable (the first one, or a replacement before its groups are re-joined). */
   opened(): void;
-  /** The new session is open; re-join and resynchronise (never rejects), then the machine reports `restored`. */
+  /**
+   * The new session is open; re-join and resynchronise (never rejects), then the machine reports `restored`. Runs
+   * again for the same session if it was suspended meanwhile: a re-join given up on a dropped link is tried again.
+   */
   restore(): Promise<void>;
   restored(): void;
 }
@@ -38,6 +41,12 @@ export class SessionMachine {
   /** The renewal under way, if any. */
   #beat: Promise<void> | undefined;
   #replacing: Promise<void> | undefined;
+  /** A replacement session whose groups are not all re-joined yet: the restore runs again when it reconnects. */
+  #unrestored: string | undefined;
+  /** The restore under way, if any. */
+  #restoring: Promise<void> | undefined;
+  /** Counts connected -> suspended turns, so a restore can tell that the link dropped while it ran. */
+  #suspensions = 0;
   readonly #driver: Driver;
   readonly #hooks: SessionHooks;
   readonly #stop = new AbortController();
@@ -163,12 +172,14 @@ export class SessionMachine {
         this.#state = 'connected';
         debug('session %s reconnected', id);
         this.#hooks.reconnected();
+        if (this.#unrestored === id) void this.#restoreGroups();
       }
     } else if (alive === false) {
       this.lose('the backend no longer knows the session');
       return;
     } else if (this.#state === 'connected') {
       this.#state = 'suspended';
+      this.#suspensions++;
       debug('session %s suspended', id);
       this.#hooks.suspended();
     }
@@ -209,8 +220,38 @@ export class SessionMachine {
         continue;
       }
       debug('session %s replaces %s', this.#id, old);
+      this.#unrestored = this.#id;
+      await this.#restoreGroups();
+      return;
+    }
+  }
+
+  /** Queues a restore pass behind any under way, so passes never overlap. */
+  #restoreGroups(): Promise<void> {
+    const run = (this.#restoring ?? Promise.resolve()).then(() => this.#restorePass());
+    this.#restoring = run;
+    const settle = (): void => {
+      if (this.#restoring === run) this.#restoring = undefined;
+    };
+    run.then(settle, settle);
+    return run;
+  }
+
+  /**
+   * Re-joins (the hook) until one pass ran without the link dropping, then reports `restored`. A session that is
+   * suspended at the end stays unrestored: its reconnection queues another pass.
+   */
+  async #restorePass(): Promise<void> {
+    for (;;) {
+      const id = this.#id;
+      if (this.#stop.signal.aborted || this.#unrestored !== id || this.#state !== 'connected') return;
+      const suspensions = this.#suspensions;
       await this.#hooks.restore();
-      if (!this.#stop.signal.aborted && this.#state === 'connected') this.#hooks.restored();
+      if (id !== this.#id || suspensions !== this.#suspensions) continue;
+      if (this.#stop.signal.aborted || this.#state !== 'connected') return;
+      this.#unrestored = undefined;
+      debug('session %s restored', id);
+      this.#hooks.restored();
       return;
     }
   }
@@ -225,5 +266,6 @@ export class SessionMachine {
     clearTimeout(this.#heartbeat);
     clearTimeout(this.#deadline);
     await this.#replacing;
+    await this.#restoring;
   }
 }

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { checkAll, knownDefects, type Anomaly, type ConvergenceOutcome, type KnownDefect, type ProcOutcome } from './checkers.js';
+import { checkAll, type Anomaly, type ConvergenceOutcome, type ProcOutcome } from './checkers.js';
 import { DRIVERS, type Backend } from './drivers.js';
 import { Nemesis } from './nemesis.js';
 import {
@@ -73,8 +73,6 @@ export interface CampaignResult {
   readonly incarnations: number;
   readonly convergence: ConvergenceOutcome | undefined;
   readonly anomalies: readonly Anomaly[];
-  /** Occurrences of known library defects, each confirmed from the history (not anomalies: see checkers.ts). */
-  readonly known: readonly KnownDefect[];
   /** The history folder, when kept. */
   readonly dir: string | undefined;
   readonly rerun: string;
@@ -382,7 +380,6 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
         .filter((s) => finalRoles(s.index).partitioner)
         .map((s) => s.proc)
         .sort(),
-      withoutPartitioner: slots.filter((s) => !finalRoles(s.index).partitioner).map((s) => s.proc),
     };
     for (;;) {
       const views = await Promise.all(
@@ -400,14 +397,14 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
           );
         }),
       );
-      const { problems, lingering } = disagreements(expected, views);
+      const problems = disagreements(expected, views);
       const waited = performance.now() - quietAt;
       if (problems.length === 0) {
-        convergence = { ok: true, ms: Math.round(waited), problems: [], lingering, at: now() };
+        convergence = { ok: true, ms: Math.round(waited), problems: [], at: now() };
         break;
       }
       if (waited > allowance) {
-        convergence = { ok: false, ms: undefined, problems, lingering, at: now() };
+        convergence = { ok: false, ms: undefined, problems, at: now() };
         break;
       }
       await sleep(100);
@@ -459,7 +456,6 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   }));
   const judged = { records, register: registerLog, nemesis: nemesisLog, procs, convergence, unquiet };
   const anomalies = checkAll(judged);
-  const known = knownDefects(judged);
 
   const opsByKind: Record<string, { ok: number; failed: Record<string, number> }> = {};
   const invoked = new Map<string, string>();
@@ -496,7 +492,6 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     incarnations: incarnations.length,
     convergence,
     anomalies,
-    known,
     dir: anomalies.length > 0 || options.keep ? dir : undefined,
     rerun: rerunCommand({ ...options, clients }),
     history: { records, register: registerLog, nemesis: nemesisLog },
@@ -544,17 +539,14 @@ const sameList = (a: readonly unknown[], b: readonly unknown[]): boolean => JSON
  * of the watched group is exactly the clients meant to be in it, with their final capabilities, and every watcher's
  * view equals it; members() of the partitioned group is exactly the clients with a partitioner, and every
  * partitioner's view equals it.
- *
- * One difference is set apart as `lingering` rather than a problem: clients still in the partitioned group after
- * closing their partitioner, when nothing else about that group differs. That is the mark of a known defect (see
- * checkers.ts), which the checkers confirm from each such client's own history, or else report as an anomaly.
+ * A client still in the partitioned group after closing its partitioner is a problem like any other: a close whose
+ * leave could not reach the backend owes it, and must pay once the backend answers.
  */
 export function disagreements(
-  expected: { readonly members: readonly string[]; readonly partition: readonly string[]; readonly withoutPartitioner: readonly string[] },
+  expected: { readonly members: readonly string[]; readonly partition: readonly string[] },
   views: ReadonlyArray<Views | { error: string }>,
-): { problems: string[]; lingering: string[] } {
+): string[] {
   const problems: string[] = [];
-  const lingering = new Set<string>();
   const want = expected.members.map((id): [string, string] => [id, `{"final":true,"proc":${JSON.stringify(id)}}`]);
   views.forEach((v, i) => {
     const who = `client ${i}`;
@@ -565,16 +557,12 @@ export function disagreements(
     if (!sameList(v.members, want)) problems.push(`${who}: members() ${JSON.stringify(v.members)} is not ${JSON.stringify(want)}`);
     if (!sameList(v.watch, v.members))
       problems.push(`${who}: watcher's view ${JSON.stringify(v.watch)} != members() ${JSON.stringify(v.members)}`);
-    const extra = v.partitionMembers.filter((id) => !expected.partition.includes(id));
-    const missing = expected.partition.filter((id) => !v.partitionMembers.includes(id));
-    if (missing.length === 0 && extra.every((id) => expected.withoutPartitioner.includes(id))) {
-      for (const id of extra) lingering.add(id);
-    } else {
+    if (!sameList(v.partitionMembers, expected.partition)) {
       problems.push(`${who}: partitioned group ${JSON.stringify(v.partitionMembers)} is not ${JSON.stringify(expected.partition)}`);
     }
     if (v.partitioner !== null && !sameList(v.partitioner, v.partitionMembers)) {
       problems.push(`${who}: partitioner ${JSON.stringify(v.partitioner)} != members() ${JSON.stringify(v.partitionMembers)}`);
     }
   });
-  return { problems, lingering: [...lingering].sort() };
+  return problems;
 }

@@ -5,7 +5,6 @@
 import { describe, expect, it } from 'vitest';
 import { disagreements } from './campaign.js';
 import {
-  knownDefects,
   checkAll,
   checkErrors,
   checkLeaks,
@@ -17,7 +16,7 @@ import {
   type CampaignHistory,
 } from './checkers.js';
 import { Prng } from './prng.js';
-import type { NemesisRecord, Recorded, RegisterWrite, Views } from './protocol.js';
+import type { Recorded, RegisterWrite, Views } from './protocol.js';
 import { planSchedule } from './schedule.js';
 
 /** A hold of `key` by `proc` from `start`, with one valid look (and register write) at each of `looks`. */
@@ -136,7 +135,7 @@ describe('chaos checkers', () => {
 
   it('convergence: views agree only when every watcher and partitioner matches the live clients', () => {
     const final = (id: string): [string, string] => [id, `{"final":true,"proc":${JSON.stringify(id)}}`];
-    const expected = { members: ['a', 'c'], partition: ['a', 'b'], withoutPartitioner: ['c'] };
+    const expected = { members: ['a', 'c'], partition: ['a', 'b'] };
     const good: Views = {
       members: [final('a'), final('c')],
       watch: [final('a'), final('c')],
@@ -144,8 +143,8 @@ describe('chaos checkers', () => {
       partitioner: ['a', 'b'],
     };
     const none: Views = { ...good, partitioner: null };
-    const problems = (views: Array<Views | { error: string }>): string[] => disagreements(expected, views).problems;
-    expect(disagreements(expected, [good, good, none])).toEqual({ problems: [], lingering: [] });
+    const problems = (views: Array<Views | { error: string }>): string[] => disagreements(expected, views);
+    expect(disagreements(expected, [good, good, none])).toEqual([]);
     expect(problems([good, { ...good, watch: [final('a')] }])).toHaveLength(1);
     expect(problems([{ ...good, partitioner: ['a'] }])).toHaveLength(1);
     // A member that should have left still there: a membership came back.
@@ -153,40 +152,10 @@ describe('chaos checkers', () => {
     expect(problems([{ ...good, members: all, watch: all }])).toHaveLength(1);
     expect(problems([{ ...good, partitionMembers: ['a'], partitioner: ['a'] }])).toHaveLength(1);
     expect(problems([{ error: 'ERR_CONNECTION' }])).toHaveLength(1);
-    // A client still in the partitioned group after closing its partitioner is set apart, for the history to judge.
-    expect(disagreements(expected, [{ ...none, partitionMembers: ['a', 'b', 'c'] }])).toEqual({ problems: [], lingering: ['c'] });
-    const outcome = { ok: false, ms: undefined, problems: ['x'], lingering: [], at: 0 };
+    // A client still in the partitioned group after closing its partitioner: its leave never reached the backend.
+    expect(problems([{ ...none, partitionMembers: ['a', 'b', 'c'] }])).toHaveLength(1);
+    const outcome = { ok: false, ms: undefined, problems: ['x'], at: 0 };
     expect(checkAll(history([], { convergence: outcome })).map((a) => a.checker)).toEqual(['convergence']);
-  });
-
-  it('known defect: a lingering partitioner member is set apart only when it closed one while cut off', () => {
-    const convergence = { ok: true, ms: 5, problems: [], lingering: ['c2.1'], at: 100 };
-    const closeAt = (start: number, end: number): Recorded[] => [
-      { proc: 'c2.1', k: 'inv', op: 7, f: 'partitioner.close', name: 'workers', at: start },
-      { proc: 'c2.1', k: 'ok', op: 7, at: end },
-    ];
-    const session = (event: string, at: number): Recorded => ({ proc: 'c2.1', k: 'session', event, at });
-    const lost = [session('suspended', 8), session('lost', 10), session('restored', 20)];
-    const during = history([...lost, ...closeAt(15, 16)], { convergence });
-    expect(knownDefects(during).map((k) => k.defect)).toEqual(['partitioner-close-leave-failed']);
-    expect(checkAll(during)).toEqual([]);
-    // Started before the session was suspended and cut short by it; or while merely suspended.
-    expect(knownDefects(history([...closeAt(5, 9), ...lost], { convergence }))).toHaveLength(1);
-    expect(knownDefects(history([session('suspended', 10), ...closeAt(11, 12), session('reconnected', 13)], { convergence }))).toHaveLength(
-      1,
-    );
-    // While a fault cut this client's links (not another client's), or the backend was down.
-    const fault = (kind: string, client: number): NemesisRecord[] => [
-      { at: 30, episode: 1, kind, phase: 'start', client, detail: '' },
-      { at: 40, episode: 1, kind, phase: 'heal', client, detail: '' },
-    ];
-    expect(knownDefects(history(closeAt(35, 36), { convergence, nemesis: fault('cut', 2) }))).toHaveLength(1);
-    expect(knownDefects(history(closeAt(35, 36), { convergence, nemesis: fault('restart-server', -1) }))).toHaveLength(1);
-    expect(knownDefects(history(closeAt(35, 36), { convergence, nemesis: fault('cut', 1) }))).toEqual([]);
-    // Closed while all was well: no excuse, an anomaly.
-    const after = history([...lost, ...closeAt(30, 31)], { convergence });
-    expect(knownDefects(after)).toEqual([]);
-    expect(checkAll(after).map((a) => a.checker)).toEqual(['convergence']);
   });
 });
 

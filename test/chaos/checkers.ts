@@ -64,8 +64,6 @@ export interface ConvergenceOutcome {
   readonly ms: number | undefined;
   /** What still disagreed at the deadline. */
   readonly problems: readonly string[];
-  /** Clients still in the partitioned group after closing their partitioner (the known defect's mark). */
-  readonly lingering: readonly string[];
   readonly at: number;
 }
 
@@ -307,82 +305,6 @@ export function checkErrors(records: readonly Recorded[]): Anomaly[] {
   return anomalies;
 }
 
-/**
- * Known library defects, not fixed yet, each pinned by a test in regressions.test.ts. An occurrence is set apart
- * from the anomalies only when the history shows its trigger; the same symptom without it is an anomaly.
- *
- * partitioner-close-leave-failed: partitioner.close() resolves even when its leave fails (the link is down, or the
- * session is lost meanwhile), and the coordinator still counts the group as joined: the membership stays, or the
- * restored session joins it again, for good. The trigger: a close while the client's session was suspended or lost,
- * or while a fault cut the client off (its links, or the backend itself).
- */
-export interface KnownDefect {
-  readonly defect: 'partitioner-close-leave-failed';
-  readonly proc: string;
-  readonly message: string;
-  readonly at: number;
-}
-
-/** Faults of the backend: any client's request may fail while one lasts. */
-const BACKEND_FAULTS = new Set(['restart-server', 'pause-server', 'kill-member', 'kill-leader', 'failover', 'stall-db']);
-/** Faults of one client's links. */
-const LINK_FAULT_KINDS = new Set(['cut', 'partition', 'delay', 'drop-replies']);
-
-/** When `proc` could not reach the backend: its session suspended or lost, its links or the backend faulty. */
-export function unreachable(history: Pick<CampaignHistory, 'records' | 'nemesis'>, proc: string): Array<[number, number]> {
-  const spans: Array<[number, number]> = [];
-  let downAt: number | undefined;
-  for (const r of history.records) {
-    if (r.proc !== proc || r.k !== 'session') continue;
-    if ((r.event === 'suspended' || r.event === 'lost') && downAt === undefined) downAt = r.at;
-    if ((r.event === 'reconnected' || r.event === 'restored') && downAt !== undefined) {
-      spans.push([downAt, r.at]);
-      downAt = undefined;
-    }
-  }
-  if (downAt !== undefined) spans.push([downAt, Infinity]);
-  const index = Number(/^c(\d+)\./.exec(proc)?.[1] ?? -1);
-  const started = new Map<number, number>();
-  for (const n of history.nemesis) {
-    const relevant = BACKEND_FAULTS.has(n.kind) || (LINK_FAULT_KINDS.has(n.kind) && n.client === index);
-    if (!relevant) continue;
-    if (n.phase === 'start') started.set(n.episode, n.at);
-    if (n.phase === 'heal' && started.has(n.episode)) spans.push([started.get(n.episode) ?? n.at, n.at]);
-  }
-  return spans;
-}
-
-/** The partitioner.close() calls of `proc` that overlapped a time it could not reach the backend, as [start, end]. */
-export function closesUnreachable(history: Pick<CampaignHistory, 'records' | 'nemesis'>, proc: string): Array<[number, number]> {
-  const spans = unreachable(history, proc);
-  const closes = new Map<number, number>();
-  const found: Array<[number, number]> = [];
-  for (const r of history.records) {
-    if (r.proc !== proc) continue;
-    if (r.k === 'inv' && r.f === 'partitioner.close') closes.set(r.op, r.at);
-    if (r.k === 'ok' && closes.has(r.op)) {
-      found.push([closes.get(r.op) ?? r.at, r.at]);
-      closes.delete(r.op);
-    }
-  }
-  return found.filter(([start, end]) => spans.some(([from, to]) => start <= to && end >= from));
-}
-
-export function knownDefects(history: CampaignHistory): KnownDefect[] {
-  const known: KnownDefect[] = [];
-  for (const proc of history.convergence?.lingering ?? []) {
-    const trigger = closesUnreachable(history, proc)[0];
-    if (!trigger) continue;
-    known.push({
-      defect: 'partitioner-close-leave-failed',
-      proc,
-      message: `${proc} is still in the partitioned group: its partitioner.close() at ${ms(trigger[0])} ran while it could not reach the backend`,
-      at: trigger[0],
-    });
-  }
-  return known;
-}
-
 export function checkConvergence(history: CampaignHistory): Anomaly[] {
   const c = history.convergence;
   if (!c) return [];
@@ -395,17 +317,6 @@ export function checkConvergence(history: CampaignHistory): Anomaly[] {
       procs: [],
       keys: [],
     });
-  const explained = new Set(knownDefects(history).map((k) => k.proc));
-  for (const proc of c.lingering) {
-    if (explained.has(proc)) continue;
-    anomalies.push({
-      checker: 'convergence',
-      message: `${proc} is still in the partitioned group after closing its partitioner, and none of its closes ran while it could not reach the backend`,
-      at: c.at,
-      procs: [proc],
-      keys: [],
-    });
-  }
   return anomalies;
 }
 

@@ -34,7 +34,7 @@ const total = (r: Summary): number => Object.values(r.faults).reduce((a, b) => a
 
 const rows = runs.map(
   (r) =>
-    `| ${r.driver} | ${r.seed} | ${r.clients} (${r.incarnations} processes) | ${r.seconds} s (${Math.round(r.elapsedMs / 1000)} s in all) | ${n(r.operations)} (${n(ok(r))} ok, ${n(failed(r))} failed as faults make them, ${n(r.operations - ok(r) - failed(r))} cut short by SIGKILL) | ${n(r.holds.lock)} / ${n(r.holds.lead)} | ${n(r.writes.accepted)} / ${n(r.writes.refused)} | ${total(r)}: ${faults(r)} | ${r.convergence?.ok ? `${r.convergence.ms} ms` : 'no'} | ${r.known.length} | **${r.anomalies.length}** |`,
+    `| ${r.driver} | ${r.seed} | ${r.clients} (${r.incarnations} processes) | ${r.seconds} s (${Math.round(r.elapsedMs / 1000)} s in all) | ${n(r.operations)} (${n(ok(r))} ok, ${n(failed(r))} failed as faults make them, ${n(r.operations - ok(r) - failed(r))} cut short by SIGKILL) | ${n(r.holds.lock)} / ${n(r.holds.lead)} | ${n(r.writes.accepted)} / ${n(r.writes.refused)} | ${total(r)}: ${faults(r)} | ${r.convergence?.ok ? `${r.convergence.ms} ms` : 'no'} | **${r.anomalies.length}** |`,
 );
 const reruns = runs.map((r) => `npm run chaos -- --driver ${r.driver} --seconds ${r.seconds} --seed ${r.seed} --clients ${r.clients}`);
 const dates = runs.map((r) => r.startedAt.slice(0, 10));
@@ -52,8 +52,8 @@ per driver (\`test/chaos/campaign.test.ts\`).
 
 Run on ${day} at commit ${commit}, on ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'}), the drivers side by side.
 
-| driver | seed | clients | faults for | operations | locks / leaderships held | register writes accepted / refused | faults injected | views agreed after quiescing | known defect | anomalies |
-|---|---|---|---|---|---|---|---|---|---|---|
+| driver | seed | clients | faults for | operations | locks / leaderships held | register writes accepted / refused | faults injected | views agreed after quiescing | anomalies |
+|---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 
 A refused register write is one that reached the fenced register after its holder's validity had ended (its process
@@ -96,23 +96,20 @@ another SQLite connection holding the write lock. Two lanes of faults run at onc
 
 ## Defects the campaigns found
 
-Both are in the core, not fixed yet, and pinned by \`test/chaos/regressions.test.ts\` (tests marked to fail while the
-defect is there, so that the fix flips them).
+Both were in the core, and both are fixed; \`test/chaos/regressions.test.ts\` keeps a deterministic test of each that
+failed before its fix.
 
-**partitioner-close-leave-failed.** \`partitioner.close()\` resolves even when its leave fails (the link is down, or the
-session is lost meanwhile), and the coordinator still counts the group as joined, so the membership stays, or the
-restored session joins the group again, for good; a later partitioner on that group then publishes its weight on that
-membership and does not leave either. Nearly every 10-minute campaign shows it once (the final check can see it only
-on the client that ends without a partitioner; the others open one again). The campaign sets an occurrence
-apart from the anomalies only when the client's own history shows the trigger (a close while its session was
-suspended or lost, or while a fault cut it off); the same symptom without it would be an anomaly. The "known defect"
-column counts them.
+**A partitioner's leave that could not reach the backend was forgotten.** \`partitioner.close()\` resolved even when
+its leave failed (the link down, or the session lost meanwhile), and the coordinator still counted the group as
+joined, so the membership stayed, or the restored session joined the group again, for good. Nearly every 10-minute
+campaign showed it once. Now a close gives the group up at once (a lost session no longer re-joins it) and owes the
+backend the leave: it is sent again at each renewal and reconnection until the backend answers, and a later join of
+the same group sends it first. The convergence check counts a member that outlives its partitioner as a failure.
 
-**restore-while-suspended.** A replacement session that is suspended while it re-joins its groups is never restored:
-the re-join gives up once the session is not connected, \`restored\` is announced only if it is connected when the
-re-join ends, and nothing tries again on \`reconnected\`. The member stays out of its groups while the coordinator
-counts them as joined, so \`updateCapabilities()\` and \`partitioner()\` fail with \`ERR_MEMBER_NOT_JOINED\` from then
-on. An earlier 10-minute etcd campaign (\`--seed 1403\`, at commit e597622) found it as 2 anomalies: a client whose
-session was lost while the etcd leader was killed could not open a partitioner for the remaining 40 s (convergence,
-settle). It depends on timing, and the run above did not hit it.
+**A replacement session suspended while it re-joined was never restored.** The re-join gave up once the session was
+not connected, \`restored\` was announced only if it was connected when the re-join ended, and nothing tried again on
+\`reconnected\`: the member stayed out of its groups while the coordinator counted them as joined. An etcd campaign
+(\`--seed 1403\`, a client's session lost while the etcd leader was killed) found it. Now a replacement session stays
+unrestored until one re-join pass has run without the link dropping; a reconnection starts another pass, and only
+then is \`restored\` announced.
 `);

@@ -31,10 +31,6 @@ export function summary(result: CampaignResult): string {
   lines.push(`faults: ${faults.length > 0 ? faults.join(', ') : 'none'}`);
   const c = result.convergence;
   lines.push(`convergence: ${c === undefined ? 'not reached' : c.ok ? `${c.ms} ms after quiescing` : 'FAILED'}`);
-  if (result.known.length > 0) {
-    lines.push(`known defects (not anomalies; pinned in regressions.test.ts): ${result.known.length}`);
-    for (const k of result.known.slice(0, 5)) lines.push(`  [${k.defect}] ${k.message}`);
-  }
   lines.push(`anomalies: ${result.anomalies.length}`);
   for (const a of result.anomalies.slice(0, 20)) lines.push(`  [${a.checker}] ${a.message}`);
   if (result.anomalies.length > 20) lines.push(`  ... and ${result.anomalies.length - 20} more`);
