@@ -88,38 +88,34 @@ describe('chaos campaign regressions', () => {
   // `npm run chaos -- --driver etcd --seconds 600 --seed 1403 --clients 4` (a leader killed while a client's session
   // was being replaced). Here: the link drops as soon as the replacement session is open, and comes back well within
   // its TTL.
-  it(
-    'a replacement session suspended while it re-joins is restored once it reconnects',
-    async () => {
-      const c = await connect(`memory://${randomBytes(6).toString('hex')}`, { member: 'a', sessionTtlMs: 3000 });
-      try {
-        const faults = memoryFaults(c);
-        await c.group('g').join({ create: true });
-        const first = c.session.id;
-        const reconnected = new Promise<void>((resolve) => c.once('reconnected', resolve));
-        const opened = new Promise<void>((resolve) => {
-          const poll = (): void => {
-            if (c.session.id === first || c.session.state !== 'connected') {
-              setImmediate(poll);
-              return;
-            }
-            faults.disconnect();
-            setTimeout(() => {
-              faults.reconnect();
-            }, 1800);
-            resolve();
-          };
-          setImmediate(poll);
-        });
-        faults.expire();
-        await deadline(opened, 10_000, 'the replacement session');
-        await deadline(reconnected, 10_000, 'the replacement session to reconnect');
-        await restored(c, 5000);
-        expect((await c.group('g').members()).map((m) => m.id)).toEqual(['a']);
-      } finally {
-        await c.close();
-      }
-    },
-    30_000,
-  );
+  it('a replacement session suspended while it re-joins is restored once it reconnects', async () => {
+    const c = await connect(`memory://${randomBytes(6).toString('hex')}`, { member: 'a', sessionTtlMs: 3000 });
+    try {
+      const faults = memoryFaults(c);
+      await c.group('g').join({ create: true });
+      const first = c.session.id;
+      const reconnected = new Promise<void>((resolve) => c.once('reconnected', resolve));
+      const opened = new Promise<void>((resolve) => {
+        const poll = (): void => {
+          if (c.session.id === first || c.session.state !== 'connected') {
+            setImmediate(poll);
+            return;
+          }
+          faults.disconnect();
+          setTimeout(() => {
+            faults.reconnect();
+          }, 1800);
+          resolve();
+        };
+        setImmediate(poll);
+      });
+      faults.expire();
+      await deadline(opened, 10_000, 'the replacement session');
+      await deadline(reconnected, 10_000, 'the replacement session to reconnect');
+      await restored(c, 5000);
+      expect((await c.group('g').members()).map((m) => m.id)).toEqual(['a']);
+    } finally {
+      await c.close();
+    }
+  }, 30_000);
 });
