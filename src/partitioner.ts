@@ -5,7 +5,7 @@
  */
 import { Channel } from './channel.js';
 import { ConcordError, isConcordError } from './errors.js';
-import { describe, validateCapabilities, validateOptionsObject } from './options.js';
+import { describe, validateCapabilities, validateOptionsObject, validateSignal } from './options.js';
 import { HashRing, Rendezvous, ToozHashRing, type Placement } from './placement/index.js';
 import { checkWeight } from './placement/placement.js';
 import type { Capabilities, Group, GroupEvent, PartitionChange, Partitioner, PartitionerOptions } from './types.js';
@@ -36,7 +36,8 @@ class PartitionerImpl implements Partitioner, Resyncable {
   readonly #host: PartitionerHost;
   readonly #handle: Group;
   readonly #placement: Placement;
-  readonly #subscribers = new Set<Channel<PartitionChange>>();
+  /** Each changes() stream, with what ends its ties (subscription, abort listener). */
+  readonly #subscribers = new Map<Channel<PartitionChange>, () => void>();
   #watch: GroupWatchImpl | undefined;
   #closing: Promise<void> | undefined;
   /** The partitioner joined the group itself (rather than publishing its weight on the user's own membership). */
@@ -81,7 +82,7 @@ class PartitionerImpl implements Partitioner, Resyncable {
     const left = event.type === 'leave' && before ? [event.member] : [];
     if (event.type === 'leave' && !before) return;
     const change: PartitionChange = { members: this.#placement.nodes, joined, left };
-    for (const subscriber of this.#subscribers) subscriber.push(change);
+    for (const subscriber of this.#subscribers.keys()) subscriber.push(change);
   }
 
   #assertOpen(): void {
@@ -102,17 +103,29 @@ class PartitionerImpl implements Partitioner, Resyncable {
     return this.owners(key, options).includes(this.#host.member);
   }
 
-  changes(options?: { initial?: boolean }): AsyncIterable<PartitionChange> {
+  changes(options?: { initial?: boolean; signal?: AbortSignal }): AsyncIterable<PartitionChange> {
     validateOptionsObject(options, 'options');
     const initial = options?.initial ?? true;
     if (typeof initial !== 'boolean') throw new ConcordError('ERR_INVALID_ARGUMENT', 'options.initial must be a boolean');
+    const signal = validateSignal(options?.signal, 'options.signal');
     this.#assertOpen();
-    const channel: Channel<PartitionChange> = new Channel(() => {
+    const onAbort = (): void => {
+      channel.end();
+      forget();
+    };
+    const forget = (): void => {
       this.#subscribers.delete(channel);
-    });
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const channel: Channel<PartitionChange> = new Channel(forget);
+    if (signal?.aborted) {
+      channel.end();
+      return channel;
+    }
     // The current view first, so a consumer never misses what happened before it started iterating.
     if (initial) channel.push({ members: this.#placement.nodes, joined: this.#placement.nodes, left: [] });
-    this.#subscribers.add(channel);
+    this.#subscribers.set(channel, forget);
+    signal?.addEventListener('abort', onAbort, { once: true });
     return channel;
   }
 
@@ -128,8 +141,10 @@ class PartitionerImpl implements Partitioner, Resyncable {
 
   async #close(): Promise<void> {
     this.#host.streams.delete(this);
-    for (const subscriber of this.#subscribers) subscriber.end();
-    this.#subscribers.clear();
+    for (const [subscriber, forget] of this.#subscribers) {
+      subscriber.end();
+      forget();
+    }
     await this.#watch?.close();
     // A membership the user made stays theirs (with the weight published on it).
     if (!this.#joinedGroup) return;

@@ -280,8 +280,11 @@ export interface Partitioner extends AsyncDisposable {
   owners(key: string | Uint8Array, options?: { replicas?: number; ignore?: Iterable<string> }): string[];
   /** Whether this member is among the owners of `key`. */
   isMine(key: string | Uint8Array, options?: { replicas?: number }): boolean;
-  /** With `initial` (default true), the current view first (every member in `joined`), then each change. */
-  changes(options?: { initial?: boolean }): AsyncIterable<PartitionChange>;
+  /**
+   * With `initial` (default true), the current view first (every member in `joined`), then each change. The stream ends
+   * when `signal` aborts or the partitioner closes.
+   */
+  changes(options?: { initial?: boolean; signal?: AbortSignal }): AsyncIterable<PartitionChange>;
   /** Stops following the group, and leaves it if the partitioner joined it. Later calls throw ERR_CLOSED. */
   close(): Promise<void>;
 }

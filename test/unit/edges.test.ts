@@ -325,6 +325,26 @@ describe('partitioner on a group the member joined itself', () => {
     await pa.close();
     await Promise.all([a.close(), b.close()]);
   });
+
+  it('changes({ signal }) ends the stream when the signal aborts, and refuses a non-signal', async () => {
+    const a = await connect(fresh(), { member: 'a' });
+    const partitioner = await a.group('g').partitioner();
+    const controller = new AbortController();
+    const seen: string[][] = [];
+    const loop = (async () => {
+      for await (const change of partitioner.changes({ signal: controller.signal })) {
+        seen.push(change.members);
+        controller.abort();
+      }
+    })();
+    await loop;
+    expect(seen).toEqual([['a']]);
+    const stopped = AbortSignal.abort();
+    expect(await partitioner.changes({ signal: stopped })[Symbol.asyncIterator]().next()).toEqual({ value: undefined, done: true });
+    expect(() => partitioner.changes({ signal: 'soon' as unknown as AbortSignal })).toThrow(/options\.signal/);
+    await partitioner.close();
+    await a.close();
+  });
 });
 
 describe('session TTLs', () => {
