@@ -4,6 +4,7 @@
  */
 import type { DriverDescriptor } from '../src/driver.js';
 import { driver as memory } from './memory/index.js';
+import { driver as etcd } from './etcd/index.js';
 
 // Drivers still exporting createDriver from index.ts, described here until their folders export a descriptor.
 const sqlite: DriverDescriptor = {
@@ -24,15 +25,6 @@ const redis: DriverDescriptor = {
     delayMs: 500,
   },
   create: async (context) => (await import('./redis/index.js')).createDriver(context),
-};
-const etcd: DriverDescriptor = {
-  name: 'etcd',
-  schemes: ['etcd', 'etcds'],
-  features: { scope: 'cluster', groups: true, election: true, fencing: true, watch: 'push', fairLocks: true },
-  clientPackage: 'etcd3',
-  minSessionTtlMs: 2000,
-  crashDetection: { text: 'TTL rounded up to whole seconds, + up to 0.5 s (lease expiry)', delayMs: 1000 },
-  create: async (context) => (await import('./etcd/index.js')).createDriver(context),
 };
 
 export const builtinDrivers: readonly DriverDescriptor[] = [memory, sqlite, redis, etcd];

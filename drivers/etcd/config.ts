@@ -13,8 +13,6 @@ import type { DriverContext } from '../../src/driver.js';
 import { hostList } from '../../src/url.js';
 
 export const DEFAULT_PORT = 2379;
-/** etcd grants no lease shorter than this (it rounds a shorter TTL up, so a shorter session would outlive its TTL). */
-export const MIN_TTL_MS = 2000;
 
 export interface EtcdConfig {
   /** `http://h:p` / `https://h:p`, the form the etcd3 client wants. */

@@ -8,10 +8,10 @@
  *                                             (process.hrtime.bigint(): comparable across processes), then {done}
  */
 import { createInterface } from 'node:readline';
-import { connect, type ConcordError } from '../../src/index.js';
+import { connect, type ConcordError } from '../../../src/index.js';
 
 const [mode, url, namespace, member, lock, arg] = process.argv.slice(2);
-if (!mode || !url || !namespace || !member || !lock || !arg) throw new Error('usage: etcd-child hold|work URL NAMESPACE MEMBER LOCK N');
+if (!mode || !url || !namespace || !member || !lock || !arg) throw new Error('usage: faults-child hold|work URL NAMESPACE MEMBER LOCK N');
 
 const say = (message: Record<string, unknown>): void => {
   process.stdout.write(`${JSON.stringify(message, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}\n`);

@@ -6,10 +6,10 @@
 import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { kQueued } from '../../src/coordinator.js';
-import { ConcordError, connect, type ConnectOptions, type Coordinator, type LeaderChange } from '../../src/index.js';
-import { requireServer, startEtcd, type ServerHandle } from '../support/servers.js';
-import { Collector, aborted, deadline, eventually, once } from '../support/wait.js';
+import { kQueued } from '../../../src/coordinator.js';
+import { ConcordError, connect, type ConnectOptions, type Coordinator, type LeaderChange } from '../../../src/index.js';
+import { requireServer, startEtcd, type ServerHandle } from '../../support/servers.js';
+import { Collector, aborted, deadline, eventually, once } from '../../support/wait.js';
 
 const availability = requireServer('etcd');
 

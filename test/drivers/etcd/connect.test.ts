@@ -8,10 +8,10 @@ import { execFileSync, spawn } from 'node:child_process';
 import * as net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { etcdctlBinary, freePort, requireServer, startEtcd, type ServerHandle } from '../support/servers.js';
-import { deadline } from '../support/wait.js';
+import { etcdctlBinary, freePort, requireServer, startEtcd, type ServerHandle } from '../../support/servers.js';
+import { deadline } from '../../support/wait.js';
 
-const CHILD = fileURLToPath(new URL('./etcd-connect-child.ts', import.meta.url));
+const CHILD = fileURLToPath(new URL('./connect-child.ts', import.meta.url));
 const availability = requireServer('etcd');
 
 interface Outcome {

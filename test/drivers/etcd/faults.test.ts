@@ -7,12 +7,12 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ConcordError, connect, type ConnectOptions, type Coordinator, type GroupEvent } from '../../src/index.js';
-import { checkIntervals, type HoldInterval } from '../support/history.js';
-import { requireServer, startEtcdCluster, type EtcdCluster } from '../support/servers.js';
-import { Collector, deadline, eventually, once } from '../support/wait.js';
+import { ConcordError, connect, type ConnectOptions, type Coordinator, type GroupEvent } from '../../../src/index.js';
+import { checkIntervals, type HoldInterval } from '../../support/history.js';
+import { requireServer, startEtcdCluster, type EtcdCluster } from '../../support/servers.js';
+import { Collector, deadline, eventually, once } from '../../support/wait.js';
 
-const CHILD = fileURLToPath(new URL('./etcd-child.ts', import.meta.url));
+const CHILD = fileURLToPath(new URL('./faults-child.ts', import.meta.url));
 const availability = requireServer('etcd');
 
 type Message = Record<string, unknown>;

@@ -4,13 +4,13 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConcordError, connect } from '../../src/index.js';
-import { createDriver } from '../../drivers/etcd/index.js';
-import { FaultProxy } from '../support/proxy.js';
-import { etcdctlBinary, freePort, isReachable, requireServer, startEtcd, type ServerHandle } from '../support/servers.js';
-import { Collector, deadline, eventually, once } from '../support/wait.js';
-import { servedTarget } from './served.js';
-import { describeConformance } from './suite.js';
+import { ConcordError, connect } from '../../../src/index.js';
+import { driver as etcd } from '../../../drivers/etcd/index.js';
+import { FaultProxy } from '../../support/proxy.js';
+import { etcdctlBinary, freePort, isReachable, requireServer, startEtcd, type ServerHandle } from '../../support/servers.js';
+import { Collector, deadline, eventually, once } from '../../support/wait.js';
+import { servedTarget } from '../../conformance/served.js';
+import { describeConformance } from '../../conformance/suite.js';
 
 const availability = requireServer('etcd');
 
@@ -325,7 +325,7 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
 
     it('a leftover own key: tryAcquire of the same coordinator is not told that someone else holds it', async () => {
       if (!plain) throw new Error('etcd is not running');
-      const driver = await createDriver({
+      const driver = await etcd.create({
         url: new URL(plain.url),
         rawUrl: plain.url,
         params: new URLSearchParams(),
@@ -363,7 +363,7 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
       const server = plain;
       const watchers = (): Promise<number> => metric(server.port, 'etcd_debugging_mvcc_watcher_total');
       const before = await watchers();
-      const driver = await createDriver({
+      const driver = await etcd.create({
         url: new URL(plain.url),
         rawUrl: plain.url,
         params: new URLSearchParams(),
