@@ -7,13 +7,13 @@
  * test starts.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureBuilt, root } from './support/build.js';
 import { available, startRedis, type ServerHandle } from './support/servers.js';
 
 const run = promisify(execFile);
-const root = new URL('..', import.meta.url).pathname;
 const dir = `${root}tmp/readme/`;
 
 interface Block {
@@ -86,20 +86,13 @@ function program(block: Block, redisUrl: string | undefined): string {
   return [...imports, ...prelude, body, ...epilogue, 'console.log("README block done");', ''].join('\n');
 }
 
-function newestIn(folder: string): number[] {
-  return readdirSync(folder, { recursive: true, encoding: 'utf8' }).map((file) => statSync(`${folder}/${file}`).mtimeMs);
-}
-
 const readme = readFileSync(`${root}README.md`, 'utf8');
 const all = blocks(readme);
 let redis: ServerHandle | undefined;
 
 beforeAll(async () => {
-  // The blocks import the package by name, which resolves to its build: it must not be older than the sources.
-  const built = statSync(`${root}dist/src/index.js`, { throwIfNoEntry: false });
-  const newest = Math.max(...['src', 'drivers'].flatMap((folder) => newestIn(`${root}${folder}`)));
-  if (!built || built.mtimeMs < newest)
-    await run(process.execPath, [`${root}node_modules/typescript/bin/tsc`, '-p', 'tsconfig.build.json'], { cwd: root });
+  // The blocks import the package by name, which resolves to its build.
+  await ensureBuilt();
   if (all.some((b) => b.code.includes('redis://')) && available('redis').ok) redis = await startRedis();
   mkdirSync(dir, { recursive: true });
 }, 180_000);
