@@ -1,8 +1,8 @@
-import { connect } from '../../src/index.js';
-import { kDriver } from '../../src/coordinator.js';
-import type { Driver } from '../../src/driver.js';
-import { driver } from '../../drivers/memory/index.js';
-import { describeConformance } from './suite.js';
+import { connect } from '../../../src/index.js';
+import { kDriver } from '../../../src/coordinator.js';
+import type { Driver } from '../../../src/driver.js';
+import { driver } from '../../../drivers/memory/index.js';
+import { describeConformance } from '../../conformance/suite.js';
 
 describeConformance({
   name: driver.name,
