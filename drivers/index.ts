@@ -4,6 +4,7 @@
  */
 import type { DriverDescriptor } from '../src/driver.js';
 import { driver as memory } from './memory/index.js';
+import { driver as redis } from './redis/index.js';
 import { driver as etcd } from './etcd/index.js';
 
 // Drivers still exporting createDriver from index.ts, described here until their folders export a descriptor.
@@ -14,17 +15,6 @@ const sqlite: DriverDescriptor = {
   clientPackage: 'better-sqlite3',
   crashDetection: { text: 'milliseconds when the process is gone; else TTL + 50 ms', delayMs: 100 },
   create: async (context) => (await import('./sqlite/index.js')).createDriver(context),
-};
-const redis: DriverDescriptor = {
-  name: 'Redis',
-  schemes: ['redis', 'rediss', 'redis+sentinel'],
-  features: { scope: 'cluster', groups: true, election: true, fencing: true, watch: 'push', fairLocks: true },
-  clientPackage: 'ioredis',
-  crashDetection: {
-    text: 'TTL + ~100 ms with keyspace notifications; else up to TTL/3 more (reaped by live members)',
-    delayMs: 500,
-  },
-  create: async (context) => (await import('./redis/index.js')).createDriver(context),
 };
 
 export const builtinDrivers: readonly DriverDescriptor[] = [memory, sqlite, redis, etcd];

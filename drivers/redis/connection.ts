@@ -12,6 +12,7 @@ import type { Redis as RedisClient, RedisOptions } from 'ioredis';
 import type { Respondable } from 'ioredis/built/types.js';
 import { ConcordError } from '../../src/errors.js';
 import { debug } from '../../src/debug.js';
+import { isAuthFailure, withoutCommand } from './errors.js';
 
 export type RedisConstructor = new (options: RedisOptions) => RedisClient;
 
@@ -132,20 +133,6 @@ function quiet(client: RedisClient): void {
   );
 }
 
-/** A reply from the server that retrying will not change (it needs an operator): ERR_REFUSED rather than ERR_CONNECTION. */
-const REFUSAL = /(?:^|: -|\s-)(OOM|READONLY|NOPERM|WRONGTYPE)\b|The user executing the script can't/;
-
-/**
- * Whether an error is the server refusing the request for good: out of memory, a read-only replica, a missing
- * permission, a key of the wrong type. Behind Sentinel a READONLY reply means the master moved: a connection problem.
- */
-export function isRefusal(error: unknown, sentinel: boolean): boolean {
-  const text = error instanceof Error ? error.message : String(error);
-  const match = REFUSAL.exec(text);
-  if (!match) return false;
-  return !(sentinel && match[1] === 'READONLY');
-}
-
 function deadlineMs(ttlMs: number): number {
   return Math.max(1000, ttlMs);
 }
@@ -177,23 +164,26 @@ function watch(client: RedisClient, deadlineMs: number): void {
   });
 }
 
-/** Opens a lazily created connection; on failure the client is disconnected so no retry timer is left behind. */
+/**
+ * Opens a lazily created connection; on failure the client is disconnected so no retry timer is left behind. Refused
+ * credentials are ERR_REFUSED (retrying will not change them); anything else is ERR_CONNECTION.
+ */
 export async function open(client: RedisClient): Promise<void> {
   try {
     await client.connect();
   } catch (error) {
     client.disconnect();
     const reported = lastErrors.get(client) ?? (error instanceof Error ? error : new Error(String(error)));
-    throw new ConcordError('ERR_CONNECTION', `cannot connect to redis: ${reported.message}`, { cause: withoutCommand(reported) });
+    const cause = withoutCommand(reported);
+    if (isAuthFailure(reported)) {
+      // The user name, never the password: the server's reply does not echo it, and the command is dropped (cause).
+      const user = client.options.username ?? 'default';
+      throw new ConcordError('ERR_REFUSED', `cannot connect to redis: it refused the credentials of user "${user}" (${reported.message})`, {
+        cause,
+      });
+    }
+    throw new ConcordError('ERR_CONNECTION', `cannot connect to redis: ${reported.message}`, { cause });
   }
-}
-
-/** A server's reply error carries the command's arguments, which for AUTH is the password: keep only what it said. */
-export function withoutCommand(error: Error): Error {
-  if (!('command' in error)) return error;
-  const copy = new Error(error.message);
-  copy.name = error.name;
-  return copy;
 }
 
 /** Resolves once the client is ready, or false after ms. */

@@ -13,7 +13,7 @@ import type { Redis as RedisClient } from 'ioredis';
 import { connectionError, refusedError } from '../../src/errors.js';
 import { debug } from '../../src/debug.js';
 import type { Unsubscribe } from '../../src/driver.js';
-import { isRefusal } from './connection.js';
+import { isRefusal } from './errors.js';
 
 type Listener = (message: string) => void;
 

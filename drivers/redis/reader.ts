@@ -32,7 +32,8 @@ const COUNT = 512;
 type Entry = [id: string, fields: string[]];
 type Reply = Array<[key: string, entries: Entry[]]> | null;
 
-export function compareIds(a: string, b: string): number {
+/** Stream entry ids (`<ms>-<seq>`) in stream order (not the kit's compareIds: these compare as numbers). */
+function compareStreamIds(a: string, b: string): number {
   const [am = '0', as = '0'] = a.split('-');
   const [bm = '0', bs = '0'] = b.split('-');
   const ms = BigInt(am) - BigInt(bm);
@@ -151,7 +152,7 @@ export class StreamReader {
       const positions = new Map<string, string>();
       for (const watch of this.#watches) {
         const at = positions.get(watch.key);
-        if (at === undefined || compareIds(watch.id, at) < 0) positions.set(watch.key, watch.id);
+        if (at === undefined || compareStreamIds(watch.id, at) < 0) positions.set(watch.key, watch.id);
       }
       const keys = [...positions.keys()];
       this.#dirty = false;
@@ -187,7 +188,7 @@ export class StreamReader {
         if (watch.key !== key) continue;
         for (const [id, fields] of entries) {
           if (!watch.active) break;
-          if (compareIds(id, watch.id) <= 0) continue;
+          if (compareStreamIds(id, watch.id) <= 0) continue;
           const record = fieldsOf(fields);
           const seq = Number(record.n);
           if (seq !== watch.seq + 1) {

@@ -24,6 +24,12 @@
  * Errors meant for the caller are replies 'CONCORD <code>'.
  */
 import { createHash } from 'node:crypto';
+import type { LockKind } from '../../src/driver.js';
+
+/** A lock's key under the prefix, as the scripts take it: `<kind>:<name>`. */
+export function lockKey(kind: LockKind, name: string): string {
+  return `${kind}:${name}`;
+}
 
 /** A fencing counter lapses this long after it was seeded (it is re-seeded from the clock, so tokens still grow). */
 export const FENCE_TTL_MS = 7 * 24 * 3600 * 1000;

@@ -1,8 +1,8 @@
 /**
  * What a driver gives the conformance suite. Adding a driver to the suite is one file:
  *
- *   // test/conformance/redis.test.ts
- *   import { describeConformance } from './suite.js';
+ *   // test/drivers/redis/conformance.test.ts
+ *   import { describeConformance } from '../../conformance/suite.js';
  *   describeConformance(redisTarget);
  */
 import type { Coordinator, ConnectOptions, DriverDescriptor } from '../../src/index.js';

@@ -4,9 +4,9 @@
  * session: the acquisition carries on in the replacement session. Real redis-server, restarted by the test.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type HeldLock } from '../../src/index.js';
-import { requireServer, startRedis, type ServerHandle } from '../support/servers.js';
-import { deadline } from '../support/wait.js';
+import { connect, type HeldLock } from '../../../src/index.js';
+import { requireServer, startRedis, type ServerHandle } from '../../support/servers.js';
+import { deadline } from '../../support/wait.js';
 
 const available = requireServer('redis');
 let server: ServerHandle | undefined;

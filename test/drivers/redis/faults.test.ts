@@ -9,15 +9,15 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { kQueued, type CoordinatorImpl } from '../../src/coordinator.js';
-import { ConcordError, connect, type ConnectOptions, type Coordinator } from '../../src/index.js';
-import { checkIntervals, type HoldInterval } from '../support/history.js';
-import { FaultProxy } from '../support/proxy.js';
-import { requireServer, startRedis, type ServerHandle } from '../support/servers.js';
-import { aborted, deadline, eventually, once } from '../support/wait.js';
+import { kQueued, type CoordinatorImpl } from '../../../src/coordinator.js';
+import { ConcordError, connect, type ConnectOptions, type Coordinator } from '../../../src/index.js';
+import { checkIntervals, type HoldInterval } from '../../support/history.js';
+import { FaultProxy } from '../../support/proxy.js';
+import { requireServer, startRedis, type ServerHandle } from '../../support/servers.js';
+import { aborted, deadline, eventually, once } from '../../support/wait.js';
 
-const HOLDER = fileURLToPath(new URL('./redis-holder.ts', import.meta.url));
-const CONTENDER = fileURLToPath(new URL('./redis-contender.ts', import.meta.url));
+const HOLDER = fileURLToPath(new URL('./holder.ts', import.meta.url));
+const CONTENDER = fileURLToPath(new URL('./contender.ts', import.meta.url));
 
 type Message = Record<string, unknown>;
 

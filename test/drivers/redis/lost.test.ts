@@ -6,10 +6,10 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { CoordinatorImpl } from '../../src/coordinator.js';
-import { ConcordError, connect, type ConnectOptions, type Coordinator } from '../../src/index.js';
-import { requireServer, startRedis, startRedisReplica, type ServerHandle } from '../support/servers.js';
-import { aborted, deadline, eventually, once } from '../support/wait.js';
+import type { CoordinatorImpl } from '../../../src/coordinator.js';
+import { ConcordError, connect, type ConnectOptions, type Coordinator } from '../../../src/index.js';
+import { requireServer, startRedis, startRedisReplica, type ServerHandle } from '../../support/servers.js';
+import { aborted, deadline, eventually, once } from '../../support/wait.js';
 
 const availability = requireServer('redis');
 

@@ -2,30 +2,33 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { kCrash, kQueued, type CoordinatorImpl } from '../../src/coordinator.js';
-import { ConcordError, connect, type Coordinator } from '../../src/index.js';
-import { findBinary, freePort, requireServer, startRedis } from '../support/servers.js';
-import { deadline, eventually } from '../support/wait.js';
-import { PROBE, SCRIPTS, SCRIPT_COMMANDS } from '../../drivers/redis/scripts.js';
-import { servedTarget } from './served.js';
-import { describeConformance } from './suite.js';
+import { kCrash, kQueued, type CoordinatorImpl } from '../../../src/coordinator.js';
+import { ConcordError, connect, type Coordinator } from '../../../src/index.js';
+import { findBinary, freePort, requireServer, startRedis } from '../../support/servers.js';
+import { deadline, eventually } from '../../support/wait.js';
+import { driver } from '../../../drivers/redis/index.js';
+import { PROBE, SCRIPTS, SCRIPT_COMMANDS } from '../../../drivers/redis/scripts.js';
+import { servedTarget } from '../../conformance/served.js';
+import { describeConformance } from '../../conformance/suite.js';
 
 const availability = requireServer('redis');
 
 describe.skipIf(!availability.ok)(`redis${availability.ok ? '' : ` (skipped: ${availability.reason})`}`, () => {
-  describeConformance(
-    servedTarget({
+  describeConformance({
+    ...servedTarget({
       name: 'redis',
       scheme: 'redis',
       start: () => startRedis(),
       // Expired session keys are reaped on the keyspace notification (Redis expires keys within ~100 ms), or else by
       // a live coordinator's next renewal (a third of its TTL).
       shortTtlMs: 750,
-      detectionDelayMs: 500,
+      detectionDelayMs: driver.crashDetection.delayMs,
     }),
-  );
+    descriptor: driver,
+  });
 });
 
 // ---- URLs: authentication, database index, TLS, Sentinel, bad input (servers started here with their own flags)
@@ -140,11 +143,51 @@ describe.skipIf(!availability.ok)('redis urls', () => {
       await watch.close();
       await collecting;
       await Promise.all([a.close(), b.close(), bobC.close()]);
-      const [code, message] = await codeOf(connect(`redis://:wrong-pw@127.0.0.1:${server.port}`, { member: 'c' }));
-      expect(code).toBe('ERR_CONNECTION');
-      // What the server said, not "Connection is closed"; and never the password.
-      expect(message).toContain('WRONGPASS');
-      expect(message).not.toContain('wrong-pw');
+    } finally {
+      admin.disconnect();
+      await server.stop();
+    }
+  });
+
+  it('refuses credentials the server rejects with ERR_REFUSED, naming the user and never the password', async () => {
+    const server = await spawnRedis(
+      (port) => ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--requirepass', 's3cret'],
+      READY,
+    );
+    const admin = new Redis({ host: '127.0.0.1', port: server.port, password: 's3cret', lazyConnect: true });
+    try {
+      await admin.connect();
+      await admin.call('ACL', 'SETUSER', 'alice', 'on', '>alice-pw', '~*', '&*', '+@all');
+      const refusal = async (url: string): Promise<ConcordError> => {
+        const error = await connect(url, { member: 'c', connectTimeoutMs: 5000 }).then(
+          async (c) => {
+            await c.close();
+            throw new Error(`${url} was accepted`);
+          },
+          (e: unknown) => e,
+        );
+        expect(error).toBeInstanceOf(ConcordError);
+        return error as ConcordError;
+      };
+      // A wrong password, for the default user and for an ACL user: what the server said, not "Connection is closed"
+      // (as etcd refuses wrong credentials: retrying will not change them).
+      for (const [url, user] of [
+        [`redis://:wrong-pw@127.0.0.1:${server.port}`, 'default'],
+        [`redis://alice:wrong-pw@127.0.0.1:${server.port}`, 'alice'],
+      ] as const) {
+        const error = await refusal(url);
+        expect(error.code, url).toBe('ERR_REFUSED');
+        expect(error.message, url).toContain('WRONGPASS');
+        expect(error.message, url).toContain(`"${user}"`);
+        // Nowhere: not in the message, the cause, or anything the error prints.
+        expect(inspect(error, { depth: 10 }), url).not.toContain('wrong-pw');
+      }
+      // No password for a server that needs one.
+      const missing = await refusal(`redis://127.0.0.1:${server.port}`);
+      expect(missing.code).toBe('ERR_REFUSED');
+      expect(missing.message).toContain('NOAUTH');
+      // The right password still connects.
+      await (await connect(`redis://alice:alice-pw@127.0.0.1:${server.port}`, { member: 'c' })).close();
     } finally {
       admin.disconnect();
       await server.stop();

@@ -6,11 +6,11 @@
  *   in:   `touch` (reads held.signal, as a holder does before using the resource), `release`, `exit`.
  */
 import { createInterface } from 'node:readline';
-import { ConcordError, connect } from '../../src/index.js';
+import { ConcordError, connect } from '../../../src/index.js';
 
 const [url, namespace, member, ttl, lock] = process.argv.slice(2);
 if (url === undefined || namespace === undefined || member === undefined || ttl === undefined || lock === undefined) {
-  throw new Error('usage: redis-holder URL NAMESPACE MEMBER TTL_MS LOCK');
+  throw new Error('usage: holder URL NAMESPACE MEMBER TTL_MS LOCK');
 }
 const say = (value: Record<string, unknown>): void => {
   process.stdout.write(`${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}\n`);

@@ -8,11 +8,11 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FaultProxy } from '../support/proxy.js';
-import { freePort, requireServer, startRedis, startSentinel, type ServerHandle } from '../support/servers.js';
-import { deadline } from '../support/wait.js';
+import { FaultProxy } from '../../support/proxy.js';
+import { freePort, requireServer, startRedis, startSentinel, type ServerHandle } from '../../support/servers.js';
+import { deadline } from '../../support/wait.js';
 
-const CHILD = fileURLToPath(new URL('./redis-connect-child.ts', import.meta.url));
+const CHILD = fileURLToPath(new URL('./connect-child.ts', import.meta.url));
 
 interface Outcome {
   readonly exitCode: number | null;

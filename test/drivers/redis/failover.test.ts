@@ -7,10 +7,10 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { ConcordError, connect, type Coordinator } from '../../src/index.js';
-import { FaultProxy } from '../support/proxy.js';
-import { requireServer, startRedis, startRedisReplica, startSentinel } from '../support/servers.js';
-import { aborted, eventually } from '../support/wait.js';
+import { ConcordError, connect, type Coordinator } from '../../../src/index.js';
+import { FaultProxy } from '../../support/proxy.js';
+import { requireServer, startRedis, startRedisReplica, startSentinel } from '../../support/servers.js';
+import { aborted, eventually } from '../../support/wait.js';
 
 const availability = requireServer('redis');
 

@@ -3,11 +3,11 @@
  * JSON line, times from process.hrtime.bigint() (CLOCK_MONOTONIC, comparable across the processes of one host).
  *   argv: URL NAMESPACE MEMBER COUNT LOCK
  */
-import { connect } from '../../src/index.js';
+import { connect } from '../../../src/index.js';
 
 const [url, namespace, member, count, lock] = process.argv.slice(2);
 if (url === undefined || namespace === undefined || member === undefined || count === undefined || lock === undefined) {
-  throw new Error('usage: redis-contender URL NAMESPACE MEMBER COUNT LOCK');
+  throw new Error('usage: contender URL NAMESPACE MEMBER COUNT LOCK');
 }
 const coordinator = await connect(url, { namespace, member, sessionTtlMs: 5000 });
 const intervals: Array<{ client: string; token: string; start: string; end: string }> = [];

@@ -4,10 +4,10 @@
  *   argv: URL CONNECT_TIMEOUT_MS
  *   out:  {"connected": true, "ms": n} or {"code": "ERR_...", "message": "...", "ms": n}; exit code 0, or 3 from the catch
  */
-import { ConcordError, connect } from '../../src/index.js';
+import { ConcordError, connect } from '../../../src/index.js';
 
 const [url, timeout] = process.argv.slice(2);
-if (url === undefined || timeout === undefined) throw new Error('usage: redis-connect-child URL CONNECT_TIMEOUT_MS');
+if (url === undefined || timeout === undefined) throw new Error('usage: connect-child URL CONNECT_TIMEOUT_MS');
 const startedAt = performance.now();
 const elapsed = (): number => Math.round(performance.now() - startedAt);
 try {

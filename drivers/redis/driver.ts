@@ -1,0 +1,521 @@
+/**
+ * The Redis driver's implementation: sessions, groups and locks as one Lua script each (scripts.ts), on a command
+ * connection, a subscriber connection (pubsub.ts: lock grants, lock watches, expiries, flushes) and, once a group is
+ * watched, a connection for blocking stream reads (reader.ts). Connecting runs the checks of probe.ts; held locks are
+ * watched by held.ts. index.ts states what the driver promises.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Redis as RedisClient } from 'ioredis';
+import { importClient } from '../../src/client.js';
+import { sleep } from '../../src/clock.js';
+import { debug } from '../../src/debug.js';
+import { abortedError } from '../../src/errors.js';
+import type { Driver, DriverContext, GroupSnapshot, LockHolder, LockKind, Revision, Unsubscribe, WatchSink } from '../../src/driver.js';
+import { Wakeup, compareIds, connectionClosed, parseCapabilities } from '../../src/kit/index.js';
+import type { Capabilities, Member } from '../../src/types.js';
+import { createClient, open, quietSentinelConnector, quit, type RedisConstructor } from './connection.js';
+import { isNoScript, toConcordError, type ErrorContext } from './errors.js';
+import { HeldLocks } from './held.js';
+import { features } from './index.js';
+import { redisSettings, type RedisSettings } from './options.js';
+import { probeServer } from './probe.js';
+import { Subscriber } from './pubsub.js';
+import { StreamReader, type StreamWatch } from './reader.js';
+import { SCRIPTS, lockKey, type ScriptName } from './scripts.js';
+
+/** Expired sessions reaped per renewal at most (the rest on the next ones). */
+const REAP_LIMIT = 16;
+/** How long a deleted group's change stream is kept, so watchers of a re-created group carry on without a gap. */
+const HISTORY_MS = 3_600_000;
+
+class RedisDriver implements Driver {
+  readonly features = features;
+  readonly #Redis: RedisConstructor;
+  readonly #settings: RedisSettings;
+  readonly #context: DriverContext;
+  readonly #prefix: string;
+  readonly #ttlMs: number;
+  readonly #sentinel: boolean;
+  readonly #cmd: RedisClient;
+  readonly #subscriber: Subscriber;
+  /** The server publishes expired-key events (E and x). */
+  #notifyExpired = false;
+  #expiryListening = false;
+  #reader: StreamReader | undefined;
+  #readerClient: RedisClient | undefined;
+  readonly #sessions = new Map<string, number>();
+  readonly #lockWatchers = new Set<() => void>();
+  /** Locks held by this driver's sessions, watched while held. */
+  readonly #held: HeldLocks;
+  /** Scripts known to be cached by the server behind the current connection. */
+  readonly #loaded = new Set<ScriptName>();
+  #reapScheduled = false;
+  #nonce = 0;
+  /** Names this driver's grant channel; the nonce of a queued call is `<id>:<n>`. */
+  readonly #id = randomBytes(6).toString('hex');
+  /** Queued calls by nonce, told of their grant on the grant channel. */
+  readonly #grants = new Map<string, (token: string) => void>();
+  #grantChannel: Unsubscribe | undefined;
+  #closed = false;
+
+  constructor(Redis: RedisConstructor, settings: RedisSettings, context: DriverContext) {
+    this.#Redis = Redis;
+    this.#settings = settings;
+    this.#context = context;
+    this.#prefix = `{${context.namespace}}:`;
+    this.#ttlMs = context.sessionTtlMs;
+    this.#sentinel = settings.base.sentinels !== undefined;
+    this.#cmd = createClient(Redis, settings.base, 'command', context.sessionTtlMs);
+    this.#subscriber = new Subscriber(
+      createClient(Redis, settings.base, 'subscriber', context.sessionTtlMs),
+      {
+        reconnected: () => {
+          // Messages published while the subscriber was down are lost: every waiter and lock watch checks again, and
+          // so do the holders (a deletion of their key may have gone unheard).
+          for (const listener of [...this.#lockWatchers]) listener();
+          this.#scheduleReap();
+          this.#held.checkSoon();
+        },
+        flushed: () => {
+          this.#checkSessions();
+        },
+      },
+      this.#sentinel,
+    );
+    this.#held = new HeldLocks(this.#subscriber, `__keyspace@${String(settings.db)}__:${this.#prefix}l:`, {
+      check: (sid, pairs) => this.#run('check', [sid, ...pairs]),
+      sessionGone: (sid) => {
+        if (this.#sessions.has(sid)) this.#expire(sid);
+        else this.#forget(sid);
+      },
+      lockLost: (kind, name, token) => {
+        this.#context.events.lockLost(kind, name, token);
+      },
+    });
+    let wasDown = false;
+    this.#cmd.on('close', () => {
+      wasDown = true;
+      this.#loaded.clear();
+    });
+    this.#cmd.on('ready', () => {
+      if (!wasDown) return;
+      wasDown = false;
+      // A server restarted without persistence forgot every session, and a promoted replica may lack the latest
+      // grants: say so now, not at the next renewal.
+      this.#checkSessions();
+    });
+  }
+
+  /** Opens both connections and runs the connect-time checks (probe.ts); the grant channel is subscribed meanwhile. */
+  async start(signal: AbortSignal): Promise<void> {
+    try {
+      await Promise.all([open(this.#cmd), open(this.#subscriber.client)]);
+      const subscribed = this.#subscriber
+        .start()
+        .then(() => this.#listenForGrants())
+        .then(
+          () => undefined,
+          (error: unknown) => error as Error,
+        );
+      const { scriptsLoaded, notifications } = await probeServer({
+        client: this.#cmd,
+        prefix: this.#prefix,
+        user: this.#settings.base.username ?? 'default',
+        sentinel: this.#sentinel,
+        allowEviction: this.#settings.allowEviction,
+        keyspaceEvents: this.#settings.keyspaceEvents,
+        subscribed,
+        signal,
+      });
+      if (scriptsLoaded) for (const name of Object.keys(SCRIPTS) as ScriptName[]) this.#loaded.add(name);
+      this.#notifyExpired = notifications.expired;
+      this.#held.watchKeys = notifications.deleted;
+    } catch (error) {
+      this.destroy();
+      throw error;
+    }
+  }
+
+  // ---- plumbing
+
+  async #run(name: ScriptName, args: readonly string[], context?: ErrorContext): Promise<unknown> {
+    if (this.#closed) throw connectionClosed('redis');
+    const script = SCRIPTS[name];
+    const argv = [this.#prefix, ...args];
+    const routing = `${this.#prefix}ss`;
+    try {
+      // EVAL the first time on each connection: an EVALSHA answered NOSCRIPT and then sent again as EVAL would run
+      // after commands sent in between, reordering (say) a release behind the next acquire.
+      if (!this.#loaded.has(name)) {
+        const reply: unknown = await this.#cmd.eval(script.source, 1, routing, ...argv);
+        this.#loaded.add(name);
+        return reply;
+      }
+      try {
+        return await this.#cmd.evalsha(script.sha, 1, routing, ...argv);
+      } catch (error) {
+        if (!isNoScript(error)) throw error;
+        this.#loaded.clear();
+        return await this.#cmd.eval(script.source, 1, routing, ...argv);
+      }
+    } catch (error) {
+      throw toConcordError(error, context, this.#sentinel);
+    }
+  }
+
+  /** The subscriber connection, opened with the command connection so a first watch subscribes in one round trip. */
+  #sub(): Promise<Subscriber> {
+    if (this.#closed) return Promise.reject(connectionClosed('redis'));
+    if (this.#notifyExpired && !this.#expiryListening) {
+      // Only coordinators that watch or wait listen for expiries: plain members need not all reap on every one.
+      this.#expiryListening = true;
+      void this.#listenForExpiry(this.#subscriber);
+    }
+    return Promise.resolve(this.#subscriber);
+  }
+
+  /** Expired session keys reaped at once. */
+  async #listenForExpiry(subscriber: Subscriber): Promise<void> {
+    const sessionKeys = `${this.#prefix}s:`;
+    try {
+      await subscriber.add(`__keyevent@${String(this.#settings.db)}__:expired`, (key) => {
+        if (!key.startsWith(sessionKeys)) return;
+        const sid = key.slice(sessionKeys.length);
+        if (this.#sessions.has(sid)) this.#expire(sid);
+        this.#scheduleReap();
+      });
+    } catch (error) {
+      debug('cannot subscribe to expiry notifications: %s', (error as Error).message);
+    }
+  }
+
+  /** One reap per burst of expiries; a random delay spreads the reapers of many coordinators. */
+  #scheduleReap(): void {
+    if (this.#reapScheduled || this.#closed) return;
+    this.#reapScheduled = true;
+    const timer = setTimeout(() => {
+      this.#reapScheduled = false;
+      if (this.#closed) return;
+      this.#run('reap', [String(REAP_LIMIT * 4)]).catch((error: unknown) => {
+        debug('reap failed: %s', (error as Error).message);
+      });
+    }, Math.random() * 20);
+    timer.unref();
+  }
+
+  #streamReader(): StreamReader {
+    if (!this.#reader) {
+      this.#readerClient = createClient(this.#Redis, this.#settings.base, 'reader', this.#ttlMs);
+      this.#reader = new StreamReader(this.#readerClient, this.#cmd);
+    }
+    return this.#reader;
+  }
+
+  /** Every session and every held lock checked against the backend (after a flush or a reconnect). */
+  #checkSessions(): void {
+    void this.#held.check(this.#sessions.keys());
+  }
+
+  /** Forgets a session that ended (closed, expired, or replaced): its locks went with it. */
+  #forget(sid: string): void {
+    this.#sessions.delete(sid);
+    this.#held.releaseAll(sid);
+  }
+
+  #expire(sid: string): void {
+    this.#forget(sid);
+    this.#context.events.sessionExpired(sid);
+  }
+
+  // ---- sessions
+
+  async openSession(ttlMs: number): Promise<string> {
+    const sid = randomBytes(12).toString('hex');
+    await this.#run('openSession', [sid, this.#context.member, String(Math.ceil(ttlMs))]);
+    this.#sessions.set(sid, Math.ceil(ttlMs));
+    return sid;
+  }
+
+  /** Renews, and checks on the way that the session still holds every lock it was granted. */
+  async renewSession(sessionId: string): Promise<boolean> {
+    const ttl = this.#sessions.get(sessionId) ?? Math.ceil(this.#ttlMs);
+    const pairs = this.#held.pairsOf(sessionId);
+    const reply = await this.#run('renewSession', [sessionId, String(ttl), String(REAP_LIMIT), ...pairs]);
+    if (!Array.isArray(reply)) {
+      this.#forget(sessionId);
+      return false;
+    }
+    this.#held.lost(sessionId, pairs, (reply as unknown[]).slice(1) as string[]);
+    return true;
+  }
+
+  async closeSession(sessionId: string): Promise<void> {
+    this.#forget(sessionId);
+    await this.#run('closeSession', [sessionId]);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#held.close();
+    this.#readerClient?.disconnect();
+    await this.#reader?.stop();
+    this.#subscriber.dispose();
+    await Promise.all([quit(this.#cmd), quit(this.#subscriber.client)]);
+  }
+
+  destroy(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#held.close();
+    this.#readerClient?.disconnect();
+    void this.#reader?.stop();
+    this.#cmd.disconnect();
+    this.#subscriber.dispose();
+    this.#subscriber.client.disconnect();
+  }
+
+  // ---- groups
+
+  async createGroup(group: string): Promise<void> {
+    await this.#run('createGroup', [group], { group });
+  }
+
+  async deleteGroup(group: string): Promise<void> {
+    await this.#run('deleteGroup', [group, String(HISTORY_MS)], { group });
+  }
+
+  async listGroups(): Promise<string[]> {
+    return ((await this.#run('listGroups', [])) as string[]).sort(compareIds);
+  }
+
+  async joinGroup(group: string, member: string, sessionId: string, capabilities: Capabilities, create: boolean): Promise<void> {
+    await this.#run('joinGroup', [group, member, sessionId, JSON.stringify(capabilities), create ? '1' : '0'], { group, member });
+  }
+
+  async leaveGroup(group: string, member: string): Promise<void> {
+    await this.#run('leaveGroup', [group, member], { group, member });
+  }
+
+  async updateMember(group: string, member: string, capabilities: Capabilities): Promise<void> {
+    await this.#run('updateMember', [group, member, JSON.stringify(capabilities)], { group, member });
+  }
+
+  async getMembers(group: string): Promise<GroupSnapshot> {
+    const [exists, flat, id, seq] = (await this.#run('getMembers', [group], { group })) as [number, string[], string, string];
+    const members: Member[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      // `<sid> <capabilities JSON>`
+      const value = flat[i + 1] ?? '';
+      members.push({ id: flat[i] ?? '', capabilities: parseCapabilities(value.slice(value.indexOf(' ') + 1)) });
+    }
+    members.sort((a, b) => compareIds(a.id, b.id));
+    return { exists: exists === 1, members, revision: `${id} ${seq}` };
+  }
+
+  watchGroup(group: string, fromRevision: Revision, sink: WatchSink): Promise<Unsubscribe> {
+    if (this.#closed) return Promise.reject(connectionClosed('redis'));
+    const [id = '0-0', seq = '0'] = String(fromRevision).split(' ');
+    const reader = this.#streamReader();
+    // Crashed members are noticed sooner by a watcher that hears about expiries.
+    this.#sub().catch(() => undefined);
+    const watch: StreamWatch = { key: `${this.#prefix}x:${group}`, group, sink, id, seq: Number(seq), active: true };
+    reader.add(watch);
+    return Promise.resolve(() => {
+      reader.remove(watch);
+    });
+  }
+
+  // ---- locks
+
+  async tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined> {
+    const nonce = String(++this.#nonce);
+    const [held, value] = (await this.#run('acquire', [lockKey(kind, name), sessionId, member, 'try', '0', nonce])) as [
+      number,
+      number | string,
+    ];
+    if (held !== 1) return undefined;
+    return this.#granted(kind, name, sessionId, String(value));
+  }
+
+  /**
+   * The fair wait. One attempt first; when it queues us, listen on this driver's grant channel (subscribed once) and
+   * wait for the grant addressed to this call's nonce, which the releasing script publishes, with the token, after
+   * handing us the lock. Expiry publishes nothing, so we also re-check when the holder's session is due to expire,
+   * and at least every ttl/3 (which keeps our queue entry fresh, and catches a release we were not told of).
+   */
+  async acquireLock(
+    kind: LockKind,
+    name: string,
+    sessionId: string,
+    member: string,
+    signal: AbortSignal,
+    queued: () => void,
+  ): Promise<bigint> {
+    if (signal.aborted) throw abortedError(signal);
+    const key = lockKey(kind, name);
+    const nonce = `${this.#id}:${String(++this.#nonce)}`;
+    let granted: string | undefined;
+    const wakeup = new Wakeup();
+    this.#grants.set(nonce, (token) => {
+      granted = token;
+      wakeup.wake();
+    });
+    const wake = (): void => {
+      wakeup.wake();
+    };
+    this.#lockWatchers.add(wake);
+    try {
+      let listening = this.#grantChannel !== undefined;
+      const refreshMs = this.#ttlMs / 3;
+      for (;;) {
+        if (signal.aborted) throw abortedError(signal);
+        // What the attempt below sees needs no wake-up of its own: only news from after it is sent counts.
+        wakeup.take();
+        const [held, value] = (await this.#run('acquire', [key, sessionId, member, 'wait', String(Math.ceil(this.#ttlMs)), nonce])) as [
+          number,
+          number | string,
+        ];
+        if (held === 1) return this.#granted(kind, name, sessionId, String(value));
+        if (granted !== undefined) return this.#granted(kind, name, sessionId, granted);
+        if (!listening) {
+          // Queued before we listened: subscribe, then look again, so a grant in between is not missed.
+          await this.#listenForGrants();
+          listening = true;
+          continue;
+        }
+        queued();
+        const holderMs = Number(value);
+        const recheckMs = holderMs >= 0 ? Math.min(holderMs + 2, refreshMs) : refreshMs;
+        await wakeup.wait(recheckMs, signal);
+        if (granted !== undefined) return this.#granted(kind, name, sessionId, granted);
+      }
+    } catch (error) {
+      if (signal.aborted) {
+        // The last attempt may have queued us (or granted us the lock) even if its reply never came: undo what this
+        // wait (its nonce) left. Whatever this misses, the core's cancelLock ends afterwards.
+        await this.#run('abandon', [key, sessionId, nonce]).catch((cancelError: unknown) => {
+          debug('leaving the queue of %s failed: %s', key, (cancelError as Error).message);
+        });
+        throw abortedError(signal);
+      }
+      throw toConcordError(error, {}, this.#sentinel);
+    } finally {
+      this.#lockWatchers.delete(wake);
+      this.#grants.delete(nonce);
+    }
+  }
+
+  #granted(kind: LockKind, name: string, sid: string, token: string): bigint {
+    this.#held.hold(lockKey(kind, name), kind, name, sid, token);
+    return BigInt(token);
+  }
+
+  /**
+   * This driver's grant channel, subscribed on the first wait and kept: a grant reaches only the waiter it is for
+   * (not every coordinator listening on the lock), with the token, so taking the lock costs it no round trip.
+   */
+  async #listenForGrants(): Promise<void> {
+    if (this.#grantChannel) return;
+    const unsubscribe = await (
+      await this.#sub()
+    ).add(`${this.#prefix}w:${this.#id}`, (text) => {
+      const space = text.indexOf(' ');
+      this.#grants.get(text.slice(0, space))?.(text.slice(space + 1));
+    });
+    if (this.#grantChannel) unsubscribe();
+    else this.#grantChannel = unsubscribe;
+  }
+
+  /**
+   * Ends the session's queue entry and gives back a lock granted to it meanwhile (handed on as a release does). Keyed
+   * by session: the core calls it only when this session holds no lock of that name and nothing else acquires it.
+   * Failures reject with ERR_CONNECTION and are retried by the core, never here (a late replay could free a lock the
+   * session acquired again since).
+   */
+  async cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void> {
+    const key = lockKey(kind, name);
+    if (this.#held.holds(key, sessionId)) this.#held.release(key);
+    await this.#run('cancel', [key, sessionId]);
+  }
+
+  async unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
+    const key = lockKey(kind, name);
+    const value = token.toString();
+    // Before the release is sent: the deletion it causes is ours, not news.
+    if (this.#held.holds(key, sessionId, value)) this.#held.release(key);
+    await this.#run('unlock', [key, sessionId, value]);
+  }
+
+  async lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined> {
+    const reply = (await this.#run('holder', [lockKey(kind, name)])) as string[];
+    const [member, token] = reply;
+    return member === undefined || token === undefined ? undefined : { member, token: BigInt(token) };
+  }
+
+  /**
+   * Resolves at once: the subscription is made in the background (retried while the link is down), and the listener
+   * is called once it is confirmed, so a caller that reads right away and again on each call misses nothing.
+   */
+  watchLock(kind: LockKind, name: string, listener: () => void): Promise<Unsubscribe> {
+    if (this.#closed) return Promise.reject(connectionClosed('redis'));
+    const channel = `${this.#prefix}c:${lockKey(kind, name)}`;
+    let stopped = false;
+    let unsubscribe: Unsubscribe | undefined;
+    const notify = (): void => {
+      if (!stopped) listener();
+    };
+    this.#lockWatchers.add(notify);
+    void (async () => {
+      let delayMs = 10;
+      while (!stopped && !this.#closed) {
+        try {
+          const subscriber = await this.#sub();
+          const done = await subscriber.add(channel, notify);
+          if (stopped) done();
+          else {
+            unsubscribe = done;
+            notify();
+          }
+          return;
+        } catch (error) {
+          debug('watching %s failed: %s', channel, (error as Error).message);
+          await sleep(delayMs);
+          delayMs = Math.min(delayMs * 2, this.#ttlMs / 3);
+        }
+      }
+    })();
+    return Promise.resolve(() => {
+      stopped = true;
+      this.#lockWatchers.delete(notify);
+      unsubscribe?.();
+    });
+  }
+}
+
+/**
+ * Connects, or gives up when `context.signal` aborts (the caller's abort, or connectTimeoutMs running out): then every
+ * connection is dropped at once, with its retries, and nothing is left to keep the process alive.
+ */
+export async function createDriver(context: DriverContext): Promise<Driver> {
+  let settings = redisSettings(context.url, context.rawUrl, context.params, context.sessionTtlMs, context.connectTimeoutMs);
+  const module = await importClient<{ Redis: RedisConstructor; SentinelConnector: unknown }>('ioredis', context.url.protocol.slice(0, -1));
+  if (settings.base.sentinels)
+    settings = { ...settings, base: { ...settings.base, Connector: quietSentinelConnector(module.SentinelConnector) } };
+  const { signal } = context;
+  if (signal.aborted) throw abortedError(signal, 'connecting');
+  const driver = new RedisDriver(module.Redis, settings, context);
+  const onAbort = (): void => {
+    driver.destroy();
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    await driver.start(signal);
+  } catch (error) {
+    if (signal.aborted) throw abortedError(signal, 'connecting');
+    throw error;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+  return driver;
+}
