@@ -4,6 +4,7 @@
  */
 import type { DriverDescriptor } from '../src/driver.js';
 import { driver as memory } from './memory/index.js';
+import { driver as postgres } from './postgres/index.js';
 import { driver as redis } from './redis/index.js';
 import { driver as etcd } from './etcd/index.js';
 
@@ -17,4 +18,4 @@ const sqlite: DriverDescriptor = {
   create: async (context) => (await import('./sqlite/index.js')).createDriver(context),
 };
 
-export const builtinDrivers: readonly DriverDescriptor[] = [memory, sqlite, redis, etcd];
+export const builtinDrivers: readonly DriverDescriptor[] = [memory, sqlite, redis, etcd, postgres];
