@@ -4,10 +4,13 @@ import { ConcordError, abortedError } from './errors.js';
 /** Monotonic milliseconds. Wall clocks never decide anything here. */
 export const now = (): number => performance.now();
 
-/** Resolves after ms, or rejects with the signal's ConcordError reason. The timer never holds the process open. */
-export async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/**
+ * Resolves after ms, or rejects with the signal's ConcordError reason. The timer holds the process open only when
+ * `hold` is set: for a pause inside a call someone awaits, where an idle process would otherwise exit mid-call.
+ */
+export async function sleep(ms: number, signal?: AbortSignal, hold = false): Promise<void> {
   try {
-    await sleepTimer(ms, undefined, { signal, ref: false });
+    await sleepTimer(ms, undefined, { signal, ref: hold });
   } catch (error) {
     if (signal?.aborted) throw abortedError(signal);
     throw error;

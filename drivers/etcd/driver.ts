@@ -420,32 +420,26 @@ class EtcdDriver implements Driver {
 
   // ---- locks: the contender queue (queue.ts), held locks watched (held.ts)
 
-  async tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined> {
-    if (this.#snapshots.size > 0) await this.#afterSnapshots();
-    return this.#queue.tryLock(kind, name, sessionId, member);
+  // Not async: one promise layer, as when this was one function (the uncontended path is two round trips).
+  tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined> {
+    const attempt = (): Promise<bigint | undefined> => this.#queue.tryLock(kind, name, sessionId, member);
+    return this.#snapshots.size > 0 ? this.#afterSnapshots().then(attempt) : attempt();
   }
 
-  async acquireLock(
-    kind: LockKind,
-    name: string,
-    sessionId: string,
-    member: string,
-    signal: AbortSignal,
-    queued: () => void,
-  ): Promise<bigint> {
-    if (signal.aborted) throw abortedError(signal);
-    if (this.#snapshots.size > 0) await this.#afterSnapshots();
-    return this.#queue.acquire(kind, name, sessionId, member, signal, queued);
+  acquireLock(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint> {
+    if (signal.aborted) return Promise.reject(abortedError(signal));
+    const acquire = (): Promise<bigint> => this.#queue.acquire(kind, name, sessionId, member, signal, queued);
+    return this.#snapshots.size > 0 ? this.#afterSnapshots().then(acquire) : acquire();
   }
 
-  async unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
-    if (this.#snapshots.size > 0) await this.#afterSnapshots();
-    return this.#queue.unlock(kind, name, sessionId, token);
+  unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
+    const release = (): Promise<void> => this.#queue.unlock(kind, name, sessionId, token);
+    return this.#snapshots.size > 0 ? this.#afterSnapshots().then(release) : release();
   }
 
-  async cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void> {
-    if (this.#snapshots.size > 0) await this.#afterSnapshots();
-    return this.#queue.cancel(kind, name, sessionId);
+  cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void> {
+    const cancel = (): Promise<void> => this.#queue.cancel(kind, name, sessionId);
+    return this.#snapshots.size > 0 ? this.#afterSnapshots().then(cancel) : cancel();
   }
 
   async lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined> {

@@ -171,7 +171,8 @@ export class Rpc {
         const again = attempt < this.#attempts && !this.#closed && (retry === 'always' ? this.#transient(error) : this.#unsent(error));
         debug('etcd %s failed (attempt %d%s): %s', what, attempt, again ? ', retrying' : '', message);
         if (!again) throw new ConcordError('ERR_CONNECTION', `etcd ${what} failed: ${message}`, { cause: error });
-        await sleep(25 * attempt, signal);
+        // Held: a caller awaits this call (close() revoking its lease, say), so the pause must keep the process up.
+        await sleep(25 * attempt, signal, true);
       }
     }
   }

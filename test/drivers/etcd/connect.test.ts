@@ -21,10 +21,13 @@ interface Outcome {
   readonly result: { connected?: boolean; code?: string; message?: string; ms: number };
   /** ms from the child's start to its 'exit' event, by its own clock. */
   readonly exitMs: number;
+  /** ms from the child's start to close() settling, when it was asked to close after a while. */
+  readonly closedMs: number | undefined;
 }
 
-async function connectInChild(url: string, connectTimeoutMs?: number): Promise<Outcome> {
-  const args = ['--import', 'tsx', CHILD, url, ...(connectTimeoutMs === undefined ? [] : [String(connectTimeoutMs)])];
+async function connectInChild(url: string, connectTimeoutMs?: number, closeAfterMs?: number): Promise<Outcome> {
+  const args = ['--import', 'tsx', CHILD, url, connectTimeoutMs === undefined ? '-' : String(connectTimeoutMs)];
+  if (closeAfterMs !== undefined) args.push(String(closeAfterMs));
   const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => key !== 'NODE_DEBUG' && !key.startsWith('GRPC_')));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let stdout = '';
@@ -45,8 +48,9 @@ async function connectInChild(url: string, connectTimeoutMs?: number): Promise<O
     .map((line) => JSON.parse(line) as Record<string, unknown>);
   const result = lines.find((line) => 'ms' in line) as Outcome['result'] | undefined;
   const exit = lines.find((line) => 'exit' in line);
+  const closed = lines.find((line) => 'closed' in line);
   if (!result || !exit) throw new Error(`the child said ${JSON.stringify(stdout)} (stderr: ${stderr}, exit code ${exitCode})`);
-  return { exitCode, stderr, result, exitMs: Number(exit.exit) };
+  return { exitCode, stderr, result, exitMs: Number(exit.exit), closedMs: closed ? Number(closed.closed) : undefined };
 }
 
 /** How long a child that has settled connect() may take to end: no timer or socket of the driver may keep it. */
@@ -133,6 +137,20 @@ describe.skipIf(!availability.ok)(
         expect(outcome.exitCode).toBe(0);
         expect(outcome.exitMs - outcome.result.ms).toBeLessThan(EXIT_WITHIN_MS);
         expect(outcome.stderr).toBe('');
+      });
+
+      it('close() that meets the dead host and retries on the live one settles, and the process exits cleanly', async () => {
+        if (!etcd) throw new Error('etcd is not running');
+        const dead = await freePort();
+        // The dead host is tried first by every call: connect() opens its circuit breaker (for 1 s); closing 1.5 s
+        // later, the lease revoke fails on it and is retried after a pause, in which nothing else holds the process.
+        const outcome = await connectInChild(`etcd://127.0.0.1:${etcd.port},127.0.0.1:${dead}`, undefined, 1500);
+        expect(outcome.result).toMatchObject({ connected: true });
+        // Exit code 13 and a warning on stderr: the process ended while close() was still pending.
+        expect(outcome.stderr).toBe('');
+        expect(outcome.exitCode).toBe(0);
+        expect(outcome.closedMs).toBeDefined();
+        expect(outcome.exitMs - (outcome.closedMs ?? 0)).toBeLessThan(EXIT_WITHIN_MS);
       });
     });
 
