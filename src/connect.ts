@@ -99,7 +99,7 @@ export async function connect(url: string, options?: ConnectOptions): Promise<Co
       },
     );
     try {
-      await unlessAborted(coordinator.start(driver), signal);
+      await unlessAborted(coordinator.start(driver, descriptor.name), signal);
     } catch (error) {
       await coordinator.close();
       throw error;

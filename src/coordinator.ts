@@ -2,13 +2,26 @@ import { EventEmitter } from 'node:events';
 import { ConcordError, abortedError, closedError, invalidArgument, isConcordError } from './errors.js';
 import { sleep, withTimeout } from './clock.js';
 import { debug } from './debug.js';
+import { sessionChannel, traceDriver, type SessionMessage } from './diagnostics.js';
 import type { Driver, DriverEvents, LockKind } from './driver.js';
 import { GroupHandle, type GroupHost, type Membership } from './group.js';
 import { LockHandle } from './lock/handle.js';
 import { LockRegistry } from './lock/registry.js';
-import { describe } from './options.js';
+import { describe, validateOptionsObject, validateSignal } from './options.js';
 import { SessionMachine } from './session.js';
-import type { AcquireOptions, Coordinator, CoordinatorEvent, Features, Group, HeldLock, Lock, SessionInfo } from './types.js';
+import type {
+  AcquireOptions,
+  Coordinator,
+  CoordinatorEvent,
+  Features,
+  Group,
+  HeldLock,
+  Lock,
+  LockInfo,
+  LocksOptions,
+  SessionInfo,
+  SessionState,
+} from './types.js';
 import type { Resyncable } from './watch.js';
 
 export interface CoordinatorConfig {
@@ -33,9 +46,14 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
   readonly sessionTtlMs: number;
   readonly joined = new Map<string, Membership>();
   readonly streams = new Set<Resyncable>();
-  readonly locks = new LockRegistry();
+  readonly registry = new LockRegistry();
   readonly #rejoin: boolean;
+  /** The driver as the core calls it: traced on `concord:driver:call` while anyone subscribes. */
   #driver: Driver | undefined;
+  /** The driver instance itself (test fault hooks need it). */
+  #raw: Driver | undefined;
+  /** The session state last published on `concord:session`. */
+  #published: SessionState = 'connected';
   #machine: SessionMachine | undefined;
   #closing: Promise<void> | undefined;
   readonly #memberships = new Map<string, Promise<void>>();
@@ -60,37 +78,42 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
       this.#machine?.expired(sessionId);
     },
     lockLost: (kind: LockKind, name: string, token: bigint) => {
-      for (const held of this.locks.held) if (held.kind === kind && held.name === name && held.token === token) held.lose();
+      for (const held of this.registry.held) if (held.kind === kind && held.name === name && held.token === token) held.lose();
     },
   };
 
   /** Second half of construction: the driver exists and the first session opens. */
-  async start(driver: Driver): Promise<void> {
-    this.#driver = driver;
+  async start(driver: Driver, name: string): Promise<void> {
+    this.#raw = driver;
+    this.#driver = traceDriver(driver, name);
     this.#machine = new SessionMachine(driver, this.sessionTtlMs, {
       suspended: () => {
+        this.#publishState('suspended');
         this.#announce('suspended');
       },
       reconnected: () => {
+        this.#publishState('connected');
         for (const stream of this.streams) stream.resync();
-        this.locks.retryReleases().catch(() => undefined);
-        this.locks.retryCancels(this).catch(() => undefined);
+        this.registry.retryReleases().catch(() => undefined);
+        this.registry.retryCancels(this).catch(() => undefined);
         void this.#retryLeaves();
         this.#announce('reconnected');
       },
       renewed: () => {
         // Leftovers of abandoned waits that could not be cancelled are retried while the backend answers.
-        if (this.locks.uncancelled.size > 0) this.locks.retryCancels(this).catch(() => undefined);
-        if (this.locks.unreleased.size > 0) this.locks.retryReleases().catch(() => undefined);
+        if (this.registry.uncancelled.size > 0) this.registry.retryCancels(this).catch(() => undefined);
+        if (this.registry.unreleased.size > 0) this.registry.retryReleases().catch(() => undefined);
         if (this.#leaving.size > 0) void this.#retryLeaves();
       },
       lost: (sessionId) => {
-        this.locks.loseAll(sessionId);
+        this.registry.loseAll(sessionId);
         this.#interrupt(new ConcordError('ERR_SESSION_LOST', 'the session was lost while the request was in flight'));
         if (!this.#rejoin) this.joined.clear();
+        this.#publishState('lost');
         this.#announce('lost');
       },
       opened: () => {
+        if (this.#published === 'lost') this.#publishState('connected');
         for (const waiter of [...this.#sessionWaiters]) waiter();
       },
       restore: () => this.#restore(),
@@ -99,6 +122,14 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
       },
     });
     await this.#machine.open();
+  }
+
+  /** Publishes a change of session state on `concord:session`. */
+  #publishState(to: SessionState): void {
+    const from = this.#published;
+    this.#published = to;
+    if (from === to || !sessionChannel.hasSubscribers) return;
+    sessionChannel.publish({ member: this.member, session: this.#machine?.id ?? '', from, to } satisfies SessionMessage);
   }
 
   /** A user's listener that throws must not stop the session machine: its error surfaces on its own. */
@@ -227,7 +258,7 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
   }
 
   get [kDriver](): Driver | undefined {
-    return this.#driver;
+    return this.#raw;
   }
 
   get driver(): Driver {
@@ -365,6 +396,30 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
     return new LockHandle(this, name);
   }
 
+  async locks(options?: LocksOptions): Promise<LockInfo[]> {
+    validateOptionsObject(options, 'options');
+    const signal = validateSignal(options?.signal, 'options.signal');
+    const kind = options?.kind;
+    if (kind !== undefined && kind !== 'lock' && kind !== 'leader') {
+      throw invalidArgument('options.kind', `must be 'lock' or 'leader', got ${describe(kind)}`);
+    }
+    const prefix = options?.prefix ?? '';
+    if (typeof prefix !== 'string') throw invalidArgument('options.prefix', `must be a string, got ${describe(prefix)}`);
+    this.assertOpen();
+    if (signal?.aborted) throw abortedError(signal);
+    const driver = this.driver;
+    if (!driver.listLocks) throw new ConcordError('ERR_NOT_SUPPORTED', 'this driver cannot list its locks');
+    const listed = await abortable(this.guard(driver.listLocks(kind, prefix)), signal);
+    return listed
+      .map((lock) => ({
+        name: lock.name,
+        kind: lock.kind,
+        holders: lock.holders.map(({ member, token }) => ({ member, token })),
+        waiting: lock.waiting,
+      }))
+      .sort((a, b) => (a.kind === b.kind ? (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) : a.kind === 'lock' ? -1 : 1));
+  }
+
   async withLock<T>(name: string, fn: (held: HeldLock) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
     if (typeof fn !== 'function') throw new ConcordError('ERR_INVALID_ARGUMENT', 'fn must be a function');
     const held = await this.lock(name).acquire(options);
@@ -385,7 +440,7 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
     const driver = this.#driver;
     await Promise.all([...this.streams].map((stream) => stream.close()));
     // Releasing each lock and leaving each group costs a round trip apiece; ending the session frees them all at once.
-    this.locks.closeAll(closedError());
+    this.registry.closeAll(closedError());
     this.#interrupt(closedError());
     for (const waiter of [...this.#sessionWaiters]) waiter();
     // After the machine has stopped, its id is the last session it opened (a replacement under way is wound down).
@@ -401,6 +456,7 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
       await withTimeout(driver.close(), this.sessionTtlMs).catch(() => undefined);
     }
     this.joined.clear();
+    this.#publishState('closed');
     this.#announce('closed');
   }
 
@@ -408,7 +464,7 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
   [kCrash](): void {
     this.#closing ??= Promise.resolve();
     for (const stream of [...this.streams]) void stream.close();
-    this.locks.closeAll(closedError());
+    this.registry.closeAll(closedError());
     this.#interrupt(closedError());
     for (const waiter of [...this.#sessionWaiters]) waiter();
     void this.#machine?.stop();
@@ -427,4 +483,18 @@ function checkListener(event: unknown, listener: unknown): void {
     throw invalidArgument('event', `must be one of ${[...EVENTS].join(', ')}, got ${describe(event)}`);
   }
   if (typeof listener !== 'function') throw invalidArgument('listener', `must be a function, got ${describe(listener)}`);
+}
+
+/** The promise, or ERR_ABORTED as soon as the signal aborts (the request itself runs on: reads change nothing). */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      reject(abortedError(signal));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => {
+      signal.removeEventListener('abort', onAbort);
+    });
+  });
 }

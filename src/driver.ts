@@ -67,6 +67,14 @@ export interface LockHolder {
   readonly token: bigint;
 }
 
+/** One lock as a driver lists it: its holder (none while free) and how many contenders wait behind. */
+export interface LockListing {
+  readonly kind: LockKind;
+  readonly name: string;
+  readonly holders: readonly LockHolder[];
+  readonly waiting: number;
+}
+
 /** Ends a subscription; idempotent. */
 export type Unsubscribe = () => void;
 
@@ -153,6 +161,11 @@ export interface Driver {
   cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void>;
   /** The current holder, or undefined when the lock is free. */
   lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined>;
+  /**
+   * Optional (required of the built-in drivers): every lock of this namespace that is held or waited for, of `kind`
+   * when given, whose name starts with `prefix`, in any order. Read-only; backs `coordinator.locks()`.
+   */
+  listLocks?(kind: LockKind | undefined, prefix: string): Promise<LockListing[]>;
   /** Calls `listener` whenever the lock may have changed hands (released, expired, acquired). */
   watchLock(kind: LockKind, name: string, listener: () => void): Promise<Unsubscribe>;
   /**

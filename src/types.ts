@@ -349,6 +349,31 @@ export interface Group {
   partitioner(options?: PartitionerOptions): Promise<Partitioner>;
 }
 
+/** Who holds a lock, and with which fencing token (the term, for leadership). */
+export interface Holder {
+  readonly member: string;
+  readonly token: bigint;
+}
+
+/** One lock of the namespace, as `coordinator.locks()` reports it. */
+export interface LockInfo {
+  /** The lock's name; for `kind: 'leader'`, the group's name. */
+  readonly name: string;
+  readonly kind: 'lock' | 'leader';
+  /** Who holds it (empty while a released lock still has a contender on its way in). */
+  readonly holders: readonly Holder[];
+  /** How many contenders wait behind the holders. */
+  readonly waiting: number;
+}
+
+export interface LocksOptions {
+  /** Only locks of this kind: 'lock' (a named lock) or 'leader' (a group's leadership). */
+  readonly kind?: 'lock' | 'leader';
+  /** Only locks whose name starts with this. */
+  readonly prefix?: string;
+  readonly signal?: AbortSignal;
+}
+
 /**
  * A connection to a backend through one session (`connect(url)`). `await using` closes it.
  *
@@ -379,6 +404,18 @@ export interface Coordinator extends AsyncDisposable {
   groups(): Promise<string[]>;
   /** A handle on a lock; no I/O. Throws ERR_INVALID_ARGUMENT for a bad name. */
   lock(name: string): Lock;
+  /**
+   * Every lock of this namespace that is held or waited for, sorted by kind then name: who holds it with which
+   * token, and how many wait. Leadership shows as kind 'leader', named after its group.
+   *
+   * @example
+   * ```ts
+   * for (const lock of await coordinator.locks({ prefix: 'jobs/' })) {
+   *   console.log(lock.name, lock.holders.map((h) => `${h.member}#${h.token}`), `${lock.waiting} waiting`);
+   * }
+   * ```
+   */
+  locks(options?: LocksOptions): Promise<LockInfo[]>;
   /**
    * Acquires the lock, runs `fn` with it, and releases it however `fn` ends.
    *

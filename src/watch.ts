@@ -10,9 +10,11 @@ import { debug } from './debug.js';
 import { ConcordError, isConcordError } from './errors.js';
 import type { Driver, DriverGroupEvent, GroupSnapshot, Unsubscribe } from './driver.js';
 import type { Capabilities, GroupEvent, GroupWatch } from './types.js';
+import { resyncChannel, type ResyncMessage } from './diagnostics.js';
 
 export interface WatchHost {
   readonly driver: Driver;
+  readonly member: string;
   readonly sessionTtlMs: number;
   assertOpen(): void;
   /** Open streams, resynchronised on reconnect and ended on close. */
@@ -169,6 +171,7 @@ export class GroupWatchImpl implements GroupWatch, Resyncable {
 
   resync(): void {
     if (this.#stop.signal.aborted) return;
+    if (resyncChannel.hasSubscribers) resyncChannel.publish({ member: this.#host.member, group: this.#group } satisfies ResyncMessage);
     if (this.#syncing) {
       this.#again = true;
       return;

@@ -15,6 +15,7 @@ import type {
   GroupSnapshot,
   LockHolder,
   LockKind,
+  LockListing,
   Revision,
   Unsubscribe,
   WatchSink,
@@ -448,6 +449,26 @@ class EtcdDriver implements Driver {
     );
     const first = kvsOf(response, 0)[0];
     return first ? { member: first.value.toString(), token: BigInt(first.create_revision) } : undefined;
+  }
+
+  async listLocks(kind: LockKind | undefined, prefix: string): Promise<LockListing[]> {
+    // Names are percent-encoded character by character, so a name prefix is a key prefix once encoded.
+    const start = kind === undefined ? this.#keys.allLocks : `${this.#keys.allLocks}${kind}/${encodeURIComponent(prefix)}`;
+    const response = await this.#rpc.call('list locks', 'always', (options) =>
+      this.#client.kv.range({ key: b(start), range_end: prefixEnd(start), sort_target: 'Create', sort_order: 'Ascend' }, options),
+    );
+    // Contenders in create order: the first of each lock holds it, the rest wait.
+    const byLock = new Map<string, { kind: LockKind; name: string; holders: LockHolder[]; waiting: number }>();
+    for (const kv of response.kvs) {
+      const [lockKind, name] = this.#keys.lockOf(kv.key.toString());
+      if (!name.startsWith(prefix)) continue;
+      const id = `${lockKind}/${name}`;
+      const entry = byLock.get(id);
+      if (entry) entry.waiting++;
+      else
+        byLock.set(id, { kind: lockKind, name, holders: [{ member: kv.value.toString(), token: BigInt(kv.create_revision) }], waiting: 0 });
+    }
+    return [...byLock.values()];
   }
 
   watchLock(kind: LockKind, name: string, listener: () => void): Promise<Unsubscribe> {

@@ -49,8 +49,19 @@ export class Keys {
     return `${this.root}sessions/${leaseHex(lease)}`;
   }
 
+  /** Where every lock's contenders live. */
+  get allLocks(): string {
+    return `${this.root}locks/`;
+  }
+
   locks(kind: LockKind, name: string): string {
-    return `${this.root}locks/${kind}/${enc(name)}/`;
+    return `${this.allLocks}${kind}/${enc(name)}/`;
+  }
+
+  /** The lock a contender key under `allLocks` belongs to. */
+  lockOf(key: string): [LockKind, string] {
+    const [kind = '', name = ''] = key.slice(this.allLocks.length).split('/');
+    return [kind as LockKind, decodeURIComponent(name)];
   }
 
   contender(kind: LockKind, name: string, lease: bigint): string {

@@ -3,7 +3,7 @@
  * stalled (the faults tests use), with every answer arriving on a later turn of the event loop, as from a network.
  */
 import { ConcordError } from '../../src/errors.js';
-import type { Driver, DriverContext, DriverGroupEvent, LockKind, Revision, Unsubscribe, WatchSink } from '../../src/driver.js';
+import type { Driver, DriverContext, DriverGroupEvent, LockKind, LockListing, Revision, Unsubscribe, WatchSink } from '../../src/driver.js';
 import type { Capabilities } from '../../src/types.js';
 import { features } from './index.js';
 import { MemoryServer, type ServerClient } from './server.js';
@@ -200,6 +200,10 @@ export class MemoryDriver implements Driver, ServerClient {
 
   lockHolder(kind: LockKind, name: string): Promise<{ member: string; token: bigint } | undefined> {
     return this.#call(() => this.#server.holder(kind, name));
+  }
+
+  listLocks(kind: LockKind | undefined, prefix: string): Promise<LockListing[]> {
+    return this.#call(() => this.#server.listLocks(kind, prefix));
   }
 
   watchLock(kind: LockKind, name: string, listener: () => void): Promise<Unsubscribe> {

@@ -5,7 +5,7 @@
  */
 import { ConcordError } from '../../src/errors.js';
 import { compareIds, groupExists, groupNotEmpty, groupNotFound, memberExists, memberNotJoined, sessionGone } from '../../src/kit/index.js';
-import type { DriverGroupEvent, LockHolder, LockKind, WatchSink } from '../../src/driver.js';
+import type { DriverGroupEvent, LockHolder, LockKind, LockListing, WatchSink } from '../../src/driver.js';
 import type { Capabilities, Member } from '../../src/types.js';
 
 export interface ServerClient {
@@ -383,6 +383,20 @@ export class MemoryServer {
   holder(kind: LockKind, name: string): LockHolder | undefined {
     const lock = this.#locks.get(`${kind}\u0000${name}`);
     return lock?.holder ? { member: lock.holder.member, token: lock.holder.token } : undefined;
+  }
+
+  listLocks(kind: LockKind | undefined, prefix: string): LockListing[] {
+    const listed: LockListing[] = [];
+    for (const [key, lock] of this.#locks) {
+      const split = key.indexOf('\u0000');
+      const lockKind = key.slice(0, split) as LockKind;
+      const name = key.slice(split + 1);
+      if ((kind !== undefined && lockKind !== kind) || !name.startsWith(prefix)) continue;
+      if (lock.holder === undefined && lock.queue.length === 0) continue;
+      const holders = lock.holder ? [{ member: lock.holder.member, token: lock.holder.token }] : [];
+      listed.push({ kind: lockKind, name, holders, waiting: lock.queue.length });
+    }
+    return listed;
   }
 
   watchLock(kind: LockKind, name: string, client: ServerClient, notify: () => void): () => void {

@@ -10,7 +10,17 @@ import { importClient } from '../../src/client.js';
 import { sleep } from '../../src/clock.js';
 import { debug } from '../../src/debug.js';
 import { abortedError } from '../../src/errors.js';
-import type { Driver, DriverContext, GroupSnapshot, LockHolder, LockKind, Revision, Unsubscribe, WatchSink } from '../../src/driver.js';
+import type {
+  Driver,
+  DriverContext,
+  GroupSnapshot,
+  LockHolder,
+  LockKind,
+  LockListing,
+  Revision,
+  Unsubscribe,
+  WatchSink,
+} from '../../src/driver.js';
 import { Wakeup, compareIds, connectionClosed, parseCapabilities } from '../../src/kit/index.js';
 import type { Capabilities, Member } from '../../src/types.js';
 import { createClient, open, quietSentinelConnector, quit, type RedisConstructor } from './connection.js';
@@ -453,6 +463,43 @@ class RedisDriver implements Driver {
     return member === undefined || token === undefined ? undefined : { member, token: BigInt(token) };
   }
 
+  async listLocks(kind: LockKind | undefined, prefix: string): Promise<LockListing[]> {
+    if (this.#closed) throw connectionClosed('redis');
+    // Held locks (l:) and locks only waited for (q:); a glob narrows the scan to the kind and prefix when it can.
+    const found = new Set<string>();
+    try {
+      for (const area of ['l:', 'q:']) {
+        const start = `${this.#prefix}${area}`;
+        const pattern = `${globEscape(kind === undefined ? start : `${start}${kind}:${prefix}`)}*`;
+        let cursor = '0';
+        do {
+          const [next, keys] = await this.#cmd.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+          cursor = next;
+          for (const key of keys) found.add(key.slice(start.length));
+        } while (cursor !== '0');
+      }
+    } catch (error) {
+      throw toConcordError(error, undefined, this.#sentinel);
+    }
+    const wanted = [...found].filter((lk) => lk.slice(lk.indexOf(':') + 1).startsWith(prefix));
+    if (wanted.length === 0) return [];
+    const reply = (await this.#run('locks', wanted)) as (string | number)[];
+    const listed: LockListing[] = [];
+    for (let i = 0; i + 3 < reply.length; i += 4) {
+      const lk = String(reply[i]);
+      const [member, token, waiting] = [String(reply[i + 1]), String(reply[i + 2]), Number(reply[i + 3])];
+      if (member === '' && waiting === 0) continue;
+      const split = lk.indexOf(':');
+      listed.push({
+        kind: lk.slice(0, split) as LockKind,
+        name: lk.slice(split + 1),
+        holders: member === '' ? [] : [{ member, token: BigInt(token) }],
+        waiting,
+      });
+    }
+    return listed;
+  }
+
   /**
    * Resolves at once: the subscription is made in the background (retried while the link is down), and the listener
    * is called once it is confirmed, so a caller that reads right away and again on each call misses nothing.
@@ -518,4 +565,9 @@ export async function createDriver(context: DriverContext): Promise<Driver> {
     signal.removeEventListener('abort', onAbort);
   }
   return driver;
+}
+
+/** `text` as a Redis glob matching only itself. */
+function globEscape(text: string): string {
+  return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
 }

@@ -479,6 +479,28 @@ local h = redis.call('HMGET', P .. 'l:' .. lk, 's', 't')
 if h[1] == sid and h[2] == ARGV[4] then free(lk, sid, nil) return 1 end
 return 0`,
 
+  /**
+   * ARGV: P, then lk... Read-only: for each, lk, the live holder's member and token ('' when none) and how many live
+   * waiters queue behind it.
+   */
+  locks: `
+local out = {}
+local now = nowms()
+for i = 2, #ARGV do
+  local lk = ARGV[i]
+  local h = redis.call('HMGET', P .. 'l:' .. lk, 's', 'm', 't')
+  local held = h[1] and alive(h[1])
+  local waiting = 0
+  for _, sid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'qt:' .. lk, now, '+inf')) do
+    if alive(sid) then waiting = waiting + 1 end
+  end
+  out[#out + 1] = lk
+  out[#out + 1] = held and h[2] or ''
+  out[#out + 1] = held and h[3] or ''
+  out[#out + 1] = waiting
+end
+return out`,
+
   /** ARGV: P, lk. {member, token} or {} */
   holder: `
 local h = current(ARGV[2], nil)

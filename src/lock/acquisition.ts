@@ -74,7 +74,7 @@ export class Acquisition implements ActiveAcquisition {
 
   /** Resolves with the held lock; rejects with ERR_LOCK_TIMEOUT, ERR_ABORTED, ERR_SESSION_LOST or ERR_CLOSED. */
   async run(): Promise<HeldLockImpl> {
-    const { locks } = this.#host;
+    const locks = this.#host.registry;
     locks.active.add(this);
     this.#signal?.addEventListener('abort', this.#onAbort, { once: true });
     if (this.#deadline !== undefined) {
@@ -168,7 +168,7 @@ export class Acquisition implements ActiveAcquisition {
   }
 
   async #takeTurn(): Promise<void> {
-    const queue = this.#host.locks.queue(this.#key);
+    const queue = this.#host.registry.queue(this.#key);
     if (!queue.tryEnter()) {
       // Held or awaited by someone else in this process; our own clean-up after an abandoned wait is not "taken".
       if (this.#once && !queue.onlyCleaning) throw timeoutError();
@@ -182,9 +182,9 @@ export class Acquisition implements ActiveAcquisition {
     const host = this.#host;
     this.#phase = 'session';
     this.#session = this.#once ? host.usableSession() : await this.#usableSession();
-    if (host.locks.uncancelled.size > 0) await host.locks.cancelPending(host, this.#key);
+    if (host.registry.uncancelled.size > 0) await host.registry.cancelPending(host, this.#key);
     // A lock this process queued for a moment ago goes straight to the backend's queue.
-    if (this.#once || !host.driver.acquireLock || !host.locks.recentlyContended(this.#key)) {
+    if (this.#once || !host.driver.acquireLock || !host.registry.recentlyContended(this.#key)) {
       const token = await this.#tryOnce();
       if (token !== undefined) return this.#hold(token);
       if (this.#once) throw timeoutError();
@@ -233,7 +233,7 @@ export class Acquisition implements ActiveAcquisition {
     const pollMs = driver.pollIntervalMs ?? host.sessionTtlMs / 3;
     const queued = (): void => {
       if (this.#phase === 'contending') this.#phase = 'queued';
-      host.locks.markContended(this.#key);
+      host.registry.markContended(this.#key);
       host.queued(this.kind, this.name);
     };
     if (driver.acquireLock) {
@@ -324,9 +324,9 @@ export class Acquisition implements ActiveAcquisition {
     if (!this.#entered) return;
     this.#entered = false;
     if (this.#asked) {
-      void this.#host.locks.cleanUp(this.#host, { kind: this.kind, name: this.name, session: this.#session }, this.#inFlight);
+      void this.#host.registry.cleanUp(this.#host, { kind: this.kind, name: this.name, session: this.#session }, this.#inFlight);
     } else {
-      this.#host.locks.leave(this.#key);
+      this.#host.registry.leave(this.#key);
     }
   }
 }

@@ -1,3 +1,4 @@
+import { acquireChannel, traced, type AcquireContext } from '../diagnostics.js';
 import { ConcordError, isConcordError } from '../errors.js';
 import type { LockKind } from '../driver.js';
 import { validateAcquireOptions, validateName } from '../options.js';
@@ -20,7 +21,18 @@ export function acquire(host: LockHost, kind: LockKind, name: string, options: A
   } catch (error) {
     return Promise.reject(error instanceof ConcordError ? error : new ConcordError('ERR_INVALID_ARGUMENT', String(error)));
   }
-  return acquisition.run();
+  if (!acquireChannel.hasSubscribers) return acquisition.run();
+  const started = performance.now();
+  const context: AcquireContext = { coordinator: host.member, kind, name };
+  return traced(
+    acquireChannel,
+    context,
+    () => acquisition.run(),
+    (settled, held) => {
+      settled.waitedMs = performance.now() - started;
+      if (held) settled.token = held.token;
+    },
+  );
 }
 
 export class LockHandle implements Lock {

@@ -4,6 +4,7 @@
  * clock, so a process that was stopped past its TTL sees the loss on its first look, even through a signal it stored
  * before the pause and before any timer has had a chance to run.
  */
+import { lostChannel, releaseChannel, type LostMessage, type ReleaseContext } from '../diagnostics.js';
 import { ConcordError, isConcordError } from '../errors.js';
 import { debug } from '../debug.js';
 import type { LockKind } from '../driver.js';
@@ -56,6 +57,7 @@ export class HeldLockImpl implements HeldLock {
   #controller: AbortController | undefined;
   #reason: (() => ConcordError) | undefined;
   #released: Promise<void> | undefined;
+  readonly #acquiredAt = performance.now();
 
   constructor(host: LockHost, kind: LockKind, name: string, sessionId: string, token: bigint) {
     this.#host = host;
@@ -63,7 +65,7 @@ export class HeldLockImpl implements HeldLock {
     this.name = name;
     this.#sessionId = sessionId;
     this.token = token;
-    host.locks.held.add(this);
+    host.registry.held.add(this);
   }
 
   get signal(): AbortSignal {
@@ -94,6 +96,9 @@ export class HeldLockImpl implements HeldLock {
   lose(): void {
     if (this.#released) return;
     this.#released = Promise.resolve();
+    if (lostChannel.hasSubscribers) {
+      lostChannel.publish({ member: this.#host.member, kind: this.kind, name: this.name, token: this.token } satisfies LostMessage);
+    }
     this.#finish(() =>
       this.kind === 'leader'
         ? new ConcordError('ERR_LEADERSHIP_LOST', `leadership of group "${this.name}" was lost`)
@@ -109,8 +114,16 @@ export class HeldLockImpl implements HeldLock {
   }
 
   release(): Promise<void> {
-    this.#released ??= this.#release();
-    return this.#released;
+    if (this.#released) return this.#released;
+    if (!releaseChannel.hasSubscribers) return (this.#released = this.#release());
+    const context: ReleaseContext = {
+      coordinator: this.#host.member,
+      kind: this.kind,
+      name: this.name,
+      token: this.token,
+      heldMs: performance.now() - this.#acquiredAt,
+    };
+    return (this.#released = releaseChannel.tracePromise(() => this.#release(), context));
   }
 
   async #release(): Promise<void> {
@@ -130,17 +143,17 @@ export class HeldLockImpl implements HeldLock {
       await this.#host.guard(this.#host.driver.unlock(this.kind, this.name, this.#sessionId, this.token));
     } catch (error) {
       // A lock whose release did not reach the backend would block others until our session ends: retry later.
-      if (isConcordError(error, 'ERR_CONNECTION')) this.#host.locks.unreleased.add(this.#unlock);
+      if (isConcordError(error, 'ERR_CONNECTION')) this.#host.registry.unreleased.add(this.#unlock);
       debug('release of %s "%s" failed: %s', this.kind, this.name, (error as Error).message);
     }
   };
 
   #finish(reason: () => ConcordError): void {
-    this.#host.locks.held.delete(this);
+    this.#host.registry.held.delete(this);
     this.#reason = reason;
     const controller = this.#controller;
     if (controller && !abortedOf.call(controller.signal)) controller.abort(reason());
-    this.#host.locks.leave(lockKey(this.kind, this.name));
+    this.#host.registry.leave(lockKey(this.kind, this.name));
   }
 
   [Symbol.asyncDispose](): Promise<void> {

@@ -6,7 +6,7 @@ export interface LockHost {
   readonly driver: Driver;
   readonly member: string;
   readonly sessionTtlMs: number;
-  readonly locks: LockRegistry;
+  readonly registry: LockRegistry;
   /** Throws ERR_CLOSED after close(). */
   assertOpen(): void;
   /** Throws ERR_CLOSED / ERR_SESSION_LOST when no lock can be taken now; returns the live session id. */

@@ -319,6 +319,42 @@ export function describeConformance(target: ConformanceTarget): void {
         expect(await a.lock('l').holder()).toBe('b');
       });
 
+      it('locks() lists who holds what and how many wait, by kind and prefix', async () => {
+        fresh();
+        const a = await coordinator('a');
+        const b = await coordinator('b');
+        const c = await coordinator('c');
+        expect(await a.locks()).toEqual([]);
+        const job = await a.lock('jobs/1').acquire();
+        const other = await a.lock('other').acquire();
+        const queued = once(b, kQueued);
+        const waiting = b.lock('jobs/1').acquire();
+        await queued;
+        const leadership = await c.group('g').campaign();
+        expect(await b.locks()).toEqual([
+          { kind: 'lock', name: 'jobs/1', holders: [{ member: 'a', token: job.token }], waiting: 1 },
+          { kind: 'lock', name: 'other', holders: [{ member: 'a', token: other.token }], waiting: 0 },
+          { kind: 'leader', name: 'g', holders: [{ member: 'c', token: leadership.term }], waiting: 0 },
+        ]);
+        expect((await c.locks({ prefix: 'jobs/' })).map((l) => l.name)).toEqual(['jobs/1']);
+        expect((await c.locks({ kind: 'leader' })).map((l) => l.name)).toEqual(['g']);
+        expect(await c.locks({ kind: 'leader', prefix: 'jobs/' })).toEqual([]);
+        await job.release();
+        const next = await waiting;
+        const listed = await c.locks({ prefix: 'jobs/' });
+        expect(listed).toEqual([{ kind: 'lock', name: 'jobs/1', holders: [{ member: 'b', token: next.token }], waiting: 0 }]);
+        await Promise.all([next.release(), other.release(), leadership.resign()]);
+        // A release is done when it resolves; a backend that tidies a queue entry later may show it briefly.
+        await eventually(
+          () => c.locks(),
+          (locks) => locks.length === 0,
+          expiryWait,
+          'no lock listed once all are released',
+        );
+        expect(await codeOf(c.locks({ kind: 'semaphore' as 'lock' }))).toBe('ERR_INVALID_ARGUMENT');
+        expect(await codeOf(c.locks({ prefix: 5 as unknown as string }))).toBe('ERR_INVALID_ARGUMENT');
+      });
+
       it('is not reentrant: a second acquire by the same coordinator waits', async () => {
         fresh();
         const a = await coordinator('a');

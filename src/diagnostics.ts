@@ -1,0 +1,161 @@
+/**
+ * What concord publishes on `node:diagnostics_channel`, for tracers, metrics and tests. Publishing is skipped
+ * entirely while nobody subscribes: each call site checks `hasSubscribers` first, so the uncontended path pays one
+ * property read per channel.
+ *
+ * ```ts
+ * import diagnostics_channel from 'node:diagnostics_channel';
+ * diagnostics_channel.tracingChannel('concord:lock:acquire').subscribe({
+ *   asyncEnd: (context) => console.log(context.name, 'held with token', context.token, 'after', context.waitedMs, 'ms'),
+ * });
+ * ```
+ *
+ * @module concord/diagnostics
+ */
+import diagnostics_channel from 'node:diagnostics_channel';
+import type { Driver, LockKind } from './driver.js';
+import type { SessionState } from './types.js';
+
+/** The context of `concord:lock:acquire` (tracing channel: start, end, asyncStart, asyncEnd, error). */
+export interface AcquireContext {
+  /** The acquiring coordinator's member id. */
+  readonly coordinator: string;
+  readonly kind: LockKind;
+  readonly name: string;
+  /** Set once held: the fencing token (the term, for leadership). */
+  token?: bigint;
+  /** Set once it settles: from the call to held, or to the failure. */
+  waitedMs?: number;
+  /** Set by the channel on failure (ERR_LOCK_TIMEOUT, ERR_ABORTED, ...). */
+  error?: unknown;
+}
+
+/** The context of `concord:lock:release` (tracing channel). */
+export interface ReleaseContext {
+  readonly coordinator: string;
+  readonly kind: LockKind;
+  readonly name: string;
+  readonly token: bigint;
+  /** How long it was held, from acquired to release(). */
+  readonly heldMs: number;
+  error?: unknown;
+}
+
+/** The context of `concord:driver:call` (tracing channel): one backend request. */
+export interface DriverCallContext {
+  /** The driver's name: 'Redis', 'etcd', 'SQLite'... */
+  readonly driver: string;
+  /** The driver step: 'tryLock', 'renewSession', 'getMembers'... */
+  readonly op: string;
+  /** Set once it settles. */
+  ms?: number;
+  error?: unknown;
+}
+
+/** A message of `concord:session`: every change of a coordinator's session state. */
+export interface SessionMessage {
+  readonly member: string;
+  readonly session: string;
+  readonly from: SessionState;
+  readonly to: SessionState;
+}
+
+/** A message of `concord:watch:resync`: a group watch re-read the membership (after a reconnect or a lost history). */
+export interface ResyncMessage {
+  readonly member: string;
+  readonly group: string;
+}
+
+/** A message of `concord:lock:lost`: a held lock or leadership was lost (its signal aborted). */
+export interface LostMessage {
+  readonly member: string;
+  readonly kind: LockKind;
+  readonly name: string;
+  readonly token: bigint;
+}
+
+export const acquireChannel = diagnostics_channel.tracingChannel<object, AcquireContext>('concord:lock:acquire');
+export const releaseChannel = diagnostics_channel.tracingChannel<object, ReleaseContext>('concord:lock:release');
+export const driverCallChannel = diagnostics_channel.tracingChannel<object, DriverCallContext>('concord:driver:call');
+export const sessionChannel = diagnostics_channel.channel('concord:session');
+export const resyncChannel = diagnostics_channel.channel('concord:watch:resync');
+export const lostChannel = diagnostics_channel.channel('concord:lock:lost');
+
+/** Runs `fn` traced on `channel`, calling `settle` on the context before asyncEnd or error are published. */
+export function traced<T, C extends object>(
+  channel: diagnostics_channel.TracingChannel<object, C>,
+  context: C,
+  fn: () => Promise<T>,
+  settle: (context: C, value: T | undefined) => void,
+): Promise<T> {
+  return channel.tracePromise(async () => {
+    try {
+      const value = await fn();
+      settle(context, value);
+      return value;
+    } catch (error) {
+      settle(context, undefined);
+      throw error;
+    }
+  }, context);
+}
+
+/** The Driver steps that talk to the backend (close and destroy excepted), traced as `concord:driver:call`. */
+const CALLS = [
+  'openSession',
+  'renewSession',
+  'closeSession',
+  'createGroup',
+  'deleteGroup',
+  'listGroups',
+  'joinGroup',
+  'leaveGroup',
+  'updateMember',
+  'getMembers',
+  'watchGroup',
+  'tryLock',
+  'unlock',
+  'cancelLock',
+  'lockHolder',
+  'listLocks',
+  'watchLock',
+  'acquireLock',
+] as const;
+
+/**
+ * The driver, with each backend request published on `concord:driver:call` while anyone subscribes. When nobody
+ * does, a call costs one extra function call and a property read. Every step is forwarded to the driver itself, so
+ * its private state is untouched.
+ */
+export function traceDriver(driver: Driver, name: string): Driver {
+  const methods = driver as unknown as Record<string, ((...args: unknown[]) => Promise<unknown>) | undefined>;
+  const traced: Record<string, unknown> = {
+    get features() {
+      return driver.features;
+    },
+    get pollIntervalMs() {
+      return driver.pollIntervalMs;
+    },
+    close: () => driver.close(),
+    destroy: () => {
+      driver.destroy();
+    },
+  };
+  for (const op of CALLS) {
+    const method = methods[op];
+    if (typeof method !== 'function') continue;
+    traced[op] = (...args: unknown[]): Promise<unknown> => {
+      if (!driverCallChannel.hasSubscribers) return method.apply(driver, args);
+      const started = performance.now();
+      const context: DriverCallContext = { driver: name, op };
+      return driverCallChannel.tracePromise(async () => {
+        try {
+          return await method.apply(driver, args);
+        } finally {
+          context.ms = performance.now() - started;
+        }
+      }, context);
+    };
+  }
+  return traced as unknown as Driver;
+}
