@@ -1,21 +1,21 @@
 /**
- * The tables, shared by every namespace of one database file (each row carries its namespace), and the prepared
- * statements the driver runs. Sessions are not namespaced: any live coordinator reaps any dead session.
+ * Opening a database file: the tables (shared by every namespace of one file; each row carries its namespace), their
+ * migration from earlier versions, the connection settings, and the fencing counters moved up where tokens may have
+ * been handed out that this file does not remember (a new boot after a lost commit, a new or copied file).
  */
-import type { Database as Db, RunResult } from 'better-sqlite3';
+import { existsSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { ConcordError } from '../../src/errors.js';
+import type { Connection, Engine } from './engine.js';
+import { identify, sameFile, type FileIdentity } from './file.js';
+import { BOOT_ID } from './host.js';
 
-/** The part of a prepared statement the driver uses, typed by its parameters and row. */
-export interface Statement<P extends unknown[], R> {
-  run(...params: P): RunResult;
-  get(...params: P): R | undefined;
-  all(...params: P): R[];
-}
-
-/** Prepares `sql`; with `pluck`, rows are the first column only. */
-function statement<P extends unknown[], R = unknown>(db: Db, sql: string, pluck = false): Statement<P, R> {
-  const prepared = db.prepare<P, R>(sql);
-  return pluck ? prepared.pluck() : prepared;
-}
+/** How long one statement waits, synchronously, for another connection's write lock. */
+export const BUSY_TIMEOUT_MS = 20;
+/** Far more grants than a WAL can hold unsynced (it is checkpointed, and synced, every 1,000 pages). */
+const FENCE_JUMP_AFTER_REBOOT = 1_000_000_000;
+/** Attempts at opening a file that is replaced while it is being opened. */
+const OPEN_ATTEMPTS = 3;
 
 export const SCHEMA_VERSION = 1;
 
@@ -52,166 +52,90 @@ INSERT OR IGNORE INTO concord_meta (key, value) VALUES ('trimmed', 0);
 `;
 
 /** Brings a file made by an earlier version up to date (inside the opening transaction, after SCHEMA). */
-export function migrate(db: Db): void {
-  const columns = db.prepare<[], string>("SELECT name FROM pragma_table_info('concord_sessions')").pluck().all();
+function migrate(db: Connection): void {
+  const columns = db.prepare<[], string>("SELECT name FROM pragma_table_info('concord_sessions')", true).all();
   // Sessions written without it are taken to share our clock, as before.
   if (!columns.includes('timens')) db.exec("ALTER TABLE concord_sessions ADD COLUMN timens TEXT NOT NULL DEFAULT ''");
 }
 
-export interface SessionRow {
-  readonly id: string;
-  readonly pid: number;
-  readonly boot: string;
-  readonly pidns: string;
-  readonly timens: string;
-  readonly expires_at: number;
+/** An open connection, the file it opened, and that file's -wal and -shm as they were once it was open. */
+export interface Opened {
+  readonly db: Connection;
+  readonly file: FileIdentity;
+  readonly companions: ReadonlyMap<string, FileIdentity>;
 }
 
-export interface ChangeRow {
-  readonly id: number;
-  readonly type: 'join' | 'update' | 'leave';
-  readonly member: string;
-  readonly capabilities: string | null;
+/** Where a new fencing counter starts: the wall clock in microseconds, far above any count of grants. */
+export function seedFence(): number {
+  return Date.now() * 1000;
 }
 
-export interface LockRow {
-  readonly fence: number;
-  readonly session: string | null;
-  readonly member: string | null;
-  readonly token: number | null;
-  readonly version: number;
+/**
+ * Opens the file, checks that it is a usable database, and creates the tables. Never leaves a handle open on failure.
+ * The file must still be at the path once opened: one replaced meanwhile is opened again.
+ */
+export function open(engine: Engine, path: string): Opened {
+  for (let attempt = 1; ; attempt++) {
+    const opened = openOnce(engine, path);
+    if (sameFile(identify(path), opened.file)) return opened;
+    opened.db.close();
+    if (attempt >= OPEN_ATTEMPTS) {
+      throw new ConcordError('ERR_CONNECTION', `cannot open sqlite database ${path}: it was replaced each time it was opened`);
+    }
+  }
 }
 
-export interface LockPosition {
-  readonly session: string | null;
-  readonly head: number | null;
-  readonly mine: number | null;
+function openOnce(engine: Engine, path: string): Opened {
+  const dir = dirname(path);
+  if (!existsSync(dir)) {
+    throw new ConcordError('ERR_CONNECTION', `cannot open sqlite database ${path}: the directory ${dir} does not exist`);
+  }
+  if (existsSync(path) && statSync(path).isDirectory()) {
+    throw new ConcordError('ERR_INVALID_URL', `cannot open sqlite database ${path}: it is a directory`);
+  }
+  let db: Connection | undefined;
+  try {
+    db = engine.open(path, { busyTimeoutMs: BUSY_TIMEOUT_MS });
+    const file = identify(path);
+    if (file === undefined) throw new Error('the file was removed as it was opened');
+    const mode = db.prepare('PRAGMA journal_mode = WAL', true).get();
+    if (typeof mode !== 'string' || mode.toLowerCase() !== 'wal') throw new Error(`cannot switch to WAL mode (got ${String(mode)})`);
+    // NORMAL in WAL mode loses commits only to an OS crash or power cut, and then the boot id changes: the first
+    // connection of a new boot moves every fencing counter far ahead, past any token a lost commit handed out.
+    // Without a boot id, FULL: every commit is on disk before it counts.
+    db.exec(BOOT_ID === '' ? 'PRAGMA synchronous = FULL' : 'PRAGMA synchronous = NORMAL');
+    const connection = db;
+    connection.transaction('immediate', () => {
+      connection.exec(SCHEMA);
+      migrate(connection);
+      const boot: unknown = connection.prepare("SELECT value FROM concord_meta WHERE key = 'boot'", true).get();
+      if (BOOT_ID !== '' && boot !== BOOT_ID) {
+        if (boot !== undefined) connection.prepare('UPDATE concord_locks SET fence = fence + ?').run(FENCE_JUMP_AFTER_REBOOT);
+        connection.prepare("INSERT OR REPLACE INTO concord_meta (key, value) VALUES ('boot', ?)").run(BOOT_ID);
+      }
+      // The file's counters were written in another file (this one is new, or a copy, a restored backup, a file moved
+      // here): tokens may have been handed out above them. Every counter moves up to the clock base, as a new one
+      // starts (see seedFence). The birth time tells a new file from an old one that got a freed inode number back.
+      const identity = `${String(file.dev)}:${String(file.ino)}:${String(file.birth)}`;
+      const known: unknown = connection.prepare("SELECT value FROM concord_meta WHERE key = 'file'", true).get();
+      if (known !== identity) {
+        connection.prepare('UPDATE concord_locks SET fence = max(fence, ?)').run(seedFence());
+        connection.prepare("INSERT OR REPLACE INTO concord_meta (key, value) VALUES ('file', ?)").run(identity);
+      }
+    });
+    const companions = new Map<string, FileIdentity>();
+    for (const suffix of ['-wal', '-shm']) {
+      const companion = identify(`${path}${suffix}`);
+      if (companion) companions.set(suffix, companion);
+    }
+    return { db, file, companions };
+  } catch (cause) {
+    try {
+      if (db?.inTransaction) db.exec('ROLLBACK');
+    } catch {
+      // The connection is closed below either way.
+    }
+    db?.close();
+    throw new ConcordError('ERR_CONNECTION', `cannot open sqlite database ${path}: ${(cause as Error).message}`, { cause });
+  }
 }
-
-/** Every statement, prepared once per connection. */
-export function prepare(db: Db) {
-  return {
-    dataVersion: statement<[], number>(db, 'PRAGMA data_version', true),
-    meta: statement<[string], number>(db, 'SELECT value FROM concord_meta WHERE key = ?', true),
-    setMeta: statement<[number, string]>(db, 'UPDATE concord_meta SET value = max(value, ?) WHERE key = ?'),
-
-    // sessions
-    insertSession: statement<[string, string, number, number, number, string, string, string]>(
-      db,
-      'INSERT INTO concord_sessions (id, ns, ttl_ms, expires_at, pid, boot, pidns, timens) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-    ),
-    renewSession: statement<[number, string, number]>(
-      db,
-      'UPDATE concord_sessions SET expires_at = ? + ttl_ms WHERE id = ? AND expires_at > ?',
-    ),
-    sessions: statement<[], SessionRow>(db, 'SELECT id, pid, boot, pidns, timens, expires_at FROM concord_sessions'),
-    session: statement<[string], SessionRow>(db, 'SELECT id, pid, boot, pidns, timens, expires_at FROM concord_sessions WHERE id = ?'),
-    deleteSession: statement<[string]>(db, 'DELETE FROM concord_sessions WHERE id = ?'),
-    sessionMembers: statement<[string], { ns: string; grp: string; member: string }>(
-      db,
-      'SELECT ns, grp, member FROM concord_members WHERE session = ?',
-    ),
-    deleteSessionMembers: statement<[string]>(db, 'DELETE FROM concord_members WHERE session = ?'),
-    freeSessionLocks: statement<[string]>(
-      db,
-      'UPDATE concord_locks SET session = NULL, member = NULL, token = NULL, version = version + 1 WHERE session = ?',
-    ),
-    sessionWaitedLocks: statement<[string], { ns: string; kind: string; name: string }>(
-      db,
-      'SELECT DISTINCT ns, kind, name FROM concord_waiters WHERE session = ?',
-    ),
-    deleteSessionWaiters: statement<[string]>(db, 'DELETE FROM concord_waiters WHERE session = ?'),
-
-    // groups
-    groupExists: statement<[string, string], number>(db, 'SELECT 1 FROM concord_groups WHERE ns = ? AND name = ?', true),
-    insertGroup: statement<[string, string]>(db, 'INSERT OR IGNORE INTO concord_groups (ns, name) VALUES (?, ?)'),
-    deleteGroup: statement<[string, string]>(db, 'DELETE FROM concord_groups WHERE ns = ? AND name = ?'),
-    listGroups: statement<[string], string>(db, 'SELECT name FROM concord_groups WHERE ns = ?', true),
-    memberCount: statement<[string, string], number>(db, 'SELECT count(*) FROM concord_members WHERE ns = ? AND grp = ?', true),
-    members: statement<[string, string], { member: string; capabilities: string }>(
-      db,
-      'SELECT member, capabilities FROM concord_members WHERE ns = ? AND grp = ?',
-    ),
-    insertMember: statement<[string, string, string, string, string]>(
-      db,
-      'INSERT OR IGNORE INTO concord_members (ns, grp, member, session, capabilities) VALUES (?, ?, ?, ?, ?)',
-    ),
-    deleteMember: statement<[string, string, string]>(db, 'DELETE FROM concord_members WHERE ns = ? AND grp = ? AND member = ?'),
-    updateMember: statement<[string, string, string, string]>(
-      db,
-      'UPDATE concord_members SET capabilities = ? WHERE ns = ? AND grp = ? AND member = ?',
-    ),
-    insertChange: statement<[string, string, string, string, string | null]>(
-      db,
-      'INSERT INTO concord_changes (ns, grp, type, member, capabilities) VALUES (?, ?, ?, ?, ?)',
-    ),
-    trimChanges: statement<[number]>(db, 'DELETE FROM concord_changes WHERE id <= ?'),
-    revision: statement<[], number>(db, "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'concord_changes'), 0)", true),
-    changesSince: statement<[string, string, number], ChangeRow>(
-      db,
-      'SELECT id, type, member, capabilities FROM concord_changes WHERE ns = ? AND grp = ? AND id > ? ORDER BY id',
-    ),
-
-    // locks
-    /** A new lock's counter starts at the given clock base (see seedFence), so a recreated file's tokens are larger. */
-    ensureLock: statement<[string, string, string, number]>(
-      db,
-      'INSERT OR IGNORE INTO concord_locks (ns, kind, name, fence) VALUES (?, ?, ?, ?)',
-    ),
-    lock: statement<[string, string, string], LockRow>(
-      db,
-      'SELECT fence, session, member, token, version FROM concord_locks WHERE ns = ? AND kind = ? AND name = ?',
-    ),
-    lockVersion: statement<[string, string, string], number>(
-      db,
-      'SELECT version FROM concord_locks WHERE ns = ? AND kind = ? AND name = ?',
-      true,
-    ),
-    grant: statement<[string, string, number, number, string, string, string]>(
-      db,
-      'UPDATE concord_locks SET session = ?, member = ?, token = ?, fence = ?, version = version + 1 WHERE ns = ? AND kind = ? AND name = ?',
-    ),
-    unlock: statement<[string, string, string, string, number]>(
-      db,
-      'UPDATE concord_locks SET session = NULL, member = NULL, token = NULL, version = version + 1 WHERE ns = ? AND kind = ? AND name = ? AND session = ? AND token = ?',
-    ),
-    bumpLock: statement<[string, string, string]>(
-      db,
-      'UPDATE concord_locks SET version = version + 1 WHERE ns = ? AND kind = ? AND name = ?',
-    ),
-    hasWaiters: statement<[string, string, string], number>(
-      db,
-      'SELECT 1 FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? LIMIT 1',
-      true,
-    ),
-    position: statement<[number, string, string, string], LockPosition>(
-      db,
-      `SELECT l.session AS session,
-              (SELECT min(id) FROM concord_waiters w WHERE w.ns = l.ns AND w.kind = l.kind AND w.name = l.name) AS head,
-              (SELECT id FROM concord_waiters WHERE id = ?) AS mine
-         FROM concord_locks l WHERE l.ns = ? AND l.kind = ? AND l.name = ?`,
-    ),
-    waiter: statement<[number, string], number>(db, 'SELECT id FROM concord_waiters WHERE id = ? AND session = ?', true),
-    insertWaiter: statement<[string, string, string, string]>(
-      db,
-      'INSERT INTO concord_waiters (ns, kind, name, session) VALUES (?, ?, ?, ?)',
-    ),
-    deleteWaiter: statement<[number]>(db, 'DELETE FROM concord_waiters WHERE id = ?'),
-    /** The session's earliest place in the lock's queue (a wait interrupted by a failure leaves one). */
-    sessionWaiter: statement<[string, string, string, string], number | null>(
-      db,
-      'SELECT min(id) FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ?',
-      true,
-    ),
-    deleteSessionLockWaiters: statement<[string, string, string, string]>(
-      db,
-      'DELETE FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ?',
-    ),
-    freeSessionLock: statement<[string, string, string, string]>(
-      db,
-      'UPDATE concord_locks SET session = NULL, member = NULL, token = NULL, version = version + 1 WHERE ns = ? AND kind = ? AND name = ? AND session = ?',
-    ),
-  };
-}
-
-export type Statements = ReturnType<typeof prepare>;

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect } from '../../src/index.js';
-import { deadline } from '../support/wait.js';
+import { connect } from '../../../src/index.js';
+import { deadline } from '../../support/wait.js';
 
 const WRITER = fileURLToPath(new URL('./stored-signal-writer.ts', import.meta.url));
 

@@ -9,16 +9,16 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ConcordError, connect, type Coordinator } from '../../src/index.js';
-import { checkIntervals, type HoldInterval } from '../support/history.js';
-import { deadline, eventually } from '../support/wait.js';
-import { Child } from './sqlite-child.js';
+import { ConcordError, connect, type Coordinator } from '../../../src/index.js';
+import { checkIntervals, type HoldInterval } from '../../support/history.js';
+import { deadline, eventually } from '../../support/wait.js';
+import { Child } from './child.js';
+import { openDatabase } from './database.js';
 
-const WORKER = fileURLToPath(new URL('./sqlite-worker.ts', import.meta.url));
-const HOLDER = fileURLToPath(new URL('./sqlite-holder.ts', import.meta.url));
-const BLOCKER = fileURLToPath(new URL('./sqlite-blocker.ts', import.meta.url));
+const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
+const HOLDER = fileURLToPath(new URL('./holder.ts', import.meta.url));
+const BLOCKER = fileURLToPath(new URL('./blocker.ts', import.meta.url));
 
 let dir = '';
 let url = '';
@@ -151,10 +151,10 @@ describe('sqlite: a waiting process', () => {
     const parent = await coordinator('parent');
     const held = await parent.lock('alive').acquire();
     const waiter = child(HOLDER, [url, 'waiter', '60000', 'alive']);
-    const db = new Database(join(dir, 'faults.db'), { readonly: true });
+    const db = openDatabase(join(dir, 'faults.db'));
     try {
       await eventually(
-        () => db.prepare("SELECT count(*) FROM concord_waiters WHERE name = 'alive'").pluck().get() as number,
+        () => db.prepare("SELECT count(*) FROM concord_waiters WHERE name = 'alive'", true).get() as number,
         (n) => n === 1,
         20_000,
         'the child to queue',
@@ -170,16 +170,16 @@ describe('sqlite: a waiting process', () => {
 
 /** Waiter rows of the lock, read from a separate read-only connection (reads are never blocked in WAL mode). */
 function waiterRows(name: string): number {
-  const db = new Database(join(dir, 'faults.db'), { readonly: true });
+  const db = openDatabase(join(dir, 'faults.db'));
   try {
-    return db.prepare('SELECT count(*) FROM concord_waiters WHERE name = ?').pluck().get(name) as number;
+    return db.prepare('SELECT count(*) FROM concord_waiters WHERE name = ?', true).get(name) as number;
   } finally {
     db.close();
   }
 }
 
 function lockRow(name: string): { fence: number; session: string | null } | undefined {
-  const db = new Database(join(dir, 'faults.db'), { readonly: true });
+  const db = openDatabase(join(dir, 'faults.db'));
   try {
     return db.prepare('SELECT fence, session FROM concord_locks WHERE name = ?').get(name) as
       { fence: number; session: string | null } | undefined;
@@ -297,7 +297,7 @@ describe('sqlite: reboots', () => {
   it('a session left from another boot is reaped at once', async () => {
     const old = await coordinator('old');
     const held = await old.lock('b').acquire();
-    const db = new Database(join(dir, 'faults.db'));
+    const db = openDatabase(join(dir, 'faults.db'), { writable: true });
     try {
       // As if this session's process ran before a reboot: its pid and monotonic times mean nothing any more.
       db.prepare("UPDATE concord_sessions SET boot = 'a-previous-boot' WHERE id = ?").run(old.session.id);
@@ -314,7 +314,7 @@ describe('sqlite: reboots', () => {
     const a = await coordinator('a');
     const first = await a.lock('f').acquire();
     await first.release();
-    const db = new Database(join(dir, 'faults.db'));
+    const db = openDatabase(join(dir, 'faults.db'), { writable: true });
     try {
       db.prepare("UPDATE concord_meta SET value = 'a-previous-boot' WHERE key = 'boot'").run();
     } finally {

@@ -5,7 +5,7 @@
  * Args: url member ttlMs lockName logFile
  */
 import { appendFileSync } from 'node:fs';
-import { connect, type ConcordError } from '../../src/index.js';
+import { connect, type ConcordError } from '../../../src/index.js';
 
 const [url = '', member = '', ttl = '600', name = 'L', log = ''] = process.argv.slice(2);
 const say = (message: Record<string, unknown>): void => {

@@ -5,7 +5,7 @@
  * session is up. On SIGUSR1 it takes the lock again and reports {reacquired, token} (or {reacquireFailed: code}). On
  * SIGTERM it releases what it holds, closes and reports {closed}. Args: url member ttlMs lockName group
  */
-import { connect, type ConcordError, type HeldLock } from '../../src/index.js';
+import { connect, type ConcordError, type HeldLock } from '../../../src/index.js';
 
 const [url = '', member = '', ttl = '3000', name = 'l', group = 'g'] = process.argv.slice(2);
 const say = (message: Record<string, unknown>): void => {

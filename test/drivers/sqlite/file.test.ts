@@ -7,14 +7,14 @@ import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createDriver } from '../../drivers/sqlite/index.js';
-import { connect, type Coordinator, type Driver, type HeldLock } from '../../src/index.js';
-import { aborted, deadline, eventually, once } from '../support/wait.js';
-import { Child } from './sqlite-child.js';
+import { createDriver } from '../../../drivers/sqlite/driver.js';
+import { connect, type Coordinator, type Driver, type HeldLock } from '../../../src/index.js';
+import { aborted, deadline, eventually, once } from '../../support/wait.js';
+import { Child } from './child.js';
+import { openDatabase } from './database.js';
 
-const SURVIVOR = fileURLToPath(new URL('./sqlite-survivor.ts', import.meta.url));
+const SURVIVOR = fileURLToPath(new URL('./survivor.ts', import.meta.url));
 
 /**
  * The test's bound on how long a holder may take to hear that its file is gone. Renewals come every TTL / 3 (3.3 s
@@ -50,9 +50,9 @@ function deleteDatabase(file: string): void {
 
 /** Waiter rows in the file at `file`, read from a separate read-only connection. */
 function lockWaiters(file: string): number {
-  const db = new Database(file, { readonly: true });
+  const db = openDatabase(file);
   try {
-    return db.prepare('SELECT count(*) FROM concord_waiters').pluck().get() as number;
+    return db.prepare('SELECT count(*) FROM concord_waiters', true).get() as number;
   } finally {
     db.close();
   }
@@ -221,7 +221,7 @@ describe('sqlite: the database file replaced', () => {
     for (let i = 0; i < 3; i++) await (await p.lock('L').acquire()).release();
     // A consistent copy, as a backup would take it.
     const backup = join(dir, 'backup.db');
-    const source = new Database(path, { readonly: true });
+    const source = openDatabase(path);
     try {
       source.exec(`VACUUM INTO '${backup.replaceAll("'", "''")}'`);
     } finally {
@@ -284,9 +284,9 @@ describe('sqlite: the driver on a deleted file', () => {
       expect(await driver.renewSession(old)).toBe(false);
       expect(expired).toEqual([old]);
       const next = await driver.openSession(TTL_MS);
-      const db = new Database(path, { readonly: true });
+      const db = openDatabase(path);
       try {
-        expect(db.prepare('SELECT id FROM concord_sessions').pluck().all()).toEqual([next]);
+        expect(db.prepare('SELECT id FROM concord_sessions', true).all()).toEqual([next]);
       } finally {
         db.close();
       }

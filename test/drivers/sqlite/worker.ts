@@ -5,7 +5,7 @@
  * anything wrong it saw. Args: url member count guardFile
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { connect } from '../../src/index.js';
+import { connect } from '../../../src/index.js';
 
 interface Guard {
   holder: string | null;

@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { deadline } from '../support/wait.js';
+import { deadline } from '../../support/wait.js';
 
 export type Message = Record<string, unknown>;
 

@@ -3,14 +3,14 @@
  * write of every other connection finds the file busy meanwhile. Prints {locked} once it holds it and {unlocked}
  * once it let go. Args: databasePath
  */
-import Database from 'better-sqlite3';
+import { openDatabase } from './database.js';
 
 const [path = ''] = process.argv.slice(2);
 const say = (message: Record<string, unknown>): void => {
   process.stdout.write(`${JSON.stringify(message)}\n`);
 };
 
-const db = new Database(path, { timeout: 10_000 });
+const db = openDatabase(path, { writable: true, busyTimeoutMs: 10_000 });
 db.exec('BEGIN IMMEDIATE');
 say({ locked: process.pid });
 const keepAlive = setInterval(() => undefined, 1000);

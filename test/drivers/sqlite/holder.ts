@@ -4,7 +4,7 @@
  * the session); then {released} once its release call returned. With a group name, joins that group first.
  * Args: url member ttlMs lockName [group]
  */
-import { connect, type ConcordError } from '../../src/index.js';
+import { connect, type ConcordError } from '../../../src/index.js';
 
 const [url = '', member = '', ttl = '1000', name = 'l', group] = process.argv.slice(2);
 const say = (message: Record<string, unknown>): void => {

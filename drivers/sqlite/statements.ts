@@ -1,0 +1,168 @@
+/**
+ * The prepared statements the driver runs, and the rows they read. Sessions are not namespaced: any live coordinator
+ * reaps any dead session.
+ */
+import type { Connection, Statement } from './engine.js';
+
+/** Prepares `sql`; with `pluck`, rows are the first column only. */
+function statement<P extends unknown[], R = unknown>(db: Connection, sql: string, pluck = false): Statement<P, R> {
+  return db.prepare<P, R>(sql, pluck);
+}
+
+export interface SessionRow {
+  readonly id: string;
+  readonly pid: number;
+  readonly boot: string;
+  readonly pidns: string;
+  readonly timens: string;
+  readonly expires_at: number;
+}
+
+export interface ChangeRow {
+  readonly id: number;
+  readonly type: 'join' | 'update' | 'leave';
+  readonly member: string;
+  readonly capabilities: string | null;
+}
+
+export interface LockRow {
+  readonly fence: number;
+  readonly session: string | null;
+  readonly member: string | null;
+  readonly token: number | null;
+  readonly version: number;
+}
+
+export interface LockPosition {
+  readonly session: string | null;
+  readonly head: number | null;
+  readonly mine: number | null;
+}
+
+/** Every statement, prepared once per connection. */
+export function prepare(db: Connection) {
+  return {
+    dataVersion: statement<[], number>(db, 'PRAGMA data_version', true),
+    meta: statement<[string], number>(db, 'SELECT value FROM concord_meta WHERE key = ?', true),
+    setMeta: statement<[number, string]>(db, 'UPDATE concord_meta SET value = max(value, ?) WHERE key = ?'),
+
+    // sessions
+    insertSession: statement<[string, string, number, number, number, string, string, string]>(
+      db,
+      'INSERT INTO concord_sessions (id, ns, ttl_ms, expires_at, pid, boot, pidns, timens) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
+    renewSession: statement<[number, string, number]>(
+      db,
+      'UPDATE concord_sessions SET expires_at = ? + ttl_ms WHERE id = ? AND expires_at > ?',
+    ),
+    sessions: statement<[], SessionRow>(db, 'SELECT id, pid, boot, pidns, timens, expires_at FROM concord_sessions'),
+    session: statement<[string], SessionRow>(db, 'SELECT id, pid, boot, pidns, timens, expires_at FROM concord_sessions WHERE id = ?'),
+    deleteSession: statement<[string]>(db, 'DELETE FROM concord_sessions WHERE id = ?'),
+    sessionMembers: statement<[string], { ns: string; grp: string; member: string }>(
+      db,
+      'SELECT ns, grp, member FROM concord_members WHERE session = ?',
+    ),
+    deleteSessionMembers: statement<[string]>(db, 'DELETE FROM concord_members WHERE session = ?'),
+    freeSessionLocks: statement<[string]>(
+      db,
+      'UPDATE concord_locks SET session = NULL, member = NULL, token = NULL, version = version + 1 WHERE session = ?',
+    ),
+    sessionWaitedLocks: statement<[string], { ns: string; kind: string; name: string }>(
+      db,
+      'SELECT DISTINCT ns, kind, name FROM concord_waiters WHERE session = ?',
+    ),
+    deleteSessionWaiters: statement<[string]>(db, 'DELETE FROM concord_waiters WHERE session = ?'),
+
+    // groups
+    groupExists: statement<[string, string], number>(db, 'SELECT 1 FROM concord_groups WHERE ns = ? AND name = ?', true),
+    insertGroup: statement<[string, string]>(db, 'INSERT OR IGNORE INTO concord_groups (ns, name) VALUES (?, ?)'),
+    deleteGroup: statement<[string, string]>(db, 'DELETE FROM concord_groups WHERE ns = ? AND name = ?'),
+    listGroups: statement<[string], string>(db, 'SELECT name FROM concord_groups WHERE ns = ?', true),
+    memberCount: statement<[string, string], number>(db, 'SELECT count(*) FROM concord_members WHERE ns = ? AND grp = ?', true),
+    members: statement<[string, string], { member: string; capabilities: string }>(
+      db,
+      'SELECT member, capabilities FROM concord_members WHERE ns = ? AND grp = ?',
+    ),
+    insertMember: statement<[string, string, string, string, string]>(
+      db,
+      'INSERT OR IGNORE INTO concord_members (ns, grp, member, session, capabilities) VALUES (?, ?, ?, ?, ?)',
+    ),
+    deleteMember: statement<[string, string, string]>(db, 'DELETE FROM concord_members WHERE ns = ? AND grp = ? AND member = ?'),
+    updateMember: statement<[string, string, string, string]>(
+      db,
+      'UPDATE concord_members SET capabilities = ? WHERE ns = ? AND grp = ? AND member = ?',
+    ),
+    insertChange: statement<[string, string, string, string, string | null]>(
+      db,
+      'INSERT INTO concord_changes (ns, grp, type, member, capabilities) VALUES (?, ?, ?, ?, ?)',
+    ),
+    trimChanges: statement<[number]>(db, 'DELETE FROM concord_changes WHERE id <= ?'),
+    revision: statement<[], number>(db, "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'concord_changes'), 0)", true),
+    changesSince: statement<[string, string, number], ChangeRow>(
+      db,
+      'SELECT id, type, member, capabilities FROM concord_changes WHERE ns = ? AND grp = ? AND id > ? ORDER BY id',
+    ),
+
+    // locks
+    /** A new lock's counter starts at the given clock base (see seedFence), so a recreated file's tokens are larger. */
+    ensureLock: statement<[string, string, string, number]>(
+      db,
+      'INSERT OR IGNORE INTO concord_locks (ns, kind, name, fence) VALUES (?, ?, ?, ?)',
+    ),
+    lock: statement<[string, string, string], LockRow>(
+      db,
+      'SELECT fence, session, member, token, version FROM concord_locks WHERE ns = ? AND kind = ? AND name = ?',
+    ),
+    lockVersion: statement<[string, string, string], number>(
+      db,
+      'SELECT version FROM concord_locks WHERE ns = ? AND kind = ? AND name = ?',
+      true,
+    ),
+    grant: statement<[string, string, number, number, string, string, string]>(
+      db,
+      'UPDATE concord_locks SET session = ?, member = ?, token = ?, fence = ?, version = version + 1 WHERE ns = ? AND kind = ? AND name = ?',
+    ),
+    unlock: statement<[string, string, string, string, number]>(
+      db,
+      'UPDATE concord_locks SET session = NULL, member = NULL, token = NULL, version = version + 1 WHERE ns = ? AND kind = ? AND name = ? AND session = ? AND token = ?',
+    ),
+    bumpLock: statement<[string, string, string]>(
+      db,
+      'UPDATE concord_locks SET version = version + 1 WHERE ns = ? AND kind = ? AND name = ?',
+    ),
+    hasWaiters: statement<[string, string, string], number>(
+      db,
+      'SELECT 1 FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? LIMIT 1',
+      true,
+    ),
+    position: statement<[number, string, string, string], LockPosition>(
+      db,
+      `SELECT l.session AS session,
+              (SELECT min(id) FROM concord_waiters w WHERE w.ns = l.ns AND w.kind = l.kind AND w.name = l.name) AS head,
+              (SELECT id FROM concord_waiters WHERE id = ?) AS mine
+         FROM concord_locks l WHERE l.ns = ? AND l.kind = ? AND l.name = ?`,
+    ),
+    waiter: statement<[number, string], number>(db, 'SELECT id FROM concord_waiters WHERE id = ? AND session = ?', true),
+    insertWaiter: statement<[string, string, string, string]>(
+      db,
+      'INSERT INTO concord_waiters (ns, kind, name, session) VALUES (?, ?, ?, ?)',
+    ),
+    deleteWaiter: statement<[number]>(db, 'DELETE FROM concord_waiters WHERE id = ?'),
+    /** The session's earliest place in the lock's queue (a wait interrupted by a failure leaves one). */
+    sessionWaiter: statement<[string, string, string, string], number | null>(
+      db,
+      'SELECT min(id) FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ?',
+      true,
+    ),
+    deleteSessionLockWaiters: statement<[string, string, string, string]>(
+      db,
+      'DELETE FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ?',
+    ),
+    freeSessionLock: statement<[string, string, string, string]>(
+      db,
+      'UPDATE concord_locks SET session = NULL, member = NULL, token = NULL, version = version + 1 WHERE ns = ? AND kind = ? AND name = ? AND session = ?',
+    ),
+  };
+}
+
+export type Statements = ReturnType<typeof prepare>;
