@@ -4,9 +4,10 @@
  */
 import type { DriverDescriptor } from '../src/driver.js';
 import { driver as memory } from './memory/index.js';
+import { driver as mysql } from './mysql/index.js';
 import { driver as postgres } from './postgres/index.js';
 import { driver as redis } from './redis/index.js';
 import { driver as sqlite } from './sqlite/index.js';
 import { driver as etcd } from './etcd/index.js';
 
-export const builtinDrivers: readonly DriverDescriptor[] = [memory, sqlite, redis, etcd, postgres];
+export const builtinDrivers: readonly DriverDescriptor[] = [memory, sqlite, redis, etcd, postgres, mysql];

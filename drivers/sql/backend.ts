@@ -35,6 +35,11 @@ export interface Dialect {
 export interface WakeSource {
   /** The driver is interested in a topic (a MySQL poller reads only these); returns the end of that interest. */
   want(topic: string): () => void;
+  /**
+   * Optional (a polled source): records where a wanted topic stands now, before the caller's first look at it, so
+   * that the first poll does not wake it for a change that look will see anyway.
+   */
+  baseline?(topic: string): Promise<void>;
   /** Stops listening; idempotent. */
   close(): Promise<void>;
 }

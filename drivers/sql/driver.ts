@@ -762,6 +762,7 @@ export class SqlDriver implements Driver {
     });
     let announced = false;
     try {
+      await this.#wake?.baseline?.(lockTopic(kind, name));
       for (;;) {
         if (signal.aborted) throw abortedError(signal);
         const result = await this.#tx('write', (query) => this.#attempt(query, kind, name, sessionId, member, true));
@@ -789,7 +790,10 @@ export class SqlDriver implements Driver {
   }
 
   async cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void> {
-    await this.#tx('write', async (query) => {
+    // Statements of their own, not one transaction: the queue place is gone one round trip after an abort, before
+    // the next in line (or a tryAcquire elsewhere) looks. Each is idempotent; a wake-up missed by a crash in between
+    // is made up by the waiters' bounded re-check.
+    await this.#tx('none', async (query) => {
       const key = [this.#ns, kind, name];
       const left = await query('DELETE FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ?', [...key, sessionId]);
       const freed = await query(

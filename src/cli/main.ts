@@ -11,6 +11,7 @@ import * as leader from './leader.js';
 import * as lock from './lock.js';
 import * as members from './members.js';
 import * as ring from './ring.js';
+import * as schema from './schema.js';
 import * as watch from './watch.js';
 import { EXIT, UsageError, describeError, flush, out } from './output.js';
 
@@ -19,7 +20,7 @@ interface Command {
   run(args: Parsed, context: Context): Promise<number>;
 }
 
-const COMMANDS: readonly Command[] = [demo, lock, elect, groups, members, leader, watch, ring, demoWorker];
+const COMMANDS: readonly Command[] = [demo, lock, elect, groups, members, leader, watch, ring, schema, demoWorker];
 
 function findCommand(name: string): Command | undefined {
   return COMMANDS.find((command) => command.spec.name === name);
