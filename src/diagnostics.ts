@@ -9,8 +9,6 @@
  *   asyncEnd: (context) => console.log(context.name, 'held with token', context.token, 'after', context.waitedMs, 'ms'),
  * });
  * ```
- *
- * @module concord/diagnostics
  */
 import diagnostics_channel from 'node:diagnostics_channel';
 import type { Driver, LockKind } from './driver.js';
@@ -74,12 +72,22 @@ export interface LostMessage {
   readonly token: bigint;
 }
 
-export const acquireChannel = diagnostics_channel.tracingChannel<object, AcquireContext>('concord:lock:acquire');
-export const releaseChannel = diagnostics_channel.tracingChannel<object, ReleaseContext>('concord:lock:release');
-export const driverCallChannel = diagnostics_channel.tracingChannel<object, DriverCallContext>('concord:driver:call');
-export const sessionChannel = diagnostics_channel.channel('concord:session');
-export const resyncChannel = diagnostics_channel.channel('concord:watch:resync');
-export const lostChannel = diagnostics_channel.channel('concord:lock:lost');
+/** The names of concord's channels: tracing channels (acquire, release, driverCall) and plain ones. */
+export const CHANNELS = Object.freeze({
+  acquire: 'concord:lock:acquire',
+  release: 'concord:lock:release',
+  driverCall: 'concord:driver:call',
+  session: 'concord:session',
+  resync: 'concord:watch:resync',
+  lost: 'concord:lock:lost',
+} as const);
+
+export const acquireChannel = diagnostics_channel.tracingChannel<object, AcquireContext>(CHANNELS.acquire);
+export const releaseChannel = diagnostics_channel.tracingChannel<object, ReleaseContext>(CHANNELS.release);
+export const driverCallChannel = diagnostics_channel.tracingChannel<object, DriverCallContext>(CHANNELS.driverCall);
+export const sessionChannel = diagnostics_channel.channel(CHANNELS.session);
+export const resyncChannel = diagnostics_channel.channel(CHANNELS.resync);
+export const lostChannel = diagnostics_channel.channel(CHANNELS.lost);
 
 /** Runs `fn` traced on `channel`, calling `settle` on the context before asyncEnd or error are published. */
 export function traced<T, C extends object>(

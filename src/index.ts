@@ -16,6 +16,15 @@ export { registerDriver, schemes } from './registry.js';
 export { ConcordError, isConcordError, type ErrorCode } from './errors.js';
 export { DEFAULTS, type ConnectOptions } from './options.js';
 export {
+  CHANNELS,
+  type AcquireContext,
+  type DriverCallContext,
+  type LostMessage,
+  type ReleaseContext,
+  type ResyncMessage,
+  type SessionMessage,
+} from './diagnostics.js';
+export {
   HashRing,
   Rendezvous,
   ToozHashRing,
