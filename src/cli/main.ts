@@ -9,9 +9,11 @@ import * as elect from './elect.js';
 import * as groups from './groups.js';
 import * as leader from './leader.js';
 import * as lock from './lock.js';
+import * as locks from './locks.js';
 import * as members from './members.js';
 import * as ring from './ring.js';
 import * as schema from './schema.js';
+import * as status from './status.js';
 import * as watch from './watch.js';
 import { EXIT, UsageError, describeError, flush, out } from './output.js';
 
@@ -20,7 +22,7 @@ interface Command {
   run(args: Parsed, context: Context): Promise<number>;
 }
 
-const COMMANDS: readonly Command[] = [demo, lock, elect, groups, members, leader, watch, ring, schema, demoWorker];
+const COMMANDS: readonly Command[] = [demo, lock, elect, groups, members, leader, watch, locks, status, ring, schema, demoWorker];
 
 function findCommand(name: string): Command | undefined {
   return COMMANDS.find((command) => command.spec.name === name);

@@ -1,0 +1,94 @@
+/** concord status: the backend at a glance: groups with member counts, leaders with terms, held locks and waiters. */
+import { isConcordError } from '../errors.js';
+import type { Coordinator, LockInfo } from '../types.js';
+import type { CommandSpec, Parsed } from './args.js';
+import { BACKEND_OPTIONS, HELP_OPTION, JSON_OPTION, open, type Context } from './context.js';
+import { lockRows } from './locks.js';
+import { out, table, toJson } from './output.js';
+
+export const spec: CommandSpec = {
+  name: 'status',
+  summary: 'Show the backend at a glance: its groups with member counts, leaders with terms, held locks and waiters.',
+  positionals: [],
+  options: [JSON_OPTION, ...BACKEND_OPTIONS, HELP_OPTION],
+  examples: ['concord status', 'concord status --url redis://127.0.0.1:6379 --json'],
+};
+
+export interface Status {
+  /** The backend's URL without its password. */
+  readonly url: string;
+  readonly watch: 'push' | 'poll';
+  readonly groups: readonly { readonly name: string; readonly members: number }[];
+  readonly leaders: readonly LockInfo[];
+  readonly locks: readonly LockInfo[];
+}
+
+/** Reads the whole picture; a group deleted while it is read is left out. */
+export async function readStatus(coordinator: Coordinator, signal?: AbortSignal): Promise<Status> {
+  const [names, all] = await Promise.all([coordinator.groups(), coordinator.locks(signal ? { signal } : undefined)]);
+  const counted = await Promise.all(
+    names.map(async (name) => {
+      try {
+        return { name, members: (await coordinator.group(name).members()).length };
+      } catch (error) {
+        if (isConcordError(error, 'ERR_GROUP_NOT_FOUND')) return undefined;
+        throw error;
+      }
+    }),
+  );
+  return {
+    url: coordinator.url,
+    watch: coordinator.features.watch,
+    groups: counted.filter((group) => group !== undefined),
+    leaders: all.filter((lock) => lock.kind === 'leader'),
+    locks: all.filter((lock) => lock.kind === 'lock'),
+  };
+}
+
+function plural(count: number, word: string): string {
+  return `${count} ${word}${count === 1 ? '' : 's'}`;
+}
+
+function summary(status: Status): string {
+  const members = status.groups.reduce((sum, group) => sum + group.members, 0);
+  const held = status.locks.filter((lock) => lock.holders.length > 0).length;
+  const waiting = [...status.leaders, ...status.locks].reduce((sum, lock) => sum + lock.waiting, 0);
+  return [
+    plural(status.groups.length, 'group'),
+    plural(members, 'member'),
+    plural(status.leaders.filter((lock) => lock.holders.length > 0).length, 'leader'),
+    `${plural(held, 'lock')} held`,
+    `${waiting} waiting`,
+  ].join(', ');
+}
+
+export function statusLines(status: Status): string[] {
+  const lines = [`backend  ${status.url} (${status.watch} watch)`, `         ${summary(status)}`];
+  if (status.groups.length > 0) {
+    lines.push('', ...table([['GROUP', 'MEMBERS'], ...status.groups.map((group) => [group.name, String(group.members)])]));
+  }
+  if (status.leaders.length > 0) {
+    const rows = status.leaders.map((lock) => {
+      const leader = lock.holders[0];
+      return [lock.name, leader?.member ?? '-', leader ? String(leader.token) : '-', String(lock.waiting)];
+    });
+    lines.push('', ...table([['LEADS', 'LEADER', 'TERM', 'CANDIDATES WAITING'], ...rows]));
+  }
+  if (status.locks.length > 0) {
+    const rows = lockRows(status.locks).map(([name = '', , holder = '', token = '', waiting = '']) => [name, holder, token, waiting]);
+    lines.push('', ...table([['LOCK', 'HOLDER', 'TOKEN', 'WAITING'], ...rows.slice(1)]));
+  }
+  return lines;
+}
+
+export async function run(args: Parsed, context: Context): Promise<number> {
+  const coordinator = await open(args, context);
+  try {
+    const status = await readStatus(coordinator, context.interrupted);
+    if (args.flag('json')) out(toJson(status));
+    else for (const line of statusLines(status)) out(line);
+    return 0;
+  } finally {
+    await coordinator.close();
+  }
+}
