@@ -24,7 +24,17 @@
 import { randomBytes } from 'node:crypto';
 import { debug } from '../../src/debug.js';
 import { ConcordError, abortedError } from '../../src/errors.js';
-import type { Driver, DriverContext, GroupSnapshot, LockHolder, LockKind, Revision, Unsubscribe, WatchSink } from '../../src/driver.js';
+import type {
+  Driver,
+  DriverContext,
+  GroupSnapshot,
+  LockHolder,
+  LockKind,
+  LockListing,
+  Revision,
+  Unsubscribe,
+  WatchSink,
+} from '../../src/driver.js';
 import {
   Wakeup,
   compareIds,
@@ -825,6 +835,48 @@ export class SqlDriver implements Driver {
     const row = rows[0];
     if (!row || row.member === null || row.token === null) return undefined;
     return { member: str(row.member), token: big(row.token) };
+  }
+
+  async listLocks(kind: LockKind | undefined, prefix: string): Promise<LockListing[]> {
+    const kindClause = kind === undefined ? '' : ' AND l.kind = ?';
+    const args = kind === undefined ? [this.#ns] : [this.#ns, kind];
+    const [held, waiting] = await this.#tx('none', async (query) => [
+      (
+        await query(
+          `SELECT l.kind AS kind, l.name AS name, l.member AS member, l.token AS token
+             FROM concord_locks l JOIN concord_sessions s ON s.id = l.session
+            WHERE l.ns = ?${kindClause} AND s.expires_at > ${this.#q.nowMs}`,
+          args,
+        )
+      ).rows,
+      (
+        await query(
+          `SELECT l.kind AS kind, l.name AS name, COUNT(*) AS n
+             FROM concord_waiters l JOIN concord_sessions s ON s.id = l.session
+            WHERE l.ns = ?${kindClause} AND s.expires_at > ${this.#q.nowMs}
+            GROUP BY l.kind, l.name`,
+          args,
+        )
+      ).rows,
+    ]);
+    // Prefixes are matched here, not with LIKE, whose escaping differs between the dialects.
+    const byLock = new Map<string, { kind: LockKind; name: string; holders: LockHolder[]; waiting: number }>();
+    const entry = (row: Record<string, unknown>): { kind: LockKind; name: string; holders: LockHolder[]; waiting: number } | undefined => {
+      const name = str(row.name);
+      if (!name.startsWith(prefix)) return undefined;
+      const id = `${str(row.kind)}\u0000${name}`;
+      let found = byLock.get(id);
+      if (!found) byLock.set(id, (found = { kind: str(row.kind) as LockKind, name, holders: [], waiting: 0 }));
+      return found;
+    };
+    for (const row of held) {
+      if (row.member !== null && row.token !== null) entry(row)?.holders.push({ member: str(row.member), token: big(row.token) });
+    }
+    for (const row of waiting) {
+      const found = entry(row);
+      if (found) found.waiting = Number(row.n);
+    }
+    return [...byLock.values()];
   }
 
   watchLock(kind: LockKind, name: string, listener: () => void): Promise<Unsubscribe> {
