@@ -33,6 +33,19 @@ export interface LockRow {
   readonly version: number;
 }
 
+export interface ListedLockRow {
+  readonly kind: string;
+  readonly name: string;
+  readonly member: string;
+  readonly token: number | bigint;
+}
+
+export interface WaitingRow {
+  readonly kind: string;
+  readonly name: string;
+  readonly n: number;
+}
+
 export interface LockPosition {
   readonly session: string | null;
   readonly head: number | null;
@@ -108,6 +121,16 @@ export function prepare(db: Connection) {
     ensureLock: statement<[string, string, string, number]>(
       db,
       'INSERT OR IGNORE INTO concord_locks (ns, kind, name, fence) VALUES (?, ?, ?, ?)',
+    ),
+    /** Every held lock of a namespace (listing; prefixes are matched by the caller). */
+    heldLocks: statement<[string], ListedLockRow>(
+      db,
+      'SELECT kind, name, member, token FROM concord_locks WHERE ns = ? AND session IS NOT NULL AND token IS NOT NULL',
+    ),
+    /** How many wait for each lock of a namespace. */
+    waitingCounts: statement<[string], WaitingRow>(
+      db,
+      'SELECT kind, name, count(*) AS n FROM concord_waiters WHERE ns = ? GROUP BY kind, name',
     ),
     lock: statement<[string, string, string], LockRow>(
       db,
