@@ -3,11 +3,12 @@
  *
  * There is no Docker engine on the project's machines, so tests start the Debian binaries themselves, on free
  * loopback ports, each in its own temporary folder, and can stop, SIGKILL, SIGSTOP and restart them on the same port.
- * PostgreSQL and MariaDB already run on every machine: for those there are only URL helpers.
+ * PostgreSQL and MariaDB already run on every machine (URL helpers below); tests that kill or restart a database server
+ * start a private one (startPostgres, startMariadb).
  *
  * Every spawned process is tracked and SIGKILLed when the test process exits, so no server outlives a run.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
@@ -49,13 +50,15 @@ export const LOOPBACK = '127.0.0.1';
 // Process bookkeeping: nothing we spawn may outlive the test process.
 
 const liveChildren = new Set<ChildProcess>();
+/** Children started as the leader of a process group of their own: signalled as a group (a postmaster and its backends). */
+const groupLeaders = new Set<ChildProcess>();
 const tempDirs = new Set<string>();
 let exitHooksInstalled = false;
 
 function killAllSync(): void {
   for (const child of liveChildren) {
     try {
-      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+      if (child.pid !== undefined) process.kill(groupLeaders.has(child) ? -child.pid : child.pid, 'SIGKILL');
     } catch {
       // already gone
     }
@@ -404,6 +407,8 @@ interface LaunchSpec {
   startTimeoutMs: number;
   /** Writes config files / creates data folders; runs before every start (the folder may have been removed). */
   prepare(): void;
+  /** Start it in a process group of its own and signal the whole group (servers that fork workers). */
+  processGroup?: boolean;
   command(): { file: string; args: string[]; env?: NodeJS.ProcessEnv };
   ready(): Promise<boolean>;
 }
@@ -443,6 +448,10 @@ class ManagedServer implements ServerHandle {
     return this.child?.pid ?? -1;
   }
 
+  #target(pid: number): number {
+    return this.spec.processGroup ? -pid : pid;
+  }
+
   get running(): boolean {
     return this.alive;
   }
@@ -461,7 +470,12 @@ class ManagedServer implements ServerHandle {
     const out = fs.openSync(this.logFile, 'a');
     let child: ChildProcess;
     try {
-      child = spawn(file, args, { cwd: this.dir, env: env ?? process.env, stdio: ['ignore', out, out] });
+      child = spawn(file, args, {
+        cwd: this.dir,
+        env: env ?? process.env,
+        stdio: ['ignore', out, out],
+        detached: this.spec.processGroup === true,
+      });
     } finally {
       fs.closeSync(out);
     }
@@ -469,10 +483,12 @@ class ManagedServer implements ServerHandle {
     this.alive = true;
     this.exitInfo = '';
     liveChildren.add(child);
+    if (this.spec.processGroup) groupLeaders.add(child);
     this.exited = new Promise<void>((resolve) => {
       const onGone = (info: string): void => {
         this.exitInfo = info;
         liveChildren.delete(child);
+        groupLeaders.delete(child);
         if (this.child === child) this.alive = false;
         resolve();
       };
@@ -499,7 +515,7 @@ class ManagedServer implements ServerHandle {
 
   async stop(): Promise<void> {
     if (this.alive && this.child?.pid !== undefined) {
-      const pid = this.child.pid;
+      const pid = this.#target(this.child.pid);
       signal(pid, 'SIGTERM');
       signal(pid, 'SIGCONT'); // a SIGSTOPped process would otherwise never act on SIGTERM
       const timer = setTimeout(() => signal(pid, 'SIGKILL'), 10_000);
@@ -515,18 +531,20 @@ class ManagedServer implements ServerHandle {
   }
 
   async kill(): Promise<void> {
-    if (this.alive && this.child?.pid !== undefined) signal(this.child.pid, 'SIGKILL');
+    if (this.alive && this.child?.pid !== undefined) signal(this.#target(this.child.pid), 'SIGKILL');
     await this.exited;
+    // The workers of a group may outlive their leader by a moment; a restart must not meet them.
+    if (this.spec.processGroup && this.child?.pid !== undefined) await waitForGroupGone(this.child.pid);
   }
 
   pause(): void {
     if (!this.alive || this.child?.pid === undefined) throw new Error(`${this.spec.name} is not running`);
-    signal(this.child.pid, 'SIGSTOP');
+    signal(this.#target(this.child.pid), 'SIGSTOP');
     waitUntilStopped(this.child.pid, `${this.spec.name} (pid ${this.child.pid})`);
   }
 
   resume(): void {
-    if (this.alive && this.child?.pid !== undefined) signal(this.child.pid, 'SIGCONT');
+    if (this.alive && this.child?.pid !== undefined) signal(this.#target(this.child.pid), 'SIGCONT');
   }
 
   async restart(): Promise<void> {
@@ -577,6 +595,42 @@ function allThreadsStopped(pid: number): boolean {
     if (state !== 'T' && state !== 't' && state !== 'Z' && state !== 'X') return false;
   }
   return true;
+}
+
+/** Whether a process of group `pgid` still runs (zombies, which hold nothing, do not count). */
+function groupAlive(pgid: number): boolean {
+  let pids: string[];
+  try {
+    pids = fs.readdirSync('/proc').filter((name) => /^\d+$/.test(name));
+  } catch {
+    try {
+      process.kill(-pgid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  for (const pid of pids) {
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    // After the parenthesised command: state, ppid, pgrp.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z' && state !== 'X') return true;
+  }
+  return false;
+}
+
+/** Resolves once no process of the group `pgid` runs. */
+async function waitForGroupGone(pgid: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (groupAlive(pgid)) {
+    if (performance.now() > deadline) throw new Error(`process group ${pgid} still alive ${timeoutMs} ms after SIGKILL`);
+    await sleep(20);
+  }
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {
@@ -1010,6 +1064,176 @@ export function startZooKeeper(opts: ZooKeeperOptions = {}): Promise<ServerHandl
         ],
       }),
       ready: () => zookeeperReady(port),
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Private PostgreSQL and MariaDB servers, for tests that kill or restart the database (the machine's own stay up)
+
+/** uid and gid of a system user, from /etc/passwd. */
+function systemUser(name: string): { uid: number; gid: number } | undefined {
+  try {
+    for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
+      const [user, , uid, gid] = line.split(':');
+      if (user === name) return { uid: Number(uid), gid: Number(gid) };
+    }
+  } catch {
+    // no passwd file
+  }
+  return undefined;
+}
+
+/** PostgreSQL refuses to run as root, and mariadb-install-db wants a user: as root, servers run as their system user. */
+function owner(name: string, dir: string): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const user = systemUser(name);
+  if (!user) throw new Error(`running as root, and there is no "${name}" user to run the server as`);
+  fs.chownSync(dir, user.uid, user.gid);
+  return user;
+}
+
+function runAs(user: { uid: number; gid: number } | undefined, file: string, args: string[]): { file: string; args: string[] } {
+  if (!user) return { file, args };
+  return { file: 'setpriv', args: [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', '--', file, ...args] };
+}
+
+function runSync(file: string, args: string[], what: string, logFile: string): void {
+  const result = spawnSync(file, args, { encoding: 'utf8', timeout: 120_000 });
+  fs.appendFileSync(logFile, `=== ${what}: ${file} ${args.join(' ')}\n${result.stdout}${result.stderr}`);
+  if (result.status !== 0)
+    throw new Error(`${what} failed (${result.error?.message ?? `exit ${String(result.status)}`}):\n${logTail(logFile)}`);
+}
+
+function postgresBinDir(): string | undefined {
+  const root = '/usr/lib/postgresql';
+  try {
+    const versions = fs
+      .readdirSync(root)
+      .filter((v) => fs.existsSync(path.join(root, v, 'bin', 'postgres')))
+      .sort((a, b) => Number(b) - Number(a));
+    if (versions[0] !== undefined) return path.join(root, versions[0], 'bin');
+  } catch {
+    // not the Debian layout
+  }
+  const onPath = findBinary('postgres');
+  return onPath === undefined ? undefined : path.dirname(onPath);
+}
+
+function postgresReady(bin: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const child = spawn(path.join(bin, 'pg_isready'), ['-q', '-h', LOOPBACK, '-p', String(port), '-t', '1'], { stdio: 'ignore' });
+    child.once('error', () => resolve(false));
+    child.once('exit', (code) => resolve(code === 0));
+  });
+}
+
+/**
+ * A PostgreSQL server of its own (initdb in a temporary folder, trust authentication, database `postgres`), with the
+ * server's default durability. kill() takes the postmaster and every backend down at once, as a crash would.
+ */
+export function startPostgres(): Promise<ServerHandle> {
+  const bin = postgresBinDir();
+  if (!bin) throw new Error(`postgres not found: ${INSTALL_HINTS.postgres}`);
+  return startWithFreshPorts(3, async () => {
+    const port = await freePort();
+    const dir = makeTempDir('postgres');
+    const user = owner('postgres', dir);
+    const data = path.join(dir, 'data');
+    return launch({
+      name: 'postgres',
+      port,
+      url: `postgres://postgres@${LOOPBACK}:${port}/postgres`,
+      dir,
+      startTimeoutMs: 30_000,
+      processGroup: true,
+      prepare: () => {
+        if (fs.existsSync(path.join(data, 'PG_VERSION'))) return;
+        const initdb = ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync'];
+        const { file, args } = runAs(user, path.join(bin, 'initdb'), initdb);
+        runSync(file, args, 'initdb', path.join(dir, 'server.log'));
+      },
+      command: () =>
+        runAs(user, path.join(bin, 'postgres'), [
+          '-D',
+          data,
+          '-p',
+          String(port),
+          '-c',
+          `listen_addresses=${LOOPBACK}`,
+          '-c',
+          `unix_socket_directories=${dir}`,
+          '-c',
+          'max_connections=60',
+          '-c',
+          'shared_buffers=16MB',
+        ]),
+      ready: () => postgresReady(bin, port),
+    });
+  });
+}
+
+async function mariadbReady(port: number): Promise<boolean> {
+  // The greeting packet: protocol version 10 after the 4-byte header (an error packet starts with 0xff).
+  const greeting = await tcpExchange(port, '', (r) => r.length > 5);
+  return greeting.length > 5 && greeting.charCodeAt(4) === 10;
+}
+
+/**
+ * A MariaDB server of its own (mariadb-install-db in a temporary folder; root without a password over TCP, database
+ * `test`), with the server's default durability (InnoDB flushes its log at each commit).
+ */
+export function startMariadb(): Promise<ServerHandle> {
+  const bin = firstBinary(MYSQL_BIN);
+  const install = firstBinary(['mariadb-install-db', 'mysql_install_db']);
+  if (!bin || !install) throw new Error(`mariadbd not found: ${INSTALL_HINTS.mysql}`);
+  return startWithFreshPorts(3, async () => {
+    const port = await freePort();
+    const dir = makeTempDir('mariadb');
+    const user = owner('mysql', dir);
+    const data = path.join(dir, 'data');
+    const init = path.join(dir, 'init.sql');
+    const asUser = user ? ['--user=mysql'] : [];
+    return launch({
+      name: 'mariadbd',
+      port,
+      url: `mysql://root@${LOOPBACK}:${port}/test`,
+      dir,
+      startTimeoutMs: 60_000,
+      prepare: () => {
+        fs.writeFileSync(
+          init,
+          [
+            "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';",
+            "GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;",
+            'CREATE DATABASE IF NOT EXISTS test;',
+            '',
+          ].join('\n'),
+        );
+        if (user) fs.chownSync(init, user.uid, user.gid);
+        if (fs.existsSync(path.join(data, 'mysql'))) return;
+        const args = ['--no-defaults', `--datadir=${data}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...asUser];
+        runSync(install, args, 'mariadb-install-db', path.join(dir, 'server.log'));
+      },
+      command: () => ({
+        file: bin,
+        args: [
+          '--no-defaults',
+          `--datadir=${data}`,
+          `--port=${port}`,
+          `--bind-address=${LOOPBACK}`,
+          `--socket=${path.join(dir, 'mysqld.sock')}`,
+          `--pid-file=${path.join(dir, 'mysqld.pid')}`,
+          `--init-file=${init}`,
+          '--skip-name-resolve',
+          '--performance-schema=OFF',
+          '--innodb-buffer-pool-size=32M',
+          '--innodb-use-native-aio=0',
+          '--max-connections=200',
+          ...asUser,
+        ],
+      }),
+      ready: () => mariadbReady(port),
     });
   });
 }
