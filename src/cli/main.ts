@@ -3,6 +3,7 @@ import { helpText, parseArgs, type CommandSpec, type Parsed } from './args.js';
 import { isConcordError } from '../errors.js';
 import { packageVersion, signalExitCode, type Context } from './context.js';
 import { defaultDatabasePath } from './default-db.js';
+import * as dashboard from './dashboard/dashboard.js';
 import * as demo from './demo/demo.js';
 import * as demoWorker from './demo/worker.js';
 import * as elect from './elect.js';
@@ -22,7 +23,21 @@ interface Command {
   run(args: Parsed, context: Context): Promise<number>;
 }
 
-const COMMANDS: readonly Command[] = [demo, lock, elect, groups, members, leader, watch, locks, status, ring, schema, demoWorker];
+const COMMANDS: readonly Command[] = [
+  demo,
+  lock,
+  elect,
+  groups,
+  members,
+  leader,
+  watch,
+  locks,
+  status,
+  dashboard,
+  ring,
+  schema,
+  demoWorker,
+];
 
 function findCommand(name: string): Command | undefined {
   return COMMANDS.find((command) => command.spec.name === name);

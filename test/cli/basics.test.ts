@@ -27,14 +27,14 @@ describe('concord basics', { timeout: 90_000 }, () => {
     expect(version).toMatchObject({ code: 0, stdout: `${manifest.version}\n` });
     const help = await concord(['--help']);
     expect(help.code).toBe(0);
-    for (const command of ['demo', 'lock', 'elect', 'groups', 'members', 'leader', 'watch', 'locks', 'status', 'ring'])
+    for (const command of ['demo', 'lock', 'elect', 'groups', 'members', 'leader', 'watch', 'locks', 'status', 'dashboard', 'ring'])
       expect(help.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
     expect(help.stdout).not.toMatch(/demo-worker/);
   });
 
   it('has --help with an example on every command', async () => {
     const results = await Promise.all(
-      ['demo', 'lock', 'elect', 'groups', 'members', 'leader', 'watch', 'locks', 'status', 'ring'].map(
+      ['demo', 'lock', 'elect', 'groups', 'members', 'leader', 'watch', 'locks', 'status', 'dashboard', 'ring'].map(
         async (command) => [command, await concord([command, '--help'])] as const,
       ),
     );

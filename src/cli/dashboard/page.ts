@@ -1,0 +1,153 @@
+/**
+ * The dashboard page: plain HTML, CSS and browser JavaScript served as they are (no build step, nothing fetched from
+ * elsewhere, so it works air-gapped). The script renders each state it receives on /events and appends log entries;
+ * every name and capability is set as text, never as markup.
+ */
+
+export const PAGE_HTML = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>concord dashboard</title>
+<link rel="stylesheet" href="dashboard.css">
+<script src="dashboard.js" defer></script>
+</head>
+<body>
+<header>
+  <h1>concord</h1>
+  <span id="url"></span>
+  <span id="link" class="badge">connecting</span>
+  <span id="session" class="badge"></span>
+</header>
+<p id="problem" hidden></p>
+<main>
+  <section id="groups-section"><h2>Groups</h2><div id="groups"></div></section>
+  <section>
+    <h2>Locks and leaders</h2>
+    <table id="locks">
+      <thead><tr><th>name</th><th>kind</th><th>holder</th><th>token</th><th>waiting</th></tr></thead>
+      <tbody></tbody>
+    </table>
+    <p id="locks-note" class="note"></p>
+  </section>
+  <section><h2>Events</h2><ol id="log"></ol></section>
+</main>
+</body>
+</html>
+`;
+
+export const PAGE_CSS = `:root { color-scheme: light dark; --line: #8884; --dim: #888; font: 14px/1.4 system-ui, sans-serif; }
+body { margin: 0 auto; max-width: 1100px; padding: 0 16px 24px; }
+header { display: flex; gap: 12px; align-items: baseline; padding: 12px 0; border-bottom: 1px solid var(--line); }
+h1 { font-size: 20px; margin: 0; }
+h2 { font-size: 15px; margin: 20px 0 8px; }
+h3 { font-size: 14px; margin: 0 0 6px; display: flex; gap: 8px; align-items: baseline; }
+#url, .note, time, .dim { color: var(--dim); }
+.badge { border: 1px solid var(--line); border-radius: 9px; padding: 0 8px; font-size: 12px; }
+.badge.live, .badge.connected { border-color: #2a2; color: #2a2; }
+.badge.down, .badge.lost, .badge.suspended { border-color: #c33; color: #c33; }
+#problem { color: #c33; }
+#groups { display: grid; grid-template-columns: repeat(auto-fill, minmax(320px, 1fr)); gap: 12px; }
+.group { border: 1px solid var(--line); border-radius: 6px; padding: 10px; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: 3px 8px 3px 0; border-bottom: 1px solid var(--line); vertical-align: top; }
+th { font-weight: 600; font-size: 12px; color: var(--dim); }
+code { font-size: 12px; word-break: break-all; }
+.bar { display: flex; height: 14px; border-radius: 3px; overflow: hidden; margin: 8px 0 2px; }
+.bar span { display: block; min-width: 2px; }
+.swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; }
+#log { list-style: none; padding: 0; margin: 0; max-height: 320px; overflow-y: auto; font-family: ui-monospace, monospace; font-size: 12px; }
+#log li { padding: 2px 0; border-bottom: 1px solid var(--line); }
+#log .type { display: inline-block; width: 64px; font-weight: 600; }
+.join .type, .acquire .type { color: #2a2; }
+.leave .type, .release .type, .session .type { color: #c33; }
+.handoff .type, .leader .type { color: #c80; }
+`;
+
+export const PAGE_JS = `'use strict';
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attributes, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes ?? {})) node.setAttribute(name, value);
+  node.append(...children);
+  return node;
+}
+
+function colour(id) {
+  let hash = 0;
+  for (const char of id) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
+  return 'hsl(' + (hash % 360) + ' 60% 50%)';
+}
+
+function swatch(id) {
+  const node = el('span', { class: 'swatch' });
+  node.style.background = colour(id);
+  return node;
+}
+
+const percent = (share) => (share * 100).toFixed(1) + '%';
+
+function renderGroup(group) {
+  const bar = el('div', { class: 'bar', title: 'partition shares' });
+  const rows = group.members.map((member) => {
+    const part = el('span', { title: member.id + ' ' + percent(member.share) });
+    part.style.width = percent(member.share);
+    part.style.background = colour(member.id);
+    bar.append(part);
+    return el('tr', { 'data-member': member.id },
+      el('td', {}, swatch(member.id), member.id),
+      el('td', {}, el('code', {}, JSON.stringify(member.capabilities))),
+      el('td', {}, String(member.weight)),
+      el('td', { class: 'share' }, percent(member.share)));
+  });
+  const leader = group.leader
+    ? el('span', { class: 'leader' }, 'leader ' + group.leader.member + ', term ' + group.leader.term)
+    : el('span', { class: 'dim' }, 'no leader');
+  const table = el('table', {},
+    el('thead', {}, el('tr', {}, el('th', {}, 'member'), el('th', {}, 'capabilities'), el('th', {}, 'weight'), el('th', {}, 'share'))),
+    el('tbody', {}, ...rows));
+  return el('div', { class: 'group', 'data-group': group.name },
+    el('h3', {}, group.name, el('span', { class: 'dim' }, group.members.length + ' members'), leader),
+    group.members.length > 0 ? bar : '', table);
+}
+
+function renderLock(lock) {
+  const holders = lock.holders.length > 0 ? lock.holders : [{ member: '-', token: '-' }];
+  return holders.map((holder, i) =>
+    el('tr', { 'data-lock': lock.name, 'data-kind': lock.kind },
+      el('td', {}, lock.name),
+      el('td', {}, lock.kind),
+      el('td', { class: 'holder' }, holder.member),
+      el('td', { class: 'token' }, holder.token),
+      el('td', { class: 'waiting' }, i === 0 ? String(lock.waiting) : '')));
+}
+
+function render(state) {
+  $('url').textContent = state.url;
+  $('session').textContent = 'session ' + state.session;
+  $('session').className = 'badge ' + state.session;
+  $('problem').hidden = !state.problem;
+  $('problem').textContent = state.problem ?? '';
+  $('groups').replaceChildren(...state.groups.map(renderGroup));
+  $('locks').tBodies[0].replaceChildren(...state.locks.flatMap(renderLock));
+  $('locks-note').textContent = 'Members and leaders are pushed as they change; locks are read again after each change and every ' + state.refreshMs + ' ms.';
+}
+
+function addEntry(entry) {
+  const time = new Date(entry.time).toLocaleTimeString();
+  $('log').prepend(el('li', { class: entry.type }, el('time', {}, time), ' ', el('span', { class: 'type' }, entry.type), entry.text));
+  while ($('log').children.length > 500) $('log').lastChild.remove();
+}
+
+const events = new EventSource('events');
+events.onopen = () => { $('link').textContent = 'live'; $('link').className = 'badge live'; };
+events.onerror = () => { $('link').textContent = 'reconnecting'; $('link').className = 'badge down'; };
+events.onmessage = (message) => {
+  const { state, log, entries } = JSON.parse(message.data);
+  if (log) $('log').replaceChildren();
+  for (const entry of log ?? entries) addEntry(entry);
+  render(state);
+};
+`;
