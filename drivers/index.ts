@@ -9,5 +9,6 @@ import { driver as postgres } from './postgres/index.js';
 import { driver as redis } from './redis/index.js';
 import { driver as sqlite } from './sqlite/index.js';
 import { driver as etcd } from './etcd/index.js';
+import { driver as zookeeper } from './zookeeper/index.js';
 
-export const builtinDrivers: readonly DriverDescriptor[] = [memory, sqlite, redis, etcd, postgres, mysql];
+export const builtinDrivers: readonly DriverDescriptor[] = [memory, sqlite, redis, etcd, zookeeper, postgres, mysql];

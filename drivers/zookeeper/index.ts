@@ -1,0 +1,48 @@
+/**
+ * zookeeper://[user:password@]h:p[,h:p...][/chroot] — ZooKeeper 3.5+ through the `node-zookeeper-client` package,
+ * whose connection manager and jute records carry the requests; the recipes are written here.
+ *
+ *   zookeeper://app:secret@zk1:2181,zk2:2181,zk3:2181/apps/billing?sessionTtlMs=6000
+ *
+ * - Session = one ZooKeeper session on its own connection, with the timeout the user asked for: the server clamps a
+ *   timeout to its minSessionTimeout..maxSessionTimeout (2..20 x tickTime by default), so a sessionTtlMs outside that
+ *   range is refused at connect (ERR_INVALID_ARGUMENT, naming the bound), never silently changed. ZooKeeper's own
+ *   events drive the core: a dropped link fails requests at once (`suspended` until a renewal goes through again),
+ *   Expired is `lost` at once.
+ * - The chroot is a path prefix the driver creates on first use; the namespace is one node under it. user:password
+ *   authenticates with the digest scheme (never printed), and nodes are then created for that user only.
+ * - Groups (groups.ts): a persistent node per group, an ephemeral node per member holding its capabilities, and a
+ *   change log of persistent sequential nodes beside them: every join, update and leave is one multi that changes
+ *   the member node and appends its entry, so watchers (watch.ts) replay every change in the order ZooKeeper applied
+ *   it, which one-shot watches alone cannot give (they coalesce). Delete of a group with members is refused.
+ * - Locks and leadership (locks.ts): Curator's recipe. Ephemeral sequential contenders, the lowest holds, each waiter
+ *   watches only its predecessor (fair, no herd); token = the contender node's czxid. A held node deleted from
+ *   outside is `lockLost` at once.
+ *
+ * Crash detection: ZooKeeper deletes a dead session's ephemeral nodes when the session times out (the leader checks
+ * expiry every tickTime), and watchers hear of it from the next listing: TTL + up to one tickTime.
+ *
+ * @module concord/drivers/zookeeper
+ */
+import type { DriverContext, DriverDescriptor } from '../../src/driver.js';
+import type { Features } from '../../src/types.js';
+
+/** What this driver implements (the README capability matrix is generated from it). */
+export const features: Features = Object.freeze({
+  scope: 'cluster',
+  groups: true,
+  election: true,
+  fencing: true,
+  watch: 'push',
+  fairLocks: true,
+});
+
+/** The ZooKeeper driver, as `connect()` and the capability matrix know it. */
+export const driver: DriverDescriptor = Object.freeze({
+  name: 'ZooKeeper',
+  schemes: ['zookeeper'],
+  features,
+  clientPackage: 'node-zookeeper-client',
+  crashDetection: { text: 'TTL + up to one tickTime (session expiry)', delayMs: 1000 },
+  create: async (context: DriverContext) => (await import('./driver.js')).createDriver(context),
+});
