@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { ConcordError, abortedError, closedError, invalidArgument, isConcordError } from './errors.js';
 import { sleep, withTimeout } from './clock.js';
 import { debug } from './debug.js';
-import { sessionChannel, traceDriver, type SessionMessage } from './diagnostics.js';
+import { driverCallChannel, sessionChannel, traceDriver, type SessionMessage } from './diagnostics.js';
 import type { Driver, DriverEvents, LockKind } from './driver.js';
 import { GroupHandle, type GroupHost, type Membership } from './group.js';
 import { LockHandle } from './lock/handle.js';
@@ -48,10 +48,9 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
   readonly streams = new Set<Resyncable>();
   readonly registry = new LockRegistry();
   readonly #rejoin: boolean;
-  /** The driver as the core calls it: traced on `concord:driver:call` while anyone subscribes. */
   #driver: Driver | undefined;
-  /** The driver instance itself (test fault hooks need it). */
-  #raw: Driver | undefined;
+  /** The same driver, publishing each backend request on `concord:driver:call` (used while anyone subscribes). */
+  #traced: Driver | undefined;
   /** The session state last published on `concord:session`. */
   #published: SessionState = 'connected';
   #machine: SessionMachine | undefined;
@@ -84,43 +83,47 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
 
   /** Second half of construction: the driver exists and the first session opens. */
   async start(driver: Driver, name: string): Promise<void> {
-    this.#raw = driver;
-    this.#driver = traceDriver(driver, name);
-    this.#machine = new SessionMachine(driver, this.sessionTtlMs, {
-      suspended: () => {
-        this.#publishState('suspended');
-        this.#announce('suspended');
+    this.#driver = driver;
+    this.#traced = traceDriver(driver, name);
+    this.#machine = new SessionMachine(
+      () => (this.#traced && driverCallChannel.hasSubscribers ? this.#traced : driver),
+      this.sessionTtlMs,
+      {
+        suspended: () => {
+          this.#publishState('suspended');
+          this.#announce('suspended');
+        },
+        reconnected: () => {
+          this.#publishState('connected');
+          for (const stream of this.streams) stream.resync();
+          this.registry.retryReleases().catch(() => undefined);
+          this.registry.retryCancels(this).catch(() => undefined);
+          void this.#retryLeaves();
+          this.#announce('reconnected');
+        },
+        renewed: () => {
+          // Leftovers of abandoned waits that could not be cancelled are retried while the backend answers.
+          if (this.registry.uncancelled.size > 0) this.registry.retryCancels(this).catch(() => undefined);
+          if (this.registry.unreleased.size > 0) this.registry.retryReleases().catch(() => undefined);
+          if (this.#leaving.size > 0) void this.#retryLeaves();
+        },
+        lost: (sessionId) => {
+          this.registry.loseAll(sessionId);
+          this.#interrupt(new ConcordError('ERR_SESSION_LOST', 'the session was lost while the request was in flight'));
+          if (!this.#rejoin) this.joined.clear();
+          this.#publishState('lost');
+          this.#announce('lost');
+        },
+        opened: () => {
+          if (this.#published === 'lost') this.#publishState('connected');
+          for (const waiter of [...this.#sessionWaiters]) waiter();
+        },
+        restore: () => this.#restore(),
+        restored: () => {
+          this.#announce('restored');
+        },
       },
-      reconnected: () => {
-        this.#publishState('connected');
-        for (const stream of this.streams) stream.resync();
-        this.registry.retryReleases().catch(() => undefined);
-        this.registry.retryCancels(this).catch(() => undefined);
-        void this.#retryLeaves();
-        this.#announce('reconnected');
-      },
-      renewed: () => {
-        // Leftovers of abandoned waits that could not be cancelled are retried while the backend answers.
-        if (this.registry.uncancelled.size > 0) this.registry.retryCancels(this).catch(() => undefined);
-        if (this.registry.unreleased.size > 0) this.registry.retryReleases().catch(() => undefined);
-        if (this.#leaving.size > 0) void this.#retryLeaves();
-      },
-      lost: (sessionId) => {
-        this.registry.loseAll(sessionId);
-        this.#interrupt(new ConcordError('ERR_SESSION_LOST', 'the session was lost while the request was in flight'));
-        if (!this.#rejoin) this.joined.clear();
-        this.#publishState('lost');
-        this.#announce('lost');
-      },
-      opened: () => {
-        if (this.#published === 'lost') this.#publishState('connected');
-        for (const waiter of [...this.#sessionWaiters]) waiter();
-      },
-      restore: () => this.#restore(),
-      restored: () => {
-        this.#announce('restored');
-      },
-    });
+    );
     await this.#machine.open();
   }
 
@@ -258,12 +261,13 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
   }
 
   get [kDriver](): Driver | undefined {
-    return this.#raw;
+    return this.#driver;
   }
 
+  /** The driver; while anyone subscribes to concord:driver:call, a copy that publishes each backend request. */
   get driver(): Driver {
     if (!this.#driver) throw closedError();
-    return this.#driver;
+    return driverCallChannel.hasSubscribers && this.#traced ? this.#traced : this.#driver;
   }
 
   get features(): Features {

@@ -47,11 +47,12 @@ export class SessionMachine {
   #restoring: Promise<void> | undefined;
   /** Counts connected -> suspended turns, so a restore can tell that the link dropped while it ran. */
   #suspensions = 0;
-  readonly #driver: Driver;
+  readonly #driver: () => Driver;
   readonly #hooks: SessionHooks;
   readonly #stop = new AbortController();
 
-  constructor(driver: Driver, ttlMs: number, hooks: SessionHooks) {
+  /** `driver` is asked for on each call: the coordinator hands out a traced copy while anyone listens. */
+  constructor(driver: () => Driver, ttlMs: number, hooks: SessionHooks) {
     this.#driver = driver;
     this.ttlMs = ttlMs;
     this.#hooks = hooks;
@@ -77,22 +78,26 @@ export class SessionMachine {
 
   async open(): Promise<void> {
     let sentAt = now();
-    const id = await this.#driver.openSession(this.ttlMs);
+    const id = await this.#driver().openSession(this.ttlMs);
     if (!this.#stop.signal.aborted && now() - sentAt > this.ttlMs / 3) {
       // A late answer (a stalled server) leaves little of a TTL counted from when the open was sent: renew at once,
       // so that the deadline and the first renewal agree, instead of declaring the new session lost before its first
       // renewal is even due.
       const renewedAt = now();
-      const alive = await withTimeout(this.#driver.renewSession(id), this.ttlMs / 3).catch(() => false);
+      const alive = await withTimeout(this.#driver().renewSession(id), this.ttlMs / 3).catch(() => false);
       if (!alive) {
-        this.#driver.closeSession(id).catch(() => undefined);
+        this.#driver()
+          .closeSession(id)
+          .catch(() => undefined);
         throw new ConcordError('ERR_CONNECTION', 'the backend answered too slowly to keep a new session alive');
       }
       sentAt = renewedAt;
     }
     if (this.#stop.signal.aborted) {
       // Closed while the session was being opened: it must not outlive the coordinator.
-      await this.#driver.closeSession(id).catch(() => undefined);
+      await this.#driver()
+        .closeSession(id)
+        .catch(() => undefined);
       throw new ConcordError('ERR_CLOSED', 'the coordinator is closed');
     }
     this.#id = id;
@@ -159,7 +164,7 @@ export class SessionMachine {
     const sentAt = now();
     let alive: boolean | undefined;
     try {
-      alive = await withTimeout(this.#driver.renewSession(id), this.ttlMs / 3);
+      alive = await withTimeout(this.#driver().renewSession(id), this.ttlMs / 3);
     } catch (error) {
       debug('session %s renewal failed: %s', id, (error as Error).message);
     }
@@ -207,7 +212,9 @@ export class SessionMachine {
   async #replace(): Promise<void> {
     const old = this.#id;
     // Best effort: if the backend still has the old session, end it so its memberships do not linger.
-    this.#driver.closeSession(old).catch(() => undefined);
+    this.#driver()
+      .closeSession(old)
+      .catch(() => undefined);
     let delay = Math.min(50, this.ttlMs / 10);
     while (!this.#stop.signal.aborted) {
       try {

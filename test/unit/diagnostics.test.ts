@@ -117,15 +117,15 @@ describe('diagnostics channels', () => {
 
   it('concord:driver:call traces each backend request with the driver and step names', async () => {
     space++;
-    const a = await coordinator('a');
     const calls = trace<DriverCallContext>('concord:driver:call');
+    const a = await coordinator('a');
     await a.group('g').join({ create: true });
     await a
       .lock('x')
       .tryAcquire()
       .then((held) => held?.release());
     const ops = calls.asyncEnd.map((c) => c.op);
-    expect(ops).toEqual(expect.arrayContaining(['joinGroup', 'tryLock', 'unlock']));
+    expect(ops).toEqual(expect.arrayContaining(['openSession', 'joinGroup', 'tryLock', 'unlock']));
     expect(new Set(calls.asyncEnd.map((c) => c.driver))).toEqual(new Set([memory.name]));
     for (const call of calls.asyncEnd) expect(call.ms).toBeGreaterThanOrEqual(0);
     // A step that fails is published on error, with the driver's error.
