@@ -29,7 +29,7 @@ execFileSync('tar', ['-x', '-C', baseDir], { input: archive });
 const before = (await import(pathToFileURL(join(baseDir, 'src', 'index.ts')).href)) as typeof today;
 
 type Connect = typeof today.connect;
-const ROUNDS = 12;
+const ROUNDS = 20;
 
 async function loop(connect: Connect, url: string, n: number, samples: number[]): Promise<void> {
   const coordinator = await connect(url, { member: 'bench' });
@@ -67,15 +67,21 @@ async function measure(backend: string, url: () => string, n: number, compare: b
   const base: number[] = [];
   const quiet: number[] = [];
   const traced: number[] = [];
+  const runs: (() => Promise<void>)[] = [
+    () => loop(today.connect, url(), n, quiet),
+    async () => {
+      const stop = subscribeAll();
+      try {
+        await loop(today.connect, url(), n, traced);
+      } finally {
+        stop();
+      }
+    },
+  ];
+  if (compare) runs.push(() => loop(before.connect, url(), n, base));
   for (let round = 0; round < ROUNDS; round++) {
-    if (compare) await loop(before.connect, url(), n, base);
-    await loop(today.connect, url(), n, quiet);
-    const stop = subscribeAll();
-    try {
-      await loop(today.connect, url(), n, traced);
-    } finally {
-      stop();
-    }
+    // A different order each round: whichever runs first in a round (colder caches, a GC owed) is not always the same.
+    for (const run of runs.map((r) => ({ r, key: Math.random() })).sort((a, b) => a.key - b.key)) await run.r();
   }
   // Medians of the per-round means: one disturbed round moves nothing.
   return { backend, base: compare ? stats(base).p50 : undefined, quiet: stats(quiet).p50, traced: stats(traced).p50 };
@@ -85,7 +91,7 @@ const dir = mkdtempSync(join(tmpdir(), 'concord-bench-diag-'));
 let file = 0;
 const rows: Row[] = [];
 try {
-  rows.push(await measure('memory://', () => 'memory://bench', 2000, true));
+  rows.push(await measure('memory://', () => 'memory://bench', 1500, true));
   rows.push(await measure('sqlite (file)', () => `sqlite://${join(dir, `f${String(file++)}.db`)}`, 400, false));
 } finally {
   rmSync(dir, { recursive: true, force: true });
@@ -96,7 +102,7 @@ const ratio = (x: number, of: number | undefined): string =>
   of === undefined ? '' : `${x >= of ? '+' : ''}${((x / of - 1) * 100).toFixed(1)}%`;
 const section = `## Diagnostics channels
 
-Uncontended acquire + release, µs per operation (the median of ${String(ROUNDS)} alternating rounds), against commit ${BASE},
+Uncontended acquire + release, µs per operation (the median of ${String(ROUNDS)} rounds, each running the three in a random order), against commit ${BASE},
 the last before the channels; Node ${process.version}; ${String(cpus().length)} × ${cpus()[0]?.model.split(' ').slice(0, 2).join(' ') ?? 'CPU'}, load average ${loadavg()[0]?.toFixed(1) ?? '?'} at the end.
 
 | backend | before the channels | nobody subscribed | vs before | every channel subscribed | vs nobody subscribed |
