@@ -48,12 +48,14 @@ h3 { font-size: 14px; margin: 0 0 6px; display: flex; gap: 8px; align-items: bas
 .badge.live, .badge.connected { border-color: #2a2; color: #2a2; }
 .badge.down, .badge.lost, .badge.suspended { border-color: #c33; color: #c33; }
 #problem { color: #c33; }
-#groups { display: grid; grid-template-columns: repeat(auto-fill, minmax(320px, 1fr)); gap: 12px; }
+#groups { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 12px; }
 .group { border: 1px solid var(--line); border-radius: 6px; padding: 10px; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 3px 8px 3px 0; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { font-weight: 600; font-size: 12px; color: var(--dim); }
-code { font-size: 12px; word-break: break-all; }
+code { font-size: 12px; overflow-wrap: anywhere; }
+.member { white-space: nowrap; }
+.group .leader { font-weight: 600; }
 .bar { display: flex; height: 14px; border-radius: 3px; overflow: hidden; margin: 8px 0 2px; }
 .bar span { display: block; min-width: 2px; }
 .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; }
@@ -75,10 +77,11 @@ function el(tag, attributes, ...children) {
   return node;
 }
 
+// FNV-1a of the id, spread round the colour wheel by the golden ratio: a member keeps its colour on every card.
 function colour(id) {
-  let hash = 0;
-  for (const char of id) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
-  return 'hsl(' + (hash % 360) + ' 60% 50%)';
+  let hash = 0x811c9dc5;
+  for (const char of id) hash = Math.imul(hash ^ char.codePointAt(0), 16777619);
+  return 'hsl(' + Math.round((((hash >>> 0) * 0.6180339887) % 1) * 360) + ' 65% 48%)';
 }
 
 function swatch(id) {
@@ -97,19 +100,20 @@ function renderGroup(group) {
     part.style.background = colour(member.id);
     bar.append(part);
     return el('tr', { 'data-member': member.id },
-      el('td', {}, swatch(member.id), member.id),
+      el('td', { class: 'member' }, swatch(member.id), member.id),
       el('td', {}, el('code', {}, JSON.stringify(member.capabilities))),
       el('td', {}, String(member.weight)),
       el('td', { class: 'share' }, percent(member.share)));
   });
   const leader = group.leader
-    ? el('span', { class: 'leader' }, 'leader ' + group.leader.member + ', term ' + group.leader.term)
-    : el('span', { class: 'dim' }, 'no leader');
+    ? el('div', { class: 'leader' }, 'leader ' + group.leader.member + ', term ' + group.leader.term)
+    : el('div', { class: 'dim' }, 'no leader');
   const table = el('table', {},
     el('thead', {}, el('tr', {}, el('th', {}, 'member'), el('th', {}, 'capabilities'), el('th', {}, 'weight'), el('th', {}, 'share'))),
     el('tbody', {}, ...rows));
   return el('div', { class: 'group', 'data-group': group.name },
-    el('h3', {}, group.name, el('span', { class: 'dim' }, group.members.length + ' members'), leader),
+    el('h3', {}, group.name, el('span', { class: 'dim' }, group.members.length + (group.members.length === 1 ? ' member' : ' members'))),
+    leader,
     group.members.length > 0 ? bar : '', table);
 }
 
@@ -136,7 +140,7 @@ function render(state) {
 }
 
 function addEntry(entry) {
-  const time = new Date(entry.time).toLocaleTimeString();
+  const time = new Date(entry.time).toLocaleTimeString([], { hour12: false });
   $('log').prepend(el('li', { class: entry.type }, el('time', {}, time), ' ', el('span', { class: 'type' }, entry.type), entry.text));
   while ($('log').children.length > 500) $('log').lastChild.remove();
 }
