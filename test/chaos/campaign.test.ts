@@ -18,6 +18,8 @@ const runs: Array<{ driver: string; seconds: number; mustInject?: FaultKind }> =
   { driver: 'redis', seconds: 10 },
   { driver: 'etcd', seconds: 10 },
   { driver: 'redis-sentinel', seconds: 6, mustInject: 'failover' },
+  { driver: 'postgres', seconds: 8 },
+  { driver: 'mysql', seconds: 8 },
 ];
 
 describe.concurrent('short chaos campaign', () => {

@@ -13,6 +13,8 @@ import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FaultProxy } from '../support/proxy.js';
 import {
+  mysqlUrl,
+  postgresUrl,
   requireServer,
   startEtcdCluster,
   startRedis,
@@ -185,6 +187,53 @@ function ensemble(options: EnsembleOptions): DriverSpec {
   };
 }
 
+interface SharedOptions {
+  readonly url: () => string;
+  readonly defaultPort: number;
+  readonly ttlMs: number;
+  readonly detectionMs: number;
+}
+
+/**
+ * A database server the machine already runs, shared with other tests (the campaign's namespace keeps it apart):
+ * client and link faults only, since the server is not the campaign's to kill.
+ */
+function shared(options: SharedOptions): DriverSpec {
+  return {
+    members: 1,
+    ttlMs: options.ttlMs,
+    detectionMs: options.detectionMs,
+    faults: [...CLIENT_FAULTS, ...LINK_FAULTS],
+    available: () => ({ ok: true }),
+    start() {
+      const base = new URL(options.url());
+      const proxies = new Map<number, FaultProxy>();
+      return Promise.resolve({
+        members: 1,
+        async urlFor(index) {
+          let proxy = proxies.get(index);
+          if (!proxy) {
+            proxy = await FaultProxy.start({ host: base.hostname, port: Number(base.port || options.defaultPort) });
+            proxies.set(index, proxy);
+          }
+          const url = new URL(base.href);
+          url.hostname = proxy.host;
+          url.port = String(proxy.port);
+          return url.href;
+        },
+        links: (index) => {
+          const proxy = proxies.get(index);
+          return proxy ? [proxy] : [];
+        },
+        async close() {
+          await Promise.all([...proxies.values()].map((p) => p.close()));
+          proxies.clear();
+        },
+      });
+    },
+  };
+}
+
 /** SQLite: a file in the campaign's folder; the "server" fault is another connection holding the write lock. */
 const sqlite: DriverSpec = {
   members: 1,
@@ -340,4 +389,8 @@ export const DRIVERS: Readonly<Record<string, DriverSpec>> = {
     detectionMs: 1000,
     serverFaults: ['restart-server', 'kill-member', 'kill-leader'],
   }),
+  // Sessions are rows judged by the server's clock; a live waiter or watcher reaps an expired one at once, a renewal
+  // within a third of the TTL.
+  postgres: shared({ url: postgresUrl, defaultPort: 5432, ttlMs: 1000, detectionMs: 500 }),
+  mysql: shared({ url: mysqlUrl, defaultPort: 3306, ttlMs: 1000, detectionMs: 500 }),
 };
