@@ -63,7 +63,7 @@ function summary(status: Status): string {
 }
 
 export function statusLines(status: Status): string[] {
-  const lines = [`backend  ${status.url} (${status.watch} watch)`, `         ${summary(status)}`];
+  const lines = [`backend  ${status.url} (changes ${status.watch === 'push' ? 'pushed' : 'polled'})`, `         ${summary(status)}`];
   if (status.groups.length > 0) {
     lines.push('', ...table([['GROUP', 'MEMBERS'], ...status.groups.map((group) => [group.name, String(group.members)])]));
   }
@@ -72,7 +72,7 @@ export function statusLines(status: Status): string[] {
       const leader = lock.holders[0];
       return [lock.name, leader?.member ?? '-', leader ? String(leader.token) : '-', String(lock.waiting)];
     });
-    lines.push('', ...table([['LEADS', 'LEADER', 'TERM', 'CANDIDATES WAITING'], ...rows]));
+    lines.push('', ...table([['LEADS', 'LEADER', 'TERM', 'WAITING'], ...rows]));
   }
   if (status.locks.length > 0) {
     const rows = lockRows(status.locks).map(([name = '', , holder = '', token = '', waiting = '']) => [name, holder, token, waiting]);
