@@ -4,14 +4,12 @@
  *
  * Connections per coordinator: a small pool (at most POOL_MAX), each connection in READ COMMITTED (the shared driver's
  * transactions are written for it) with its time zone at UTC (the server clock is read as epoch milliseconds). The URL:
- * user, password (never printed), host, port, database; TLS with `ssl=true` (`sslca=/path/ca.pem` for a private CA,
- * `sslverify=false` to skip the certificate check).
+ * user, password (never printed), host, port, database; TLS with `ssl-mode`, `ssl-ca`... (options.ts).
  *
  * Tables are created on the first connect while holding GET_LOCK('concord_schema'), so that many processes connecting
  * at once for the first time do not trip over each other; a user without CREATE rights gets ERR_REFUSED saying to run
  * `concord schema --url ...` as one that has them.
  */
-import { readFileSync } from 'node:fs';
 import type { Pool as CallbackPool, PoolConnection as CallbackConnection, PoolOptions } from 'mysql2';
 import type { Pool, PoolConnection, ResultSetHeader } from 'mysql2/promise';
 import { importClient } from '../../src/client.js';
@@ -24,9 +22,8 @@ import { SqlDriver } from '../sql/driver.js';
 import { SCHEMA_VERSION } from '../sql/schema.js';
 import { features } from './index.js';
 import { Poller } from './poller.js';
+import { poolOptions } from './options.js';
 import { MYSQL_SCHEMA } from './schema.js';
-
-const POOL_MAX = 3;
 
 export const dialect: Dialect = Object.freeze({
   nowMs: 'CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)',
@@ -219,35 +216,6 @@ class MysqlBackend implements SqlBackend {
       return Number((await query('SELECT max(version) AS version FROM concord_schema')).rows[0]?.version ?? 0);
     });
   }
-}
-
-function poolOptions(context: DriverContext): PoolOptions {
-  const { url, params } = context;
-  const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
-  if (database === '') throw new ConcordError('ERR_INVALID_URL', 'url must name the database: mysql://user@host:3306/DATABASE');
-  const ssl = params.get('ssl');
-  const ca = params.get('sslca');
-  const tls =
-    ssl === 'true' || ssl === 'required' || ca !== null
-      ? { ...(ca !== null ? { ca: readFileSync(ca, 'utf8') } : {}), rejectUnauthorized: params.get('sslverify') !== 'false' }
-      : undefined;
-  return {
-    host: url.hostname || '127.0.0.1',
-    port: url.port === '' ? 3306 : Number(url.port),
-    user: decodeURIComponent(url.username) || 'root',
-    password: decodeURIComponent(url.password),
-    database,
-    ...(tls ? { ssl: tls } : {}),
-    connectionLimit: POOL_MAX,
-    maxIdle: POOL_MAX,
-    idleTimeout: 30_000,
-    connectTimeout: Math.max(1000, Math.min(context.connectTimeoutMs, 30_000)),
-    enableKeepAlive: true,
-    supportBigNumbers: true,
-    bigNumberStrings: true,
-    dateStrings: true,
-    timezone: 'Z',
-  };
 }
 
 export async function createDriver(context: DriverContext): Promise<Driver> {

@@ -3,7 +3,7 @@
  *
  * Connections per coordinator: a small pool for transactions (at most POOL_MAX) and one LISTEN connection, on which
  * the renewals run too. The URL is a libpq-style connection string: user, password (never printed), host, port,
- * database, `sslmode` (`require`, `verify-full` with `sslrootcert=/path/ca.pem`), `application_name`...
+ * database, `application_name`..., and TLS with libpq's `sslmode` / `sslrootcert` / `sslcert` / `sslkey` (options.ts).
  *
  * Tables are created on the first connect, under a transaction-scoped advisory lock so that many processes
  * connecting at once for the first time do not trip over each other's CREATE; a user without CREATE rights gets
@@ -21,6 +21,7 @@ import { SqlDriver } from '../sql/driver.js';
 import { SCHEMA_VERSION } from '../sql/schema.js';
 import { features } from './index.js';
 import { Listener, dropClient, type ClientConstructor } from './listener.js';
+import { poolConfig } from './options.js';
 import { POSTGRES_SCHEMA } from './schema.js';
 
 const POOL_MAX = 3;
@@ -214,28 +215,14 @@ class PostgresBackend implements SqlBackend {
   }
 }
 
-/** The pg configuration of a URL: a libpq connection string without concord's own parameters. */
-function poolConfig(context: DriverContext): PoolConfig {
-  const url = new URL(context.url.href);
-  url.search = context.params.toString();
-  const ttl = context.sessionTtlMs;
-  return {
-    connectionString: url.href,
-    connectionTimeoutMillis: Math.max(1000, Math.min(context.connectTimeoutMs, 30_000)),
-    // A statement that takes longer than a session lives is as good as lost.
-    query_timeout: Math.max(2000, Math.min(ttl, 30_000)),
-    keepAlive: true,
-    keepAliveInitialDelayMillis: 10_000,
-    application_name: 'concord',
-  };
-}
-
 export async function createDriver(context: DriverContext): Promise<Driver> {
+  // Bad parameters are refused before anything is loaded or opened.
+  const config = poolConfig(context);
   const pg = await importClient<{ default: PgModule }>('pg', context.url.protocol.slice(0, -1));
   const { signal } = context;
   if (signal.aborted) throw abortedError(signal, 'connecting');
   const fallbackMs = Math.max(50, Math.min(1000, context.sessionTtlMs / 3));
-  const backend = new PostgresBackend(pg.default, poolConfig(context), fallbackMs);
+  const backend = new PostgresBackend(pg.default, config, fallbackMs);
   const driver = new SqlDriver(backend, context, { features, fallbackMs });
   const onAbort = (): void => {
     backend.destroy();
