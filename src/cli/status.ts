@@ -21,11 +21,18 @@ export interface Status {
   readonly groups: readonly { readonly name: string; readonly members: number }[];
   readonly leaders: readonly LockInfo[];
   readonly locks: readonly LockInfo[];
+  /** False when the driver cannot list its locks (a driver of your own without that step): no leaders or locks then. */
+  readonly locksListed: boolean;
 }
 
 /** Reads the whole picture; a group deleted while it is read is left out. */
 export async function readStatus(coordinator: Coordinator, signal?: AbortSignal): Promise<Status> {
-  const [names, all] = await Promise.all([coordinator.groups(), coordinator.locks(signal ? { signal } : undefined)]);
+  const listLocks = coordinator.locks(signal ? { signal } : undefined).catch((error: unknown) => {
+    if (isConcordError(error, 'ERR_NOT_SUPPORTED')) return undefined;
+    throw error;
+  });
+  const [names, listed] = await Promise.all([coordinator.groups(), listLocks]);
+  const all = listed ?? [];
   const counted = await Promise.all(
     names.map(async (name) => {
       try {
@@ -42,6 +49,7 @@ export async function readStatus(coordinator: Coordinator, signal?: AbortSignal)
     groups: counted.filter((group) => group !== undefined),
     leaders: all.filter((lock) => lock.kind === 'leader'),
     locks: all.filter((lock) => lock.kind === 'lock'),
+    locksListed: listed !== undefined,
   };
 }
 
@@ -53,9 +61,10 @@ function summary(status: Status): string {
   const members = status.groups.reduce((sum, group) => sum + group.members, 0);
   const held = status.locks.filter((lock) => lock.holders.length > 0).length;
   const waiting = [...status.leaders, ...status.locks].reduce((sum, lock) => sum + lock.waiting, 0);
+  const groups = [plural(status.groups.length, 'group'), plural(members, 'member')];
+  if (!status.locksListed) return [...groups, 'locks and leaders not listed by this driver'].join(', ');
   return [
-    plural(status.groups.length, 'group'),
-    plural(members, 'member'),
+    ...groups,
     plural(status.leaders.filter((lock) => lock.holders.length > 0).length, 'leader'),
     `${plural(held, 'lock')} held`,
     `${waiting} waiting`,

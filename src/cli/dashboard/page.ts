@@ -136,7 +136,9 @@ function render(state) {
   $('problem').textContent = state.problem ?? '';
   $('groups').replaceChildren(...state.groups.map(renderGroup));
   $('locks').tBodies[0].replaceChildren(...state.locks.flatMap(renderLock));
-  $('locks-note').textContent = 'Members and leaders are pushed as they change; locks are read again after each change and every ' + state.refreshMs + ' ms.';
+  $('locks-note').textContent = state.locksListed
+    ? 'Members and leaders are pushed as they change; locks are read again after each change and every ' + state.refreshMs + ' ms.'
+    : 'This backend cannot list its locks: leaders come from watches, locks are not shown.';
 }
 
 function addEntry(entry) {

@@ -39,6 +39,8 @@ export interface State {
   readonly locks: readonly LockView[];
   /** The last error met while reading, until a read succeeds. */
   readonly problem: string | undefined;
+  /** False when the driver cannot list its locks (a driver of your own without that step). */
+  readonly locksListed: boolean;
 }
 
 export type EntryType = 'join' | 'leave' | 'update' | 'leader' | 'acquire' | 'handoff' | 'release' | 'session';
@@ -88,6 +90,7 @@ export class LiveView {
   readonly #signal: AbortSignal;
   readonly #tracked = new Map<string, Tracked>();
   #locks: LockView[] = [];
+  #locksListed = true;
   #problem: string | undefined;
   readonly #log: Entry[] = [];
   #pending: Entry[] = [];
@@ -136,6 +139,7 @@ export class LiveView {
       groups,
       locks: this.#locks,
       problem: this.#problem,
+      locksListed: this.#locksListed,
     };
   }
 
@@ -180,7 +184,7 @@ export class LiveView {
 
   async #refresh(): Promise<void> {
     try {
-      const [groups, locks] = await Promise.all([this.#coordinator.groups(), this.#coordinator.locks({ signal: this.#signal })]);
+      const [groups, locks] = await Promise.all([this.#coordinator.groups(), this.#readLocks()]);
       const names = new Set([...groups, ...locks.filter((lock) => lock.kind === 'leader').map((lock) => lock.name)]);
       for (const name of names) if (!this.#tracked.has(name)) this.#track(name);
       for (const [name, tracked] of this.#tracked) {
@@ -196,6 +200,17 @@ export class LiveView {
       this.#problem = message(error);
     }
     this.#changed();
+  }
+
+  async #readLocks(): Promise<LockInfo[]> {
+    if (!this.#locksListed) return [];
+    try {
+      return await this.#coordinator.locks({ signal: this.#signal });
+    } catch (error) {
+      if (!isConcordError(error, 'ERR_NOT_SUPPORTED')) throw error;
+      this.#locksListed = false;
+      return [];
+    }
   }
 
   #setLocks(listed: readonly LockInfo[]): void {
