@@ -19,9 +19,11 @@ import {
   startEtcdCluster,
   startRedis,
   startZooKeeper,
+  startZooKeeperEnsemble,
   type Availability,
   type EtcdCluster,
   type ServerHandle,
+  type ZooKeeperEnsemble,
 } from './servers.js';
 
 // node-zookeeper-client ships no types: declare the little used here.
@@ -617,5 +619,45 @@ describe.skipIf(!zookeeperAvailable.ok)(title('zookeeper', zookeeperAvailable), 
       s.resume();
     }
     expect(await reply).toContain('zookeeper');
+  });
+});
+
+describe.skipIf(!zookeeperAvailable.ok)(title('zookeeper ensemble', zookeeperAvailable), () => {
+  let ensemble: ZooKeeperEnsemble | undefined;
+
+  beforeAll(async () => {
+    const t0 = performance.now();
+    ensemble = await startZooKeeperEnsemble(3);
+    console.log(`zookeeper ensemble ready in ${(performance.now() - t0).toFixed(0)} ms at ${ensemble.url}`);
+  }, LONG);
+
+  afterAll(async () => {
+    await ensemble?.stop();
+  }, LONG);
+
+  it('elects a leader; a killed leader is replaced, and it rejoins as a follower with the data', { timeout: LONG }, async () => {
+    if (!ensemble) throw new Error('ensemble not started');
+    expect(ensemble.url).toMatch(/^zookeeper:\/\/127\.0\.0\.1:\d+(,127\.0\.0\.1:\d+){2}$/);
+    const leader = await ensemble.leader();
+    const old = ensemble.members[leader];
+    const other = ensemble.members[(leader + 1) % 3];
+    if (!old || !other) throw new Error('no members');
+    const writer = await zkConnect(other.port);
+    try {
+      await zkCall<string>((cb) => writer.create('/concord-replicated', Buffer.from('x'), cb));
+    } finally {
+      await zkClose(writer);
+    }
+    await old.kill();
+    const next = await ensemble.leader();
+    expect(next).not.toBe(leader);
+    await old.restart();
+    expect(await fourLetterWord(old.port, 'srvr')).toMatch(/^Mode: follower$/m);
+    const reader = await zkConnect(old.port);
+    try {
+      expect(await zkCall<unknown>((cb) => reader.exists('/concord-replicated', cb))).toBeTruthy();
+    } finally {
+      await zkClose(reader);
+    }
   });
 });

@@ -1009,62 +1009,129 @@ export interface ZooKeeperOptions {
   tickTime?: number;
 }
 
-export function startZooKeeper(opts: ZooKeeperOptions = {}): Promise<ServerHandle> {
+interface ZooKeeperMemberSpec {
+  /** 1-based, as ZooKeeper's myid. */
+  id: number;
+  clientPort: number;
+  quorumPort: number;
+  electionPort: number;
+}
+
+function zookeeperSpec(member: ZooKeeperMemberSpec, all: readonly ZooKeeperMemberSpec[], dir: string, tickTime: number): LaunchSpec {
   const jarDir = zookeeperJarDir();
   const java = javaBinary();
   if (!jarDir || !java) throw new Error(`zookeeper not found: ${INSTALL_HINTS.zookeeper}`);
   const classpath = zookeeperClasspath(jarDir);
+  const cfg = path.join(dir, 'zoo.cfg');
+  const ensemble = all.length > 1;
+  return {
+    name: ensemble ? `zookeeper ${member.id}` : 'zookeeper',
+    port: member.clientPort,
+    url: `zookeeper://${LOOPBACK}:${member.clientPort}`,
+    dir,
+    startTimeoutMs: ensemble ? 60_000 : 20_000,
+    prepare: () => {
+      fs.mkdirSync(path.join(dir, 'data'), { recursive: true });
+      if (ensemble) fs.writeFileSync(path.join(dir, 'data', 'myid'), `${member.id}\n`);
+      fs.writeFileSync(
+        cfg,
+        [
+          `tickTime=${tickTime}`,
+          `dataDir=${path.join(dir, 'data')}`,
+          `clientPort=${member.clientPort}`,
+          `clientPortAddress=${LOOPBACK}`,
+          'minSessionTimeout=1000',
+          'maxSessionTimeout=60000',
+          'maxClientCnxns=0',
+          'admin.enableServer=false',
+          '4lw.commands.whitelist=ruok,srvr,stat,mntr,cons,dump',
+          // The txn log still reaches the page cache, which survives SIGKILL; only an OS crash could lose it.
+          'forceSync=no',
+          'autopurge.purgeInterval=0',
+          ...(ensemble
+            ? ['initLimit=20', 'syncLimit=4', ...all.map((m) => `server.${m.id}=${LOOPBACK}:${m.quorumPort}:${m.electionPort}`)]
+            : []),
+          '',
+        ].join('\n'),
+      );
+    },
+    command: () => ({
+      file: java,
+      args: [
+        '-Xms32m',
+        '-Xmx256m',
+        '-XX:+UseSerialGC',
+        '-XX:TieredStopAtLevel=1', // C1 only: starts faster, fast enough for tests
+        '-Djava.net.preferIPv4Stack=true',
+        '-Dorg.slf4j.simpleLogger.defaultLogLevel=warn',
+        '-Dorg.slf4j.simpleLogger.showDateTime=true',
+        '-Dzookeeper.jmx.log4j.disable=true',
+        '-cp',
+        classpath,
+        'org.apache.zookeeper.server.quorum.QuorumPeerMain',
+        cfg,
+      ],
+    }),
+    ready: () => zookeeperReady(member.clientPort),
+  };
+}
+
+export function startZooKeeper(opts: ZooKeeperOptions = {}): Promise<ServerHandle> {
   const tickTime = opts.tickTime ?? 500;
   return startWithFreshPorts(3, async () => {
-    const port = await freePort();
-    const dir = makeTempDir('zookeeper');
-    const cfg = path.join(dir, 'zoo.cfg');
-    return launch({
-      name: 'zookeeper',
-      port,
-      url: `zookeeper://${LOOPBACK}:${port}`,
-      dir,
-      startTimeoutMs: 20_000,
-      prepare: () => {
-        fs.mkdirSync(path.join(dir, 'data'), { recursive: true });
-        fs.writeFileSync(
-          cfg,
-          [
-            `tickTime=${tickTime}`,
-            `dataDir=${path.join(dir, 'data')}`,
-            `clientPort=${port}`,
-            `clientPortAddress=${LOOPBACK}`,
-            'minSessionTimeout=1000',
-            'maxSessionTimeout=60000',
-            'maxClientCnxns=0',
-            'admin.enableServer=false',
-            '4lw.commands.whitelist=ruok,srvr,stat,mntr,cons,dump',
-            // The txn log still reaches the page cache, which survives SIGKILL; only an OS crash could lose it.
-            'forceSync=no',
-            'autopurge.purgeInterval=0',
-            '',
-          ].join('\n'),
+    const member = { id: 1, clientPort: await freePort(), quorumPort: 0, electionPort: 0 };
+    return launch(zookeeperSpec(member, [member], makeTempDir('zookeeper'), tickTime));
+  });
+}
+
+export interface ZooKeeperEnsemble {
+  /** `zookeeper://127.0.0.1:p1,127.0.0.1:p2,...` */
+  readonly url: string;
+  readonly members: readonly ServerHandle[];
+  /** Index of the member that leads now; waits (up to timeoutMs) while an election is in progress. */
+  leader(timeoutMs?: number): Promise<number>;
+  /** Kills every member and removes their folders. */
+  stop(): Promise<void>;
+}
+
+/** n ZooKeeper servers forming one ensemble on loopback ports (a quorum elects a leader in a few seconds). */
+export function startZooKeeperEnsemble(n = 3, opts: ZooKeeperOptions = {}): Promise<ZooKeeperEnsemble> {
+  const tickTime = opts.tickTime ?? 500;
+  return startWithFreshPorts(3, async () => {
+    const specs: ZooKeeperMemberSpec[] = [];
+    for (let id = 1; id <= n; id++) {
+      specs.push({ id, clientPort: await freePort(), quorumPort: await freePort(), electionPort: await freePort() });
+    }
+    const members = specs.map((m) => new ManagedServer(zookeeperSpec(m, specs, makeTempDir('zookeeper'), tickTime)));
+    // Start all at once: no member serves before a quorum is up.
+    const results = await Promise.allSettled(members.map((m) => m.start()));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      await Promise.all(members.map((m) => m.kill()));
+      await Promise.all(members.map((m) => m.stop()));
+      throw failed.reason;
+    }
+    const leader = async (timeoutMs = 20_000): Promise<number> => {
+      const deadline = performance.now() + timeoutMs;
+      for (;;) {
+        const modes = await Promise.all(
+          members.map((m) => (m.running ? fourLetterWord(m.port, 'srvr').catch(() => '') : Promise.resolve(''))),
         );
+        const index = modes.findIndex((reply) => /^Mode: leader/m.test(reply));
+        if (index >= 0) return index;
+        if (performance.now() > deadline) throw new Error(`no ZooKeeper leader within ${timeoutMs} ms`);
+        await sleep(50);
+      }
+    };
+    return {
+      url: `zookeeper://${specs.map((m) => `${LOOPBACK}:${m.clientPort}`).join(',')}`,
+      members,
+      leader,
+      stop: async () => {
+        await Promise.all(members.map((m) => m.kill()));
+        await Promise.all(members.map((m) => m.stop()));
       },
-      command: () => ({
-        file: java,
-        args: [
-          '-Xms32m',
-          '-Xmx256m',
-          '-XX:+UseSerialGC',
-          '-XX:TieredStopAtLevel=1', // C1 only: starts faster, fast enough for tests
-          '-Djava.net.preferIPv4Stack=true',
-          '-Dorg.slf4j.simpleLogger.defaultLogLevel=warn',
-          '-Dorg.slf4j.simpleLogger.showDateTime=true',
-          '-Dzookeeper.jmx.log4j.disable=true',
-          '-cp',
-          classpath,
-          'org.apache.zookeeper.server.quorum.QuorumPeerMain',
-          cfg,
-        ],
-      }),
-      ready: () => zookeeperReady(port),
-    });
+    };
   });
 }
 
