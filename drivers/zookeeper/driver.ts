@@ -140,6 +140,7 @@ export class ZooKeeperDriver implements Driver {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#link.emit('closed');
     const open = [...this.#connections.values()];
     this.#connections.clear();
     this.#current = undefined;
@@ -148,17 +149,41 @@ export class ZooKeeperDriver implements Driver {
 
   destroy(): void {
     this.#closed = true;
+    this.#link.emit('closed');
     for (const connection of this.#connections.values()) connection.destroy();
     this.#connections.clear();
     this.#current = undefined;
   }
 
-  /** The connection for requests that need no particular session. */
-  #any(): Connection {
+  /**
+   * The connection for requests that need no particular session. Between a lost session and its replacement there
+   * is none: such a request waits for the replacement, as long as opening one may take.
+   */
+  async #any(): Promise<Connection> {
     if (this.#closed) throw connectionClosed('ZooKeeper');
-    const connection = this.#current;
-    if (!connection) throw new ConcordError('ERR_CONNECTION', 'no ZooKeeper session is open');
-    return connection;
+    if (this.#current) return this.#current;
+    await new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#link.off('link', onLink);
+        this.#link.off('closed', onLink);
+      };
+      const onLink = (): void => {
+        done();
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new ConcordError('ERR_CONNECTION', 'no ZooKeeper session is open'));
+      }, this.#context.connectTimeoutMs);
+      this.#link.on('link', onLink);
+      this.#link.on('closed', onLink);
+    });
+    return this.#any();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw connectionClosed('ZooKeeper');
   }
 
   #session(sessionId: string): Connection {
@@ -172,16 +197,16 @@ export class ZooKeeperDriver implements Driver {
 
   async createGroup(group: string): Promise<void> {
     await this.#afterSnapshots();
-    await this.#groups.create(this.#any(), group);
+    await this.#groups.create(await this.#any(), group);
   }
 
   async deleteGroup(group: string): Promise<void> {
     await this.#afterSnapshots();
-    await this.#groups.delete(this.#any(), group);
+    await this.#groups.delete(await this.#any(), group);
   }
 
   async listGroups(): Promise<string[]> {
-    return this.#groups.list(this.#any());
+    return this.#groups.list(await this.#any());
   }
 
   async joinGroup(group: string, member: string, sessionId: string, capabilities: Capabilities, create: boolean): Promise<void> {
@@ -193,20 +218,20 @@ export class ZooKeeperDriver implements Driver {
 
   async leaveGroup(group: string, member: string): Promise<void> {
     await this.#afterSnapshots();
-    await this.#groups.leave(this.#any(), group, member);
+    await this.#groups.leave(await this.#any(), group, member);
   }
 
   async updateMember(group: string, member: string, capabilities: Capabilities): Promise<void> {
     await this.#afterSnapshots();
-    await this.#groups.update(this.#any(), group, member, capabilities);
+    await this.#groups.update(await this.#any(), group, member, capabilities);
   }
 
   async getMembers(group: string): Promise<GroupSnapshot> {
-    return this.#snapshot(this.#groups.snapshot(this.#any(), group));
+    return this.#snapshot(this.#any().then((connection) => this.#groups.snapshot(connection, group)));
   }
 
   watchGroup(group: string, fromRevision: Revision, sink: WatchSink): Promise<Unsubscribe> {
-    this.#any();
+    this.#assertOpen();
     const revision = String(fromRevision);
     const watch = new LogWatch({
       path: this.#paths.group(group),
@@ -253,15 +278,15 @@ export class ZooKeeperDriver implements Driver {
   }
 
   async lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined> {
-    return this.#snapshot(this.#locks.holder(this.#any(), kind, name));
+    return this.#snapshot(this.#any().then((connection) => this.#locks.holder(connection, kind, name)));
   }
 
   async listLocks(kind: LockKind | undefined, prefix: string): Promise<LockListing[]> {
-    return this.#locks.list(this.#any(), kind === undefined ? ['lock', 'leader'] : [kind], prefix);
+    return this.#locks.list(await this.#any(), kind === undefined ? ['lock', 'leader'] : [kind], prefix);
   }
 
   watchLock(kind: LockKind, name: string, listener: () => void): Promise<Unsubscribe> {
-    this.#any();
+    this.#assertOpen();
     let stopped = false;
     const fire = (): void => {
       if (stopped) return;
