@@ -19,7 +19,7 @@ import {
   sessionGone,
 } from '../../src/kit/index.js';
 import type { Capabilities, Member } from '../../src/types.js';
-import { betterSqlite3, isBusy, type Connection, type Engine } from './engine.js';
+import { chooseEngine, isBusy, type Connection, type Engine } from './engine.js';
 import { FileGuard, identify, sameFile, type FileIdentity } from './file.js';
 import { BOOT_ID, PID_NS, TIME_NS, deathOf, monotonicMs, type SessionOwner } from './host.js';
 import { features } from './index.js';
@@ -609,7 +609,8 @@ function pause(ms: number): Promise<void> {
 /** Opens the file the URL names; a file busy with another process's write is retried from the event loop. */
 export async function createDriver(context: DriverContext): Promise<SqliteDriver> {
   const path = databasePath(context.url);
-  const engine = await betterSqlite3();
+  const engine = await chooseEngine(context.params);
+  debug('sqlite %s on %s', path, engine.name);
   const until = performance.now() + BUSY_BUDGET_MS;
   for (;;) {
     if (context.signal?.aborted) throw abortedError(context.signal, 'connecting');

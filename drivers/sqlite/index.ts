@@ -1,6 +1,9 @@
 /**
- * sqlite:///ABS/PATH.db — every process of one host coordinating through one SQLite file (better-sqlite3).
+ * sqlite:///ABS/PATH.db — every process of one host coordinating through one SQLite file.
  *
+ * - Engines (engine.ts): node:sqlite where Node has it (22.13+, 24, 26: nothing to install or compile), else the
+ *   better-sqlite3 package (Node 20). `?engine=node` or `?engine=better-sqlite3` chooses; processes on either engine
+ *   share one file safely (same file format, same locks).
  * - WAL mode, tiny transactions; BEGIN IMMEDIATE wherever a read decides a write. The busy timeout is short (the
  *   wait for another connection's write lock blocks this process's event loop): a call that finds the file busy
  *   retries from the event loop, for up to BUSY_BUDGET_MS (half the session TTL when shorter).

@@ -27,6 +27,26 @@ function hasSetpriv(): boolean {
 
 const secondUser = UID === 0 && hasSetpriv() ? undefined : 'needs root and setpriv(1) to run a second user';
 
+/** Whether the second user can start this Node from its own processes (the demo forks workers): not one under /root. */
+function secondUserStartsNode(): boolean {
+  const start = `require('node:child_process').execFileSync(process.execPath, ['-e', ''])`;
+  try {
+    execFileSync(
+      'setpriv',
+      [`--reuid=${String(OTHER_UID)}`, `--regid=${String(OTHER_UID)}`, '--clear-groups', process.execPath, '-e', start],
+      {
+        stdio: 'ignore',
+      },
+    );
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Why the second user cannot run concord's demo here, if it cannot. */
+const secondUserRuns = secondUser ?? (secondUserStartsNode() ? undefined : `the second user cannot start ${process.execPath}`);
+
 const dirs: string[] = [];
 const running: Running[] = [];
 const families: Family[] = [];
@@ -140,8 +160,8 @@ describe.skipIf(!sqliteAvailable)(
       },
     );
 
-    it.skipIf(secondUser !== undefined)(
-      `two users of one host each run lock and the demo on their own default database${secondUser === undefined ? '' : ` (skipped: ${secondUser})`}`,
+    it.skipIf(secondUserRuns !== undefined)(
+      `two users of one host each run lock and the demo on their own default database${secondUserRuns === undefined ? '' : ` (skipped: ${secondUserRuns})`}`,
       async () => {
         const tmp = folder(true);
         // This user holds "shared" in its default database for as long as the test needs.

@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadNodeSqlite } from '../../drivers/sqlite/engine.js';
 import { schemes } from '../../src/index.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -30,10 +31,12 @@ export function record(file: string, exitCode?: number): string[] {
 
 function sqliteProblem(): string | undefined {
   if (!schemes().includes('sqlite')) return 'the sqlite driver is not registered in src/connect.ts';
+  // node:sqlite (Node 22.13+) needs nothing installed; Node 20 needs better-sqlite3.
+  if (loadNodeSqlite()) return undefined;
   try {
     createRequire(import.meta.url).resolve('better-sqlite3');
   } catch {
-    return 'better-sqlite3 is not installed (npm install)';
+    return 'better-sqlite3 is not installed (npm install), and this Node has no node:sqlite';
   }
   return undefined;
 }

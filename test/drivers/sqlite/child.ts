@@ -17,9 +17,12 @@ export class Child {
   #exitCode: number | string | null | undefined;
   stderr = '';
 
-  /** `wrapper`: a command that execs the rest (e.g. `unshare -T ...`); `env`: added to this process's environment. */
-  constructor(script: string, args: string[], wrapper: string[] = [], env: Record<string, string> = {}) {
-    const argv = [...wrapper, process.execPath, '--import', 'tsx', script, ...args];
+  /**
+   * `wrapper`: a command that execs the rest (e.g. `unshare -T ...`); `env`: added to this process's environment;
+   * `node`: the Node binary to run it on (another Node line than the tests').
+   */
+  constructor(script: string, args: string[], wrapper: string[] = [], env: Record<string, string> = {}, node = process.execPath) {
+    const argv = [...wrapper, node, '--import', 'tsx', script, ...args];
     this.#proc = spawn(argv[0] ?? process.execPath, argv.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...env },
