@@ -59,8 +59,11 @@ export function concordLock(c: Coordinator, name: string, label = 'concord lock'
   };
 }
 
-/** Release -> the blocked waiter holds it. `queued` resolves once the waiter is surely waiting. */
-export async function handoff(holder: Subject, waiter: Subject, queued: () => Promise<void>, count: number): Promise<Stats> {
+/**
+ * Release -> the blocked waiter holds it. `queued` resolves once the waiter is surely waiting. `jitterMs`: a random
+ * pause before each release, so that a polling waiter is met at every phase of its poll, not always just after one.
+ */
+export async function handoff(holder: Subject, waiter: Subject, queued: () => Promise<void>, count: number, jitterMs = 0): Promise<Stats> {
   const samples: number[] = [];
   for (let i = 0; i < count; i++) {
     await holder.acquire();
@@ -70,6 +73,7 @@ export async function handoff(holder: Subject, waiter: Subject, queued: () => Pr
       heldAt = performance.now();
     });
     await registered;
+    if (jitterMs > 0) await sleep(Math.random() * jitterMs);
     const t0 = performance.now();
     await Promise.all([holder.release(), waiting]);
     samples.push(heldAt - t0);
@@ -82,9 +86,10 @@ const WATCHER = fileURLToPath(new URL('./watcher.ts', import.meta.url));
 
 /**
  * From join() in this process to the event in a watcher process: both read process.hrtime (CLOCK_MONOTONIC, shared by
- * the processes of one host). One member joins and leaves `count` times.
+ * the processes of one host). One member joins and leaves `count` times; `jitterMs`: a random pause before each join,
+ * so that a polling watcher is met at every phase of its poll.
  */
-export async function watchLatency(url: string, count: number): Promise<Stats> {
+export async function watchLatency(url: string, count: number, jitterMs = 0): Promise<Stats> {
   const namespace = `bw${randomBytes(4).toString('hex')}`;
   const joiner = await connect(url, { namespace, member: 'joiner' });
   await joiner.group('g').create();
@@ -105,6 +110,7 @@ export async function watchLatency(url: string, count: number): Promise<Stats> {
   if ((await next()) !== 'ready') throw new Error('watcher did not start');
   const samples: number[] = [];
   for (let i = 0; i < count; i++) {
+    if (jitterMs > 0) await sleep(Math.random() * jitterMs);
     const t0 = process.hrtime.bigint();
     await joiner.group('g').join();
     const seen = (await next()).split(' ');

@@ -1,0 +1,71 @@
+/**
+ * MySQL benchmark (on MariaDB): the floor (GET_LOCK + RELEASE_LOCK on one connection), concord's mysql driver and
+ * Python tooz's mysql driver, against one server this script starts. Run: npx tsx bench/mysql.ts
+ * Prints a markdown section and writes it to bench/results/mysql.md (see bench/sql.ts for what is measured).
+ */
+import mysql from 'mysql2/promise';
+import { startMariadb } from '../test/support/servers.js';
+import { runSqlBench } from './sql.js';
+
+async function client(url: string): Promise<mysql.Connection> {
+  const u = new URL(url);
+  return mysql.createConnection({ host: u.hostname, port: Number(u.port), user: u.username, database: u.pathname.slice(1) });
+}
+
+await runSqlBench({
+  file: 'mysql',
+  title: 'MySQL (MariaDB)',
+  start: startMariadb,
+  async floor(url, name) {
+    const c = await client(url);
+    return {
+      name: 'floor (GET_LOCK(name, 0) + RELEASE_LOCK)',
+      label: name,
+      acquire: async () => {
+        for (;;) {
+          const [rows] = await c.query<mysql.RowDataPacket[]>('SELECT GET_LOCK(?, 0) AS ok', [name]);
+          if (Number(rows[0]?.ok) === 1) return;
+        }
+      },
+      release: async () => {
+        await c.query('SELECT RELEASE_LOCK(?)', [name]);
+      },
+      close: () => c.end(),
+    };
+  },
+  async durable(url) {
+    const c = await client(url);
+    await c.query('CREATE TABLE IF NOT EXISTS bench_commit (id INT PRIMARY KEY, n BIGINT NOT NULL) ENGINE=InnoDB');
+    await c.query('INSERT IGNORE INTO bench_commit VALUES (1, 0)');
+    const commit = async (): Promise<void> => {
+      await c.query('UPDATE bench_commit SET n = n + 1 WHERE id = 1');
+    };
+    return { name: 'two durable commits (an UPDATE each, autocommit)', acquire: commit, release: commit, close: () => c.end() };
+  },
+  async counter(url) {
+    const c = await client(url);
+    return {
+      what: 'Questions (SHOW GLOBAL STATUS: statements clients sent)',
+      read: async () => {
+        const [rows] = await c.query<mysql.RowDataPacket[]>("SHOW GLOBAL STATUS LIKE 'Questions'");
+        return Number(rows[0]?.Value ?? 0);
+      },
+      close: () => c.end(),
+    };
+  },
+  async version(url) {
+    const c = await client(url);
+    const [rows] = await c.query<mysql.RowDataPacket[]>('SELECT VERSION() AS v');
+    await c.end();
+    return `MariaDB ${String(rows[0]?.v ?? '?')}`;
+  },
+  toozUrl: (url) => url,
+  toozModules: 'tooz, pymysql',
+  toozHandoffs: 4,
+  jitterMs: { handoff: 10, watch: 55 },
+  idleNote: "The rest is the watch's poll of the change notes, one statement every 55 ms.",
+  targets: { handoffMs: 10, watchMs: 30, idle: 'at most 20 statements/s' },
+  explain:
+    "Where concord's time goes: the floor is one round trip each way and writes nothing. concord's acquire is one transaction of seven round trips on a pooled connection (START TRANSACTION; the session row checked LOCK IN SHARE MODE; the lock row created if new; locked FOR UPDATE; the queue read; the fencing counter bumped; COMMIT) and its release one of four (START TRANSACTION; the guarded UPDATE; the change note bumped; COMMIT): eleven round trips and two durable commits against the floor's two round trips. The 2x target is not met: folding the attempt into fewer statements is the next step. In return: a fencing token from a durable counter, the holder's session judged by the server's clock, a fair queue. MySQL has no notifications: a waiter polls the change notes every 10 ms, a watcher every 55 ms. tooz's mysql lock is GET_LOCK, tied to one connection; a blocked tooz acquire retries once a second.",
+});
+process.exit(0);
