@@ -7,7 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
-const ALL = ['placement', 'sqlite', 'redis', 'etcd', 'postgres', 'mysql'];
+const ALL = ['placement', 'sqlite', 'redis', 'etcd', 'zookeeper', 'postgres', 'mysql'];
 const root = fileURLToPath(new URL('..', import.meta.url));
 const chosen = process.argv.slice(2);
 const names = chosen.length > 0 ? chosen : ALL;

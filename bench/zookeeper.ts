@@ -1,0 +1,388 @@
+/**
+ * ZooKeeper benchmark: concord's ZooKeeper driver against Apache Curator (InterProcessMutex, LeaderLatch; a small
+ * Java program compiled here, bench/peers/CuratorBench.java, on Debian's libcurator-recipes-java) and Python tooz's
+ * ZooKeeper driver (kazoo; bench/peers/tooz_zookeeper.py), and a floor of create ephemeral-sequential + delete, all in
+ * one run against one three-member ensemble this script starts. Run: npx tsx bench/zookeeper.ts
+ * Prints a markdown section and writes it to bench/results/zookeeper.md.
+ *
+ * Measured:
+ *   1. uncontended acquire + release (latency, and the ratio to the floor);
+ *   2. hand-off: from the holder's release call to a blocked waiter holding the lock;
+ *   3. leader failover: a leader process is SIGKILLed -> a campaigner in another process leads (session 2000 ms);
+ *   4. a join seen by a watcher in another process (monotonic clock shared by the processes of one host).
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { connect, type Coordinator, type Leadership } from '../src/index.js';
+import { kQueued } from '../src/coordinator.js';
+import { concordLock, handoff, ms, stats, watchLatency, type Stats, type Subject } from './support.js';
+import { startZooKeeperEnsemble, type ZooKeeperEnsemble } from '../test/support/servers.js';
+
+const SELF = fileURLToPath(import.meta.url);
+const PEERS = fileURLToPath(new URL('./peers/', import.meta.url));
+const FAILOVER_TTL_MS = 2000;
+const JARS = '/usr/share/java';
+const CURATOR_JARS = [
+  'curator-client',
+  'curator-framework',
+  'curator-recipes',
+  'zookeeper',
+  'zookeeper-jute',
+  'guava',
+  'slf4j-api',
+  'slf4j-nop',
+  'netty-handler',
+  'netty-transport',
+  'netty-common',
+  'netty-buffer',
+  'netty-codec',
+  'netty-resolver',
+  'netty-transport-native-epoll',
+  'netty-transport-native-unix-common',
+  'commons-io',
+  'commons-lang3',
+];
+
+// ---- child mode
+
+// `bench/zookeeper.ts leader URL NAME`: leads, says so, and waits to be killed.
+if (process.argv[2] === 'leader') {
+  const [url, name] = process.argv.slice(3);
+  const c = await connect(url ?? '', { namespace: 'failover', member: `leader-${process.pid}`, sessionTtlMs: FAILOVER_TTL_MS });
+  await c.group(name ?? '').campaign();
+  process.stdout.write('leading\n');
+  setInterval(() => undefined, 60_000);
+  await new Promise(() => undefined);
+}
+
+// ---- peers in other processes
+
+/** Compiles CuratorBench.java against Debian's Curator; undefined (with the reason printed) when that cannot be done. */
+function compileCurator(): { classpath: string; cleanup: () => void } | undefined {
+  const missing = CURATOR_JARS.filter((jar) => !existsSync(join(JARS, `${jar}.jar`)));
+  if (missing.length > 0) {
+    process.stderr.write(`zookeeper: Curator skipped, missing ${missing.join(', ')} (apt-get install libcurator-recipes-java)\n`);
+    return undefined;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'concord-curator-'));
+  const jars = CURATOR_JARS.map((jar) => join(JARS, `${jar}.jar`)).join(':');
+  execFileSync('javac', ['-d', dir, '-cp', jars, join(PEERS, 'CuratorBench.java')], { stdio: 'inherit' });
+  return { classpath: `${dir}:${jars}`, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Runs a peer process to its end and returns the samples it printed. */
+function peerSamples(file: string, args: readonly string[]): Promise<Stats> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let samples: number[] | undefined;
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      if (line.startsWith('samples ')) samples = line.slice(8).split(' ').map(Number);
+    });
+    child.once('exit', (code) => {
+      if (code === 0 && samples) resolve(stats(samples));
+      else reject(new Error(`${file} ${args[0] ?? ''} exited with ${String(code)}`));
+    });
+  });
+}
+
+/** A line-speaking child: resolves each `expect` when a line starting with it arrives. */
+function lineChild(
+  file: string,
+  args: readonly string[],
+): { expect(prefix: string): Promise<string>; kill(): void; exited: Promise<unknown> } {
+  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const seen: string[] = [];
+  const waiting: Array<{ prefix: string; resolve: (line: string) => void }> = [];
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    const i = waiting.findIndex((w) => line.startsWith(w.prefix));
+    if (i >= 0) waiting.splice(i, 1)[0]?.resolve(line);
+    else seen.push(line);
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return {
+    expect: (prefix) => {
+      const line = seen.find((l) => l.startsWith(prefix));
+      if (line !== undefined) return Promise.resolve(line);
+      return new Promise((resolve, reject) => {
+        waiting.push({ prefix, resolve });
+        void exited.then(() => {
+          reject(new Error(`${file} exited before saying "${prefix}"`));
+        });
+      });
+    },
+    kill: () => child.kill('SIGKILL'),
+    exited,
+  };
+}
+
+// ---- subjects in this process
+
+function concordElection(c: Coordinator, group: string): Subject {
+  let lead: Leadership | undefined;
+  return {
+    name: 'concord campaign + resign',
+    acquire: async () => {
+      lead = await c.group(group).campaign();
+    },
+    release: async () => {
+      await lead?.resign();
+      lead = undefined;
+    },
+    close: () => c.close(),
+  };
+}
+
+interface RawClient {
+  once(event: 'connected', listener: () => void): void;
+  connect(): void;
+  close(): void;
+  mkdirp(path: string, callback: (error: Error | null) => void): void;
+  create(path: string, data: Buffer, mode: number, callback: (error: Error | null, path: string) => void): void;
+  remove(path: string, callback: (error: Error | null) => void): void;
+}
+
+/** The least a ZooKeeper lock recipe does: create an ephemeral-sequential node, then delete it (the package's own calls). */
+async function floorSubject(hosts: string, parent: string): Promise<Subject> {
+  const name = 'node-zookeeper-client';
+  const { default: zookeeper } = (await import(name)) as { default: { createClient(hosts: string, options: object): RawClient } };
+  const client = zookeeper.createClient(hosts, { sessionTimeout: 10_000 });
+  await new Promise<void>((resolve) => {
+    client.once('connected', resolve);
+    client.connect();
+  });
+  await new Promise<void>((resolve, reject) => {
+    client.mkdirp(parent, (error) => (error ? reject(error) : resolve()));
+  });
+  let node = '';
+  return {
+    name: 'floor (create ephemeral-sequential + delete)',
+    acquire: () =>
+      new Promise((resolve, reject) => {
+        client.create(`${parent}/n-`, Buffer.alloc(0), 3, (error, path) => {
+          if (error) reject(error);
+          else {
+            node = path;
+            resolve();
+          }
+        });
+      }),
+    release: () =>
+      new Promise((resolve, reject) => {
+        client.remove(node, (error) => (error ? reject(error) : resolve()));
+      }),
+    close: () => {
+      client.close();
+      return Promise.resolve();
+    },
+  };
+}
+
+// ---- scenarios
+
+async function uncontended(subjects: readonly Subject[], rounds: number, perRound: number): Promise<Map<string, Stats>> {
+  const samples = new Map<string, number[]>(subjects.map((s) => [s.name, []]));
+  for (const s of subjects) {
+    for (let i = 0; i < 50; i++) {
+      await s.acquire();
+      await s.release();
+    }
+  }
+  // Interleaved rounds, so drift on a shared machine spreads over every subject alike.
+  for (let r = 0; r < rounds; r++) {
+    for (const s of subjects) {
+      const into = samples.get(s.name) ?? [];
+      for (let i = 0; i < perRound; i++) {
+        const t0 = performance.now();
+        await s.acquire();
+        await s.release();
+        into.push(performance.now() - t0);
+      }
+    }
+  }
+  return new Map([...samples].map(([k, v]) => [k, stats(v)]));
+}
+
+/** A concord leader process is SIGKILLed; how long until a campaigner here leads. */
+async function concordFailover(url: string, runs: number): Promise<Stats> {
+  const samples: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    const name = `failover-${randomBytes(3).toString('hex')}`;
+    const leader = lineChild(process.execPath, ['--import', 'tsx', SELF, 'leader', url, name]);
+    await leader.expect('leading');
+    const c = await connect(url, { namespace: 'failover', member: 'successor', sessionTtlMs: FAILOVER_TTL_MS });
+    const queued = new Promise<void>((resolve) => {
+      (c as unknown as EventEmitter).once(kQueued, () => {
+        resolve();
+      });
+    });
+    const leadership = c.group(name).campaign();
+    await queued;
+    const t0 = performance.now();
+    leader.kill();
+    await (await leadership).resign();
+    samples.push(performance.now() - t0);
+    await leader.exited;
+    await c.close();
+  }
+  return stats(samples);
+}
+
+/** A Curator LeaderLatch process is SIGKILLed; how long until the LeaderLatch of another process leads. */
+async function curatorFailover(classpath: string, hosts: string, runs: number): Promise<Stats> {
+  const samples: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    const path = `/bench-failover/${randomBytes(3).toString('hex')}`;
+    const java = (mode: string): ReturnType<typeof lineChild> =>
+      lineChild('java', ['-cp', classpath, 'CuratorBench', mode, hosts, path, String(FAILOVER_TTL_MS)]);
+    const leader = java('lead');
+    await leader.expect('leading');
+    const follower = java('follow');
+    await follower.expect('queued');
+    const t0 = process.hrtime.bigint();
+    leader.kill();
+    const led = await follower.expect('led ');
+    samples.push(Number(BigInt(led.slice(4)) - t0) / 1e6);
+    await Promise.all([leader.exited, follower.exited]);
+  }
+  return stats(samples);
+}
+
+// ---- the run
+
+const progress = (stage: string): void => {
+  process.stderr.write(`zookeeper: ${stage}\n`);
+};
+
+const loadAtStart = loadavg()[0]?.toFixed(1) ?? '?';
+const curator = compileCurator();
+const ensemble: ZooKeeperEnsemble = await startZooKeeperEnsemble(3);
+const url = ensemble.url;
+const hosts = url.replace(/^zookeeper:\/\//, '');
+const lines: string[] = [];
+const out = (line = ''): void => {
+  lines.push(line);
+};
+try {
+  const ns = `b${randomBytes(4).toString('hex')}`;
+  const version = readdirSync(JARS)
+    .map((f) => /^zookeeper-(\d+\.\d+\.\d+)\.jar$/.exec(f)?.[1])
+    .find((v) => v !== undefined);
+
+  // 1. uncontended
+  const single: Subject[] = [
+    await floorSubject(hosts, `/${ns}-floor`),
+    concordLock(await connect(url, { namespace: ns, member: 'u' }), 'u1'),
+    concordElection(await connect(url, { namespace: ns, member: 'e' }), 'e1'),
+  ];
+  progress('uncontended');
+  const unc = await uncontended(single, 5, 100);
+  for (const s of single) await s.close();
+  const floor = unc.get(single[0]?.name ?? '');
+  const peers = new Map<string, Stats>();
+  if (curator) {
+    peers.set(
+      'Curator InterProcessMutex',
+      await peerSamples('java', ['-cp', curator.classpath, 'CuratorBench', 'mutex', hosts, `/${ns}-mutex`, '500']),
+    );
+    peers.set(
+      'Curator LeaderLatch start + close',
+      await peerSamples('java', ['-cp', curator.classpath, 'CuratorBench', 'latch', hosts, `/${ns}-latch`, '200']),
+    );
+  }
+  const python = '/usr/bin/python3';
+  const tooz = join(PEERS, 'tooz_zookeeper.py');
+  peers.set('tooz (kazoo) lock', await peerSamples(python, [tooz, 'uncontended', url, `${ns}-tooz`, '500']));
+
+  // 2. hand-off
+  progress('hand-off');
+  const ca = await connect(url, { namespace: ns, member: 'ha' });
+  const cb = await connect(url, { namespace: ns, member: 'hb' });
+  const queuedB = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      (cb as unknown as EventEmitter).once(kQueued, () => {
+        resolve();
+      });
+    });
+  const handoffs: Array<[string, Stats]> = [
+    ['concord lock (waiter watches its predecessor)', await handoff(concordLock(ca, 'h'), concordLock(cb, 'h'), queuedB, 200)],
+    [
+      'concord leadership (resign -> next campaigner leads)',
+      await handoff(concordElection(ca, 'he'), concordElection(cb, 'he'), queuedB, 100),
+    ],
+  ];
+  await ca.close();
+  await cb.close();
+  if (curator) {
+    handoffs.push([
+      'Curator InterProcessMutex',
+      await peerSamples('java', ['-cp', curator.classpath, 'CuratorBench', 'handoff', hosts, `/${ns}-h`, '200']),
+    ]);
+  }
+  handoffs.push(['tooz (kazoo) lock', await peerSamples(python, [tooz, 'handoff', url, `${ns}-th`, '100'])]);
+
+  // 3. leader failover after SIGKILL
+  progress('failover');
+  const failovers: Array<[string, Stats]> = [['concord campaign', await concordFailover(url, 5)]];
+  if (curator) failovers.push(['Curator LeaderLatch', await curatorFailover(curator.classpath, hosts, 5)]);
+
+  // 4. watch latency across processes
+  progress('watch latency');
+  const watch = await watchLatency(url, 200);
+
+  out(`## ZooKeeper`);
+  out();
+  out(
+    `ZooKeeper ${version ?? '?'}, three members on 127.0.0.1 (started by the benchmark; tickTime 500 ms, forceSync=no); Node ${process.version}; ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, load average ${loadAtStart} at the start. One run, every subject against the same ensemble; Curator 5.4 (Java 17) and tooz (Python 3, kazoo) in processes of their own, timed by themselves. Times in ms.`,
+  );
+  out();
+  out(`### Uncontended acquire + release`);
+  out();
+  out(`| subject | n | p50 | p99 | mean | p50 / floor |`);
+  out(`|---|---|---|---|---|---|`);
+  for (const [name, s] of [...unc, ...peers])
+    out(`| ${name} | ${s.n} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} | ${floor ? (s.p50 / floor.p50).toFixed(2) : '-'}x |`);
+  out();
+  out(
+    `concord's uncontended lock sends the create of its ephemeral-sequential contender and the listing of the line back to back (ZooKeeper answers one connection in order), reads the token from the create reply's zxid, and deletes the node to release: the floor's two writes plus a read that rides along. Curator's InterProcessMutex creates, then lists, then deletes; tooz's lock is kazoo's Lock recipe.`,
+  );
+  out();
+  out(`### Hand-off: holder's release -> blocked waiter holds the lock`);
+  out();
+  out(`| subject | n | p50 | p99 | mean |`);
+  out(`|---|---|---|---|---|`);
+  for (const [name, s] of handoffs) out(`| ${name} | ${s.n} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} |`);
+  out();
+  out(`### Leader failover: the leader process is SIGKILLed -> a campaigner in another process leads`);
+  out();
+  out(
+    `Session timeout ${FAILOVER_TTL_MS} ms on both sides; ZooKeeper deletes a dead session's ephemeral nodes when the leader expires it (checked every tickTime), and the successor's watch on its predecessor fires. Target: session timeout + 0.5 s.`,
+  );
+  out();
+  out(`| subject | runs | p50 | max | max - timeout |`);
+  out(`|---|---|---|---|---|`);
+  for (const [name, s] of failovers) out(`| ${name} | ${s.n} | ${ms(s.p50)} | ${ms(s.max)} | ${ms(s.max - FAILOVER_TTL_MS)} |`);
+  out();
+  out(`### A join seen by a watcher in another process`);
+  out();
+  out(
+    `join() called -> the watcher process has the event (process.hrtime, CLOCK_MONOTONIC on both sides): n ${watch.n}, p50 ${ms(watch.p50)}, p99 ${ms(watch.p99)}, mean ${ms(watch.mean)}. Target: p50 <= 5 ms.`,
+  );
+  out();
+  out(`Run on ${new Date().toISOString().slice(0, 10)}.`);
+} finally {
+  await ensemble.stop();
+  curator?.cleanup();
+}
+
+const text = `${lines.join('\n')}\n`;
+process.stdout.write(text);
+const dir = fileURLToPath(new URL('./results/', import.meta.url));
+if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
+writeFileSync(`${dir}zookeeper.md`, text);
+process.exit(0);
