@@ -155,6 +155,13 @@ class PostgresBackend implements SqlBackend {
     await query('SELECT pg_notify(?, ?)', [channelOf(namespace), topic]);
   }
 
+  notifyIfChanged(sql: string, params: readonly unknown[], namespace: string, topic: string): { sql: string; params: readonly unknown[] } {
+    return {
+      sql: `WITH changed AS (${sql} RETURNING 1) SELECT pg_notify(?, ?) FROM (SELECT 1 FROM changed LIMIT 1) AS c`,
+      params: [...params, channelOf(namespace), topic],
+    };
+  }
+
   async listen(namespace: string, handlers: WakeHandlers): Promise<WakeSource> {
     const listener = new Listener(this.#Client, this.#config, channelOf(namespace), handlers, this.#fallbackMs);
     this.#listener = listener;

@@ -66,6 +66,16 @@ export interface SqlBackend {
   heartbeat(sql: string, params: readonly unknown[], timeoutMs: number): Promise<Result>;
   /** Wakes every coordinator interested in `topic` once the transaction `query` belongs to commits. */
   notify(query: Query, namespace: string, topic: string): Promise<void>;
+  /**
+   * Optional: one statement that runs `sql` (an UPDATE or DELETE) and, if it changed a row, wakes `topic` on commit;
+   * undefined where that takes more than one statement.
+   */
+  notifyIfChanged?(
+    sql: string,
+    params: readonly unknown[],
+    namespace: string,
+    topic: string,
+  ): { sql: string; params: readonly unknown[] } | undefined;
   /** Starts delivering wake-ups for the namespace. */
   listen(namespace: string, handlers: WakeHandlers): Promise<WakeSource>;
   classify(error: unknown): FailureKind;

@@ -693,8 +693,13 @@ export class SqlDriver implements Driver {
   async #attempt(query: Query, kind: LockKind, name: string, sessionId: string, member: string, queue: boolean): Promise<Attempt> {
     await this.#requireSession(query, sessionId);
     const key = [this.#ns, kind, name];
-    await query(this.#q.insertIgnore('concord_locks', ['ns', 'kind', 'name', 'fence']), [...key, 0]);
-    const { rows } = await query('SELECT fence, session FROM concord_locks WHERE ns = ? AND kind = ? AND name = ? FOR UPDATE', key);
+    const lockRow = 'SELECT fence, session FROM concord_locks WHERE ns = ? AND kind = ? AND name = ? FOR UPDATE';
+    let { rows } = await query(lockRow, key);
+    if (rows.length === 0) {
+      // First use of this name: create its row (a concurrent first use may win the insert), then lock it.
+      await query(this.#q.insertIgnore('concord_locks', ['ns', 'kind', 'name', 'fence']), [...key, 0]);
+      ({ rows } = await query(lockRow, key));
+    }
     const lock = rows[0];
     if (!lock) throw new ConcordError('ERR_CONNECTION', `${this.#backend.label}: the lock row vanished`);
     let changed = false;
@@ -815,11 +820,18 @@ export class SqlDriver implements Driver {
   }
 
   async unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
+    const free =
+      'UPDATE concord_locks SET session = NULL, member = NULL, token = NULL WHERE ns = ? AND kind = ? AND name = ? AND session = ? AND token = ?';
+    const params = [this.#ns, kind, name, sessionId, token.toString()];
+    // One round trip where the backend can notify from the statement itself (PostgreSQL): a release is the hand-off's
+    // first half.
+    const single = this.#backend.notifyIfChanged?.(free, params, this.#ns, lockTopic(kind, name));
+    if (single) {
+      await this.#tx('none', (query) => query(single.sql, single.params));
+      return;
+    }
     await this.#tx('write', async (query) => {
-      const { count } = await query(
-        'UPDATE concord_locks SET session = NULL, member = NULL, token = NULL WHERE ns = ? AND kind = ? AND name = ? AND session = ? AND token = ?',
-        [this.#ns, kind, name, sessionId, token.toString()],
-      );
+      const { count } = await query(free, params);
       if (count > 0) await this.#notify(query, lockTopic(kind, name));
     });
   }
