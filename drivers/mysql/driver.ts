@@ -89,10 +89,8 @@ class MysqlBackend implements SqlBackend {
 
   async run<T>(mode: 'write' | 'read' | 'none', fn: (query: Query) => Promise<T>): Promise<T> {
     const connection = await this.#pool.getConnection();
-    const query: Query = async (sql, params = []) => {
-      const [value] = await connection.query({ sql, timeout: this.#queryTimeoutMs }, params as unknown[]);
-      return resultOf(value);
-    };
+    const send = (sql: string, params: readonly unknown[] = []): Promise<unknown> => this.#bounded(connection, sql, params);
+    const query: Query = async (sql, params = []) => resultOf(await send(sql, params));
     let done = false;
     const finish = (healthy: boolean): void => {
       if (done) return;
@@ -107,22 +105,43 @@ class MysqlBackend implements SqlBackend {
         return value;
       }
       if (mode === 'read') {
-        await connection.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
-        await connection.query('START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY');
-      } else await connection.query('START TRANSACTION');
+        await send('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+        await send('START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY');
+      } else await send('START TRANSACTION');
       let value: T;
       try {
         value = await fn(query);
       } catch (error) {
-        if (serverErrno(error) !== undefined || error instanceof ConcordError) await connection.query('ROLLBACK');
+        if (serverErrno(error) !== undefined || error instanceof ConcordError) await send('ROLLBACK');
         throw error;
       }
-      await connection.query('COMMIT');
+      await send('COMMIT');
       finish(true);
       return value;
     } catch (error) {
       finish(serverErrno(error) !== undefined || error instanceof ConcordError);
       throw error;
+    }
+  }
+
+  /**
+   * One statement, given up after the query timeout with its connection dropped (the statement may still run there).
+   * Not mysql2's own `timeout`: its timer outlives a connection that dies meanwhile, and would hold the process.
+   */
+  async #bounded(connection: PoolConnection, sql: string, params: readonly unknown[]): Promise<unknown> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => {
+        connection.destroy();
+        // No SQL state: classified as a lost connection, and the connection is not reused.
+        reject(new Error(`no answer within ${String(this.#queryTimeoutMs)} ms`));
+      }, this.#queryTimeoutMs);
+    });
+    try {
+      const [value] = await Promise.race([connection.query(sql, params as unknown[]), timedOut]);
+      return value;
+    } finally {
+      clearTimeout(timer);
     }
   }
 

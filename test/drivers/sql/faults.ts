@@ -108,7 +108,8 @@ export function describeSqlFaults(target: SqlFaultTarget): void {
 
     it('a holder killed with SIGKILL: the lock stays held until its session expires, then the waiter gets a larger token', async () => {
       fresh();
-      const holder = child('hold', server.url, namespace, 'killed', 'l', '1500');
+      // A TTL long enough that the look right after the kill surely comes before the expiry, even on a loaded machine.
+      const holder = child('hold', server.url, namespace, 'killed', 'l', '4000');
       const first = await holder.next((m) => m.acquired === true, 'the child to acquire');
       const waiter = await coordinator('waiter');
       const other = await coordinator('other');
@@ -174,7 +175,8 @@ export function describeSqlFaults(target: SqlFaultTarget): void {
 
     it('a connection cut shorter than the TTL: suspended, then reconnected, with the lock kept and nobody else served', async () => {
       fresh();
-      const { c: holder, proxy } = await behindProxy('holder', { sessionTtlMs: 6000 });
+      // Suspended within a third of the TTL, reconnected within two thirds: the last third is the margin.
+      const { c: holder, proxy } = await behindProxy('holder', { sessionTtlMs: 9000 });
       const waiter = await coordinator('waiter');
       const held = await holder.lock('l').acquire();
       let granted: HeldLock | undefined;
