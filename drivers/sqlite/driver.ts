@@ -5,7 +5,17 @@
 import { randomBytes } from 'node:crypto';
 import { debug } from '../../src/debug.js';
 import { ConcordError, abortedError } from '../../src/errors.js';
-import type { Driver, DriverContext, GroupSnapshot, LockHolder, LockKind, Revision, Unsubscribe, WatchSink } from '../../src/driver.js';
+import type {
+  Driver,
+  DriverContext,
+  GroupSnapshot,
+  LockHolder,
+  LockKind,
+  LockListing,
+  Revision,
+  Unsubscribe,
+  WatchSink,
+} from '../../src/driver.js';
 import {
   Wakeup,
   compareIds,
@@ -585,6 +595,26 @@ export class SqliteDriver implements Driver {
       const lock = this.#st.lock.get(this.#ns, kind, name);
       if (!lock || lock.session === null || lock.member === null || lock.token === null) return undefined;
       return { member: lock.member, token: BigInt(lock.token) };
+    });
+  }
+
+  listLocks(kind: LockKind | undefined, prefix: string): Promise<LockListing[]> {
+    return this.#call(() => {
+      this.#reap();
+      const byLock = new Map<string, { kind: LockKind; name: string; holders: LockHolder[]; waiting: number }>();
+      const entry = (row: { kind: string; name: string }): { holders: LockHolder[]; waiting: number } | undefined => {
+        if ((kind !== undefined && row.kind !== kind) || !row.name.startsWith(prefix)) return undefined;
+        const id = `${row.kind}\u0000${row.name}`;
+        let found = byLock.get(id);
+        if (!found) byLock.set(id, (found = { kind: row.kind as LockKind, name: row.name, holders: [], waiting: 0 }));
+        return found;
+      };
+      for (const row of this.#st.heldLocks.all(this.#ns)) entry(row)?.holders.push({ member: row.member, token: BigInt(row.token) });
+      for (const row of this.#st.waitingCounts.all(this.#ns)) {
+        const found = entry(row);
+        if (found) found.waiting = row.n;
+      }
+      return [...byLock.values()];
     });
   }
 

@@ -1,6 +1,6 @@
 /**
  * concord dashboard in a real browser: the machine's Chromium (Debian's chromium package), driven by puppeteer-core,
- * against a Redis the test starts. A member joining from another process shows up, a lock hand-off shows the new
+ * on SQLite (changes polled) and on a Redis the test starts (changes pushed). A member joining from another process shows up, a lock hand-off shows the new
  * holder and token, a SIGKILLed member goes once its TTL runs out, and the page is saved as a screenshot. Without
  * Chromium the browser tests skip with a message; under CI=true they fail instead. The server's own rules (read-only,
  * loopback host names, ending on SIGTERM) are checked without a browser.
@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Coordinator } from '../../src/index.js';
 import { requireServer, startRedis, type ServerHandle } from '../support/servers.js';
 import { deadline } from '../support/wait.js';
+import { BACKENDS } from './backends.js';
 import { ROOT, Running } from './run.js';
 
 const CHROMIUM = process.env.CONCORD_CHROMIUM ?? '/usr/bin/chromium';
@@ -116,157 +117,165 @@ describe.skipIf(!redis.ok)(`concord dashboard server${redis.ok ? '' : ` (skipped
   });
 });
 
-const browserSkip = !redis.ok || (!chromium && process.env.CI !== 'true');
-const reason = !redis.ok ? redis.reason : `${CHROMIUM} not found (apt-get install chromium)`;
+for (const backend of BACKENDS) {
+  const browserSkip = !backend.availability.ok || (!chromium && process.env.CI !== 'true');
+  const reason = !backend.availability.ok ? backend.availability.reason : `${CHROMIUM} not found (apt-get install chromium)`;
 
-describe.skipIf(browserSkip)(`concord dashboard in Chromium${browserSkip ? ` (skipped: ${reason})` : ''}`, { timeout: 120_000 }, () => {
-  const namespace = 'browser';
-  const children: ChildProcess[] = [];
-  const open: Coordinator[] = [];
-  let server: ServerHandle;
-  let run: Running;
-  let browser: Browser;
-  let page: Page;
-  let shots: string;
+  describe.skipIf(browserSkip)(
+    `concord dashboard on ${backend.name} in Chromium${browserSkip ? ` (skipped: ${reason})` : ''}`,
+    { timeout: 120_000 },
+    () => {
+      const namespace = 'browser';
+      const children: ChildProcess[] = [];
+      const open: Coordinator[] = [];
+      let url: string;
+      let stopBackend: (() => Promise<void>) | undefined;
+      let run: Running;
+      let browser: Browser;
+      let page: Page;
+      let shots: string;
 
-  async function member(id: string): Promise<Coordinator> {
-    const coordinator = await connect(server.url, { namespace, member: id });
-    open.push(coordinator);
-    return coordinator;
-  }
+      async function member(id: string): Promise<Coordinator> {
+        const coordinator = await connect(url, { namespace, member: id });
+        open.push(coordinator);
+        return coordinator;
+      }
 
-  /** A member in a process of its own; resolves once it has joined "workers", with the time it said so. */
-  async function child(id: string, ttlMs: number, capabilities: object): Promise<{ process: ChildProcess; joinedAt: number }> {
-    const proc = spawn(
-      process.execPath,
-      ['--import', 'tsx', MEMBER, server.url, namespace, id, String(ttlMs), JSON.stringify(capabilities)],
-      {
-        cwd: ROOT,
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    children.push(proc);
-    await line(proc, (text) => text === 'joined', `${id} to join`);
-    return { process: proc, joinedAt: performance.now() };
-  }
+      /** A member in a process of its own; resolves once it has joined "workers", with the time it said so. */
+      async function child(id: string, ttlMs: number, capabilities: object): Promise<{ process: ChildProcess; joinedAt: number }> {
+        const proc = spawn(process.execPath, ['--import', 'tsx', MEMBER, url, namespace, id, String(ttlMs), JSON.stringify(capabilities)], {
+          cwd: ROOT,
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
+        children.push(proc);
+        await line(proc, (text) => text === 'joined', `${id} to join`);
+        return { process: proc, joinedAt: performance.now() };
+      }
 
-  const row = (group: string, id: string): string => `[data-group="${group}"] tr[data-member="${id}"]`;
+      const row = (group: string, id: string): string => `[data-group="${group}"] tr[data-member="${id}"]`;
 
-  function text(selector: string): Promise<unknown> {
-    return page.evaluate(`document.querySelector(${JSON.stringify(selector)})?.textContent ?? null`);
-  }
+      function text(selector: string): Promise<unknown> {
+        return page.evaluate(`document.querySelector(${JSON.stringify(selector)})?.textContent ?? null`);
+      }
 
-  function lockShows(name: string, holder: string, token: bigint): Promise<unknown> {
-    const check = `(() => {
+      function lockShows(name: string, holder: string, token: bigint): Promise<unknown> {
+        const check = `(() => {
       const row = document.querySelector('tr[data-lock=${JSON.stringify(name)}]');
       return row?.querySelector('.holder')?.textContent === ${JSON.stringify(holder)} &&
         row.querySelector('.token')?.textContent === ${JSON.stringify(String(token))};
     })()`;
-    return page.waitForFunction(check, { timeout: 20_000 });
-  }
+        return page.waitForFunction(check, { timeout: 20_000 });
+      }
 
-  function logShows(text: string): Promise<unknown> {
-    return page.waitForFunction(
-      `[...document.querySelectorAll('#log li')].some((li) => li.textContent.includes(${JSON.stringify(text)}))`,
-      {
-        timeout: 20_000,
-      },
-    );
-  }
+      function logShows(text: string): Promise<unknown> {
+        return page.waitForFunction(
+          `[...document.querySelectorAll('#log li')].some((li) => li.textContent.includes(${JSON.stringify(text)}))`,
+          {
+            timeout: 20_000,
+          },
+        );
+      }
 
-  beforeAll(async () => {
-    if (!chromium) throw new Error(`${CHROMIUM} not found: the browser tests need Chromium (apt-get install chromium)`);
-    shots = mkdtempSync(join(tmpdir(), 'concord-dashboard-'));
-    server = await startRedis();
-    const first = await member('node-a');
-    await first.group('workers').join({ create: true, capabilities: { zone: 'eu-1', weight: 2 } });
-    ({ run } = await dashboard(server.url, namespace));
-    const address = (run.stdout.split('\n').find((text) => text.startsWith('http://')) ?? '').trim();
-    browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
-    page = await browser.newPage();
-    await page.setViewport({ width: 1200, height: 900 });
-    await page.goto(address);
-    await page.waitForSelector('#link.live', { timeout: 20_000 });
-    await page.waitForSelector(row('workers', 'node-a'), { timeout: 20_000 });
-  });
+      beforeAll(async () => {
+        if (!chromium) throw new Error(`${CHROMIUM} not found: the browser tests need Chromium (apt-get install chromium)`);
+        shots = mkdtempSync(join(tmpdir(), 'concord-dashboard-'));
+        ({ url, stop: stopBackend } = await backend.start());
+        const first = await member('node-a');
+        await first.group('workers').join({ create: true, capabilities: { zone: 'eu-1', weight: 2 } });
+        ({ run } = await dashboard(url, namespace));
+        const address = (run.stdout.split('\n').find((text) => text.startsWith('http://')) ?? '').trim();
+        browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+        page = await browser.newPage();
+        await page.setViewport({ width: 1200, height: 900 });
+        await page.goto(address);
+        await page.waitForSelector('#link.live', { timeout: 20_000 });
+        await page.waitForSelector(row('workers', 'node-a'), { timeout: 20_000 });
+      });
 
-  afterAll(async () => {
-    for (const proc of children) if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-    await browser?.close();
-    // SIGINT ends the dashboard cleanly.
-    if (run) expect(await stop(run, 'SIGINT')).toBe(0);
-    await Promise.all(open.splice(0).map((coordinator) => coordinator.close()));
-    await server?.stop();
-    if (shots) rmSync(shots, { recursive: true, force: true });
-  });
+      afterAll(async () => {
+        for (const proc of children) if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+        await browser?.close();
+        // SIGINT ends the dashboard cleanly.
+        if (run) expect(await stop(run, 'SIGINT')).toBe(0);
+        await Promise.all(open.splice(0).map((coordinator) => coordinator.close()));
+        await stopBackend?.();
+        if (shots) rmSync(shots, { recursive: true, force: true });
+      });
 
-  it('shows a member that joins from another process as soon as it is pushed', async () => {
-    const { joinedAt } = await child('child-1', 10_000, { zone: 'us-2' });
-    await page.waitForSelector(row('workers', 'child-1'), { timeout: 20_000 });
-    const ms = performance.now() - joinedAt;
-    // Recorded rather than asserted tightly (a loaded machine must not fail the test): typically tens of ms.
-    console.log(`dashboard: child-1 on the page ${ms.toFixed(0)} ms after its join returned`);
-    expect(ms).toBeLessThan(20_000);
-    await logShows('workers: child-1 joined');
-    // Weights 2 and 1 (none published counts as 1): rendezvous gives two thirds and one third.
-    expect(await text(`${row('workers', 'node-a')} .share`)).toBe('66.7%');
-    expect(await text(`${row('workers', 'child-1')} .share`)).toBe('33.3%');
-  });
+      it('shows a member that joins from another process as soon as it is pushed', async () => {
+        const { joinedAt } = await child('child-1', 10_000, { zone: 'us-2' });
+        await page.waitForSelector(row('workers', 'child-1'), { timeout: 20_000 });
+        const ms = performance.now() - joinedAt;
+        // Recorded rather than asserted tightly (a loaded machine must not fail the test): typically tens of ms.
+        console.log(`dashboard on ${backend.name}: child-1 on the page ${ms.toFixed(0)} ms after its join returned`);
+        expect(ms).toBeLessThan(20_000);
+        await logShows('workers: child-1 joined');
+        // Weights 2 and 1 (none published counts as 1): rendezvous gives two thirds and one third.
+        expect(await text(`${row('workers', 'node-a')} .share`)).toBe('66.7%');
+        expect(await text(`${row('workers', 'child-1')} .share`)).toBe('33.3%');
+      });
 
-  it('shows a lock hand-off with the new holder and its token', async () => {
-    const [a, b] = [await member('locker-a'), await member('locker-b')];
-    const held = await a.lock('jobs/nightly').acquire();
-    await lockShows('jobs/nightly', 'locker-a', held.token);
-    const next = b.lock('jobs/nightly').acquire();
-    await page.waitForFunction(`document.querySelector('tr[data-lock="jobs/nightly"] .waiting')?.textContent === '1'`, { timeout: 20_000 });
-    await held.release();
-    const taken = await next;
-    expect(taken.token).toBeGreaterThan(held.token);
-    await lockShows('jobs/nightly', 'locker-b', taken.token);
-    await logShows(`jobs/nightly: locker-a #${held.token} → locker-b #${taken.token}`);
-    await taken.release();
-  });
+      it('shows a lock hand-off with the new holder and its token', async () => {
+        const [a, b] = [await member('locker-a'), await member('locker-b')];
+        const held = await a.lock('jobs/nightly').acquire();
+        await lockShows('jobs/nightly', 'locker-a', held.token);
+        const next = b.lock('jobs/nightly').acquire();
+        await page.waitForFunction(`document.querySelector('tr[data-lock="jobs/nightly"] .waiting')?.textContent === '1'`, {
+          timeout: 20_000,
+        });
+        await held.release();
+        const taken = await next;
+        expect(taken.token).toBeGreaterThan(held.token);
+        await lockShows('jobs/nightly', 'locker-b', taken.token);
+        await logShows(`jobs/nightly: locker-a #${held.token} → locker-b #${taken.token}`);
+        await taken.release();
+      });
 
-  it('drops a SIGKILLed member once its session TTL runs out', async () => {
-    const { process: proc } = await child('doomed', 1500, { zone: 'eu-1' });
-    await page.waitForSelector(row('workers', 'doomed'), { timeout: 20_000 });
-    proc.kill('SIGKILL');
-    await page.waitForSelector(row('workers', 'doomed'), { hidden: true, timeout: 30_000 });
-    await logShows('workers: doomed left');
-  });
+      it('drops a SIGKILLed member once its session TTL runs out', async () => {
+        const { process: proc } = await child('doomed', 1500, { zone: 'eu-1' });
+        await page.waitForSelector(row('workers', 'doomed'), { timeout: 20_000 });
+        proc.kill('SIGKILL');
+        await page.waitForSelector(row('workers', 'doomed'), { hidden: true, timeout: 30_000 });
+        await logShows('workers: doomed left');
+      });
 
-  it('saves a screenshot of a busy picture', async () => {
-    const [b, c] = [await member('node-b'), await member('node-c')];
-    await b.group('workers').join({ capabilities: { zone: 'us-2', weight: 1 } });
-    await c.group('workers').join({ capabilities: { zone: 'eu-1', weight: 1 } });
-    await b.group('indexers').join({ create: true, capabilities: { shards: [1, 2] } });
-    await c.group('indexers').join({ capabilities: { shards: [3] } });
-    const a = open[0];
-    if (!a) throw new Error('node-a is not connected');
-    const leadership = await a.group('workers').campaign();
-    await c.group('indexers').campaign();
-    const nightly = await b.lock('jobs/nightly').acquire();
-    const waiter = new AbortController();
-    const queued = c
-      .lock('jobs/nightly')
-      .acquire({ signal: waiter.signal })
-      .catch(() => undefined);
-    await a.lock('cache/refresh').acquire();
-    await page.waitForSelector(row('indexers', 'node-c'), { timeout: 20_000 });
-    await page.waitForFunction(
-      `document.querySelector('[data-group="workers"] .leader')?.textContent.includes('term ${leadership.term}')`,
-      {
-        timeout: 20_000,
-      },
-    );
-    await lockShows('jobs/nightly', 'node-b', nightly.token);
-    await page.waitForFunction(`document.querySelector('tr[data-lock="jobs/nightly"] .waiting')?.textContent === '1'`, { timeout: 20_000 });
-    await page.waitForSelector('tr[data-lock="cache/refresh"]', { timeout: 20_000 });
-    const file = join(shots, 'dashboard.png');
-    await page.screenshot({ path: file, fullPage: true });
-    expect(existsSync(file)).toBe(true);
-    if (UPDATE_SCREENSHOT) await page.screenshot({ path: join(ROOT, 'docs', 'dashboard.png'), fullPage: true });
-    waiter.abort();
-    await queued;
-  });
-});
+      it('saves a screenshot of a busy picture', async () => {
+        const [b, c] = [await member('node-b'), await member('node-c')];
+        await b.group('workers').join({ capabilities: { zone: 'us-2', weight: 1 } });
+        await c.group('workers').join({ capabilities: { zone: 'eu-1', weight: 1 } });
+        await b.group('indexers').join({ create: true, capabilities: { shards: [1, 2] } });
+        await c.group('indexers').join({ capabilities: { shards: [3] } });
+        const a = open[0];
+        if (!a) throw new Error('node-a is not connected');
+        const leadership = await a.group('workers').campaign();
+        await c.group('indexers').campaign();
+        const nightly = await b.lock('jobs/nightly').acquire();
+        const waiter = new AbortController();
+        const queued = c
+          .lock('jobs/nightly')
+          .acquire({ signal: waiter.signal })
+          .catch(() => undefined);
+        await a.lock('cache/refresh').acquire();
+        await page.waitForSelector(row('indexers', 'node-c'), { timeout: 20_000 });
+        await page.waitForFunction(
+          `document.querySelector('[data-group="workers"] .leader')?.textContent.includes('term ${leadership.term}')`,
+          {
+            timeout: 20_000,
+          },
+        );
+        await lockShows('jobs/nightly', 'node-b', nightly.token);
+        await page.waitForFunction(`document.querySelector('tr[data-lock="jobs/nightly"] .waiting')?.textContent === '1'`, {
+          timeout: 20_000,
+        });
+        await page.waitForSelector('tr[data-lock="cache/refresh"]', { timeout: 20_000 });
+        const file = join(shots, `dashboard-${backend.name}.png`);
+        await page.screenshot({ path: file, fullPage: true });
+        expect(existsSync(file)).toBe(true);
+        if (UPDATE_SCREENSHOT && backend.name === 'redis')
+          await page.screenshot({ path: join(ROOT, 'docs', 'dashboard.png'), fullPage: true });
+        waiter.abort();
+        await queued;
+      });
+    },
+  );
+}

@@ -1,125 +1,127 @@
 /**
- * concord locks and concord status against a Redis the test starts (SQLite joins once its driver lists locks): what
- * they print is what coordinator.locks() and the groups say, as text and as JSON.
+ * concord locks and concord status on SQLite (the default backend, in a temporary file) and on a Redis the test starts:
+ * what they print is what coordinator.locks() and the groups say, as text and as JSON.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, isConcordError, type Coordinator } from '../../src/index.js';
-import { requireServer, startRedis, type ServerHandle } from '../support/servers.js';
 import { eventually } from '../support/wait.js';
+import { BACKENDS } from './backends.js';
 import { concord, lines } from './run.js';
 
-const redis = requireServer('redis');
-let server: ServerHandle;
 let namespace = 0;
 const open: Coordinator[] = [];
 
-describe.skipIf(!redis.ok)(`concord locks and status on redis${redis.ok ? '' : ` (skipped: ${redis.reason})`}`, { timeout: 90_000 }, () => {
-  let url: string;
-  let ns: string;
+for (const backend of BACKENDS) {
+  const { ok } = backend.availability;
+  const skipped = backend.availability.ok ? '' : ` (skipped: ${backend.availability.reason})`;
+  describe.skipIf(!ok)(`concord locks and status on ${backend.name}${skipped}`, { timeout: 90_000 }, () => {
+    let url: string;
+    let ns: string;
+    let stopBackend: () => Promise<void>;
 
-  beforeAll(async () => {
-    server = await startRedis();
-  });
-
-  afterAll(async () => {
-    await server.stop();
-  });
-
-  afterEach(async () => {
-    await Promise.all(open.splice(0).map((coordinator) => coordinator.close()));
-  });
-
-  async function member(name: string): Promise<Coordinator> {
-    const coordinator = await connect(url, { member: name, namespace: ns });
-    open.push(coordinator);
-    return coordinator;
-  }
-
-  /** A picture with a group, a leader, a held lock with a waiter, and a second lock. */
-  async function scene(): Promise<{ jobToken: bigint; cacheToken: bigint; term: bigint; stop: AbortController }> {
-    namespace++;
-    ns = `inspect-${namespace}`;
-    url = server.url;
-    const [a, b] = [await member('node-a'), await member('node-b')];
-    await a.group('workers').join({ create: true, capabilities: { zone: 'eu' } });
-    await b.group('workers').join({ capabilities: {} });
-    const term = (await a.group('workers').campaign()).term;
-    const job = await a.lock('jobs/nightly').acquire();
-    const cacheToken = (await b.lock('cache').acquire()).token;
-    const stop = new AbortController();
-    b.lock('jobs/nightly')
-      .acquire({ signal: stop.signal })
-      .catch((error: unknown) => {
-        if (!isConcordError(error, 'ERR_ABORTED') && !isConcordError(error, 'ERR_CLOSED')) throw error;
-      });
-    await eventually(
-      () => a.locks({ prefix: 'jobs/' }),
-      (locks) => locks[0]?.waiting === 1,
-      20_000,
-      'the waiter to queue',
-    );
-    return { jobToken: job.token, cacheToken, term, stop };
-  }
-
-  it('locks prints each holder with its token and the waiters, filtered by prefix and kind', async () => {
-    const { jobToken, term, stop } = await scene();
-    const base = ['--url', url, '--namespace', ns];
-    const [json, text, prefixed, leaders] = await Promise.all([
-      concord(['locks', '--json', ...base]),
-      concord(['locks', ...base]),
-      concord(['locks', '--prefix', 'jobs/', '--json', ...base]),
-      concord(['locks', '--kind', 'leader', ...base]),
-    ]);
-    expect(json.code, json.stderr).toBe(0);
-    const a = open[0];
-    expect(JSON.parse(json.stdout)).toEqual(
-      JSON.parse(JSON.stringify(await a?.locks(), (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))),
-    );
-    expect(JSON.parse(prefixed.stdout)).toEqual([
-      { name: 'jobs/nightly', kind: 'lock', holders: [{ member: 'node-a', token: String(jobToken) }], waiting: 1 },
-    ]);
-    const rows = lines(text.stdout).map((line) => line.split(/\s{2,}/));
-    expect(rows[0]).toEqual(['NAME', 'KIND', 'HOLDER', 'TOKEN', 'WAITING']);
-    expect(rows).toContainEqual(['jobs/nightly', 'lock', 'node-a', String(jobToken), '1']);
-    expect(rows).toContainEqual(['workers', 'leader', 'node-a', String(term), '0']);
-    expect(lines(leaders.stdout).slice(1)).toEqual([expect.stringMatching(new RegExp(`^workers\\s+leader\\s+node-a\\s+${term}\\s+0$`))]);
-    stop.abort();
-  });
-
-  it('locks rejects a bad --kind before connecting', async () => {
-    const result = await concord(['locks', '--kind', 'semaphore', '--url', 'redis://127.0.0.1:1']);
-    expect(result.code).toBe(2);
-    expect(lines(result.stderr)).toEqual(['concord: option --kind must be lock or leader, got "semaphore" (see concord locks --help)']);
-  });
-
-  it('status shows the groups with member counts, leaders with terms, held locks and waiters', async () => {
-    const { jobToken, cacheToken, term, stop } = await scene();
-    const base = ['--url', url, '--namespace', ns];
-    const [json, text] = await Promise.all([concord(['status', '--json', ...base]), concord(['status', ...base])]);
-    expect(json.code, json.stderr).toBe(0);
-    const status = JSON.parse(json.stdout) as Record<string, unknown>;
-    expect(status).toMatchObject({
-      url: server.url,
-      groups: [{ name: 'workers', members: 2 }],
-      leaders: [{ name: 'workers', kind: 'leader', holders: [{ member: 'node-a', token: String(term) }], waiting: 0 }],
+    beforeAll(async () => {
+      ({ url, stop: stopBackend } = await backend.start());
     });
-    expect(status.locks).toEqual([
-      { name: 'cache', kind: 'lock', holders: [{ member: 'node-b', token: String(cacheToken) }], waiting: 0 },
-      { name: 'jobs/nightly', kind: 'lock', holders: [{ member: 'node-a', token: String(jobToken) }], waiting: 1 },
-    ]);
-    const shown = lines(text.stdout);
-    expect(shown[0]).toMatch(/^backend {2}redis:\/\/127\.0\.0\.1:\d+/);
-    expect(shown[1]?.trim()).toBe('1 group, 2 members, 1 leader, 2 locks held, 1 waiting');
-    expect(shown).toContainEqual(expect.stringMatching(/^workers\s+2$/));
-    expect(shown).toContainEqual(expect.stringMatching(new RegExp(`^workers\\s+node-a\\s+${term}\\s+0$`)));
-    expect(shown).toContainEqual(expect.stringMatching(new RegExp(`^jobs/nightly\\s+node-a\\s+${jobToken}\\s+1$`)));
-    stop.abort();
-  });
 
-  it('status never shows a password', async () => {
-    namespace++;
-    const withPassword = server.url.replace('redis://', 'redis://:hunter2@');
-    const result = await concord(['status', '--url', withPassword, '--namespace', `inspect-${namespace}`]);
-    expect(result.stdout + result.stderr).not.toContain('hunter2');
+    afterAll(async () => {
+      await stopBackend();
+    });
+
+    afterEach(async () => {
+      await Promise.all(open.splice(0).map((coordinator) => coordinator.close()));
+    });
+
+    async function member(name: string): Promise<Coordinator> {
+      const coordinator = await connect(url, { member: name, namespace: ns });
+      open.push(coordinator);
+      return coordinator;
+    }
+
+    /** A picture with a group, a leader, a held lock with a waiter, and a second lock. */
+    async function scene(): Promise<{ jobToken: bigint; cacheToken: bigint; term: bigint; stop: AbortController }> {
+      namespace++;
+      ns = `inspect-${namespace}`;
+      const [a, b] = [await member('node-a'), await member('node-b')];
+      await a.group('workers').join({ create: true, capabilities: { zone: 'eu' } });
+      await b.group('workers').join({ capabilities: {} });
+      const term = (await a.group('workers').campaign()).term;
+      const job = await a.lock('jobs/nightly').acquire();
+      const cacheToken = (await b.lock('cache').acquire()).token;
+      const stop = new AbortController();
+      b.lock('jobs/nightly')
+        .acquire({ signal: stop.signal })
+        .catch((error: unknown) => {
+          if (!isConcordError(error, 'ERR_ABORTED') && !isConcordError(error, 'ERR_CLOSED')) throw error;
+        });
+      await eventually(
+        () => a.locks({ prefix: 'jobs/' }),
+        (locks) => locks[0]?.waiting === 1,
+        20_000,
+        'the waiter to queue',
+      );
+      return { jobToken: job.token, cacheToken, term, stop };
+    }
+
+    it('locks prints each holder with its token and the waiters, filtered by prefix and kind', async () => {
+      const { jobToken, term, stop } = await scene();
+      const base = ['--url', url, '--namespace', ns];
+      const [json, text, prefixed, leaders] = await Promise.all([
+        concord(['locks', '--json', ...base]),
+        concord(['locks', ...base]),
+        concord(['locks', '--prefix', 'jobs/', '--json', ...base]),
+        concord(['locks', '--kind', 'leader', ...base]),
+      ]);
+      expect(json.code, json.stderr).toBe(0);
+      const a = open[0];
+      expect(JSON.parse(json.stdout)).toEqual(
+        JSON.parse(JSON.stringify(await a?.locks(), (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))),
+      );
+      expect(JSON.parse(prefixed.stdout)).toEqual([
+        { name: 'jobs/nightly', kind: 'lock', holders: [{ member: 'node-a', token: String(jobToken) }], waiting: 1 },
+      ]);
+      const rows = lines(text.stdout).map((line) => line.split(/\s{2,}/));
+      expect(rows[0]).toEqual(['NAME', 'KIND', 'HOLDER', 'TOKEN', 'WAITING']);
+      expect(rows).toContainEqual(['jobs/nightly', 'lock', 'node-a', String(jobToken), '1']);
+      expect(rows).toContainEqual(['workers', 'leader', 'node-a', String(term), '0']);
+      expect(lines(leaders.stdout).slice(1)).toEqual([expect.stringMatching(new RegExp(`^workers\\s+leader\\s+node-a\\s+${term}\\s+0$`))]);
+      stop.abort();
+    });
+
+    it('locks rejects a bad --kind before connecting', async () => {
+      const result = await concord(['locks', '--kind', 'semaphore', '--url', 'redis://127.0.0.1:1']);
+      expect(result.code).toBe(2);
+      expect(lines(result.stderr)).toEqual(['concord: option --kind must be lock or leader, got "semaphore" (see concord locks --help)']);
+    });
+
+    it('status shows the groups with member counts, leaders with terms, held locks and waiters', async () => {
+      const { jobToken, cacheToken, term, stop } = await scene();
+      const base = ['--url', url, '--namespace', ns];
+      const [json, text] = await Promise.all([concord(['status', '--json', ...base]), concord(['status', ...base])]);
+      expect(json.code, json.stderr).toBe(0);
+      const status = JSON.parse(json.stdout) as Record<string, unknown>;
+      expect(status).toMatchObject({
+        url: open[0]?.url,
+        groups: [{ name: 'workers', members: 2 }],
+        leaders: [{ name: 'workers', kind: 'leader', holders: [{ member: 'node-a', token: String(term) }], waiting: 0 }],
+      });
+      expect(status.locks).toEqual([
+        { name: 'cache', kind: 'lock', holders: [{ member: 'node-b', token: String(cacheToken) }], waiting: 0 },
+        { name: 'jobs/nightly', kind: 'lock', holders: [{ member: 'node-a', token: String(jobToken) }], waiting: 1 },
+      ]);
+      const shown = lines(text.stdout);
+      expect(shown[0]).toBe(`backend  ${open[0]?.url ?? ''} (changes ${open[0]?.features.watch === 'push' ? 'pushed' : 'polled'})`);
+      expect(shown[1]?.trim()).toBe('1 group, 2 members, 1 leader, 2 locks held, 1 waiting');
+      expect(shown).toContainEqual(expect.stringMatching(/^workers\s+2$/));
+      expect(shown).toContainEqual(expect.stringMatching(new RegExp(`^workers\\s+node-a\\s+${term}\\s+0$`)));
+      expect(shown).toContainEqual(expect.stringMatching(new RegExp(`^jobs/nightly\\s+node-a\\s+${jobToken}\\s+1$`)));
+      stop.abort();
+    });
+
+    it.runIf(backend.name === 'redis')('status never shows a password', async () => {
+      namespace++;
+      const withPassword = url.replace('redis://', 'redis://:hunter2@');
+      const result = await concord(['status', '--url', withPassword, '--namespace', `inspect-${namespace}`]);
+      expect(result.stdout + result.stderr).not.toContain('hunter2');
+    });
   });
-});
+}
