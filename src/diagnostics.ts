@@ -18,7 +18,9 @@ import type { SessionState } from './types.js';
 export interface AcquireContext {
   /** The acquiring coordinator's member id. */
   readonly coordinator: string;
+  /** 'lock', or 'leader' for a campaign. */
   readonly kind: LockKind;
+  /** The lock's name (the group's, for a campaign). */
   readonly name: string;
   /** Set once held: the fencing token (the term, for leadership). */
   token?: bigint;
@@ -30,12 +32,17 @@ export interface AcquireContext {
 
 /** The context of `concord:lock:release` (tracing channel). */
 export interface ReleaseContext {
+  /** The releasing coordinator's member id. */
   readonly coordinator: string;
+  /** 'lock', or 'leader' for a resignation. */
   readonly kind: LockKind;
+  /** The lock's name (the group's, for leadership). */
   readonly name: string;
+  /** The token of the hold that ends. */
   readonly token: bigint;
   /** How long it was held, from acquired to release(). */
   readonly heldMs: number;
+  /** Set by the channel on failure. */
   error?: unknown;
 }
 
@@ -47,33 +54,57 @@ export interface DriverCallContext {
   readonly op: string;
   /** Set once it settles. */
   ms?: number;
+  /** Set by the channel on failure: the driver's error. */
   error?: unknown;
 }
 
 /** A message of `concord:session`: every change of a coordinator's session state. */
 export interface SessionMessage {
+  /** The coordinator's member id. */
   readonly member: string;
+  /** The session's id. */
   readonly session: string;
+  /** The state it leaves. */
   readonly from: SessionState;
+  /** The state it enters. */
   readonly to: SessionState;
 }
 
 /** A message of `concord:watch:resync`: a group watch re-read the membership (after a reconnect or a lost history). */
 export interface ResyncMessage {
+  /** The watching coordinator's member id. */
   readonly member: string;
+  /** The watched group. */
   readonly group: string;
 }
 
 /** A message of `concord:lock:lost`: a held lock or leadership was lost (its signal aborted). */
 export interface LostMessage {
+  /** The coordinator that held it. */
   readonly member: string;
+  /** 'lock', or 'leader' for leadership. */
   readonly kind: LockKind;
+  /** The lock's name (the group's, for leadership). */
   readonly name: string;
+  /** The token of the hold that was lost. */
   readonly token: bigint;
 }
 
 /** The names of concord's channels: tracing channels (acquire, release, driverCall) and plain ones. */
-export const CHANNELS = Object.freeze({
+export const CHANNELS: {
+  /** Tracing channel: every acquire and campaign ({@link AcquireContext}). */
+  readonly acquire: 'concord:lock:acquire';
+  /** Tracing channel: every release and resign ({@link ReleaseContext}). */
+  readonly release: 'concord:lock:release';
+  /** Tracing channel: every backend request ({@link DriverCallContext}). */
+  readonly driverCall: 'concord:driver:call';
+  /** Plain channel: session state changes ({@link SessionMessage}). */
+  readonly session: 'concord:session';
+  /** Plain channel: watch resynchronisations ({@link ResyncMessage}). */
+  readonly resync: 'concord:watch:resync';
+  /** Plain channel: held locks and leaderships lost ({@link LostMessage}). */
+  readonly lost: 'concord:lock:lost';
+} = Object.freeze({
   acquire: 'concord:lock:acquire',
   release: 'concord:lock:release',
   driverCall: 'concord:driver:call',

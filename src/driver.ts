@@ -69,9 +69,13 @@ export interface LockHolder {
 
 /** One lock as a driver lists it: its holder (none while free) and how many contenders wait behind. */
 export interface LockListing {
+  /** 'lock' for a named lock, 'leader' for a group's leadership. */
   readonly kind: LockKind;
+  /** The lock's name (the group's, for leadership). */
   readonly name: string;
+  /** Its live holder, if any. */
   readonly holders: readonly LockHolder[];
+  /** Live contenders waiting behind the holder. */
   readonly waiting: number;
 }
 

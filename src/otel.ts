@@ -29,6 +29,7 @@ import {
 } from './diagnostics.js';
 import { ConcordError } from './errors.js';
 
+/** What `instrument()` records to. */
 export interface InstrumentOptions {
   /** Where metrics go; the global meter provider when left out. */
   readonly meterProvider?: MeterProvider;

@@ -351,7 +351,9 @@ export interface Group {
 
 /** Who holds a lock, and with which fencing token (the term, for leadership). */
 export interface Holder {
+  /** The holder's member id. */
   readonly member: string;
+  /** Its fencing token (the term, for leadership). */
   readonly token: bigint;
 }
 
@@ -359,6 +361,7 @@ export interface Holder {
 export interface LockInfo {
   /** The lock's name; for `kind: 'leader'`, the group's name. */
   readonly name: string;
+  /** 'lock' for a named lock, 'leader' for a group's leadership. */
   readonly kind: 'lock' | 'leader';
   /** Who holds it (empty while a released lock still has a contender on its way in). */
   readonly holders: readonly Holder[];
@@ -366,11 +369,13 @@ export interface LockInfo {
   readonly waiting: number;
 }
 
+/** What `coordinator.locks()` lists. */
 export interface LocksOptions {
   /** Only locks of this kind: 'lock' (a named lock) or 'leader' (a group's leadership). */
   readonly kind?: 'lock' | 'leader';
   /** Only locks whose name starts with this. */
   readonly prefix?: string;
+  /** Ends the wait for the answer with ERR_ABORTED. */
   readonly signal?: AbortSignal;
 }
 
