@@ -67,7 +67,7 @@ function setUp(lockNames?: boolean): { metric(name: string): Promise<MetricData 
   };
 }
 
-const points = (metric: MetricData | undefined): DataPoint<unknown>[] => (metric?.dataPoints ?? []);
+const points = (metric: MetricData | undefined): DataPoint<unknown>[] => metric?.dataPoints ?? [];
 const total = (metric: MetricData | undefined): number => points(metric).reduce((sum, p) => sum + (p.value as number), 0);
 
 describe('concord/otel', () => {
