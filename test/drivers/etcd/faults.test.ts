@@ -3,66 +3,16 @@
  * killed lock holder (separate processes), and four processes contending for one lock.
  */
 import { randomBytes } from 'node:crypto';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConcordError, connect, type ConnectOptions, type Coordinator, type GroupEvent } from '../../../src/index.js';
+import { Child } from '../../support/child.js';
 import { checkIntervals, type HoldInterval } from '../../support/history.js';
 import { requireServer, startEtcdCluster, type EtcdCluster } from '../../support/servers.js';
 import { Collector, deadline, eventually, once } from '../../support/wait.js';
 
-const CHILD = fileURLToPath(new URL('./faults-child.ts', import.meta.url));
+const CHILD = fileURLToPath(new URL('../../support/lock-child.ts', import.meta.url));
 const availability = requireServer('etcd');
-
-type Message = Record<string, unknown>;
-
-/** A child process speaking JSON lines. */
-class Child {
-  readonly process: ChildProcessWithoutNullStreams;
-  readonly messages: Message[] = [];
-  readonly exited: Promise<number | null>;
-  #waiters: Array<{ accept: (m: Message) => boolean; resolve: (m: Message) => void }> = [];
-  #stderr = '';
-
-  constructor(args: string[]) {
-    this.process = spawn(process.execPath, ['--import', 'tsx', CHILD, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.process.stderr.on('data', (d: Buffer) => (this.#stderr += d.toString()));
-    createInterface({ input: this.process.stdout }).on('line', (line) => {
-      let message: Message;
-      try {
-        message = JSON.parse(line) as Message;
-      } catch {
-        return;
-      }
-      this.messages.push(message);
-      this.#waiters = this.#waiters.filter((w) => {
-        if (!w.accept(message)) return true;
-        w.resolve(message);
-        return false;
-      });
-    });
-    this.exited = new Promise((resolve) => this.process.on('exit', resolve));
-  }
-
-  next(accept: (m: Message) => boolean, what: string, ms = 30_000): Promise<Message> {
-    const seen = this.messages.find(accept);
-    if (seen) return Promise.resolve(seen);
-    return deadline(
-      new Promise<Message>((resolve) => this.#waiters.push({ accept, resolve })),
-      ms,
-      `${what} (child stderr: ${this.#stderr.slice(-2000)})`,
-    );
-  }
-
-  send(line: string): void {
-    this.process.stdin.write(`${line}\n`);
-  }
-
-  kill(): void {
-    if (this.process.exitCode === null && this.process.signalCode === null) this.process.kill('SIGKILL');
-  }
-}
 
 describe.skipIf(!availability.ok)(`etcd faults${availability.ok ? '' : ` (skipped: ${availability.reason})`}`, () => {
   let cluster: EtcdCluster;
@@ -77,11 +27,7 @@ describe.skipIf(!availability.ok)(`etcd faults${availability.ok ? '' : ` (skippe
     await cluster.stop();
   });
   afterEach(async () => {
-    for (const child of children.splice(0)) {
-      child.process.kill('SIGCONT');
-      child.kill();
-      await child.exited;
-    }
+    for (const child of children.splice(0)) await child.kill();
     await Promise.all(open.splice(0).map((c) => c.close()));
     // Every member up again for the next test.
     await Promise.all(cluster.members.filter((m) => !m.running).map((m) => m.restart()));
@@ -97,7 +43,7 @@ describe.skipIf(!availability.ok)(`etcd faults${availability.ok ? '' : ` (skippe
     return c;
   };
   const child = (...args: string[]): Child => {
-    const c = new Child(args);
+    const c = new Child(CHILD, args);
     children.push(c);
     return c;
   };
@@ -228,8 +174,7 @@ describe.skipIf(!availability.ok)(`etcd faults${availability.ok ? '' : ` (skippe
       });
     expect(await waiter.lock('l').holder()).toBe('killed');
     expect(acquired).toBe(false);
-    holder.kill();
-    await holder.exited;
+    await holder.kill();
     const next = await deadline(waiting, 30_000, 'the waiter to acquire after the expiry');
     expect(next.token).toBeGreaterThan(BigInt(first.token as string));
     await next.release();
