@@ -58,3 +58,32 @@ export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
     clearTimeout(timer);
   });
 }
+
+/**
+ * `promise`, or ERR_ABORTED (naming `what`) as soon as the signal aborts. The promise itself runs on: callers use this
+ * where its outcome may be dropped (a read, or a call the client ends when it closes).
+ */
+export function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined, what?: string): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      reject(abortedError(signal, what));
+    };
+    if (signal.aborted) {
+      promise.catch(() => undefined);
+      onAbort();
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { ConcordError, abortedError, closedError, invalidArgument, isConcordError } from './errors.js';
-import { sleep, withTimeout } from './clock.js';
+import { sleep, unlessAborted, withTimeout } from './clock.js';
 import { debug } from './debug.js';
 import { driverCallChannel, sessionChannel, traceDriver, type SessionMessage } from './diagnostics.js';
 import type { Driver, DriverEvents, LockKind } from './driver.js';
@@ -413,7 +413,7 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
     if (signal?.aborted) throw abortedError(signal);
     const driver = this.driver;
     if (!driver.listLocks) throw new ConcordError('ERR_NOT_SUPPORTED', 'this driver cannot list its locks');
-    const listed = await abortable(this.guard(driver.listLocks(kind, prefix)), signal);
+    const listed = await unlessAborted(this.guard(driver.listLocks(kind, prefix)), signal);
     return listed
       .map((lock) => ({
         name: lock.name,
@@ -487,18 +487,4 @@ function checkListener(event: unknown, listener: unknown): void {
     throw invalidArgument('event', `must be one of ${[...EVENTS].join(', ')}, got ${describe(event)}`);
   }
   if (typeof listener !== 'function') throw invalidArgument('listener', `must be a function, got ${describe(listener)}`);
-}
-
-/** The promise, or ERR_ABORTED as soon as the signal aborts (the request itself runs on: reads change nothing). */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => {
-      reject(abortedError(signal));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => {
-      signal.removeEventListener('abort', onAbort);
-    });
-  });
 }

@@ -8,7 +8,7 @@
  */
 import type { Etcd3, ITxnResponse } from 'etcd3';
 import { ConsecutiveBreaker, circuitBreaker, handleWhen, noop } from 'cockatiel';
-import { sleep } from '../../src/clock.js';
+import { sleep, unlessAborted } from '../../src/clock.js';
 import { debug } from '../../src/debug.js';
 import type { DriverContext } from '../../src/driver.js';
 import { ConcordError, abortedError } from '../../src/errors.js';
@@ -60,32 +60,6 @@ export function hostFailover(mod: Etcd3Module, hosts: number): NonNullable<impor
         : noop,
     global: noop,
   };
-}
-
-/** `promise`, or the signal's reason as soon as it aborts (the call itself ends when the client is closed). */
-function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => {
-      reject(abortedError(signal, 'connecting'));
-    };
-    if (signal.aborted) {
-      promise.catch(() => undefined);
-      onAbort();
-      return;
-    }
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
-  });
 }
 
 /** One driver's calls to etcd. */
@@ -157,7 +131,7 @@ export class Rpc {
       if (this.#closed) throw connectionClosed('etcd');
       if (signal?.aborted) throw abortedError(signal, 'connecting');
       try {
-        const response = await unlessAborted(call({ deadline: this.#deadlines.next() }), signal);
+        const response = await unlessAborted(call({ deadline: this.#deadlines.next() }), signal, 'connecting');
         this.#observe(response);
         return response;
       } catch (error) {
