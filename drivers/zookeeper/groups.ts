@@ -245,9 +245,8 @@ export class GroupStore {
           },
         ),
       );
-      const check = connection.exists(path);
-      const members = await Promise.all(reads);
-      const after = await check;
+      // Awaited together: a read that fails (the link dropped) must not leave the check's rejection unhandled.
+      const [members, after] = await Promise.all([Promise.all(reads), connection.exists(path)]);
       const settled = after?.cversion === listing.cversion && long(after.czxid) === listing.incarnation;
       if (settled || attempt >= 20) {
         if (!settled) debug('zookeeper: group "%s" changed under every snapshot; taking the last', group);

@@ -7,7 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { memoryFaults } from '../../drivers/memory/index.js';
 import { connect, type Coordinator } from '../../src/index.js';
-import { deadline, once } from '../support/wait.js';
+import { FaultProxy } from '../support/proxy.js';
+import { requireServer, startZooKeeper } from '../support/servers.js';
+import { deadline, eventually, once } from '../support/wait.js';
 
 const restored = (c: Coordinator, ms = 10_000): Promise<void> =>
   deadline(new Promise<void>((resolve) => c.once('restored', resolve)), ms, 'the session to be restored');
@@ -118,4 +120,62 @@ describe('chaos campaign regressions', () => {
       await c.close();
     }
   }, 30_000);
+});
+
+const zookeeper = requireServer('zookeeper');
+
+describe.skipIf(!zookeeper.ok)('chaos campaign regressions (zookeeper)', () => {
+  // A group snapshot lists the group, then reads every member and checks the listing in one go; when a read failed
+  // (the link dropped meanwhile) the check's rejection was left unhandled and ended the process. Found by
+  // `npm run chaos -- --driver zookeeper --seconds 120 --seed 1` (a watch re-reading its snapshot as a link was cut).
+  // Here every packet takes 500 ms each way, and the link is cut while the reads are in flight.
+  it('a snapshot whose reads fail as the link drops rejects, and leaves no rejection unhandled', async () => {
+    const server = await startZooKeeper();
+    const proxy = await FaultProxy.start({ host: server.host, port: server.port });
+    const namespace = `r${randomBytes(5).toString('hex')}`;
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => {
+      unhandled.push(reason);
+    };
+    process.on('unhandledRejection', onUnhandled);
+    const member = await connect(server.url, { member: 'm', namespace });
+    const c = await connect(`zookeeper://${proxy.host}:${proxy.port}`, { member: 'a', namespace, sessionTtlMs: 10_000 });
+    try {
+      await member.group('g').join({ create: true });
+      proxy.delay(500);
+      const listing = c
+        .group('g')
+        .members()
+        .then(
+          () => 'answered',
+          () => 'failed',
+        );
+      // The listing's reply arrives after about 1 s, the member reads' after about 2 s.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      proxy.cut();
+      proxy.pass();
+      // Its member reads were cut short: the path under test ran.
+      expect(await deadline(listing, 15_000, 'the listing to settle')).toBe('failed');
+      const after = await eventually(
+        () =>
+          c
+            .group('g')
+            .members()
+            .then(
+              (members) => members.map((m) => m.id),
+              () => [],
+            ),
+        (ids) => ids.length === 1,
+        15_000,
+        'a listing once the link is back',
+      );
+      expect(after).toEqual(['m']);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await Promise.all([c.close(), member.close()]);
+      await proxy.close();
+      await server.stop();
+    }
+  }, 60_000);
 });
