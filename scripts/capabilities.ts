@@ -10,13 +10,13 @@ const yes = (b: boolean): string => (b ? 'yes' : 'no');
 
 export function capabilityTable(): Promise<string> {
   const rows = [
-    '| driver | URL | scope | groups | election | fencing tokens | watch | fair locks | crashed member leaves after |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| driver | URL | scope | groups | election | fencing tokens | watch | fair locks | shared locks, semaphores | crashed member leaves after |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const { name, schemes, features: f, crashDetection } of builtinDrivers) {
     const urls = schemes.map((scheme) => `\`${scheme}://\``).join(' ');
     rows.push(
-      `| ${name} | ${urls} | ${f.scope} | ${yes(f.groups)} | ${yes(f.election)} | ${yes(f.fencing)} | ${f.watch} | ${yes(f.fairLocks)} | ${crashDetection.text} |`,
+      `| ${name} | ${urls} | ${f.scope} | ${yes(f.groups)} | ${yes(f.election)} | ${yes(f.fencing)} | ${f.watch} | ${yes(f.fairLocks)} | ${yes(f.sharedLocks === true)} | ${crashDetection.text} |`,
     );
   }
   return Promise.resolve(rows.join('\n'));

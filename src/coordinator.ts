@@ -5,7 +5,7 @@ import { debug } from './debug.js';
 import { driverCallChannel, sessionChannel, traceDriver, type SessionMessage } from './diagnostics.js';
 import type { Driver, DriverEvents, LockKind } from './driver.js';
 import { GroupHandle, type GroupHost, type Membership } from './group.js';
-import { LockHandle } from './lock/handle.js';
+import { LockHandle, SemaphoreHandle } from './lock/handle.js';
 import { LockRegistry } from './lock/registry.js';
 import { describe, validateOptionsObject, validateSignal } from './options.js';
 import { SessionMachine } from './session.js';
@@ -19,6 +19,8 @@ import type {
   Lock,
   LockInfo,
   LocksOptions,
+  Semaphore,
+  SemaphoreOptions,
   SessionInfo,
   SessionState,
 } from './types.js';
@@ -35,6 +37,9 @@ export interface CoordinatorConfig {
 export const kCrash = Symbol.for('concord.crash');
 /** Symbol of the driver instance behind a coordinator, for a driver's own test hooks (its descriptor's `faults`). */
 export const kDriver = Symbol.for('concord.driver');
+/** How `locks()` orders kinds: locks, then semaphores, then leadership. */
+const KIND_ORDER = { lock: 0, semaphore: 1, leader: 2 } as const;
+
 /** Symbol event emitted with (kind, name) once a lock wait is registered with the backend (tests rely on it for order). */
 export const kQueued = Symbol.for('concord.queued');
 
@@ -400,12 +405,16 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
     return new LockHandle(this, name);
   }
 
+  semaphore(name: string, options: SemaphoreOptions): Semaphore {
+    return new SemaphoreHandle(this, name, options);
+  }
+
   async locks(options?: LocksOptions): Promise<LockInfo[]> {
     validateOptionsObject(options, 'options');
     const signal = validateSignal(options?.signal, 'options.signal');
     const kind = options?.kind;
-    if (kind !== undefined && kind !== 'lock' && kind !== 'leader') {
-      throw invalidArgument('options.kind', `must be 'lock' or 'leader', got ${describe(kind)}`);
+    if (kind !== undefined && kind !== 'lock' && kind !== 'semaphore' && kind !== 'leader') {
+      throw invalidArgument('options.kind', `must be 'lock', 'semaphore' or 'leader', got ${describe(kind)}`);
     }
     const prefix = options?.prefix ?? '';
     if (typeof prefix !== 'string') throw invalidArgument('options.prefix', `must be a string, got ${describe(prefix)}`);
@@ -418,10 +427,13 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
       .map((lock) => ({
         name: lock.name,
         kind: lock.kind,
-        holders: lock.holders.map(({ member, token }) => ({ member, token })),
+        holders: lock.holders
+          .map(({ member, token, shared }) => ({ member, token, shared: shared === true }))
+          .sort((a, b) => (a.token < b.token ? -1 : a.token > b.token ? 1 : 0)),
         waiting: lock.waiting,
+        ...(lock.limit === undefined ? {} : { limit: lock.limit }),
       }))
-      .sort((a, b) => (a.kind === b.kind ? (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) : a.kind === 'lock' ? -1 : 1));
+      .sort((a, b) => (a.kind === b.kind ? (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) : KIND_ORDER[a.kind] - KIND_ORDER[b.kind]));
   }
 
   async withLock<T>(name: string, fn: (held: HeldLock) => Promise<T> | T, options?: AcquireOptions): Promise<T> {

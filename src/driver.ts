@@ -10,8 +10,46 @@
  */
 import type { Capabilities, Features, Member } from './types.js';
 
-/** Locks and leaderships live in separate key spaces, so a lock and a group may share a name. */
-export type LockKind = 'lock' | 'leader';
+/** Locks, semaphores and leaderships live in separate key spaces, so a lock, a semaphore and a group may share a name. */
+export type LockKind = 'lock' | 'leader' | 'semaphore';
+
+/**
+ * How one request holds its name. Every request of a name waits in one FIFO line, and a request holds the name when
+ * it is first in line, or when every request before it is shared and fewer than `limit` (when not 0) are before it:
+ * an exclusive lock is held alone, shared holds of a lock coexist, and a semaphore has at most `limit` holders.
+ * {@link holdsAt} is that rule. A session may have several requests of one name at once (three permits, two shared
+ * holds): `slot` tells them apart, and unlock and cancelLock name it too.
+ */
+export interface LockMode {
+  /** Which of this session's requests of kind/name it is: 0 for exclusive locks and leadership, any for the others. */
+  readonly slot: number;
+  /** Coexists with other shared requests: shared holds of a lock, and every semaphore permit. */
+  readonly shared: boolean;
+  /**
+   * A semaphore's limit (every request of a name must name the same one: a driver rejects another with
+   * ERR_INVALID_ARGUMENT, see `limitMismatch` in the kit); 0 for locks and leadership, whose shared holds are unbounded.
+   */
+  readonly limit: number;
+}
+
+/** The mode of exclusive locks and leadership, and what a driver assumes when a call names none. */
+export const EXCLUSIVE: LockMode = Object.freeze({ slot: 0, shared: false, limit: 0 });
+
+/**
+ * The grant rule of {@link LockMode}: given the modes of a name's live requests in arrival order, how many at the head
+ * of the line hold it. Those are always a prefix of the line.
+ */
+export function holdsAt(line: readonly Pick<LockMode, 'shared' | 'limit'>[]): number {
+  if (line.length === 0) return 0;
+  const first = line[0];
+  if (first === undefined || !first.shared) return 1;
+  let held = 0;
+  for (const request of line) {
+    if (!request.shared || (request.limit > 0 && held >= request.limit)) break;
+    held++;
+  }
+  return held;
+}
 
 /** A position in a group's change history; opaque to the core, only handed back to the same driver. */
 export type Revision = bigint | string;
@@ -65,16 +103,20 @@ export interface LockHolder {
   readonly member: string;
   /** Its fencing token. */
   readonly token: bigint;
+  /** A shared hold or a semaphore permit (absent: exclusive). */
+  readonly shared?: boolean;
 }
 
 /** One lock as a driver lists it: its holder (none while free) and how many contenders wait behind. */
 export interface LockListing {
-  /** 'lock' for a named lock, 'leader' for a group's leadership. */
+  /** 'lock' for a named lock, 'semaphore' for a semaphore, 'leader' for a group's leadership. */
   readonly kind: LockKind;
   /** The lock's name (the group's, for leadership). */
   readonly name: string;
-  /** Its live holder, if any. */
+  /** Its live holders, sorted by token. */
   readonly holders: readonly LockHolder[];
+  /** A semaphore's limit. */
+  readonly limit?: number;
   /** Live contenders waiting behind the holder. */
   readonly waiting: number;
 }
@@ -150,21 +192,26 @@ export interface Driver {
   /** Delivers the group's changes after `fromRevision` to the sink until unsubscribed. */
   watchGroup(group: string, fromRevision: Revision, sink: WatchSink): Promise<Unsubscribe>;
 
-  /** One attempt: the fencing token when this session now holds the lock, undefined when someone else does. */
-  tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined>;
-  /** Releases the lock only if `sessionId` holds it with `token`; never deletes another holder's lock. */
-  unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void>;
   /**
-   * Ends whatever `sessionId` still has for kind/name after an acquisition the core gave up on (an error, a timeout,
-   * an abort, at any point once the driver was asked): its place in the queue, its contender key, and the lock
-   * itself if it was granted meanwhile (releasing it hands it on as a release does). The core calls it only while
-   * this session holds no HeldLock for kind/name and no other acquisition of it is under way in this process, after
+   * One attempt: the fencing token when this session now holds the lock, undefined when it would have to wait (it then
+   * leaves nothing behind). `mode` is absent (exclusive) unless `features.sharedLocks`.
+   */
+  tryLock(kind: LockKind, name: string, sessionId: string, member: string, mode?: LockMode): Promise<bigint | undefined>;
+  /** Releases the hold only if `sessionId` holds it with `token` (in `slot`); never deletes another holder's. */
+  unlock(kind: LockKind, name: string, sessionId: string, token: bigint, slot?: number): Promise<void>;
+  /**
+   * Ends whatever `sessionId` still has for kind/name in `slot` (default 0) after an acquisition the core gave up on
+   * (an error, a timeout, an abort, at any point once the driver was asked): its place in the queue, its contender key,
+   * and the lock itself if it was granted meanwhile (releasing it hands it on as a release does). The core calls it
+   * only while this session holds no HeldLock for kind/name in that slot and no other acquisition of it is under way in this process, after
    * the abandoned request has settled. Idempotent; rejects with ERR_CONNECTION when it could not reach the backend
    * (the core retries it later, under the same guarantees).
    */
-  cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void>;
-  /** The current holder, or undefined when the lock is free. */
+  cancelLock(kind: LockKind, name: string, sessionId: string, slot?: number): Promise<void>;
+  /** The current holder, or undefined when the lock is free (the first by token when shared holders hold it). */
   lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined>;
+  /** Required when `features.sharedLocks`: every current holder, sorted by token. */
+  lockHolders?(kind: LockKind, name: string): Promise<LockHolder[]>;
   /**
    * Optional (required of the built-in drivers): every lock of this namespace that is held or waited for, of `kind`
    * when given, whose name starts with `prefix`, in any order. Read-only; backs `coordinator.locks()`.
@@ -178,7 +225,15 @@ export interface Driver {
    * it is already aborted on entry), and reject with ERR_SESSION_LOST if the session dies while queued. Without it,
    * the core loops tryLock / watchLock.
    */
-  acquireLock?(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint>;
+  acquireLock?(
+    kind: LockKind,
+    name: string,
+    sessionId: string,
+    member: string,
+    signal: AbortSignal,
+    queued: () => void,
+    mode?: LockMode,
+  ): Promise<bigint>;
 }
 
 /** Opens a driver for one `connect()` call. */

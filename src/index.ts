@@ -58,8 +58,11 @@ export type {
   PartitionChange,
   Partitioner,
   PartitionerOptions,
+  Semaphore,
+  SemaphoreOptions,
   SessionInfo,
   SessionState,
   WatchOptions,
 } from './types.js';
 export type * from './driver.js';
+export { EXCLUSIVE, holdsAt } from './driver.js';

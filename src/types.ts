@@ -33,6 +33,8 @@ export interface Features {
   readonly watch: 'push' | 'poll';
   /** Waiters are served in arrival order. */
   readonly fairLocks: boolean;
+  /** Shared locks and semaphores (the driver takes a LockMode and lists holders). */
+  readonly sharedLocks?: boolean;
 }
 
 /**
@@ -70,6 +72,12 @@ export interface AcquireOptions {
    * waiting. Negative or NaN: ERR_INVALID_ARGUMENT.
    */
   readonly timeoutMs?: number;
+  /**
+   * Locks only: a shared (read) hold. Any number of shared holds coexist, never beside an exclusive one. Waiting is
+   * FIFO across both modes: an exclusive waiter is not overtaken by shared requests that arrive after it, and the
+   * shared waiters at the head of the line are granted together. Holds never change mode.
+   */
+  readonly shared?: boolean;
 }
 
 /**
@@ -113,8 +121,9 @@ export interface HeldLock extends AsyncDisposable {
 }
 
 /**
- * A handle on a named lock (`coordinator.lock(name)`); creating it does no I/O. Locks are exclusive and not
- * reentrant: a second acquire of a name this coordinator holds waits like any other waiter.
+ * A handle on a named lock (`coordinator.lock(name)`); creating it does no I/O. A hold is exclusive unless acquired
+ * with `shared: true`. Holds are not reentrant: a second exclusive acquire of a name this coordinator holds waits like
+ * any other waiter.
  */
 export interface Lock {
   /** The lock's name. */
@@ -131,10 +140,52 @@ export interface Lock {
    * ```
    */
   acquire(options?: AcquireOptions): Promise<HeldLock>;
-  /** One attempt, never waits: the held lock, or undefined when someone else holds or awaits it. */
-  tryAcquire(): Promise<HeldLock | undefined>;
-  /** The member id holding the lock now, or undefined. */
+  /**
+   * One attempt, never waits: the held lock, or undefined when it would have to wait (someone else holds it in a mode
+   * that excludes this one, or an exclusive request is waiting).
+   */
+  tryAcquire(options?: { readonly shared?: boolean }): Promise<HeldLock | undefined>;
+  /** The member id holding the lock now (the oldest holder while it is held shared), or undefined. */
   holder(): Promise<string | undefined>;
+  /** Every current holder, shared or exclusive, sorted by token. */
+  holders(): Promise<Holder[]>;
+}
+
+/** Options of `coordinator.semaphore()`. */
+export interface SemaphoreOptions {
+  /**
+   * The most holders at once: an integer from 1 to 1,000,000. Every coordinator must use the same limit for a name; an
+   * acquire naming another limit while the semaphore has holders or waiters rejects with ERR_INVALID_ARGUMENT.
+   */
+  readonly limit: number;
+}
+
+/**
+ * A handle on a named semaphore (`coordinator.semaphore(name, { limit })`); creating it does no I/O. Each acquire
+ * takes one permit, a HeldLock with its own fencing token and signal; waiting is FIFO. Semaphores and locks live in
+ * separate key spaces, so a lock and a semaphore may share a name.
+ *
+ * @example
+ * ```ts
+ * const transcodes = coordinator.semaphore('transcode', { limit: 3 });
+ * const permit = await transcodes.acquire({ timeoutMs: 60_000 });
+ * try { await transcode(file, permit.signal); } finally { await permit.release(); }
+ * ```
+ */
+export interface Semaphore {
+  /** The semaphore's name. */
+  readonly name: string;
+  /** The most holders at once. */
+  readonly limit: number;
+  /**
+   * Waits for one permit. Rejects with ERR_LOCK_TIMEOUT, ERR_ABORTED, ERR_SESSION_LOST, ERR_CLOSED, ERR_REFUSED, or
+   * ERR_INVALID_ARGUMENT (also when holders or waiters use another limit).
+   */
+  acquire(options?: { readonly signal?: AbortSignal; readonly timeoutMs?: number }): Promise<HeldLock>;
+  /** One attempt, never waits: a permit, or undefined when all are taken or others wait. */
+  tryAcquire(): Promise<HeldLock | undefined>;
+  /** Every current permit holder, sorted by token. */
+  holders(): Promise<Holder[]>;
 }
 
 /** This member leads a group. `await using` resigns at the end of the block. */
@@ -355,24 +406,28 @@ export interface Holder {
   readonly member: string;
   /** Its fencing token (the term, for leadership). */
   readonly token: bigint;
+  /** A shared hold of a lock, or a semaphore permit; false for an exclusive hold and for leadership. */
+  readonly shared: boolean;
 }
 
 /** One lock of the namespace, as `coordinator.locks()` reports it. */
 export interface LockInfo {
   /** The lock's name; for `kind: 'leader'`, the group's name. */
   readonly name: string;
-  /** 'lock' for a named lock, 'leader' for a group's leadership. */
-  readonly kind: 'lock' | 'leader';
-  /** Who holds it (empty while a released lock still has a contender on its way in). */
+  /** 'lock' for a named lock, 'semaphore' for a semaphore, 'leader' for a group's leadership. */
+  readonly kind: 'lock' | 'semaphore' | 'leader';
+  /** Who holds it, sorted by token (empty while a released lock still has a contender on its way in). */
   readonly holders: readonly Holder[];
+  /** A semaphore's limit. */
+  readonly limit?: number;
   /** How many contenders wait behind the holders. */
   readonly waiting: number;
 }
 
 /** What `coordinator.locks()` lists. */
 export interface LocksOptions {
-  /** Only locks of this kind: 'lock' (a named lock) or 'leader' (a group's leadership). */
-  readonly kind?: 'lock' | 'leader';
+  /** Only locks of this kind: 'lock' (a named lock), 'semaphore', or 'leader' (a group's leadership). */
+  readonly kind?: 'lock' | 'semaphore' | 'leader';
   /** Only locks whose name starts with this. */
   readonly prefix?: string;
   /** Ends the wait for the answer with ERR_ABORTED. */
@@ -409,6 +464,11 @@ export interface Coordinator extends AsyncDisposable {
   groups(): Promise<string[]>;
   /** A handle on a lock; no I/O. Throws ERR_INVALID_ARGUMENT for a bad name. */
   lock(name: string): Lock;
+  /**
+   * A handle on a semaphore of `limit` permits; no I/O. Throws ERR_INVALID_ARGUMENT for a bad name or limit, and
+   * ERR_NOT_SUPPORTED where the driver has no shared locks.
+   */
+  semaphore(name: string, options: SemaphoreOptions): Semaphore;
   /**
    * Every lock of this namespace that is held or waited for, sorted by kind then name: who holds it with which
    * token, and how many wait. Leadership shows as kind 'leader', named after its group.

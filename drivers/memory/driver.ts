@@ -3,7 +3,18 @@
  * stalled (the faults tests use), with every answer arriving on a later turn of the event loop, as from a network.
  */
 import { ConcordError } from '../../src/errors.js';
-import type { Driver, DriverContext, DriverGroupEvent, LockKind, LockListing, Revision, Unsubscribe, WatchSink } from '../../src/driver.js';
+import type {
+  Driver,
+  DriverContext,
+  DriverGroupEvent,
+  LockHolder,
+  LockKind,
+  LockListing,
+  LockMode,
+  Revision,
+  Unsubscribe,
+  WatchSink,
+} from '../../src/driver.js';
 import type { Capabilities } from '../../src/types.js';
 import { features } from './index.js';
 import { MemoryServer, type ServerClient } from './server.js';
@@ -178,12 +189,20 @@ export class MemoryDriver implements Driver, ServerClient {
 
   // ---- locks
 
-  tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined> {
-    return this.#call(() => this.#server.tryLock(kind, name, sessionId, member));
+  tryLock(kind: LockKind, name: string, sessionId: string, member: string, mode?: LockMode): Promise<bigint | undefined> {
+    return this.#call(() => this.#server.tryLock(kind, name, sessionId, member, mode));
   }
 
-  acquireLock(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint> {
-    return this.#call(() => this.#server.acquire(kind, name, sessionId, member, signal, queued, this));
+  acquireLock(
+    kind: LockKind,
+    name: string,
+    sessionId: string,
+    member: string,
+    signal: AbortSignal,
+    queued: () => void,
+    mode?: LockMode,
+  ): Promise<bigint> {
+    return this.#call(() => this.#server.acquire(kind, name, sessionId, member, signal, queued, this, mode));
   }
 
   unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
@@ -192,14 +211,18 @@ export class MemoryDriver implements Driver, ServerClient {
     });
   }
 
-  cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void> {
+  cancelLock(kind: LockKind, name: string, sessionId: string, slot?: number): Promise<void> {
     return this.#call(() => {
-      this.#server.cancel(kind, name, sessionId);
+      this.#server.cancel(kind, name, sessionId, slot);
     });
   }
 
-  lockHolder(kind: LockKind, name: string): Promise<{ member: string; token: bigint } | undefined> {
+  lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined> {
     return this.#call(() => this.#server.holder(kind, name));
+  }
+
+  lockHolders(kind: LockKind, name: string): Promise<LockHolder[]> {
+    return this.#call(() => this.#server.holders(kind, name));
   }
 
   listLocks(kind: LockKind | undefined, prefix: string): Promise<LockListing[]> {

@@ -18,6 +18,7 @@ export const features: Features = Object.freeze({
   fencing: true,
   watch: 'push',
   fairLocks: true,
+  sharedLocks: true,
 });
 
 /** The memory driver, as `connect()` and the capability matrix know it. */

@@ -4,8 +4,26 @@
  * own timer, memberships and locks hang off sessions, changes are pushed asynchronously and in order.
  */
 import { ConcordError } from '../../src/errors.js';
-import { compareIds, groupExists, groupNotEmpty, groupNotFound, memberExists, memberNotJoined, sessionGone } from '../../src/kit/index.js';
-import type { DriverGroupEvent, LockHolder, LockKind, LockListing, WatchSink } from '../../src/driver.js';
+import {
+  compareIds,
+  groupExists,
+  groupNotEmpty,
+  groupNotFound,
+  limitMismatch,
+  memberExists,
+  memberNotJoined,
+  sessionGone,
+} from '../../src/kit/index.js';
+import {
+  EXCLUSIVE,
+  holdsAt,
+  type DriverGroupEvent,
+  type LockHolder,
+  type LockKind,
+  type LockListing,
+  type LockMode,
+  type WatchSink,
+} from '../../src/driver.js';
 import type { Capabilities, Member } from '../../src/types.js';
 
 export interface ServerClient {
@@ -35,16 +53,34 @@ interface GroupState {
 interface LockState {
   /** Where this lock's fencing counter lives in `fences`. */
   readonly fenceKey: string;
-  holder: { session: string; member: string; token: bigint } | undefined;
-  readonly queue: Waiter[];
+  /** Every live request in arrival order; the holders are a prefix (see holdsAt). */
+  readonly line: Request[];
   readonly listeners: Set<Listener>;
 }
 
-interface Waiter {
+interface Request {
   readonly session: string;
   readonly member: string;
-  readonly resolve: (token: bigint) => void;
-  readonly reject: (error: ConcordError) => void;
+  readonly slot: number;
+  readonly shared: boolean;
+  readonly limit: number;
+  /** Set once granted. */
+  token: bigint | undefined;
+  /** A queued acquire's callbacks (absent for a grant made at once). */
+  readonly resolve?: (token: bigint) => void;
+  readonly reject?: (error: ConcordError) => void;
+}
+
+/** The granted requests of a lock as holders, by token. */
+function heldBy(lock: LockState): LockHolder[] {
+  const holders: LockHolder[] = [];
+  for (const request of lock.line) {
+    if (request.token === undefined) continue;
+    holders.push(
+      request.shared ? { member: request.member, token: request.token, shared: true } : { member: request.member, token: request.token },
+    );
+  }
+  return holders.sort((a, b) => (a.token < b.token ? -1 : 1));
 }
 
 interface Listener {
@@ -158,16 +194,7 @@ export class MemoryServer {
         }
       }
     }
-    for (const [key, lock] of this.#locks) {
-      for (let i = lock.queue.length - 1; i >= 0; i--) {
-        const waiter = lock.queue[i];
-        if (waiter?.session === id) {
-          lock.queue.splice(i, 1);
-          waiter.reject(new ConcordError('ERR_SESSION_LOST', 'the session ended while waiting for the lock'));
-        }
-      }
-      if (lock.holder?.session === id) this.#free(key, lock);
-    }
+    this.#endSession(id);
     this.#collect();
   }
 
@@ -281,20 +308,33 @@ export class MemoryServer {
     const key = `${kind}\u0000${name}`;
     let lock = this.#locks.get(key);
     if (!lock) {
-      lock = { fenceKey: `${this.#key}\u0000${key}`, holder: undefined, queue: [], listeners: new Set() };
+      lock = { fenceKey: `${this.#key}\u0000${key}`, line: [], listeners: new Set() };
       this.#locks.set(key, lock);
     }
     return [key, lock];
   }
 
-  tryLock(kind: LockKind, name: string, session: string, member: string): bigint | undefined {
-    this.#requireSession(session);
-    const [, lock] = this.#lock(kind, name);
-    if (lock.holder !== undefined || lock.queue.length > 0) return undefined;
-    return this.#grant(lock, session, member);
+  /** Every request of a semaphore names the limit its holders and waiters use. */
+  #checkLimit(name: string, lock: LockState, mode: LockMode): void {
+    const other = lock.line.find((request) => request.limit !== mode.limit);
+    if (other) throw limitMismatch(name, mode.limit, other.limit);
   }
 
-  /** Fair wait: a FIFO queue on the server, served as the lock frees. */
+  tryLock(kind: LockKind, name: string, session: string, member: string, mode: LockMode = EXCLUSIVE): bigint | undefined {
+    this.#requireSession(session);
+    const [key, lock] = this.#lock(kind, name);
+    this.#checkLimit(name, lock, mode);
+    const line = [...lock.line, mode];
+    if (holdsAt(line) < line.length) {
+      this.#gc(key, lock);
+      return undefined;
+    }
+    const request: Request = { session, member, slot: mode.slot, shared: mode.shared, limit: mode.limit, token: undefined };
+    lock.line.push(request);
+    return this.#grant(lock, request);
+  }
+
+  /** Fair wait: a FIFO line on the server, served as holders leave. */
   acquire(
     kind: LockKind,
     name: string,
@@ -303,23 +343,34 @@ export class MemoryServer {
     signal: AbortSignal,
     queued: () => void,
     client: ServerClient,
+    mode: LockMode = EXCLUSIVE,
   ): Promise<bigint> {
     this.#requireSession(session);
     if (signal.aborted) return Promise.reject(new ConcordError('ERR_ABORTED', 'the wait was aborted', { cause: signal.reason }));
     const [key, lock] = this.#lock(kind, name);
-    if (lock.holder === undefined && lock.queue.length === 0) return Promise.resolve(this.#grant(lock, session, member));
+    this.#checkLimit(name, lock, mode);
+    const line = [...lock.line, mode];
+    if (holdsAt(line) === line.length) {
+      const request: Request = { session, member, slot: mode.slot, shared: mode.shared, limit: mode.limit, token: undefined };
+      lock.line.push(request);
+      return Promise.resolve(this.#grant(lock, request));
+    }
     return new Promise<bigint>((resolve, reject) => {
       const onAbort = (): void => {
         // The caller gave up, but over a link that is down the server never hears of it: the wait stays queued.
         if (!client.reachable) return;
-        const i = lock.queue.indexOf(waiter);
-        if (i >= 0) lock.queue.splice(i, 1);
-        this.#gc(key, lock);
+        const i = lock.line.indexOf(request);
+        if (i >= 0) lock.line.splice(i, 1);
+        this.#promote(key, lock);
         reject(new ConcordError('ERR_ABORTED', 'the wait was aborted', { cause: signal.reason }));
       };
-      const waiter: Waiter = {
+      const request: Request = {
         session,
         member,
+        slot: mode.slot,
+        shared: mode.shared,
+        limit: mode.limit,
+        token: undefined,
         resolve: (token) => {
           signal.removeEventListener('abort', onAbort);
           resolve(token);
@@ -329,60 +380,84 @@ export class MemoryServer {
           reject(error);
         },
       };
-      lock.queue.push(waiter);
+      lock.line.push(request);
       signal.addEventListener('abort', onAbort, { once: true });
       queued();
     });
   }
 
-  #grant(lock: LockState, session: string, member: string): bigint {
+  #grant(lock: LockState, request: Request): bigint {
     const token = (fences.get(lock.fenceKey) ?? 0n) + 1n;
     fences.set(lock.fenceKey, token);
-    lock.holder = { session, member, token };
+    request.token = token;
     this.#notify(lock);
     return token;
   }
 
-  unlock(kind: LockKind, name: string, session: string, token: bigint): void {
-    const [key, lock] = this.#lock(kind, name);
-    if (lock.holder?.session === session && lock.holder.token === token) this.#free(key, lock);
-    else this.#gc(key, lock);
+  /** Grants every request the rule now lets hold (waiters at the head, together when shared), then collects. */
+  #promote(key: string, lock: LockState): void {
+    const holding = holdsAt(lock.line);
+    for (let i = 0; i < holding; i++) {
+      const request = lock.line[i];
+      if (request === undefined || request.token !== undefined) continue;
+      const token = this.#grant(lock, request);
+      request.resolve?.(token);
+    }
+    this.#notify(lock);
+    this.#gc(key, lock);
   }
 
-  /** Ends whatever `session` has for the lock: its queued waits (their callers are gone) and the lock if it holds it. */
-  cancel(kind: LockKind, name: string, session: string): void {
+  unlock(kind: LockKind, name: string, session: string, token: bigint): void {
+    const [key, lock] = this.#lock(kind, name);
+    const i = lock.line.findIndex((request) => request.session === session && request.token === token);
+    if (i >= 0) lock.line.splice(i, 1);
+    this.#promote(key, lock);
+  }
+
+  /** Ends whatever `session` has in `slot`: its queued wait (its caller is gone) and its hold. */
+  cancel(kind: LockKind, name: string, session: string, slot = 0): void {
     const key = `${kind}\u0000${name}`;
     const lock = this.#locks.get(key);
     if (!lock) return;
-    for (let i = lock.queue.length - 1; i >= 0; i--) {
-      const waiter = lock.queue[i];
-      if (waiter?.session === session) {
-        lock.queue.splice(i, 1);
-        waiter.reject(new ConcordError('ERR_ABORTED', 'the wait was cancelled'));
+    for (let i = lock.line.length - 1; i >= 0; i--) {
+      const request = lock.line[i];
+      if (request?.session === session && request.slot === slot) {
+        lock.line.splice(i, 1);
+        if (request.token === undefined) request.reject?.(new ConcordError('ERR_ABORTED', 'the wait was cancelled'));
       }
     }
-    if (lock.holder?.session === session) this.#free(key, lock);
-    else this.#gc(key, lock);
+    this.#promote(key, lock);
   }
 
-  #free(key: string, lock: LockState): void {
-    lock.holder = undefined;
-    const next = lock.queue.shift();
-    if (next) next.resolve(this.#grant(lock, next.session, next.member));
-    else this.#notify(lock);
-    this.#gc(key, lock);
+  /** Drops every request of a session that ended: its waiters are told, its holds free. */
+  #endSession(id: string): void {
+    for (const [key, lock] of this.#locks) {
+      let changed = false;
+      for (let i = lock.line.length - 1; i >= 0; i--) {
+        const request = lock.line[i];
+        if (request?.session !== id) continue;
+        lock.line.splice(i, 1);
+        changed = true;
+        if (request.token === undefined) {
+          request.reject?.(new ConcordError('ERR_SESSION_LOST', 'the session ended while waiting for the lock'));
+        }
+      }
+      if (changed) this.#promote(key, lock);
+    }
   }
 
   // The fence counter lives in `fences`, so a lock nobody holds, awaits or watches keeps nothing here.
   #gc(key: string, lock: LockState): void {
-    if (lock.holder === undefined && lock.queue.length === 0 && lock.listeners.size === 0) {
-      this.#locks.delete(key);
-    }
+    if (lock.line.length === 0 && lock.listeners.size === 0) this.#locks.delete(key);
+  }
+
+  holders(kind: LockKind, name: string): LockHolder[] {
+    const lock = this.#locks.get(`${kind}\u0000${name}`);
+    return lock ? heldBy(lock) : [];
   }
 
   holder(kind: LockKind, name: string): LockHolder | undefined {
-    const lock = this.#locks.get(`${kind}\u0000${name}`);
-    return lock?.holder ? { member: lock.holder.member, token: lock.holder.token } : undefined;
+    return this.holders(kind, name)[0];
   }
 
   listLocks(kind: LockKind | undefined, prefix: string): LockListing[] {
@@ -392,9 +467,10 @@ export class MemoryServer {
       const lockKind = key.slice(0, split) as LockKind;
       const name = key.slice(split + 1);
       if ((kind !== undefined && lockKind !== kind) || !name.startsWith(prefix)) continue;
-      if (lock.holder === undefined && lock.queue.length === 0) continue;
-      const holders = lock.holder ? [{ member: lock.holder.member, token: lock.holder.token }] : [];
-      listed.push({ kind: lockKind, name, holders, waiting: lock.queue.length });
+      if (lock.line.length === 0) continue;
+      const holders = heldBy(lock);
+      const limit = lockKind === 'semaphore' ? lock.line[0]?.limit : undefined;
+      listed.push({ kind: lockKind, name, holders, waiting: lock.line.length - holders.length, ...(limit ? { limit } : {}) });
     }
     return listed;
   }

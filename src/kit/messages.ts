@@ -33,3 +33,11 @@ export function sessionGone(): ConcordError {
 export function connectionClosed(backend: string): ConcordError {
   return new ConcordError('ERR_CONNECTION', `the ${backend} connection is closed`);
 }
+
+/** A semaphore acquired with another limit than the one its holders and waiters use. */
+export function limitMismatch(name: string, asked: number, existing: number): ConcordError {
+  return new ConcordError(
+    'ERR_INVALID_ARGUMENT',
+    `semaphore "${name}" is in use with limit ${String(existing)}; this acquire asked for limit ${String(asked)}`,
+  );
+}

@@ -13,12 +13,12 @@
  */
 import { sleep } from '../clock.js';
 import { ConcordError, abortedError, isConcordError } from '../errors.js';
-import type { LockKind } from '../driver.js';
+import { EXCLUSIVE, type LockKind, type LockMode } from '../driver.js';
 import type { NormalizedAcquire } from '../options.js';
 import { Wakeup } from '../kit/wakeup.js';
 import { HeldLockImpl } from './held.js';
 import type { LockHost } from './host.js';
-import { lockKey, type ActiveAcquisition } from './registry.js';
+import { lockKey, slotKey, type ActiveAcquisition } from './registry.js';
 
 type Phase = 'turn' | 'session' | 'trying' | 'contending' | 'queued';
 
@@ -37,11 +37,22 @@ function asConcordError(error: unknown): ConcordError {
       });
 }
 
+/** What an acquisition asks for beyond kind and name: a shared hold of a lock, or a semaphore permit under `limit`. */
+export interface Want {
+  readonly shared: boolean;
+  /** A semaphore's limit; 0 otherwise. */
+  readonly limit: number;
+}
+
 export class Acquisition implements ActiveAcquisition {
   readonly kind: LockKind;
   readonly name: string;
   readonly #host: LockHost;
+  /** The name's key: what "recently contended" is remembered by. */
   readonly #key: string;
+  /** What is asked of the driver; its slot is settled with the local turn. */
+  #mode: LockMode = EXCLUSIVE;
+  readonly #want: Want | undefined;
   readonly #signal: AbortSignal | undefined;
   /** timeoutMs 0: one attempt, no waiting. */
   readonly #once: boolean;
@@ -62,11 +73,12 @@ export class Acquisition implements ActiveAcquisition {
   /** Rejects the backend request being awaited now. */
   #interrupt: ((error: ConcordError) => void) | undefined;
 
-  constructor(host: LockHost, kind: LockKind, name: string, options: NormalizedAcquire) {
+  constructor(host: LockHost, kind: LockKind, name: string, options: NormalizedAcquire, want?: Want) {
     this.#host = host;
     this.kind = kind;
     this.name = name;
     this.#key = lockKey(kind, name);
+    this.#want = want?.shared ? want : undefined;
     this.#signal = options.signal;
     this.#once = options.timeoutMs === 0;
     this.#deadline = options.timeoutMs ? performance.now() + options.timeoutMs : undefined;
@@ -104,7 +116,8 @@ export class Acquisition implements ActiveAcquisition {
   }
 
   readonly #onAbort = (): void => {
-    this.end(abortedError(this.#signal, `acquiring ${this.kind === 'leader' ? 'leadership of' : 'lock'} "${this.name}"`));
+    const what = this.kind === 'leader' ? 'leadership of' : this.kind === 'semaphore' ? 'a permit of semaphore' : 'lock';
+    this.end(abortedError(this.#signal, `acquiring ${what} "${this.name}"`));
   };
 
   readonly #onTimeout = (): void => {
@@ -168,6 +181,14 @@ export class Acquisition implements ActiveAcquisition {
   }
 
   async #takeTurn(): Promise<void> {
+    const want = this.#want;
+    if (want) {
+      // Shared holds and permits of one process coexist: each takes a free slot of its own and waits on the backend.
+      const slot = this.#host.registry.enterFreeSlot(this.kind, this.name, this.kind === 'semaphore' ? 0 : 1);
+      this.#mode = { slot, shared: true, limit: want.limit };
+      this.#entered = true;
+      return;
+    }
     const queue = this.#host.registry.queue(this.#key);
     if (!queue.tryEnter()) {
       // Held or awaited by someone else in this process; our own clean-up after an abandoned wait is not "taken".
@@ -182,7 +203,7 @@ export class Acquisition implements ActiveAcquisition {
     const host = this.#host;
     this.#phase = 'session';
     this.#session = this.#once ? host.usableSession() : await this.#usableSession();
-    if (host.registry.uncancelled.size > 0) await host.registry.cancelPending(host, this.#key);
+    if (host.registry.uncancelled.size > 0) await host.registry.cancelPending(host, slotKey(this.kind, this.name, this.#mode.slot));
     // A lock this process queued for a moment ago goes straight to the backend's queue.
     if (this.#once || !host.driver.acquireLock || !host.registry.recentlyContended(this.#key)) {
       const token = await this.#tryOnce();
@@ -206,7 +227,9 @@ export class Acquisition implements ActiveAcquisition {
     const host = this.#host;
     this.#phase = 'trying';
     this.#assertCurrent();
-    const attempt = host.driver.tryLock(this.kind, this.name, this.#session, host.member);
+    const attempt = this.#want
+      ? host.driver.tryLock(this.kind, this.name, this.#session, host.member, this.#mode)
+      : host.driver.tryLock(this.kind, this.name, this.#session, host.member);
     this.#ask(attempt);
     try {
       return await this.#race(attempt);
@@ -239,7 +262,9 @@ export class Acquisition implements ActiveAcquisition {
     if (driver.acquireLock) {
       for (;;) {
         this.#assertCurrent();
-        const attempt = driver.acquireLock(this.kind, this.name, this.#session, host.member, signal, queued);
+        const attempt = this.#want
+          ? driver.acquireLock(this.kind, this.name, this.#session, host.member, signal, queued, this.#mode)
+          : driver.acquireLock(this.kind, this.name, this.#session, host.member, signal, queued);
         this.#ask(attempt);
         try {
           return await this.#race(attempt);
@@ -268,7 +293,9 @@ export class Acquisition implements ActiveAcquisition {
     try {
       for (;;) {
         this.#assertCurrent();
-        const attempt = driver.tryLock(this.kind, this.name, this.#session, host.member);
+        const attempt = this.#want
+          ? driver.tryLock(this.kind, this.name, this.#session, host.member, this.#mode)
+          : driver.tryLock(this.kind, this.name, this.#session, host.member);
         this.#ask(attempt);
         let token: bigint | undefined;
         try {
@@ -316,7 +343,7 @@ export class Acquisition implements ActiveAcquisition {
     // The held lock owns the turn now, and there is nothing to clean up.
     this.#entered = false;
     this.#asked = false;
-    return new HeldLockImpl(this.#host, this.kind, this.name, this.#session, token);
+    return new HeldLockImpl(this.#host, this.kind, this.name, this.#session, token, this.#mode.slot, this.#mode.shared);
   }
 
   /** Gave up: clean up after what was asked (before the next local turn), or just pass the turn on. */
@@ -324,9 +351,10 @@ export class Acquisition implements ActiveAcquisition {
     if (!this.#entered) return;
     this.#entered = false;
     if (this.#asked) {
-      void this.#host.registry.cleanUp(this.#host, { kind: this.kind, name: this.name, session: this.#session }, this.#inFlight);
+      const leftover = { kind: this.kind, name: this.name, session: this.#session, slot: this.#mode.slot };
+      void this.#host.registry.cleanUp(this.#host, leftover, this.#inFlight);
     } else {
-      this.#host.registry.leave(this.#key);
+      this.#host.registry.leave(slotKey(this.kind, this.name, this.#mode.slot));
     }
   }
 }

@@ -10,7 +10,7 @@ import { debug } from '../debug.js';
 import type { LockKind } from '../driver.js';
 import type { HeldLock } from '../types.js';
 import type { LockHost } from './host.js';
-import { lockKey } from './registry.js';
+import { slotKey } from './registry.js';
 
 /* eslint-disable @typescript-eslint/unbound-method -- the platform's own accessors, called on their own instance */
 const abortedOf = Object.getOwnPropertyDescriptor(AbortSignal.prototype, 'aborted')?.get as (this: AbortSignal) => boolean;
@@ -52,6 +52,10 @@ export class HeldLockImpl implements HeldLock {
   readonly kind: LockKind;
   readonly #host: LockHost;
   readonly #sessionId: string;
+  /** Which of the session's requests of the name this is (0 for exclusive holds). */
+  readonly #slot: number;
+  /** A shared hold or a permit. */
+  readonly shared: boolean;
   // Created on first use of `signal`: most holders never look, and a controller plus its abort is a large share of
   // an uncontended acquire and release.
   #controller: AbortController | undefined;
@@ -59,8 +63,10 @@ export class HeldLockImpl implements HeldLock {
   #released: Promise<void> | undefined;
   readonly #acquiredAt = performance.now();
 
-  constructor(host: LockHost, kind: LockKind, name: string, sessionId: string, token: bigint) {
+  constructor(host: LockHost, kind: LockKind, name: string, sessionId: string, token: bigint, slot = 0, shared = false) {
     this.#host = host;
+    this.#slot = slot;
+    this.shared = shared;
     this.kind = kind;
     this.name = name;
     this.#sessionId = sessionId;
@@ -89,7 +95,13 @@ export class HeldLockImpl implements HeldLock {
   /** Throws the reason the lock ended (ERR_LOCK_LOST, ERR_LEADERSHIP_LOST, ERR_CLOSED, ERR_ABORTED) unless it is valid. */
   assertValid(): void {
     if (this.valid) return;
-    throw this.#reason?.() ?? new ConcordError('ERR_LOCK_LOST', `lock "${this.name}" is no longer held`);
+    throw this.#reason?.() ?? new ConcordError('ERR_LOCK_LOST', `${this.#what()} is no longer held`);
+  }
+
+  /** What this hold is, for messages. */
+  #what(): string {
+    if (this.kind === 'semaphore') return `a permit of semaphore "${this.name}"`;
+    return this.shared ? `shared hold of lock "${this.name}"` : `lock "${this.name}"`;
   }
 
   /** Aborts the signal with ERR_LOCK_LOST / ERR_LEADERSHIP_LOST; the backend has freed, or will free, the lock. */
@@ -102,7 +114,7 @@ export class HeldLockImpl implements HeldLock {
     this.#finish(() =>
       this.kind === 'leader'
         ? new ConcordError('ERR_LEADERSHIP_LOST', `leadership of group "${this.name}" was lost`)
-        : new ConcordError('ERR_LOCK_LOST', `lock "${this.name}" was lost`),
+        : new ConcordError('ERR_LOCK_LOST', `${this.#what()} was lost`),
     );
   }
 
@@ -131,7 +143,7 @@ export class HeldLockImpl implements HeldLock {
       () =>
         new ConcordError(
           'ERR_ABORTED',
-          this.kind === 'leader' ? `leadership of group "${this.name}" was resigned` : `lock "${this.name}" was released`,
+          this.kind === 'leader' ? `leadership of group "${this.name}" was resigned` : `${this.#what()} was released`,
         ),
     );
     await this.#unlock();
@@ -140,7 +152,11 @@ export class HeldLockImpl implements HeldLock {
   readonly #unlock = async (): Promise<void> => {
     try {
       // Bounded by the session and close(): a lost session frees the lock anyway, and release() must settle.
-      await this.#host.guard(this.#host.driver.unlock(this.kind, this.name, this.#sessionId, this.token));
+      await this.#host.guard(
+        this.#slot === 0
+          ? this.#host.driver.unlock(this.kind, this.name, this.#sessionId, this.token)
+          : this.#host.driver.unlock(this.kind, this.name, this.#sessionId, this.token, this.#slot),
+      );
     } catch (error) {
       // A lock whose release did not reach the backend would block others until our session ends: retry later.
       if (isConcordError(error, 'ERR_CONNECTION')) this.#host.registry.unreleased.add(this.#unlock);
@@ -153,7 +169,7 @@ export class HeldLockImpl implements HeldLock {
     this.#reason = reason;
     const controller = this.#controller;
     if (controller && !abortedOf.call(controller.signal)) controller.abort(reason());
-    this.#host.registry.leave(lockKey(this.kind, this.name));
+    this.#host.registry.leave(slotKey(this.kind, this.name, this.#slot));
   }
 
   [Symbol.asyncDispose](): Promise<void> {

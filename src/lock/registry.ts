@@ -1,6 +1,6 @@
 /**
- * Per-coordinator lock bookkeeping: the process-local FIFO of each kind/name (only the acquisition holding its turn
- * talks to the backend), the locks held, the acquisitions under way, and the releases and clean-ups that failed on a
+ * Per-coordinator lock bookkeeping: the process-local FIFO of each kind/name/slot (only the acquisition holding its
+ * turn talks to the backend; exclusive holds use slot 0, shared holds and permits any free other), the locks held, the acquisitions under way, and the releases and clean-ups that failed on a
  * broken connection and are retried when it comes back.
  */
 import { ConcordError, abortedError } from '../errors.js';
@@ -10,9 +10,14 @@ import type { LockKind } from '../driver.js';
 import type { HeldLockImpl } from './held.js';
 import type { LockHost } from './host.js';
 
-/** The one key of a kind/name pair, for every map in the lock machinery. */
+/** The one key of a kind/name pair. */
 export function lockKey(kind: LockKind, name: string): string {
   return `${kind}\u0000${name}`;
+}
+
+/** The key of one slot of a kind/name pair (slot 0 is the pair's own key), for the turns and leftovers. */
+export function slotKey(kind: LockKind, name: string, slot: number): string {
+  return slot === 0 ? `${kind}\u0000${name}` : `${kind}\u0000${name}\u0000${String(slot)}`;
 }
 
 /** What an abandoned acquisition may have left on the backend. */
@@ -20,6 +25,7 @@ export interface Leftover {
   readonly kind: LockKind;
   readonly name: string;
   readonly session: string;
+  readonly slot: number;
 }
 
 /** An acquisition under way, as the registry sees it. */
@@ -123,6 +129,17 @@ export class LockRegistry {
     return queue;
   }
 
+  /**
+   * Takes the turn of the first free slot of kind/name from `first` on, for a shared hold or a permit: these never
+   * wait locally, since several of one process may hold at once. A slot still cleaning up after an abandoned request
+   * is busy, so the new request gets a clean slot.
+   */
+  enterFreeSlot(kind: LockKind, name: string, first: number): number {
+    for (let slot = first; ; slot++) {
+      if (this.queue(slotKey(kind, name, slot)).tryEnter()) return slot;
+    }
+  }
+
   /** Passes the local turn of `key` on. */
   leave(key: string): void {
     const queue = this.#queues.get(key);
@@ -138,12 +155,12 @@ export class LockRegistry {
    * acquisition of the name waits for this.
    */
   async cleanUp(host: LockHost, leftover: Leftover, inFlight: Promise<unknown> | undefined): Promise<void> {
-    const key = lockKey(leftover.kind, leftover.name);
+    const key = slotKey(leftover.kind, leftover.name, leftover.slot);
     this.queue(key).cleaning = true;
     const limitMs = host.sessionTtlMs;
     try {
       if (inFlight) await withTimeout(inFlight, limitMs).catch(() => undefined);
-      await withTimeout(host.driver.cancelLock(leftover.kind, leftover.name, leftover.session), limitMs);
+      await withTimeout(host.driver.cancelLock(leftover.kind, leftover.name, leftover.session, leftover.slot), limitMs);
       this.uncancelled.delete(key);
     } catch (error) {
       debug('cancelling %s "%s" failed: %s', leftover.kind, leftover.name, (error as Error).message);
@@ -158,7 +175,7 @@ export class LockRegistry {
     const leftover = this.uncancelled.get(key);
     if (!leftover) return;
     try {
-      await withTimeout(host.driver.cancelLock(leftover.kind, leftover.name, leftover.session), host.sessionTtlMs);
+      await withTimeout(host.driver.cancelLock(leftover.kind, leftover.name, leftover.session, leftover.slot), host.sessionTtlMs);
       this.uncancelled.delete(key);
     } catch (error) {
       debug('cancelling %s "%s" failed again: %s', leftover.kind, leftover.name, (error as Error).message);

@@ -18,6 +18,7 @@ import {
 import { kCrash, kQueued } from '../../src/coordinator.js';
 import { checkHistory, type LockEvent } from '../support/history.js';
 import { aborted, Collector, deadline, eventually, once } from '../support/wait.js';
+import { describeShared } from './shared.js';
 import type { ConformanceTarget, FaultyCoordinator } from './target.js';
 
 const EXIT_CHECK = fileURLToPath(new URL('../support/exit-check.ts', import.meta.url));
@@ -332,9 +333,9 @@ export function describeConformance(target: ConformanceTarget): void {
         await queued;
         const leadership = await c.group('g').campaign();
         expect(await b.locks()).toEqual([
-          { kind: 'lock', name: 'jobs/1', holders: [{ member: 'a', token: job.token }], waiting: 1 },
-          { kind: 'lock', name: 'other', holders: [{ member: 'a', token: other.token }], waiting: 0 },
-          { kind: 'leader', name: 'g', holders: [{ member: 'c', token: leadership.term }], waiting: 0 },
+          { kind: 'lock', name: 'jobs/1', holders: [{ member: 'a', token: job.token, shared: false }], waiting: 1 },
+          { kind: 'lock', name: 'other', holders: [{ member: 'a', token: other.token, shared: false }], waiting: 0 },
+          { kind: 'leader', name: 'g', holders: [{ member: 'c', token: leadership.term, shared: false }], waiting: 0 },
         ]);
         expect((await c.locks({ prefix: 'jobs/' })).map((l) => l.name)).toEqual(['jobs/1']);
         expect((await c.locks({ kind: 'leader' })).map((l) => l.name)).toEqual(['g']);
@@ -342,7 +343,9 @@ export function describeConformance(target: ConformanceTarget): void {
         await job.release();
         const next = await waiting;
         const listed = await c.locks({ prefix: 'jobs/' });
-        expect(listed).toEqual([{ kind: 'lock', name: 'jobs/1', holders: [{ member: 'b', token: next.token }], waiting: 0 }]);
+        expect(listed).toEqual([
+          { kind: 'lock', name: 'jobs/1', holders: [{ member: 'b', token: next.token, shared: false }], waiting: 0 },
+        ]);
         await Promise.all([next.release(), other.release(), leadership.resign()]);
         // A release is done when it resolves; a backend that tidies a queue entry later may show it briefly.
         await eventually(
@@ -351,7 +354,7 @@ export function describeConformance(target: ConformanceTarget): void {
           expiryWait,
           'no lock listed once all are released',
         );
-        expect(await codeOf(c.locks({ kind: 'semaphore' as 'lock' }))).toBe('ERR_INVALID_ARGUMENT');
+        expect(await codeOf(c.locks({ kind: 'semaphores' as 'lock' }))).toBe('ERR_INVALID_ARGUMENT');
         expect(await codeOf(c.locks({ prefix: 5 as unknown as string }))).toBe('ERR_INVALID_ARGUMENT');
       });
 
@@ -492,6 +495,10 @@ export function describeConformance(target: ConformanceTarget): void {
         }
         expect(await a.lock('l').holder()).toBeUndefined();
       });
+    });
+
+    describe.skipIf(target.descriptor?.features.sharedLocks !== true)('shared', () => {
+      describeShared({ fresh, coordinator, faulty, codeOf, ttl, expiryWait });
     });
 
     describe('election', () => {

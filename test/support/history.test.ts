@@ -170,3 +170,54 @@ describe('checkIntervals', () => {
     expect(result.violations[0]).toMatch(/^interval: /);
   });
 });
+
+describe('modes: shared holds and semaphore permits', () => {
+  const sacq = (client: string, token: number, at: number): LockEvent => ({ ...acq(client, token, at), shared: true });
+  const srel = (client: string, token: number, at: number): LockEvent => ({ ...rel(client, token, at), shared: true });
+  const siv = (client: string, token: number, start: number, end: number): HoldInterval => ({
+    ...iv(client, token, start, end),
+    shared: true,
+  });
+
+  it('accepts overlapping shared holds, recorded in any token order, between exclusive ones', () => {
+    const history = [
+      acq('w', 1, 1),
+      rel('w', 1, 2),
+      sacq('r1', 3, 3),
+      sacq('r2', 2, 4),
+      srel('r1', 3, 5),
+      srel('r2', 2, 6),
+      acq('w', 4, 7),
+    ];
+    expect(checkHistory(history)).toEqual({ ok: true, violations: [] });
+    expect(checkIntervals([iv('w', 1, 1, 2), siv('r1', 3, 3, 5), siv('r2', 2, 4, 6), iv('w', 4, 7, 8)])).toEqual({
+      ok: true,
+      violations: [],
+    });
+  });
+
+  it('NEGATIVE: catches a shared hold beside an exclusive one, either way round', () => {
+    expect(checkHistory([acq('w', 1, 1), sacq('r', 2, 2)]).violations).toEqual([expect.stringMatching(/^overlap: r acquired shared/)]);
+    expect(checkHistory([sacq('r', 1, 1), acq('w', 2, 2)]).violations).toEqual([expect.stringMatching(/^overlap: w acquired token 2/)]);
+    expect(checkIntervals([siv('r', 1, 1, 5), iv('w', 2, 3, 4)]).violations).toEqual([expect.stringMatching(/^overlap: /)]);
+  });
+
+  it('NEGATIVE: catches a shared token not above an earlier exclusive or released one', () => {
+    expect(checkHistory([acq('w', 5, 1), rel('w', 5, 2), sacq('r', 4, 3)]).violations).toEqual([expect.stringMatching(/^token: /)]);
+    expect(checkHistory([sacq('a', 5, 1), srel('a', 5, 2), sacq('b', 3, 3)]).violations).toEqual([expect.stringMatching(/^token: /)]);
+    expect(checkIntervals([siv('a', 5, 1, 2), siv('b', 3, 3, 4)]).violations).toEqual([expect.stringMatching(/^token: /)]);
+    expect(checkHistory([sacq('a', 5, 1), sacq('b', 5, 2)]).violations).toEqual([expect.stringMatching(/handed out before/)]);
+  });
+
+  it('accepts a semaphore at its limit, and NEGATIVE: catches a permit beyond it', () => {
+    const within = [acq('a', 1, 1), acq('b', 2, 2), acq('c', 3, 3), rel('a', 1, 4), acq('d', 4, 5)];
+    expect(checkHistory(within, { limit: 3 })).toEqual({ ok: true, violations: [] });
+    const beyond = [...within.slice(0, 3), acq('d', 4, 3.5)];
+    expect(checkHistory(beyond, { limit: 3 }).violations).toEqual([expect.stringMatching(/^limit: d acquired token 4 .* limit 3/)]);
+    const intervals = [iv('a', 1, 1, 10), iv('b', 2, 2, 10), iv('c', 3, 3, 10)];
+    expect(checkIntervals(intervals, { limit: 3 }).ok).toBe(true);
+    expect(checkIntervals([...intervals, iv('d', 4, 9, 11)], { limit: 3 }).violations).toEqual([expect.stringMatching(/^limit: /)]);
+    // The same history is an overlap for an exclusive lock.
+    expect(checkIntervals(intervals).ok).toBe(false);
+  });
+});

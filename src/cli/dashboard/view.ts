@@ -24,9 +24,10 @@ export interface GroupView {
 
 export interface LockView {
   readonly name: string;
-  readonly kind: 'lock' | 'leader';
-  readonly holders: readonly { readonly member: string; readonly token: string }[];
+  readonly kind: 'lock' | 'semaphore' | 'leader';
+  readonly holders: readonly { readonly member: string; readonly token: string; readonly shared: boolean }[];
   readonly waiting: number;
+  readonly limit?: number;
 }
 
 export interface State {
@@ -217,8 +218,9 @@ export class LiveView {
     const locks = listed.map((lock) => ({
       name: lock.name,
       kind: lock.kind,
-      holders: lock.holders.map((holder) => ({ member: holder.member, token: String(holder.token) })),
+      holders: lock.holders.map((holder) => ({ member: holder.member, token: String(holder.token), shared: holder.shared })),
       waiting: lock.waiting,
+      ...(lock.limit === undefined ? {} : { limit: lock.limit }),
     }));
     // Leader changes come from watchLeader; the log reports the hand-offs of named locks seen between two reads.
     const before = new Map(this.#locks.filter((lock) => lock.kind === 'lock').map((lock) => [lock.name, lock.holders[0]]));
