@@ -17,6 +17,7 @@ const runs: Array<{ driver: string; seconds: number; mustInject?: FaultKind }> =
   { driver: 'sqlite', seconds: 10 },
   { driver: 'redis', seconds: 10 },
   { driver: 'etcd', seconds: 10 },
+  { driver: 'zookeeper', seconds: 10 },
   { driver: 'redis-sentinel', seconds: 6, mustInject: 'failover' },
   { driver: 'postgres', seconds: 8 },
   { driver: 'mysql', seconds: 8 },

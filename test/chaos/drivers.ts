@@ -2,11 +2,11 @@
  * The drivers the chaos campaign runs on: one entry each, saying how to start the backend, which faults apply, the
  * session TTL the clients use and how long a dead member may take to leave. Adding a driver is one entry here, e.g.
  *
- *   zookeeper: served({ kind: 'zookeeper', scheme: 'zookeeper', start: () => startZooKeeper(), ttlMs: 2000, detectionMs: 500, serverFaults: ['restart-server', 'pause-server'] }),
+ *   redis: served({ kind: 'redis', scheme: 'redis', start: () => startRedis({ persistence: true }), ttlMs: 1000, detectionMs: 500, serverFaults: ['restart-server', 'pause-server'] }),
  *
- * Every backend restarts durably: Redis runs with appendonly yes and appendfsync always, etcd keeps its data folder,
- * SQLite is a file. Each client reaches a network backend through fault proxies of its own (one per server), so
- * cutting one client's link cuts nobody else's.
+ * Every backend restarts durably: Redis runs with appendonly yes and appendfsync always, etcd and ZooKeeper keep their
+ * data folders, SQLite is a file. Each client reaches a network backend through fault proxies of its own (one per
+ * server), so cutting one client's link cuts nobody else's.
  */
 import Database from 'better-sqlite3';
 import * as path from 'node:path';
@@ -20,9 +20,9 @@ import {
   startRedis,
   startRedisReplica,
   startSentinel,
+  startZooKeeperEnsemble,
   tcpExchange,
   type Availability,
-  type EtcdCluster,
   type ServerHandle,
   type ServerKind,
 } from '../support/servers.js';
@@ -138,11 +138,19 @@ function served(options: ServedOptions): DriverSpec {
   };
 }
 
+/** A started ensemble (etcd's or ZooKeeper's), as the nemesis needs it. */
+interface Quorum {
+  readonly members: readonly ServerHandle[];
+  /** Index of the member that leads now; waits while an election is in progress. */
+  leader(): Promise<number>;
+  stop(): Promise<void>;
+}
+
 interface EnsembleOptions {
   readonly kind: ServerKind;
   readonly scheme: string;
   readonly size: number;
-  readonly start: (size: number) => Promise<EtcdCluster>;
+  readonly start: (size: number) => Promise<Quorum>;
   readonly ttlMs: number;
   readonly detectionMs: number;
   readonly serverFaults: readonly ServerFault[];
@@ -385,6 +393,19 @@ export const DRIVERS: Readonly<Record<string, DriverSpec>> = {
     scheme: 'etcd',
     size: 3,
     start: (size) => startEtcdCluster(size),
+    ttlMs: 2000,
+    detectionMs: 1000,
+    serverFaults: ['restart-server', 'kill-member', 'kill-leader'],
+  }),
+  // Three members as for etcd; each client lists every member (through its own proxies) and moves to another when
+  // its member dies. The ensemble grants sessions from 1 s, but the client gives each member a third of the session
+  // timeout to answer a connect: 2 s leaves a loaded machine enough. A dead session goes at the leader's next expiry
+  // check (a tickTime, 500 ms here); watchers hear of it from their next listing.
+  zookeeper: ensemble({
+    kind: 'zookeeper',
+    scheme: 'zookeeper',
+    size: 3,
+    start: (size) => startZooKeeperEnsemble(size),
     ttlMs: 2000,
     detectionMs: 1000,
     serverFaults: ['restart-server', 'kill-member', 'kill-leader'],
