@@ -18,10 +18,12 @@ import type { SessionState } from './types.js';
 export interface AcquireContext {
   /** The acquiring coordinator's member id. */
   readonly coordinator: string;
-  /** 'lock', or 'leader' for a campaign. */
+  /** 'lock', 'semaphore' for a permit, or 'leader' for a campaign. */
   readonly kind: LockKind;
   /** The lock's name (the group's, for a campaign). */
   readonly name: string;
+  /** A shared hold of a lock, or a semaphore permit. */
+  readonly shared: boolean;
   /** Set once held: the fencing token (the term, for leadership). */
   token?: bigint;
   /** Set once it settles: from the call to held, or to the failure. */
@@ -34,10 +36,12 @@ export interface AcquireContext {
 export interface ReleaseContext {
   /** The releasing coordinator's member id. */
   readonly coordinator: string;
-  /** 'lock', or 'leader' for a resignation. */
+  /** 'lock', 'semaphore' for a permit, or 'leader' for a resignation. */
   readonly kind: LockKind;
   /** The lock's name (the group's, for leadership). */
   readonly name: string;
+  /** A shared hold of a lock, or a semaphore permit. */
+  readonly shared: boolean;
   /** The token of the hold that ends. */
   readonly token: bigint;
   /** How long it was held, from acquired to release(). */

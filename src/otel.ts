@@ -59,7 +59,12 @@ export function instrument(options: InstrumentOptions = {}): () => void {
     lockNames ? { 'concord.kind': context.kind, 'concord.name': context.name } : { 'concord.kind': context.kind };
   const spans = new WeakMap<object, Span>();
   const startSpan = (name: string, context: AcquireContext | ReleaseContext): void => {
-    spans.set(context, tracer.startSpan(name, { attributes: { ...lockAttributes(context), 'concord.member': context.coordinator } }));
+    spans.set(
+      context,
+      tracer.startSpan(name, {
+        attributes: { ...lockAttributes(context), 'concord.member': context.coordinator, 'concord.shared': context.shared },
+      }),
+    );
   };
   const endSpan = (context: object, attributes: Attributes, error?: unknown): void => {
     const span = spans.get(context);

@@ -40,7 +40,7 @@ export function acquire(
   }
   if (!acquireChannel.hasSubscribers) return acquisition.run();
   const started = performance.now();
-  const context: AcquireContext = { coordinator: host.member, kind, name };
+  const context: AcquireContext = { coordinator: host.member, kind, name, shared: options?.shared === true || want !== undefined };
   return traced(
     acquireChannel,
     context,

@@ -132,6 +132,7 @@ export class HeldLockImpl implements HeldLock {
       coordinator: this.#host.member,
       kind: this.kind,
       name: this.name,
+      shared: this.shared,
       token: this.token,
       heldMs: performance.now() - this.#acquiredAt,
     };

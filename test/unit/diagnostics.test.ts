@@ -115,6 +115,28 @@ describe('diagnostics channels', () => {
     await Promise.all([held.release(), leadership.resign()]);
   });
 
+  it('shared holds and semaphore permits are traced with shared: true and their kind', async () => {
+    space++;
+    const acquires = trace<AcquireContext>('concord:lock:acquire');
+    const releases = trace<ReleaseContext>('concord:lock:release');
+    const a = await coordinator('a');
+    const reader = await a.lock('l').acquire({ shared: true });
+    const permit = await a.semaphore('s', { limit: 2 }).acquire();
+    const writer = a.lock('w');
+    await (await writer.acquire()).release();
+    await Promise.all([reader.release(), permit.release()]);
+    expect(acquires.asyncEnd.map((c) => [c.kind, c.name, c.shared, c.token])).toEqual([
+      ['lock', 'l', true, reader.token],
+      ['semaphore', 's', true, permit.token],
+      ['lock', 'w', false, expect.any(BigInt) as bigint],
+    ]);
+    expect(releases.start.map((c) => [c.kind, c.name, c.shared]).sort()).toEqual([
+      ['lock', 'l', true],
+      ['lock', 'w', false],
+      ['semaphore', 's', true],
+    ]);
+  });
+
   it('concord:driver:call traces each backend request with the driver and step names', async () => {
     space++;
     const calls = trace<DriverCallContext>('concord:driver:call');
