@@ -209,6 +209,24 @@ describe('modes: shared holds and semaphore permits', () => {
     expect(checkHistory([sacq('a', 5, 1), sacq('b', 5, 2)]).violations).toEqual([expect.stringMatching(/handed out before/)]);
   });
 
+  it('accepts a shared grant noticed late, after a later shared hold came and went, when it says when it asked', () => {
+    // b asked at 1, was granted token 5, and noticed at 6; a asked later, got 6, and was done by 4.
+    const late = [
+      { ...siv('b', 5, 6, 8), asked: 1 },
+      { ...siv('a', 6, 3, 4), asked: 2 },
+    ];
+    expect(checkIntervals(late)).toEqual({ ok: true, violations: [] });
+    expect(checkIntervals(late, { limit: 2 })).toEqual({ ok: true, violations: [] });
+    // NEGATIVE: asked after a's hold ended, b's token must be above it.
+    expect(checkIntervals([{ ...siv('b', 5, 6, 8), asked: 5 }, siv('a', 6, 3, 4)]).violations).toEqual([
+      expect.stringMatching(/^token: b token 5/),
+    ]);
+    // NEGATIVE: asking early excuses nothing against an exclusive hold that started before.
+    expect(checkIntervals([{ ...siv('b', 5, 6, 8), asked: 1 }, iv('w', 6, 3, 4)]).violations).toEqual([
+      expect.stringMatching(/^token: b token 5/),
+    ]);
+  });
+
   it('accepts a semaphore at its limit, and NEGATIVE: catches a permit beyond it', () => {
     const within = [acq('a', 1, 1), acq('b', 2, 2), acq('c', 3, 3), rel('a', 1, 4), acq('d', 4, 5)];
     expect(checkHistory(within, { limit: 3 })).toEqual({ ok: true, violations: [] });

@@ -100,6 +100,12 @@ export interface HoldInterval {
   end: bigint | number;
   /** A shared hold (or a semaphore permit). */
   shared?: boolean;
+  /**
+   * process.hrtime.bigint() (ns) just before the acquisition was asked for (default: `start`). A process may notice
+   * its shared grant late (descheduled on a loaded host), after a shared hold granted later has come and gone: only
+   * holds that ended before it asked must have smaller tokens.
+   */
+  asked?: bigint | number;
 }
 
 function cmp(a: bigint | number, b: bigint | number): number {
@@ -111,7 +117,7 @@ function cmp(a: bigint | number, b: bigint | number): number {
  * Violations: an interval that ends before it starts; an exclusive interval overlapping any other, or more than
  * `limit` permits at one instant (a sweep over starts and ends); a token seen twice; an exclusive token not greater
  * than every token that started earlier; a shared token not greater than every token of an exclusive interval that
- * started earlier or of an interval that ended before it started.
+ * started earlier or of an interval that ended before it started (before it was `asked` for, when given).
  */
 export function checkIntervals(intervals: readonly HoldInterval[], options: CheckOptions = {}): CheckResult {
   const violations: string[] = [];
@@ -146,16 +152,28 @@ export function checkIntervals(intervals: readonly HoldInterval[], options: Chec
   // Tokens, in order of start.
   const ordered = [...intervals].sort((a, b) => cmp(a.start, b.start));
   const ended = [...intervals].sort((a, b) => cmp(a.end, b.end));
+  // largestEnded[k]: the interval of the largest token among the first k to end.
+  const largestEnded: Array<HoldInterval | undefined> = [undefined];
+  for (const done of ended) {
+    const before = largestEnded[largestEnded.length - 1];
+    largestEnded.push(!before || done.token > before.token ? done : before);
+  }
+  /** The interval of the largest token among those that ended before `at`. */
+  const endedBefore = (at: bigint | number): HoldInterval | undefined => {
+    let low = 0;
+    let high = ended.length;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if (cmp((ended[mid] as HoldInterval).end, at) < 0) low = mid + 1;
+      else high = mid;
+    }
+    return largestEnded[low];
+  };
   const seen = new Set<bigint>();
   let maxToken: HoldInterval | undefined;
   let maxExclusive: HoldInterval | undefined;
-  let maxEnded: HoldInterval | undefined;
-  let e = 0;
   for (const i of ordered) {
-    while (e < ended.length && cmp((ended[e] as HoldInterval).end, i.start) < 0) {
-      const done = ended[e++] as HoldInterval;
-      if (!maxEnded || done.token > maxEnded.token) maxEnded = done;
-    }
+    const maxEnded = endedBefore(isShared(i) ? (i.asked ?? i.start) : i.start);
     const bounds = isShared(i) ? [maxExclusive, maxEnded] : [maxToken];
     const bound = bounds.find((b) => b !== undefined && i.token <= b.token);
     if (seen.has(i.token)) violations.push(`token: ${show(i)} was handed out before`);

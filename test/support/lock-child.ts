@@ -1,17 +1,36 @@
 /**
  * A lock client in a process of its own, for fault tests on any backend; talks JSON lines on stdout, takes commands on stdin.
  *
- *   hold URL NAMESPACE MEMBER LOCK TTL_MS     acquire LOCK, print {acquired, token}; then on stdin:
- *                                             "touch"   -> {touched, aborted, code} (what a holder checks before acting)
- *                                             "release" -> {released, holder} after HeldLock.release()
- *   work URL NAMESPACE MEMBER LOCK COUNT      acquire and release COUNT times, print one {start, end, token} per hold
- *                                             (process.hrtime.bigint(): comparable across processes), then {done}
+ *   hold URL NAMESPACE MEMBER LOCK TTL_MS [HOW]   acquire LOCK, print {acquired, token} (with HOW also `at`, the
+ *                                                 hrtime of the grant, and as below);
+ *                                                 then on stdin:
+ *                                                 "touch"   -> {touched, aborted, code} (what a holder checks before acting)
+ *                                                 "release" -> {released, holder} after HeldLock.release()
+ *   work URL NAMESPACE MEMBER LOCK COUNT [HOW]    acquire and release COUNT times, print one {start, end, token} per hold
+ *                                                 (process.hrtime.bigint(): comparable across processes), then {done}
+ *
+ * HOW (absent: the exclusive lock): `shared` holds LOCK shared; `mixed` (work only) takes each hold shared or
+ * exclusive at random, about two in three shared; `semaphore:N` takes permits of semaphore LOCK of limit N. With HOW,
+ * each hold printed also says whether it was `shared` (permits are) and when it was `asked` for (hrtime, as `start`;
+ * see HoldInterval.asked).
  */
 import { createInterface } from 'node:readline';
-import { connect, type ConcordError } from '../../src/index.js';
+import { connect, type ConcordError, type Coordinator, type HeldLock } from '../../src/index.js';
 
-const [mode, url, namespace, member, lock, arg] = process.argv.slice(2);
-if (!mode || !url || !namespace || !member || !lock || !arg) throw new Error('usage: faults-child hold|work URL NAMESPACE MEMBER LOCK N');
+const [mode, url, namespace, member, lock, arg, how] = process.argv.slice(2);
+if (!mode || !url || !namespace || !member || !lock || !arg)
+  throw new Error('usage: faults-child hold|work URL NAMESPACE MEMBER LOCK N [HOW]');
+const limit = how?.startsWith('semaphore:') ? Number(how.slice('semaphore:'.length)) : undefined;
+if (how !== undefined && how !== 'shared' && how !== 'mixed' && !(limit !== undefined && Number.isInteger(limit) && limit > 0)) {
+  throw new Error(`unknown HOW ${how}: shared, mixed or semaphore:N`);
+}
+
+/** One hold of LOCK as HOW says, and whether it is shared. */
+async function take(c: Coordinator): Promise<{ held: HeldLock; shared: boolean }> {
+  if (limit !== undefined) return { held: await c.semaphore(lock as string, { limit }).acquire(), shared: true };
+  const shared = how === 'shared' || (how === 'mixed' && Math.random() < 2 / 3);
+  return { held: await c.lock(lock as string).acquire(shared ? { shared } : undefined), shared };
+}
 
 const say = (message: Record<string, unknown>): void => {
   process.stdout.write(`${JSON.stringify(message, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))}\n`);
@@ -19,8 +38,10 @@ const say = (message: Record<string, unknown>): void => {
 
 if (mode === 'hold') {
   const c = await connect(url, { namespace, member, sessionTtlMs: Number(arg) });
-  const held = await c.lock(lock).acquire();
-  say({ acquired: true, token: held.token });
+  const asked = process.hrtime.bigint();
+  const { held, shared } = await take(c);
+  const at = process.hrtime.bigint();
+  say(how === undefined ? { acquired: true, token: held.token } : { acquired: true, token: held.token, shared, asked, at });
   const lines = createInterface({ input: process.stdin });
   for await (const line of lines) {
     if (line === 'touch') {
@@ -29,7 +50,8 @@ if (mode === 'hold') {
       say({ touched: true, aborted, code: aborted ? (held.signal.reason as ConcordError).code : undefined });
     } else if (line === 'release') {
       await held.release();
-      say({ released: true, holder: await c.lock(lock).holder() });
+      const holder = limit === undefined ? await c.lock(lock).holder() : (await c.semaphore(lock, { limit }).holders())[0]?.member;
+      say({ released: true, holder });
     } else if (line === 'exit') {
       break;
     }
@@ -40,12 +62,13 @@ if (mode === 'hold') {
   const c = await connect(url, { namespace, member, sessionTtlMs: 10_000 });
   const count = Number(arg);
   for (let i = 0; i < count; i++) {
-    const held = await c.lock(lock).acquire();
+    const asked = process.hrtime.bigint();
+    const { held, shared } = await take(c);
     const start = process.hrtime.bigint();
     // A turn of the event loop inside the critical section, so overlapping holders would be caught.
     await new Promise((resolve) => setImmediate(resolve));
     const end = process.hrtime.bigint();
-    say({ start, end, token: held.token });
+    say(how === undefined ? { start, end, token: held.token } : { start, end, token: held.token, shared, asked });
     await held.release();
   }
   say({ done: true });
