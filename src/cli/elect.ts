@@ -86,6 +86,8 @@ export async function run(args: Parsed, context: Context): Promise<number> {
       if (context.interrupted.aborted) onInterrupt();
       else context.interrupted.addEventListener('abort', onInterrupt, { once: true });
       const lost = new Promise<'lost'>((resolve) => {
+        // Lost while the command was starting: the signal has aborted already and fires no event.
+        if (leadership.signal.aborted) resolve('lost');
         leadership.signal.addEventListener(
           'abort',
           () => {

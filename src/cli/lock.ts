@@ -96,7 +96,9 @@ export async function run(args: Parsed, context: Context): Promise<number> {
       note(`lost lock "${name}" while the command ran (${describeReason(held.signal.reason)}); stopping it`);
       void child.stop({ graceMs });
     };
-    held.signal.addEventListener('abort', onLost, { once: true });
+    // Lost while the command was starting (concord stalled, say): the signal has aborted already and fires no event.
+    if (held.signal.aborted) onLost();
+    else held.signal.addEventListener('abort', onLost, { once: true });
     await child.exited;
     // The command's own process is done; what it left running in its group is ended before the lock is released.
     const exit = await child.stop({ graceMs });

@@ -133,6 +133,26 @@ for (const backend of BACKENDS) {
         return { run, family: await startedOrExited(run, file) };
       }
 
+      /**
+       * Freezes concord (SIGSTOP) the moment it prints `text` on stderr: right after it holds the lock or leads, before
+       * it has seen its command start, the window in which a loaded machine may stall it.
+       */
+      function freezeOn(run: Running, text: string): Promise<void> {
+        const stream = run.child.stderr;
+        if (stream === null) throw new Error('concord has no stderr pipe');
+        const frozen = new Promise<void>((resolve) => {
+          // Registered after Running's own listener, so run.stderr already holds the chunk.
+          const onData = (): void => {
+            if (!run.stderr.includes(text)) return;
+            run.child.kill('SIGSTOP');
+            stream.off('data', onData);
+            resolve();
+          };
+          stream.on('data', onData);
+        });
+        return deadline(frozen, 30_000, `concord to print "${text}" (${run.stderr})`);
+      }
+
       it('the command leads a process group of its own, which holds its grandchild and not concord', async () => {
         const { run, family: pids } = await startFamily(['lock', 'structure'], join(dir, 'structure.pids'));
         expect(processOf(pids.shell)?.pgid).toBe(pids.shell);
@@ -185,6 +205,38 @@ for (const backend of BACKENDS) {
         const exit = await deadline(run.exited, 30_000, 'concord lock to notice the loss');
         expect(exit.code, run.stderr).toBe(4);
         expect(survivors(pids), run.stderr).toEqual([]);
+        expect(held.signal.aborted).toBe(false);
+        await held.release();
+      });
+
+      it('lock: a lock lost while the command starts still ends the whole group, and concord exits 4', async () => {
+        const name = 'lost-starting';
+        const file = join(dir, 'lost-starting.pids');
+        const run = start([
+          'lock',
+          name,
+          '--session-ttl',
+          '1000',
+          '--grace',
+          '500',
+          '--url',
+          url,
+          '--',
+          ...family(file, { ignoreTerm: true }),
+        ]);
+        await freezeOn(run, `holding lock "${name}"`);
+        const thief = await member('thief-starting');
+        const held = await deadline(thief.lock(name).acquire(), 30_000, 'the session to expire');
+        run.child.kill('SIGCONT');
+        const exit = await deadline(run.exited, 30_000, 'concord lock to notice the loss');
+        expect(exit.code, run.stderr).toBe(4);
+        expect(run.stderr).toMatch(/lost lock "lost-starting" while the command ran/);
+        // The command may have been stopped before it wrote its pids; what it did start is gone.
+        const pids = familyPids(file);
+        if (pids !== undefined) {
+          families.push(pids);
+          expect(survivors(pids), run.stderr).toEqual([]);
+        }
         expect(held.signal.aborted).toBe(false);
         await held.release();
       });
@@ -256,6 +308,44 @@ for (const backend of BACKENDS) {
         expect(run.stderr).toMatch(/lost leadership of "elect-lost"/);
         expect(survivors(pids), run.stderr).toEqual([]);
         // Ends concord while the rival still leads, so that it starts no second command.
+        run.child.kill('SIGTERM');
+        await deadline(run.exited, 30_000, 'concord elect to exit');
+        await leadership.resign();
+      });
+
+      it('elect: leadership lost while the command starts still ends the whole group before concord campaigns again', async () => {
+        const group = 'elect-lost-starting';
+        const file = join(dir, 'elect-lost-starting.pids');
+        const run = start([
+          'elect',
+          group,
+          '--session-ttl',
+          '1000',
+          '--grace',
+          '500',
+          '--member',
+          'elector-starting',
+          '--url',
+          url,
+          '--',
+          ...family(file, { ignoreTerm: true }),
+        ]);
+        await freezeOn(run, `elected leader of "${group}"`);
+        const rival = await member('rival-starting');
+        const leadership = await deadline(rival.group(group).campaign(), 30_000, 'the rival to be elected');
+        run.child.kill('SIGCONT');
+        await eventually(
+          () => run.stderr,
+          (text) => text.split('campaigning for leadership').length >= 3,
+          30_000,
+          'concord to campaign again',
+        );
+        expect(run.stderr).toMatch(/lost leadership of "elect-lost-starting"/);
+        const pids = familyPids(file);
+        if (pids !== undefined) {
+          families.push(pids);
+          expect(survivors(pids), run.stderr).toEqual([]);
+        }
         run.child.kill('SIGTERM');
         await deadline(run.exited, 30_000, 'concord elect to exit');
         await leadership.resign();
