@@ -33,6 +33,8 @@ export interface FleetOptions {
   readonly onTask: (worker: DemoWorker, message: TaskMessage) => void;
   /** A worker became ready or exited; `failure` says why one failed. */
   readonly onChange: (worker: DemoWorker, failure?: string) => void;
+  /** The Node binary the workers run on; default this process's. */
+  readonly execPath?: string;
 }
 
 /** How long workers have to leave cleanly once told the job is finished, before SIGKILL. */
@@ -47,12 +49,14 @@ export class Fleet {
     const launcher = launcherPath();
     // Workers run the same code as this process: the sources when it runs from them, even if a build exists.
     const env = import.meta.url.endsWith('.ts') ? { ...process.env, CONCORD_CLI_SOURCE: '1' } : process.env;
+    const execPath = options.execPath ?? process.execPath;
     for (let index = 1; index <= options.count; index++) {
       const name = `worker-${index}`;
       const member = `${options.group}-${name}`;
       const child = fork(launcher, ['demo-worker', ...options.args, '--member', member], {
         stdio: ['ignore', 'ignore', process.env.CONCORD_DEMO_WORKER_STDERR === '1' ? 'inherit' : 'pipe', 'ipc'],
         execArgv: [],
+        execPath,
         env,
       });
       const worker: DemoWorker = {
@@ -82,8 +86,15 @@ export class Fleet {
           options.onTask(worker, message);
         }
       });
-      child.on('error', (error) => {
-        worker.failure ??= error.message;
+      child.on('error', (error: NodeJS.ErrnoException) => {
+        if (child.pid !== undefined) {
+          worker.failure ??= error.message;
+          return;
+        }
+        // The process never started (Node's binary missing or not executable): no exit event will come.
+        worker.status = 'failed';
+        worker.failure = `cannot start ${execPath}: ${spawnProblem(error)}`;
+        options.onChange(worker, worker.failure);
       });
       child.on('exit', (code, signal) => {
         let failure: string | undefined;
@@ -161,8 +172,15 @@ export class Fleet {
   }
 }
 
+/** Exited, or never started. */
 function exitedAlready(worker: DemoWorker): boolean {
-  return worker.process.exitCode !== null || worker.process.signalCode !== null;
+  return worker.process.exitCode !== null || worker.process.signalCode !== null || worker.process.pid === undefined;
+}
+
+function spawnProblem(error: NodeJS.ErrnoException): string {
+  if (error.code === 'ENOENT') return 'no such file';
+  if (error.code === 'EACCES') return 'permission denied';
+  return error.message;
 }
 
 function lastLine(text: string): string | undefined {
