@@ -5,16 +5,19 @@
 import { randomBytes } from 'node:crypto';
 import { debug } from '../../src/debug.js';
 import { ConcordError, abortedError } from '../../src/errors.js';
-import type {
-  Driver,
-  DriverContext,
-  GroupSnapshot,
-  LockHolder,
-  LockKind,
-  LockListing,
-  Revision,
-  Unsubscribe,
-  WatchSink,
+import {
+  EXCLUSIVE,
+  holdsAt,
+  type Driver,
+  type DriverContext,
+  type GroupSnapshot,
+  type LockHolder,
+  type LockKind,
+  type LockListing,
+  type LockMode,
+  type Revision,
+  type Unsubscribe,
+  type WatchSink,
 } from '../../src/driver.js';
 import {
   Wakeup,
@@ -23,6 +26,7 @@ import {
   groupExists,
   groupNotEmpty,
   groupNotFound,
+  limitMismatch,
   memberExists,
   memberNotJoined,
   parseCapabilities,
@@ -36,7 +40,7 @@ import { features } from './index.js';
 import { Notifier } from './notify.js';
 import { databasePath } from './path.js';
 import { BUSY_TIMEOUT_MS, open, seedFence, type Opened } from './schema.js';
-import { prepare, type SessionRow, type Statements } from './statements.js';
+import { prepare, type LineRow, type SessionRow, type Statements } from './statements.js';
 
 /** Calls that read what a dead session may still hold reap first, at most this often. */
 const REAP_GAP_MS = 2;
@@ -450,8 +454,14 @@ export class SqliteDriver implements Driver {
   }
 
   // ---- locks
+  //
+  // A name's line: its exclusive holder (concord_locks, as ever), then its rows in concord_waiters by id: exclusive
+  // waiters, and shared holds and permits, which are granted in place (their token set) and stay in line while held.
+  // So the holders are the line's head, holdsAt() says who may hold, and a version 1 process, which knows only
+  // waiters, sees a shared hold as a waiter ahead of its own and takes nothing while one is held.
 
-  tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined> {
+  tryLock(kind: LockKind, name: string, sessionId: string, member: string, mode?: LockMode): Promise<bigint | undefined> {
+    if (mode?.shared) return this.#tryShared(kind, name, sessionId, member, mode);
     return this.#call(() => {
       this.#reap();
       return this.#write(() => {
@@ -471,6 +481,50 @@ export class SqliteDriver implements Driver {
     return BigInt(token);
   }
 
+  #tryShared(kind: LockKind, name: string, sessionId: string, member: string, mode: LockMode): Promise<bigint | undefined> {
+    return this.#call(() => {
+      this.#reap();
+      return this.#write(() => {
+        this.#requireSession(sessionId);
+        this.#st.ensureLock.run(this.#ns, kind, name, seedFence());
+        const { fence, line } = this.#line(kind, name, mode);
+        if (holdsAt([...line, mode]) <= line.length) return undefined;
+        return this.#grantShared(kind, name, sessionId, member, mode, fence, undefined);
+      });
+    });
+  }
+
+  /**
+   * The modes of kind/name's line and its counter; refuses a semaphore limit other than the one its requests use.
+   * Inside a transaction, after ensureLock.
+   */
+  #line(kind: LockKind, name: string, mode: LockMode): { fence: number; line: LockMode[]; rows: LineRow[] } {
+    const lock = this.#st.lock.get(this.#ns, kind, name);
+    const rows = this.#st.line.all(this.#ns, kind, name);
+    const other = rows.find((row) => row.lim !== mode.limit);
+    if (other) throw limitMismatch(name, mode.limit, other.lim);
+    const line: LockMode[] = lock !== undefined && lock.session !== null ? [EXCLUSIVE] : [];
+    for (const row of rows) line.push({ slot: row.slot, shared: row.shared === 1, limit: row.lim });
+    return { fence: lock?.fence ?? 0, line, rows };
+  }
+
+  /** Inside a write transaction: the next token goes to a shared request (a new row, or the waiting row `id`). */
+  #grantShared(
+    kind: LockKind,
+    name: string,
+    sessionId: string,
+    member: string,
+    mode: LockMode,
+    fence: number,
+    id: number | undefined,
+  ): bigint {
+    const token = fence + 1;
+    if (id === undefined) this.#st.insertRequest.run(this.#ns, kind, name, sessionId, mode.slot, mode.limit, member, token);
+    else this.#st.grantRequest.run(token, id);
+    this.#st.advanceFence.run(token, this.#ns, kind, name);
+    return BigInt(token);
+  }
+
   async acquireLock(
     kind: LockKind,
     name: string,
@@ -478,16 +532,20 @@ export class SqliteDriver implements Driver {
     member: string,
     signal: AbortSignal,
     queued: () => void,
+    mode?: LockMode,
   ): Promise<bigint> {
     if (signal.aborted) throw abortedError(signal);
-    // Join the queue, or take the lock at once if nobody waits. A place this session already has is kept: only one
-    // acquisition of a name runs per session, so it is this one's, left by an attempt that failed after queueing.
+    const shared = mode?.shared ? mode : undefined;
+    // Join the queue, or take the lock at once if nobody waits. A place this session already has (in this slot) is
+    // kept: only one acquisition of a name and slot runs per session, so it is this one's, left by an attempt that
+    // failed after queueing.
     const entry = await this.#call(() => {
       this.#reap();
       const generation = this.#generation;
       return this.#write((): { token: bigint } | { waiter: number; generation: number } => {
         this.#requireSession(sessionId);
         this.#st.ensureLock.run(this.#ns, kind, name, seedFence());
+        if (shared) return this.#enterShared(kind, name, sessionId, member, shared, generation);
         const kept = this.#st.sessionWaiter.get(this.#ns, kind, name, sessionId);
         if (kept !== undefined && kept !== null) return { waiter: kept, generation };
         const lock = this.#st.lock.get(this.#ns, kind, name);
@@ -514,7 +572,11 @@ export class SqliteDriver implements Driver {
         let busy = false;
         try {
           if (moved()) throw fileReplaced();
-          const token = this.#run(() => this.#attempt(kind, name, sessionId, member, waiter));
+          const token = this.#run(() =>
+            shared
+              ? this.#attemptShared(kind, name, sessionId, member, waiter, shared)
+              : this.#attempt(kind, name, sessionId, member, waiter),
+          );
           if (token !== undefined) return token;
         } catch (error) {
           // Someone else is writing: look again shortly, from the event loop.
@@ -530,6 +592,23 @@ export class SqliteDriver implements Driver {
     } finally {
       unsubscribe();
     }
+  }
+
+  /** Inside the write transaction of acquireLock: a shared request takes its place in line, granted if it may hold. */
+  #enterShared(
+    kind: LockKind,
+    name: string,
+    sessionId: string,
+    member: string,
+    mode: LockMode,
+    generation: number,
+  ): { token: bigint } | { waiter: number; generation: number } {
+    const { fence, line } = this.#line(kind, name, mode);
+    const kept = this.#st.slotRequest.get(this.#ns, kind, name, sessionId, mode.slot);
+    if (kept) return kept.token === null ? { waiter: kept.id, generation } : { token: BigInt(kept.token) };
+    if (holdsAt([...line, mode]) > line.length) return { token: this.#grantShared(kind, name, sessionId, member, mode, fence, undefined) };
+    const id = this.#st.insertRequest.run(this.#ns, kind, name, sessionId, mode.slot, mode.limit, member, null).lastInsertRowid;
+    return { waiter: Number(id), generation };
   }
 
   /** One look at the queue: takes the lock when it is free and this waiter is at the head. */
@@ -551,6 +630,27 @@ export class SqliteDriver implements Driver {
   }
 
   /**
+   * One look at the line for a shared request: granted when the rule lets it hold. Looks in a read transaction
+   * first (never blocked), and takes the write lock only when it may hold.
+   */
+  #attemptShared(kind: LockKind, name: string, sessionId: string, member: string, waiter: number, mode: LockMode): bigint | undefined {
+    this.#reap();
+    const may = (): boolean => {
+      const { line, rows } = this.#line(kind, name, mode);
+      const at = rows.findIndex((row) => row.id === waiter);
+      if (at < 0) throw new ConcordError('ERR_SESSION_LOST', 'the session ended while waiting for the lock');
+      return line.length - rows.length + at < holdsAt(line);
+    };
+    if (!this.#db.transaction('deferred', may)) return undefined;
+    return this.#write(() => {
+      this.#requireSession(sessionId);
+      if (!may()) return undefined;
+      const fence = this.#st.lock.get(this.#ns, kind, name)?.fence ?? 0;
+      return this.#grantShared(kind, name, sessionId, member, mode, fence, waiter);
+    });
+  }
+
+  /**
    * An abandoned wait leaves its place at once when it can (one short try: this runs on the abort path). If the
    * file is busy, the place stays until the core's cancelLock, which follows every abandoned acquisition, or the
    * next acquire of the name by this session, which adopts it.
@@ -567,7 +667,17 @@ export class SqliteDriver implements Driver {
     }
   }
 
-  cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void> {
+  cancelLock(kind: LockKind, name: string, sessionId: string, slot = 0): Promise<void> {
+    if (isShared(kind, slot)) {
+      return this.#call(() => {
+        if (this.#st.slotRequest.get(this.#ns, kind, name, sessionId, slot) === undefined) return;
+        this.#write(() => {
+          if (this.#st.deleteSlotRequests.run(this.#ns, kind, name, sessionId, slot).changes > 0) {
+            this.#st.bumpLock.run(this.#ns, kind, name);
+          }
+        });
+      });
+    }
     return this.#call(() => {
       // Reads first (never blocked in WAL mode): a cancel with nothing to do succeeds even while the file is busy.
       const waiting = this.#st.sessionWaiter.get(this.#ns, kind, name, sessionId);
@@ -582,7 +692,16 @@ export class SqliteDriver implements Driver {
     });
   }
 
-  unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
+  unlock(kind: LockKind, name: string, sessionId: string, token: bigint, slot = 0): Promise<void> {
+    if (isShared(kind, slot)) {
+      return this.#call(() => {
+        this.#write(() => {
+          if (this.#st.releaseShared.run(this.#ns, kind, name, sessionId, Number(token)).changes > 0) {
+            this.#st.bumpLock.run(this.#ns, kind, name);
+          }
+        });
+      });
+    }
     return this.#call(() => {
       // A single UPDATE is atomic: it frees the lock only if this session still holds it with this token.
       if (this.#st.unlock.run(this.#ns, kind, name, sessionId, Number(token)).changes > 0) this.#notifier.changed();
@@ -592,35 +711,69 @@ export class SqliteDriver implements Driver {
   lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined> {
     return this.#call(() => {
       this.#reap();
+      return this.#holders(kind, name)[0];
+    });
+  }
+
+  lockHolders(kind: LockKind, name: string): Promise<LockHolder[]> {
+    return this.#call(() => {
+      this.#reap();
+      return this.#holders(kind, name);
+    });
+  }
+
+  /** Every holder of kind/name by token: the exclusive one, or the shared holds and permits (one read transaction). */
+  #holders(kind: LockKind, name: string): LockHolder[] {
+    return this.#db.transaction('deferred', (): LockHolder[] => {
       const lock = this.#st.lock.get(this.#ns, kind, name);
-      if (!lock || lock.session === null || lock.member === null || lock.token === null) return undefined;
-      return { member: lock.member, token: BigInt(lock.token) };
+      const holders: LockHolder[] = [];
+      if (lock && lock.session !== null && lock.member !== null && lock.token !== null) {
+        holders.push({ member: lock.member, token: BigInt(lock.token) });
+      }
+      for (const row of this.#st.sharedHolders.all(this.#ns, kind, name)) {
+        holders.push({ member: row.member, token: BigInt(row.token), shared: true });
+      }
+      return holders;
     });
   }
 
   listLocks(kind: LockKind | undefined, prefix: string): Promise<LockListing[]> {
     return this.#call(() => {
       this.#reap();
-      const byLock = new Map<string, { kind: LockKind; name: string; holders: LockHolder[]; waiting: number }>();
-      const entry = (row: { kind: string; name: string }): { holders: LockHolder[]; waiting: number } | undefined => {
+      type Listed = { kind: LockKind; name: string; holders: LockHolder[]; waiting: number; limit?: number };
+      const byLock = new Map<string, Listed>();
+      const entry = (row: { kind: string; name: string }): Listed | undefined => {
         if ((kind !== undefined && row.kind !== kind) || !row.name.startsWith(prefix)) return undefined;
         const id = `${row.kind}\u0000${row.name}`;
         let found = byLock.get(id);
         if (!found) byLock.set(id, (found = { kind: row.kind as LockKind, name: row.name, holders: [], waiting: 0 }));
         return found;
       };
-      for (const row of this.#st.heldLocks.all(this.#ns)) entry(row)?.holders.push({ member: row.member, token: BigInt(row.token) });
-      for (const row of this.#st.waitingCounts.all(this.#ns)) {
-        const found = entry(row);
-        if (found) found.waiting = row.n;
-      }
-      return [...byLock.values()];
+      return this.#db.transaction('deferred', (): LockListing[] => {
+        for (const row of this.#st.heldLocks.all(this.#ns)) entry(row)?.holders.push({ member: row.member, token: BigInt(row.token) });
+        for (const row of this.#st.sharedHolds.all(this.#ns)) {
+          entry(row)?.holders.push({ member: row.member, token: BigInt(row.token), shared: true });
+        }
+        for (const row of this.#st.waitingCounts.all(this.#ns)) {
+          const found = entry(row);
+          if (!found) continue;
+          found.waiting = row.n;
+          if (row.kind === 'semaphore' && row.lim > 0) found.limit = row.lim;
+        }
+        for (const found of byLock.values()) found.holders.sort((a, b) => (a.token < b.token ? -1 : a.token > b.token ? 1 : 0));
+        return [...byLock.values()];
+      });
     });
   }
 
   watchLock(kind: LockKind, name: string, listener: () => void): Promise<Unsubscribe> {
     return this.#call(() => this.#notifier.watchLock(kind, name, listener));
   }
+}
+
+/** Whether a hold or request of kind/name in `slot` lives in the line (shared holds, permits) or in the lock's row. */
+function isShared(kind: LockKind, slot: number): boolean {
+  return kind === 'semaphore' || slot > 0;
 }
 
 function fileReplaced(): ConcordError {

@@ -23,7 +23,10 @@
  * - Membership changes go to a change log written in the same transaction; its id is the revision (with the number
  *   of the file this connection is in, counting changes of file, so that no revision crosses to another). Locks carry a
  *   version that every change of hands bumps. Fair locks: waiters queue in a table ordered by id, tied to their
- *   session; only the head may take a free lock.
+ *   session; only the head may take a free lock. Shared holds and semaphore permits stand in that same line, granted
+ *   in place when the grant rule (holdsAt) lets them hold, and stay in it while held; waiters re-check when the
+ *   version moves. A file of schema version 1 gains the line's columns when opened, and processes of that version may
+ *   go on sharing it: to them a shared hold is a waiter ahead of theirs.
  * - The file itself: a connection lives on in a file that was deleted or replaced, while newcomers open whatever the
  *   path names now. So every renewal, every wake-up of the poller, a watch on the file and a FILE_CHECK_MS timer
  *   compare the path's device and inode with those of the file this connection opened. When they differ, the
@@ -54,6 +57,7 @@ export const features: Features = Object.freeze({
   fencing: true,
   watch: 'poll',
   fairLocks: true,
+  sharedLocks: true,
 });
 
 /** The SQLite driver, as `connect()` and the capability matrix know it. */

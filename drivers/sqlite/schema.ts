@@ -17,7 +17,11 @@ const FENCE_JUMP_AFTER_REBOOT = 1_000_000_000;
 /** Attempts at opening a file that is replaced while it is being opened. */
 const OPEN_ATTEMPTS = 3;
 
-export const SCHEMA_VERSION = 1;
+/**
+ * 2: a lock's line holds shared holds and semaphore permits as well as waiters (concord_waiters' slot, shared, lim,
+ * member and token). Version 1 processes may go on sharing a migrated file: see migrate().
+ */
+export const SCHEMA_VERSION = 2;
 
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS concord_meta (key TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID;
@@ -43,7 +47,8 @@ CREATE TABLE IF NOT EXISTS concord_locks (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS concord_locks_session ON concord_locks (session) WHERE session IS NOT NULL;
 CREATE TABLE IF NOT EXISTS concord_waiters (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, ns TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, session TEXT NOT NULL
+  id INTEGER PRIMARY KEY AUTOINCREMENT, ns TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, session TEXT NOT NULL,
+  slot INTEGER NOT NULL DEFAULT 0, shared INTEGER NOT NULL DEFAULT 0, lim INTEGER NOT NULL DEFAULT 0, member TEXT, token INTEGER
 );
 CREATE INDEX IF NOT EXISTS concord_waiters_lock ON concord_waiters (ns, kind, name, id);
 CREATE INDEX IF NOT EXISTS concord_waiters_session ON concord_waiters (session);
@@ -51,11 +56,30 @@ INSERT OR IGNORE INTO concord_meta (key, value) VALUES ('schema', ${String(SCHEM
 INSERT OR IGNORE INTO concord_meta (key, value) VALUES ('trimmed', 0);
 `;
 
-/** Brings a file made by an earlier version up to date (inside the opening transaction, after SCHEMA). */
+/** The columns version 2 added to concord_waiters; a version 1 row (an exclusive waiter) reads as these defaults. */
+const LINE_COLUMNS: ReadonlyArray<readonly [string, string]> = [
+  ['slot', 'INTEGER NOT NULL DEFAULT 0'],
+  ['shared', 'INTEGER NOT NULL DEFAULT 0'],
+  ['lim', 'INTEGER NOT NULL DEFAULT 0'],
+  ['member', 'TEXT'],
+  ['token', 'INTEGER'],
+];
+
+/**
+ * Brings a file made by an earlier version up to date (inside the opening transaction, after SCHEMA). Only columns
+ * with defaults are added, so processes of the earlier version keep working on the file: their statements name the
+ * columns they know, and SQLite prepares them again after the change. A version 1 process sees a shared hold or a
+ * permit as a waiter ahead of its own: it takes no lock while one is held, and waits its turn behind them.
+ */
 function migrate(db: Connection): void {
   const columns = db.prepare<[], string>("SELECT name FROM pragma_table_info('concord_sessions')", true).all();
   // Sessions written without it are taken to share our clock, as before.
   if (!columns.includes('timens')) db.exec("ALTER TABLE concord_sessions ADD COLUMN timens TEXT NOT NULL DEFAULT ''");
+  const line = db.prepare<[], string>("SELECT name FROM pragma_table_info('concord_waiters')", true).all();
+  for (const [name, type] of LINE_COLUMNS) {
+    if (!line.includes(name)) db.exec(`ALTER TABLE concord_waiters ADD COLUMN ${name} ${type}`);
+  }
+  db.prepare("UPDATE concord_meta SET value = ? WHERE key = 'schema' AND value < ?").run(SCHEMA_VERSION, SCHEMA_VERSION);
 }
 
 /** An open connection, the file it opened, and that file's -wal and -shm as they were once it was open. */

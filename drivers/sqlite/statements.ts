@@ -44,6 +44,27 @@ export interface WaitingRow {
   readonly kind: string;
   readonly name: string;
   readonly n: number;
+  /** A semaphore's limit (0 for locks and leadership). */
+  readonly lim: number;
+}
+
+/** A shared hold or a permit, listed. */
+export interface SharedHoldRow {
+  readonly kind: string;
+  readonly name: string;
+  readonly member: string;
+  readonly token: number | bigint;
+}
+
+/** One request in a name's line after its exclusive holder: a waiter, or a shared hold or permit (with a token). */
+export interface LineRow {
+  readonly id: number;
+  readonly session: string;
+  readonly slot: number;
+  readonly shared: number;
+  readonly lim: number;
+  readonly member: string | null;
+  readonly token: number | null;
 }
 
 export interface LockPosition {
@@ -127,10 +148,15 @@ export function prepare(db: Connection) {
       db,
       'SELECT kind, name, member, token FROM concord_locks WHERE ns = ? AND session IS NOT NULL AND token IS NOT NULL',
     ),
-    /** How many wait for each lock of a namespace. */
+    /** How many wait for each lock of a namespace (shared holds and permits are in its line too, with a token). */
     waitingCounts: statement<[string], WaitingRow>(
       db,
-      'SELECT kind, name, count(*) AS n FROM concord_waiters WHERE ns = ? GROUP BY kind, name',
+      'SELECT kind, name, sum(token IS NULL) AS n, max(lim) AS lim FROM concord_waiters WHERE ns = ? GROUP BY kind, name',
+    ),
+    /** Every shared hold and permit of a namespace (listing). */
+    sharedHolds: statement<[string], SharedHoldRow>(
+      db,
+      'SELECT kind, name, member, token FROM concord_waiters WHERE ns = ? AND token IS NOT NULL',
     ),
     lock: statement<[string, string, string], LockRow>(
       db,
@@ -171,15 +197,48 @@ export function prepare(db: Connection) {
       'INSERT INTO concord_waiters (ns, kind, name, session) VALUES (?, ?, ?, ?)',
     ),
     deleteWaiter: statement<[number]>(db, 'DELETE FROM concord_waiters WHERE id = ?'),
-    /** The session's earliest place in the lock's queue (a wait interrupted by a failure leaves one). */
+    /** The session's earliest exclusive place in the lock's queue (a wait interrupted by a failure leaves one). */
     sessionWaiter: statement<[string, string, string, string], number | null>(
       db,
-      'SELECT min(id) FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ?',
+      'SELECT min(id) FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ? AND slot = 0',
       true,
     ),
     deleteSessionLockWaiters: statement<[string, string, string, string]>(
       db,
-      'DELETE FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ?',
+      'DELETE FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ? AND slot = 0',
+    ),
+
+    // shared holds and permits: rows of the line, granted by setting their token
+    line: statement<[string, string, string], LineRow>(
+      db,
+      'SELECT id, session, slot, shared, lim, member, token FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? ORDER BY id',
+    ),
+    /** The session's request in a slot (granted or waiting), if any. */
+    slotRequest: statement<[string, string, string, string, number], { id: number; token: number | null }>(
+      db,
+      'SELECT id, token FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ? AND slot = ? ORDER BY id LIMIT 1',
+    ),
+    insertRequest: statement<[string, string, string, string, number, number, string, number | null]>(
+      db,
+      'INSERT INTO concord_waiters (ns, kind, name, session, slot, shared, lim, member, token) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)',
+    ),
+    grantRequest: statement<[number, number]>(db, 'UPDATE concord_waiters SET token = ? WHERE id = ?'),
+    /** A shared grant took the next token: the counter moves, and so does the version (watchers look). */
+    advanceFence: statement<[number, string, string, string]>(
+      db,
+      'UPDATE concord_locks SET fence = ?, version = version + 1 WHERE ns = ? AND kind = ? AND name = ?',
+    ),
+    releaseShared: statement<[string, string, string, string, number]>(
+      db,
+      'DELETE FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ? AND token = ?',
+    ),
+    deleteSlotRequests: statement<[string, string, string, string, number]>(
+      db,
+      'DELETE FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ? AND slot = ?',
+    ),
+    sharedHolders: statement<[string, string, string], { member: string; token: number }>(
+      db,
+      'SELECT member, token FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND token IS NOT NULL ORDER BY token',
     ),
     freeSessionLock: statement<[string, string, string, string]>(
       db,
