@@ -17,11 +17,12 @@ import type {
   LockHolder,
   LockKind,
   LockListing,
+  LockMode,
   Revision,
   Unsubscribe,
   WatchSink,
 } from '../../src/driver.js';
-import { Wakeup, compareIds, connectionClosed, parseCapabilities } from '../../src/kit/index.js';
+import { Wakeup, compareIds, connectionClosed, limitMismatch, parseCapabilities } from '../../src/kit/index.js';
 import type { Capabilities, Member } from '../../src/types.js';
 import { createClient, open, quietSentinelConnector, quit, type RedisConstructor } from './connection.js';
 import { isNoScript, toConcordError, type ErrorContext } from './errors.js';
@@ -31,7 +32,7 @@ import { redisSettings, type RedisSettings } from './options.js';
 import { probeServer } from './probe.js';
 import { Subscriber } from './pubsub.js';
 import { StreamReader, type StreamWatch } from './reader.js';
-import { SCRIPTS, lockKey, type ScriptName } from './scripts.js';
+import { SCRIPTS, holdKey, isShared, lockKey, requestId, type ScriptName } from './scripts.js';
 
 /** Expired sessions reaped per renewal at most (the rest on the next ones). */
 const REAP_LIMIT = 16;
@@ -338,8 +339,16 @@ class RedisDriver implements Driver {
 
   // ---- locks
 
-  async tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined> {
+  async tryLock(kind: LockKind, name: string, sessionId: string, member: string, mode?: LockMode): Promise<bigint | undefined> {
     const nonce = String(++this.#nonce);
+    if (mode?.shared) {
+      const key = lockKey(kind, name);
+      const args = [key, requestId(sessionId, mode.slot), member, 'try', '0', nonce, String(mode.limit)];
+      const [held, value] = (await this.#run('acquireShared', args)) as [number, number | string];
+      if (held === 2) throw limitMismatch(name, mode.limit, Number(value));
+      if (held !== 1) return undefined;
+      return this.#granted(kind, name, sessionId, String(value), holdKey(key, mode.slot));
+    }
     const [held, value] = (await this.#run('acquire', [lockKey(kind, name), sessionId, member, 'try', '0', nonce])) as [
       number,
       number | string,
@@ -352,7 +361,8 @@ class RedisDriver implements Driver {
    * The fair wait. One attempt first; when it queues us, listen on this driver's grant channel (subscribed once) and
    * wait for the grant addressed to this call's nonce, which the releasing script publishes, with the token, after
    * handing us the lock. Expiry publishes nothing, so we also re-check when the holder's session is due to expire,
-   * and at least every ttl/3 (which keeps our queue entry fresh, and catches a release we were not told of).
+   * and at least every ttl/3 (which keeps our queue entry fresh, and catches a release we were not told of). A shared
+   * hold or a permit waits the same way, as its own request (`<sid>/<slot>`) in the name's one line.
    */
   async acquireLock(
     kind: LockKind,
@@ -361,9 +371,15 @@ class RedisDriver implements Driver {
     member: string,
     signal: AbortSignal,
     queued: () => void,
+    mode?: LockMode,
   ): Promise<bigint> {
     if (signal.aborted) throw abortedError(signal);
     const key = lockKey(kind, name);
+    const shared = mode?.shared === true;
+    const script: ScriptName = shared ? 'acquireShared' : 'acquire';
+    const id = shared ? requestId(sessionId, mode.slot) : sessionId;
+    const limit = shared ? [String(mode.limit)] : [];
+    const hold = shared ? holdKey(key, mode.slot) : key;
     const nonce = `${this.#id}:${String(++this.#nonce)}`;
     let granted: string | undefined;
     const wakeup = new Wakeup();
@@ -382,12 +398,13 @@ class RedisDriver implements Driver {
         if (signal.aborted) throw abortedError(signal);
         // What the attempt below sees needs no wake-up of its own: only news from after it is sent counts.
         wakeup.take();
-        const [held, value] = (await this.#run('acquire', [key, sessionId, member, 'wait', String(Math.ceil(this.#ttlMs)), nonce])) as [
+        const [held, value] = (await this.#run(script, [key, id, member, 'wait', String(Math.ceil(this.#ttlMs)), nonce, ...limit])) as [
           number,
           number | string,
         ];
-        if (held === 1) return this.#granted(kind, name, sessionId, String(value));
-        if (granted !== undefined) return this.#granted(kind, name, sessionId, granted);
+        if (held === 1) return this.#granted(kind, name, sessionId, String(value), hold);
+        if (held === 2) throw limitMismatch(name, mode?.limit ?? 0, Number(value));
+        if (granted !== undefined) return this.#granted(kind, name, sessionId, granted, hold);
         if (!listening) {
           // Queued before we listened: subscribe, then look again, so a grant in between is not missed.
           await this.#listenForGrants();
@@ -398,13 +415,13 @@ class RedisDriver implements Driver {
         const holderMs = Number(value);
         const recheckMs = holderMs >= 0 ? Math.min(holderMs + 2, refreshMs) : refreshMs;
         await wakeup.wait(recheckMs, signal);
-        if (granted !== undefined) return this.#granted(kind, name, sessionId, granted);
+        if (granted !== undefined) return this.#granted(kind, name, sessionId, granted, hold);
       }
     } catch (error) {
       if (signal.aborted) {
         // The last attempt may have queued us (or granted us the lock) even if its reply never came: undo what this
         // wait (its nonce) left. Whatever this misses, the core's cancelLock ends afterwards.
-        await this.#run('abandon', [key, sessionId, nonce]).catch((cancelError: unknown) => {
+        await this.#run('abandon', [key, id, nonce]).catch((cancelError: unknown) => {
           debug('leaving the queue of %s failed: %s', key, (cancelError as Error).message);
         });
         throw abortedError(signal);
@@ -416,8 +433,9 @@ class RedisDriver implements Driver {
     }
   }
 
-  #granted(kind: LockKind, name: string, sid: string, token: string): bigint {
-    this.#held.hold(lockKey(kind, name), kind, name, sid, token);
+  #granted(kind: LockKind, name: string, sid: string, token: string, hold?: string): bigint {
+    const key = lockKey(kind, name);
+    this.#held.hold(hold ?? key, key, kind, name, sid, token);
     return BigInt(token);
   }
 
@@ -438,29 +456,39 @@ class RedisDriver implements Driver {
   }
 
   /**
-   * Ends the session's queue entry and gives back a lock granted to it meanwhile (handed on as a release does). Keyed
-   * by session: the core calls it only when this session holds no lock of that name and nothing else acquires it.
-   * Failures reject with ERR_CONNECTION and are retried by the core, never here (a late replay could free a lock the
-   * session acquired again since).
+   * Ends the request's queue entry and gives back a hold granted to it meanwhile (handed on as a release does). Keyed
+   * by session and slot: the core calls it only when this session holds nothing of that name in that slot and nothing
+   * else acquires it there. Failures reject with ERR_CONNECTION and are retried by the core, never here (a late replay
+   * could free a lock the session acquired again since).
    */
-  async cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void> {
+  async cancelLock(kind: LockKind, name: string, sessionId: string, slot = 0): Promise<void> {
     const key = lockKey(kind, name);
-    if (this.#held.holds(key, sessionId)) this.#held.release(key);
-    await this.#run('cancel', [key, sessionId]);
+    const shared = isShared(kind, slot);
+    const hold = shared ? holdKey(key, slot) : key;
+    if (this.#held.holds(hold, sessionId)) this.#held.release(hold);
+    await this.#run('cancel', [key, shared ? requestId(sessionId, slot) : sessionId]);
   }
 
-  async unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
+  async unlock(kind: LockKind, name: string, sessionId: string, token: bigint, slot = 0): Promise<void> {
     const key = lockKey(kind, name);
     const value = token.toString();
+    if (isShared(kind, slot)) {
+      const hold = holdKey(key, slot);
+      if (this.#held.holds(hold, sessionId, value)) this.#held.release(hold);
+      await this.#run('unlockShared', [key, requestId(sessionId, slot), value]);
+      return;
+    }
     // Before the release is sent: the deletion it causes is ours, not news.
     if (this.#held.holds(key, sessionId, value)) this.#held.release(key);
     await this.#run('unlock', [key, sessionId, value]);
   }
 
   async lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined> {
-    const reply = (await this.#run('holder', [lockKey(kind, name)])) as string[];
-    const [member, token] = reply;
-    return member === undefined || token === undefined ? undefined : { member, token: BigInt(token) };
+    return (await this.lockHolders(kind, name))[0];
+  }
+
+  async lockHolders(kind: LockKind, name: string): Promise<LockHolder[]> {
+    return holdersOf((await this.#run('holders', [lockKey(kind, name)])) as string[]);
   }
 
   async listLocks(kind: LockKind | undefined, prefix: string): Promise<LockListing[]> {
@@ -483,19 +511,15 @@ class RedisDriver implements Driver {
     }
     const wanted = [...found].filter((lk) => lk.slice(lk.indexOf(':') + 1).startsWith(prefix));
     if (wanted.length === 0) return [];
-    const reply = (await this.#run('locks', wanted)) as (string | number)[];
+    const reply = (await this.#run('locks', wanted)) as Array<[string, string, number, string[]]>;
     const listed: LockListing[] = [];
-    for (let i = 0; i + 3 < reply.length; i += 4) {
-      const lk = String(reply[i]);
-      const [member, token, waiting] = [String(reply[i + 1]), String(reply[i + 2]), Number(reply[i + 3])];
-      if (member === '' && waiting === 0) continue;
+    for (const [lk, limit, waiting, flat] of reply) {
+      const holders = holdersOf(flat);
+      if (holders.length === 0 && waiting === 0) continue;
       const split = lk.indexOf(':');
-      listed.push({
-        kind: lk.slice(0, split) as LockKind,
-        name: lk.slice(split + 1),
-        holders: member === '' ? [] : [{ member, token: BigInt(token) }],
-        waiting,
-      });
+      const kind = lk.slice(0, split) as LockKind;
+      const name = lk.slice(split + 1);
+      listed.push(limit === '' ? { kind, name, holders, waiting } : { kind, name, holders, limit: Number(limit), waiting });
     }
     return listed;
   }
@@ -565,6 +589,17 @@ export async function createDriver(context: DriverContext): Promise<Driver> {
     signal.removeEventListener('abort', onAbort);
   }
   return driver;
+}
+
+/** A script's `member, token, shared ('1' | '0')` triples as holders, sorted by token. */
+function holdersOf(flat: readonly string[]): LockHolder[] {
+  const holders: LockHolder[] = [];
+  for (let i = 0; i + 2 < flat.length; i += 3) {
+    const member = flat[i] ?? '';
+    const token = BigInt(flat[i + 1] ?? '0');
+    holders.push(flat[i + 2] === '1' ? { member, token, shared: true } : { member, token });
+  }
+  return holders.sort((a, b) => (a.token < b.token ? -1 : a.token > b.token ? 1 : 0));
 }
 
 /** `text` as a Redis glob matching only itself. */

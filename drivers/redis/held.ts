@@ -15,6 +15,8 @@ const KEY_WATCH_AFTER_MS = 20;
 
 /** A lock this driver's session holds, as the backend granted it. */
 interface Held {
+  /** The key of the lock (`<kind>:<name>`), whose keyspace notifications tell of its deletion. */
+  readonly lockKey: string;
   readonly kind: LockKind;
   readonly name: string;
   readonly sessionId: string;
@@ -30,7 +32,7 @@ interface KeyWatch {
 }
 
 export interface HeldLocksHooks {
-  /** Runs the check script for one session: its reply is `[alive, ...lost lock keys]`. */
+  /** Runs the check script for one session: its reply is `[alive, ...lost hold keys]`. */
   check(sessionId: string, pairs: readonly string[]): Promise<unknown>;
   /** The backend no longer knows the session: its locks went with it. */
   sessionGone(sessionId: string): void;
@@ -43,7 +45,10 @@ export class HeldLocks {
   /** `__keyspace@<db>__:{namespace}:l:`, followed by a lock key. */
   readonly #keyChannel: string;
   readonly #hooks: HeldLocksHooks;
-  /** Locks held by this driver's sessions, by lock key (`<kind>:<name>`), and the watches on their keys. */
+  /**
+   * Holds of this driver's sessions, by hold key (scripts.ts: the lock key for an exclusive hold, `<slot>/<lock key>`
+   * for a shared one, of which a session may have several of one lock), and the watches on their lock keys.
+   */
   readonly #held = new Map<string, Held>();
   readonly #keyWatches = new Map<string, KeyWatch>();
   #keyWatchTimer: NodeJS.Timeout | undefined;
@@ -58,49 +63,49 @@ export class HeldLocks {
     this.#hooks = hooks;
   }
 
-  /** The backend granted kind/name to the session: watch its key until it is released. */
-  hold(lockKey: string, kind: LockKind, name: string, sessionId: string, token: string): void {
-    this.#held.set(lockKey, { kind, name, sessionId, token, since: performance.now() });
-    if (this.watchKeys && !this.#keyWatches.has(lockKey)) this.#armKeyWatches();
+  /** The backend granted kind/name to the session (under `holdKey`): watch its key until it is released. */
+  hold(holdKey: string, lockKey: string, kind: LockKind, name: string, sessionId: string, token: string): void {
+    this.#held.set(holdKey, { lockKey, kind, name, sessionId, token, since: performance.now() });
+    if (this.watchKeys && !this.#keyWatches.has(holdKey)) this.#armKeyWatches();
   }
 
-  /** Whether the session holds the lock (with this token, when given). */
-  holds(lockKey: string, sessionId: string, token?: string): boolean {
-    const held = this.#held.get(lockKey);
+  /** Whether the session has the hold (with this token, when given). */
+  holds(holdKey: string, sessionId: string, token?: string): boolean {
+    const held = this.#held.get(holdKey);
     return held?.sessionId === sessionId && (token === undefined || held.token === token);
   }
 
-  /** The lock is no longer held by this driver (released, given back, or lost). */
-  release(lockKey: string): void {
-    this.#held.delete(lockKey);
-    const watch = this.#keyWatches.get(lockKey);
+  /** The hold is no longer had by this driver (released, given back, or lost). */
+  release(holdKey: string): void {
+    this.#held.delete(holdKey);
+    const watch = this.#keyWatches.get(holdKey);
     if (!watch) return;
-    this.#keyWatches.delete(lockKey);
+    this.#keyWatches.delete(holdKey);
     watch.cancelled = true;
     watch.stop?.();
   }
 
   /** The session ended (closed, expired, or replaced): its locks went with it. */
   releaseAll(sessionId: string): void {
-    for (const [lockKey, held] of [...this.#held]) if (held.sessionId === sessionId) this.release(lockKey);
+    for (const [holdKey, held] of [...this.#held]) if (held.sessionId === sessionId) this.release(holdKey);
   }
 
-  /** Lock key, token for every lock the session holds, as the scripts take them. */
+  /** Hold key, token for every hold the session has, as the scripts take them. */
   pairsOf(sessionId: string): string[] {
     const pairs: string[] = [];
-    for (const [lockKey, held] of this.#held) if (held.sessionId === sessionId) pairs.push(lockKey, held.token);
+    for (const [holdKey, held] of this.#held) if (held.sessionId === sessionId) pairs.push(holdKey, held.token);
     return pairs;
   }
 
-  /** The backend says the session no longer holds these locks (of `pairs`, as sent): each one still held as sent is lost. */
+  /** The backend says the session no longer has these holds (of `pairs`, as sent): each one still had as sent is lost. */
   lost(sessionId: string, pairs: readonly string[], lost: readonly string[]): void {
-    for (const lockKey of lost) {
-      const at = pairs.indexOf(lockKey);
+    for (const holdKey of lost) {
+      const at = pairs.indexOf(holdKey);
       const token = at >= 0 && at % 2 === 0 ? pairs[at + 1] : undefined;
-      const held = this.#held.get(lockKey);
+      const held = this.#held.get(holdKey);
       // Released, or acquired again since the check was sent: not this loss.
       if (!held || held.sessionId !== sessionId || held.token !== token) continue;
-      this.release(lockKey);
+      this.release(holdKey);
       debug('%s %s was taken from session %s outside concord', held.kind, held.name, sessionId);
       this.#hooks.lockLost(held.kind, held.name, BigInt(held.token));
     }
@@ -157,10 +162,10 @@ export class HeldLocks {
       this.#keyWatchTimer = undefined;
       const now = performance.now();
       let waiting = false;
-      for (const [lockKey, held] of this.#held) {
-        if (this.#keyWatches.has(lockKey)) continue;
+      for (const [holdKey, held] of this.#held) {
+        if (this.#keyWatches.has(holdKey)) continue;
         if (now - held.since < KEY_WATCH_AFTER_MS) waiting = true;
-        else this.#watchKey(lockKey);
+        else this.#watchKey(holdKey, held.lockKey);
       }
       if (waiting) this.#armKeyWatches();
     }, KEY_WATCH_AFTER_MS);
@@ -172,14 +177,15 @@ export class HeldLocks {
    * subscription was confirmed would go unheard otherwise): the holder hears of a deletion at any time within twice
    * KEY_WATCH_AFTER_MS and a few round trips, and of one after that within a round trip.
    */
-  #watchKey(lockKey: string): void {
+  #watchKey(holdKey: string, lockKey: string): void {
     if (!this.watchKeys || this.#closed) return;
     const watch: KeyWatch = { stop: undefined, cancelled: false };
-    this.#keyWatches.set(lockKey, watch);
+    this.#keyWatches.set(holdKey, watch);
     this.#subscriber
       .add(`${this.#keyChannel}${lockKey}`, (event) => {
-        // Our own grants write the hash (hset); anything else done to a held lock's key is looked at.
-        if (!event.startsWith('h') && this.#held.has(lockKey)) this.checkSoon();
+        // Grants and shared holds coming and going write the hash (hset, hdel); anything else done to a held lock's
+        // key is looked at.
+        if (!event.startsWith('h') && this.#held.has(holdKey)) this.checkSoon();
       })
       .then(
         (stop) => {
@@ -191,8 +197,8 @@ export class HeldLocks {
           this.checkSoon();
         },
         (error: unknown) => {
-          if (this.#keyWatches.get(lockKey) === watch) this.#keyWatches.delete(lockKey);
-          debug('cannot watch the key of %s: %s', lockKey, (error as Error).message);
+          if (this.#keyWatches.get(holdKey) === watch) this.#keyWatches.delete(holdKey);
+          debug('cannot watch the key of %s: %s', holdKey, (error as Error).message);
           // An ACL without the __keyspace@ channels refuses every one: stop asking (renewals still check).
           if (isConcordError(error, 'ERR_REFUSED')) this.watchKeys = false;
         },

@@ -6,6 +6,14 @@
  * FIFO queue of waiting sessions and hand the lock to the first live waiter inside the releasing script, then
  * publish the grant, so a hand-off costs one pub/sub message and one round trip.
  *
+ * Shared holds and semaphore permits wait in the same line as exclusive requests of their name (a semaphore's line is
+ * its own, apart from a lock of the same name), each as a request of its own (`<session>/<slot>`), and are granted by
+ * the one rule of src/driver.ts (holdsAt): whoever is first in line holds; shared requests right behind shared holders
+ * hold with them, up to a semaphore's limit. A release, a cancelled wait or a reaped session serves the line at once
+ * (every request the rule now lets hold is granted in that script and told on its driver's channel), so a permit's
+ * hand-off costs what a lock's does. Exclusive locks and leadership keep their keys and fast paths; an uncontended
+ * permit or shared hold has fast paths of its own, as few commands as an exclusive one.
+ *
  * Liveness: a session is a key with a PX TTL. Redis tells nobody when it expires, so live coordinators reap expired
  * sessions (their memberships and locks) while renewing, and at once when keyspace notifications for expired keys
  * are on (the driver turns them on when the server lets it; nothing depends on them). Worst-case detection of a
@@ -59,6 +67,7 @@ export const features: Features = Object.freeze({
   fencing: true,
   watch: 'push',
   fairLocks: true,
+  sharedLocks: true,
 });
 
 /** The Redis driver, as `connect()` and the capability matrix know it. */

@@ -6,19 +6,27 @@
  *   P s:<sid>        session: value = member id, PX = the session TTL
  *   P ss             zset sid -> expiry (server ms): the sessions a live coordinator may have to reap
  *   P sm:<sid>       hash group -> member: the session's memberships
- *   P sl:<sid>       set of `<kind>:<name>`: the locks the session holds
+ *   P sl:<sid>       set of hold keys: `<kind>:<name>` for an exclusive hold, `<slot>/<kind>:<name>` for a shared
+ *                    hold or a permit: what the session holds
  *   P groups         set of group names
  *   P g:<group>      hash member -> `<sid> <capabilities JSON>`
  *   P x:<group>      stream of changes: n (sequence), t (j|u|l), m (member), c (capabilities JSON)
  *   P n:<group>      the group's change sequence number (so a reader can tell a trimmed stream from a gapless one)
- *   P l:<kind>:<name>   hash s (sid), m (member), t (fencing token)
+ *   P l:<kind>:<name>   the holders: an exclusive one as s (sid), m (member), t (fencing token), w (its grant's
+ *                       nonce); or shared ones (holds of a lock, permits of a semaphore) as <rid> -> `<token> <nonce>
+ *                       <member>` each, with k (a semaphore's limit) while any holds
  *   P f:<kind>:<name>   fencing counter: the last token granted, never more than 1 ms below the server's TIME in
  *                       microseconds (see FENCE), lapsing a week after it was last moved up to the clock
- *   P q:<kind>:<name>   list of waiting sids, FIFO
- *   P qt:<kind>:<name>  zset sid -> expiry of the waiter's entry (server ms), refreshed while it waits
- *   P qn:<kind>:<name>  hash sid -> the waiting call's nonce, so a waiter trusts only a grant meant for this wait
- *   channel P c:<kind>:<name>: `g <sid> <nonce> <token>` when granted, `r` when freed with nobody waiting (watchers)
+ *   P q:<kind>:<name>   list of waiting requests (rids), FIFO: the line behind the holders
+ *   P qt:<kind>:<name>  zset rid -> expiry of the waiter's entry (server ms), refreshed while it waits
+ *   P qn:<kind>:<name>  hash rid -> the waiting call's nonce, so a waiter trusts only a grant meant for this wait
+ *   channel P c:<kind>:<name>: `g <rid> <nonce> <token>` when granted, `r` when a hold ends and nobody is granted (watchers)
  *   channel P w:<driver id>: `<nonce> <token>` when a queued call of that driver is granted the lock (waiters)
+ *
+ * A request's id (rid) is its session's id for an exclusive one (slot 0: exclusive locks and leadership keep the
+ * layout and the fast paths they always had), `<sid>/<slot>` for a shared hold or a permit; a sid never holds a '/'.
+ * Every request of a name waits in its one line and is granted by the rule of holdsAt (src/driver.ts): the first in
+ * line holds; after a shared holder, the shared requests that follow also hold, up to the limit (see promote).
  *
  * Every script takes KEYS[1] = P..'ss' (routing only) and ARGV[1] = P, then its own arguments.
  * Errors meant for the caller are replies 'CONCORD <code>'.
@@ -29,6 +37,24 @@ import type { LockKind } from '../../src/driver.js';
 /** A lock's key under the prefix, as the scripts take it: `<kind>:<name>`. */
 export function lockKey(kind: LockKind, name: string): string {
   return `${kind}:${name}`;
+}
+
+/**
+ * Shared holds of a lock take slots from 1 and permits of a semaphore from 0 (src/lock/registry.ts); slot 0 of a lock,
+ * and leadership, is the exclusive request.
+ */
+export function isShared(kind: LockKind, slot: number): boolean {
+  return kind === 'semaphore' || slot > 0;
+}
+
+/** A shared request's id in its line (an exclusive one's is its session's id). */
+export function requestId(sessionId: string, slot: number): string {
+  return `${sessionId}/${String(slot)}`;
+}
+
+/** What a shared hold is listed under in its session's set and known by in held.ts (an exclusive one: its lock key). */
+export function holdKey(lockKey: string, slot: number): string {
+  return `${String(slot)}/${lockKey}`;
 }
 
 /** A fencing counter lapses this long after it was seeded (it is re-seeded from the clock, so tokens still grow). */
@@ -80,6 +106,21 @@ local function fail(code) return redis.error_reply('CONCORD ' .. code) end
 ${FENCE}
 local function alive(sid) return redis.call('EXISTS', P .. 's:' .. sid) == 1 end
 
+-- A request's session, whether it is shared, and the key it is held under in sl:<sid> (see the top of this file).
+local function sidOf(rid)
+  local c = string.find(rid, '/', 1, true)
+  if c then return string.sub(rid, 1, c - 1) end
+  return rid
+end
+local function isShared(rid) return string.find(rid, '/', 1, true) ~= nil end
+local function holdKey(lk, rid)
+  local c = string.find(rid, '/', 1, true)
+  if c then return string.sub(rid, c + 1) .. '/' .. lk end
+  return lk
+end
+-- A shared holder's value: token, nonce, member.
+local function parseHold(v) return string.match(v, '^(%d+) (%S+) (.*)$') end
+
 local function event(group, typ, member, caps)
   local n = redis.call('INCR', P .. 'n:' .. group)
   redis.call('XADD', P .. 'x:' .. group, 'MAXLEN', '~', ${STREAM_MAXLEN}, '*', 'n', n, 't', typ, 'm', member, 'c', caps)
@@ -101,6 +142,22 @@ local function grant(lk, sid, member, nonce, last)
   return token
 end
 
+-- A shared hold or a permit; limit (when above 0) is recorded as the semaphore's.
+local function grantShared(lk, rid, member, nonce, last, limit)
+  local token = fence(lk, redis.call('TIME'), last)
+  local l = P .. 'l:' .. lk
+  local v = token .. ' ' .. nonce .. ' ' .. member
+  if limit and limit > 0 then
+    redis.call('HSET', l, rid, v, 'k', string.format('%d', limit))
+  else
+    redis.call('HSET', l, rid, v)
+  end
+  redis.call('SADD', P .. 'sl:' .. sidOf(rid), holdKey(lk, rid))
+  redis.call('PUBLISH', P .. 'c:' .. lk, 'g ' .. rid .. ' ' .. nonce .. ' ' .. token)
+  tell(nonce, token)
+  return token
+end
+
 -- Drops waiters at the head whose session died or who stopped refreshing their entry; returns the live head.
 local function prune(lk, now)
   local q, qt = P .. 'q:' .. lk, P .. 'qt:' .. lk
@@ -109,55 +166,123 @@ local function prune(lk, now)
     if not head then return nil end
     now = now or nowms()
     local exp = redis.call('ZSCORE', qt, head)
-    if exp and tonumber(exp) >= now and alive(head) then return head end
+    if exp and tonumber(exp) >= now and alive(sidOf(head)) then return head end
     redis.call('LPOP', q)
     redis.call('ZREM', qt, head)
     redis.call('HDEL', P .. 'qn:' .. lk, head)
   end
 end
 
-local function dequeue(lk, sid)
-  if redis.call('ZREM', P .. 'qt:' .. lk, sid) == 1 then
-    redis.call('LREM', P .. 'q:' .. lk, 0, sid)
-    redis.call('HDEL', P .. 'qn:' .. lk, sid)
+local function dequeue(lk, rid)
+  if redis.call('ZREM', P .. 'qt:' .. lk, rid) == 1 then
+    redis.call('LREM', P .. 'q:' .. lk, 0, rid)
+    redis.call('HDEL', P .. 'qn:' .. lk, rid)
   end
 end
 
-local function enqueue(lk, sid, expiry, nonce)
-  if redis.call('ZADD', P .. 'qt:' .. lk, expiry, sid) == 1 then redis.call('RPUSH', P .. 'q:' .. lk, sid) end
-  redis.call('HSET', P .. 'qn:' .. lk, sid, nonce)
+local function enqueue(lk, rid, expiry, nonce)
+  if redis.call('ZADD', P .. 'qt:' .. lk, expiry, rid) == 1 then redis.call('RPUSH', P .. 'q:' .. lk, rid) end
+  redis.call('HSET', P .. 'qn:' .. lk, rid, nonce)
 end
 
--- The lock is free: the first live waiter gets it now (no round trip on its side), else the release is announced.
-local function handoff(lk, now, last)
-  local head = prune(lk, now)
-  if head then
-    local member = redis.call('GET', P .. 's:' .. head)
+-- The line moved (a hold ended, a waiter left): the live waiters at its head that may now hold are granted at once
+-- (no round trip on their side): the first one when nobody holds; then, while they are shared and no exclusive one
+-- holds, the next ones up to the limit. A semaphore's limit is the recorded one, else \`limit\`, else 1 (never too
+-- many). A hold that ended (freed) with nobody granted is announced.
+local function promote(lk, now, last, limit, freed)
+  local l = P .. 'l:' .. lk
+  if redis.call('HGET', l, 's') then return end
+  local n = redis.call('HLEN', l)
+  local stored = redis.call('HGET', l, 'k')
+  if stored then
+    limit = tonumber(stored)
+    n = n - 1
+  elseif not limit then
+    limit = 0
+    if string.sub(lk, 1, 10) == 'semaphore:' then limit = 1 end
+  end
+  local granted = false
+  while limit == 0 or n < limit do
+    local head = prune(lk, now)
+    if not head then break end
+    local shared = isShared(head)
+    if not shared and n > 0 then break end
+    local member = redis.call('GET', P .. 's:' .. sidOf(head))
     local nonce = redis.call('HGET', P .. 'qn:' .. lk, head) or '-'
     dequeue(lk, head)
-    grant(lk, head, member, nonce, last)
-  else
-    redis.call('PUBLISH', P .. 'c:' .. lk, 'r')
+    granted = true
+    if not shared then
+      grant(lk, head, member, nonce, last)
+      break
+    end
+    grantShared(lk, head, member, nonce, last, limit)
+    n = n + 1
   end
+  if freed and not granted then redis.call('PUBLISH', P .. 'c:' .. lk, 'r') end
 end
 
 local function free(lk, sid, now)
   local last = redis.call('HGET', P .. 'l:' .. lk, 't')
   redis.call('DEL', P .. 'l:' .. lk)
   redis.call('SREM', P .. 'sl:' .. sid, lk)
-  handoff(lk, now, last)
+  promote(lk, now, last, nil, true)
 end
 
--- The lock's holder {sid, member, token}, or nil; a holder whose session died is removed first.
-local function current(lk, now)
+-- Ends a shared hold or a permit (the lock key goes once only the limit is left) and serves the line.
+local function release(lk, rid, now)
   local l = P .. 'l:' .. lk
-  local h = redis.call('HMGET', l, 's', 'm', 't', 'w')
-  if h[1] and not alive(h[1]) then
-    free(lk, h[1], now)
-    h = redis.call('HMGET', l, 's', 'm', 't', 'w')
+  local h = redis.call('HMGET', l, rid, 'k')
+  redis.call('HDEL', l, rid)
+  if h[2] and redis.call('HLEN', l) == 1 then redis.call('DEL', l) end
+  redis.call('SREM', P .. 'sl:' .. sidOf(rid), holdKey(lk, rid))
+  local last = nil
+  if h[1] then last = parseHold(h[1]) end
+  promote(lk, now, last, h[2] and tonumber(h[2]), true)
+end
+
+-- Holders whose session died are removed, and the line is served: afterwards the live waiter at its head (if any)
+-- may not hold yet. limit: the caller's, for a semaphore that has none recorded.
+local function settle(lk, now, limit)
+  local l = P .. 'l:' .. lk
+  local s = redis.call('HGET', l, 's')
+  if s then
+    if not alive(s) then free(lk, s, now) end
+    return
   end
-  if h[1] then return h end
-  return nil
+  local all = redis.call('HGETALL', l)
+  local last, freed = nil, false
+  for i = 1, #all, 2 do
+    local rid = all[i]
+    if rid ~= 'k' and not alive(sidOf(rid)) then
+      local token = parseHold(all[i + 1])
+      redis.call('HDEL', l, rid)
+      redis.call('SREM', P .. 'sl:' .. sidOf(rid), holdKey(lk, rid))
+      freed = true
+      if token and (not last or tonumber(token) > tonumber(last)) then last = token end
+    end
+  end
+  local stored = redis.call('HGET', l, 'k')
+  if stored then
+    limit = tonumber(stored)
+    if redis.call('HLEN', l) == 1 then redis.call('DEL', l) end
+  end
+  promote(lk, now, last, limit, freed)
+end
+
+-- ms until a holder's session would expire (the earliest of shared holders'), -1 when unknown.
+local function holderTtl(lk)
+  local l = P .. 'l:' .. lk
+  local s = redis.call('HGET', l, 's')
+  if s then return redis.call('PTTL', P .. 's:' .. s) end
+  local least = -1
+  local all = redis.call('HGETALL', l)
+  for i = 1, #all, 2 do
+    if all[i] ~= 'k' then
+      local ttl = redis.call('PTTL', P .. 's:' .. sidOf(all[i]))
+      if ttl >= 0 and (least < 0 or ttl < least) then least = ttl end
+    end
+  end
+  return least
 end
 
 -- Everything a dead or closed session held: memberships (with leave events) and locks (handed to waiters).
@@ -175,11 +300,17 @@ local function reapSession(sid, now)
   end
   redis.call('DEL', sm)
   local sl = P .. 'sl:' .. sid
-  for _, lk in ipairs(redis.call('SMEMBERS', sl)) do
-    local h = redis.call('HMGET', P .. 'l:' .. lk, 's', 't')
-    if h[1] == sid then
-      redis.call('DEL', P .. 'l:' .. lk)
-      handoff(lk, now, h[2])
+  for _, hk in ipairs(redis.call('SMEMBERS', sl)) do
+    local slot, lk = string.match(hk, '^(%d+)/(.*)$')
+    if slot then
+      local rid = sid .. '/' .. slot
+      if redis.call('HGET', P .. 'l:' .. lk, rid) then release(lk, rid, now) end
+    else
+      local h = redis.call('HMGET', P .. 'l:' .. hk, 's', 't')
+      if h[1] == sid then
+        redis.call('DEL', P .. 'l:' .. hk)
+        promote(hk, now, h[2], nil, true)
+      end
     end
   end
   redis.call('DEL', sl)
@@ -201,13 +332,20 @@ local function reap(now, limit)
   return n
 end
 
--- {1, lk...}: the locks named in ARGV[from], ARGV[from + 2]... (each followed by its token) that sid no longer holds
--- with that token: deleted, or given to someone else, from outside.
+-- {1, hold key...}: the holds named in ARGV[from], ARGV[from + 2]... (each followed by its token) that sid no longer
+-- holds with that token: deleted, or given to someone else, from outside.
 local function held(sid, from)
   local out = {1}
   for i = from, #ARGV - 1, 2 do
-    local h = redis.call('HMGET', P .. 'l:' .. ARGV[i], 's', 't')
-    if h[1] ~= sid or h[2] ~= ARGV[i + 1] then table.insert(out, ARGV[i]) end
+    local hk, token = ARGV[i], ARGV[i + 1]
+    local slot, lk = string.match(hk, '^(%d+)/(.*)$')
+    if slot then
+      local v = redis.call('HGET', P .. 'l:' .. lk, sid .. '/' .. slot)
+      if not v or parseHold(v) ~= token then table.insert(out, hk) end
+    else
+      local h = redis.call('HMGET', P .. 'l:' .. hk, 's', 't')
+      if h[1] ~= sid or h[2] ~= token then table.insert(out, hk) end
+    end
   end
   return out
 end
@@ -228,7 +366,9 @@ end
  * Fast paths, run before the prelude (whose functions then are never defined): an uncontended acquire or release is a
  * few plain commands, close to a SET NX and a compare-and-delete; a wait behind a live holder and a release to a live
  * first waiter skip the general machinery too. Anything unusual (a dead holder, a stale or dead head of the line, a
- * retry by the holder itself) falls through, before any write, to the full body.
+ * retry by the holder itself, shared holders or a shared request at the head) falls through, before any write, to the
+ * full body. Shared holds and permits have theirs: joining a line of shared holders below the limit with nobody
+ * queued, and leaving one with nobody queued.
  */
 const FAST: { readonly [K in ScriptName]?: string } = {
   acquire: `
@@ -303,6 +443,55 @@ ${FENCE}
     if c then redis.call('PUBLISH', P .. 'w:' .. string.sub(nonce, 1, c - 1), nonce .. ' ' .. token) end
     return 1
   end
+end`,
+  acquireShared: `
+local P, lk, rid = ARGV[1], ARGV[2], ARGV[3]
+local l, q = P .. 'l:' .. lk, P .. 'q:' .. lk
+local limit = tonumber(ARGV[8])
+-- Nobody in line; or only shared holders, below this very limit, and nobody queued: hold at once.
+local join = redis.call('EXISTS', l, q) == 0
+if not join and redis.call('EXISTS', q) == 0 then
+  local h = redis.call('HMGET', l, 's', 'k', rid)
+  local k = h[2] or '0'
+  if not h[1] and not h[3] and k == ARGV[8] then
+    local n = redis.call('HLEN', l)
+    if h[2] then n = n - 1 end
+    join = limit == 0 or n < limit
+  end
+end
+if join then
+  local c = string.find(rid, '/', 1, true)
+  local sid = string.sub(rid, 1, c - 1)
+  if redis.call('EXISTS', P .. 's:' .. sid) == 0 then return redis.error_reply('CONCORD ERR_SESSION_LOST') end
+  -- FENCE, inlined (as the exclusive fast path: tokens before it are below the counter, or below the clock).
+  local fence = P .. 'f:' .. lk
+  local n = redis.call('INCR', fence)
+  local t = redis.call('TIME')
+  local now = t[1] * 1000000 + t[2]
+  if n < now - ${FENCE_SLACK_US} then
+    n = now
+    redis.call('SET', fence, string.format('%d', n), 'PX', ${FENCE_TTL_MS})
+  end
+  local token = string.format('%d', n)
+  local v = token .. ' ' .. ARGV[7] .. ' ' .. ARGV[4]
+  if limit > 0 then redis.call('HSET', l, rid, v, 'k', ARGV[8]) else redis.call('HSET', l, rid, v) end
+  redis.call('SADD', P .. 'sl:' .. sid, string.sub(rid, c + 1) .. '/' .. lk)
+  redis.call('PUBLISH', P .. 'c:' .. lk, 'g ' .. rid .. ' ' .. ARGV[7] .. ' ' .. token)
+  return {1, token}
+end`,
+  unlockShared: `
+local P, lk, rid = ARGV[1], ARGV[2], ARGV[3]
+local l = P .. 'l:' .. lk
+local v = redis.call('HGET', l, rid)
+if not v or string.match(v, '^%d+') ~= ARGV[4] then return 0 end
+-- Nobody queued: drop the hold (and the key, once only the limit is left) and announce.
+if redis.call('EXISTS', P .. 'q:' .. lk) == 0 then
+  redis.call('HDEL', l, rid)
+  if redis.call('HLEN', l) == 1 and redis.call('HGET', l, 'k') then redis.call('DEL', l) end
+  local c = string.find(rid, '/', 1, true)
+  redis.call('SREM', P .. 'sl:' .. string.sub(rid, 1, c - 1), string.sub(rid, c + 1) .. '/' .. lk)
+  redis.call('PUBLISH', P .. 'c:' .. lk, 'r')
+  return 1
 end`,
 };
 
@@ -426,19 +615,11 @@ return {exists, members, id, n}`,
   acquire: `
 local lk, sid, member, mode, nonce = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[7]
 if not alive(sid) then return fail('ERR_SESSION_LOST') end
-local now = nil
-local h = current(lk, now)
-if not h then
-  local head = prune(lk, now)
-  if head == nil or head == sid then
-    if head then dequeue(lk, sid) end
-    return {1, grant(lk, sid, member, nonce)}
-  end
-  -- Free, with an earlier live waiter: it is served first, and we never barge ahead of it.
-  handoff(lk, now)
-  h = current(lk, now)
-end
-if h and h[1] == sid then
+-- Dead holders go and live waiters that may hold are served first: we never barge ahead of them.
+settle(lk, nil, nil)
+local l = P .. 'l:' .. lk
+local h = redis.call('HMGET', l, 's', 'm', 't', 'w')
+if h[1] == sid then
   dequeue(lk, sid)
   -- Granted to this very wait (the grant crossed this call): the same token.
   if h[4] == nonce then return {1, h[3]} end
@@ -446,30 +627,72 @@ if h and h[1] == sid then
   -- a fresh token, so that late release cannot free the lock.
   return {1, grant(lk, sid, member, nonce, h[3])}
 end
+-- Nobody holds it (no shared holder either) and nobody live waits: ours.
+if not h[1] and redis.call('EXISTS', l) == 0 and not prune(lk, nil) then return {1, grant(lk, sid, member, nonce)} end
 if mode == 'wait' then enqueue(lk, sid, nowms() + tonumber(ARGV[6]), nonce) end
-local pttl = -1
-if h then pttl = redis.call('PTTL', P .. 's:' .. h[1]) end
-return {0, pttl}`,
+return {0, holderTtl(lk)}`,
 
   /**
-   * ARGV: P, lk, sid. Everything the session still has for the lock after an acquisition the core gave up on: its
-   * queue entry, and the lock itself if it was granted meanwhile (handed on to the next live waiter).
+   * ARGV: P, lk, rid (`<sid>/<slot>`), member, mode ('try' | 'wait'), waiter entry ttl ms, nonce of this call, limit
+   * (a semaphore's; 0 for a shared hold of a lock). As acquire, for a shared hold or a permit; {2, limit} when the
+   * semaphore is in use with another limit (nothing changed).
+   */
+  acquireShared: `
+local lk, rid, member, mode, nonce, limit = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[7], tonumber(ARGV[8])
+if not alive(sidOf(rid)) then return fail('ERR_SESSION_LOST') end
+settle(lk, nil, limit)
+local l = P .. 'l:' .. lk
+local h = redis.call('HMGET', l, 's', 'k', rid)
+if h[2] and tonumber(h[2]) ~= limit then return {2, tonumber(h[2])} end
+if h[3] then
+  dequeue(lk, rid)
+  local token, held = parseHold(h[3])
+  if held == nonce then return {1, token} end
+  return {1, grantShared(lk, rid, member, nonce, token, limit)}
+end
+-- No exclusive holder, nobody live waits, and room under the limit: ours at once.
+if not h[1] and not prune(lk, nil) then
+  local n = redis.call('HLEN', l)
+  if h[2] then n = n - 1 end
+  if limit == 0 or n < limit then return {1, grantShared(lk, rid, member, nonce, nil, limit)} end
+end
+if mode == 'wait' then enqueue(lk, rid, nowms() + tonumber(ARGV[6]), nonce) end
+return {0, holderTtl(lk)}`,
+
+  /**
+   * ARGV: P, lk, rid. Everything the request still has in the line after an acquisition the core gave up on: its
+   * queue entry, and its hold if it was granted meanwhile (the line then served as a release does).
    */
   cancel: `
-local lk, sid = ARGV[2], ARGV[3]
-dequeue(lk, sid)
-if redis.call('HGET', P .. 'l:' .. lk, 's') == sid then free(lk, sid, nil) end
+local lk, rid = ARGV[2], ARGV[3]
+dequeue(lk, rid)
+local l = P .. 'l:' .. lk
+if isShared(rid) then
+  if redis.call('HGET', l, rid) then release(lk, rid, nil) return 1 end
+elseif redis.call('HGET', l, 's') == rid then
+  free(lk, rid, nil)
+  return 1
+end
+-- A waiter left: those behind it may hold now (shared ones behind an exclusive one).
+promote(lk, nil, nil, nil, false)
 return 1`,
 
   /**
-   * ARGV: P, lk, sid, nonce. One aborted wait undoes only its own traces: the queue entry and a grant made to that very
-   * nonce, never a lock the session holds from another acquisition.
+   * ARGV: P, lk, rid, nonce. One aborted wait undoes only its own traces: the queue entry and a grant made to that very
+   * nonce, never a hold the request has from another acquisition.
    */
   abandon: `
-local lk, sid, nonce = ARGV[2], ARGV[3], ARGV[4]
-if redis.call('HGET', P .. 'qn:' .. lk, sid) == nonce then dequeue(lk, sid) end
-local h = redis.call('HMGET', P .. 'l:' .. lk, 's', 'w')
-if h[1] == sid and h[2] == nonce then free(lk, sid, nil) end
+local lk, rid, nonce = ARGV[2], ARGV[3], ARGV[4]
+if redis.call('HGET', P .. 'qn:' .. lk, rid) == nonce then dequeue(lk, rid) end
+local l = P .. 'l:' .. lk
+if isShared(rid) then
+  local v = redis.call('HGET', l, rid)
+  if v and select(2, parseHold(v)) == nonce then release(lk, rid, nil) return 1 end
+else
+  local h = redis.call('HMGET', l, 's', 'w')
+  if h[1] == rid and h[2] == nonce then free(lk, rid, nil) return 1 end
+end
+promote(lk, nil, nil, nil, false)
 return 1`,
 
   /** ARGV: P, lk, sid, token */
@@ -479,33 +702,64 @@ local h = redis.call('HMGET', P .. 'l:' .. lk, 's', 't')
 if h[1] == sid and h[2] == ARGV[4] then free(lk, sid, nil) return 1 end
 return 0`,
 
+  /** ARGV: P, lk, rid, token: a shared hold or a permit. */
+  unlockShared: `
+local lk, rid = ARGV[2], ARGV[3]
+local v = redis.call('HGET', P .. 'l:' .. lk, rid)
+if v and parseHold(v) == ARGV[4] then release(lk, rid, nil) return 1 end
+return 0`,
+
   /**
-   * ARGV: P, then lk... Read-only: for each, lk, the live holder's member and token ('' when none) and how many live
-   * waiters queue behind it.
+   * ARGV: P, then lk... Read-only: for each, {lk, the semaphore's limit ('' for a lock), how many live waiters queue,
+   * {member, token, shared ('1' | '0')...} of its live holders}.
    */
   locks: `
 local out = {}
 local now = nowms()
 for i = 2, #ARGV do
   local lk = ARGV[i]
-  local h = redis.call('HMGET', P .. 'l:' .. lk, 's', 'm', 't')
-  local held = h[1] and alive(h[1])
-  local waiting = 0
-  for _, sid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'qt:' .. lk, now, '+inf')) do
-    if alive(sid) then waiting = waiting + 1 end
+  local all = redis.call('HGETALL', P .. 'l:' .. lk)
+  local fields = {}
+  for j = 1, #all, 2 do fields[all[j]] = all[j + 1] end
+  local holders = {}
+  if fields.s then
+    if alive(fields.s) then holders = {fields.m, fields.t, '0'} end
+  else
+    for rid, v in pairs(fields) do
+      if rid ~= 'k' and alive(sidOf(rid)) then
+        local token, _, member = parseHold(v)
+        holders[#holders + 1] = member
+        holders[#holders + 1] = token
+        holders[#holders + 1] = '1'
+      end
+    end
   end
-  out[#out + 1] = lk
-  out[#out + 1] = held and h[2] or ''
-  out[#out + 1] = held and h[3] or ''
-  out[#out + 1] = waiting
+  local waiting = 0
+  for _, rid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'qt:' .. lk, now, '+inf')) do
+    if alive(sidOf(rid)) then waiting = waiting + 1 end
+  end
+  out[#out + 1] = {lk, fields.k or '', waiting, holders}
 end
 return out`,
 
-  /** ARGV: P, lk. {member, token} or {} */
-  holder: `
-local h = current(ARGV[2], nil)
-if h then return {h[2], h[3]} end
-return {}`,
+  /** ARGV: P, lk. {member, token, shared ('1' | '0')...} of every holder, in no order; dead ones are removed first. */
+  holders: `
+local lk = ARGV[2]
+settle(lk, nil, nil)
+local all = redis.call('HGETALL', P .. 'l:' .. lk)
+local fields = {}
+for i = 1, #all, 2 do fields[all[i]] = all[i + 1] end
+if fields.s then return {fields.m, fields.t, '0'} end
+local out = {}
+for rid, v in pairs(fields) do
+  if rid ~= 'k' then
+    local token, _, member = parseHold(v)
+    out[#out + 1] = member
+    out[#out + 1] = token
+    out[#out + 1] = '1'
+  end
+end
+return out`,
 } as const;
 
 export type ScriptName = keyof typeof BODIES;

@@ -1,0 +1,146 @@
+/**
+ * Redis shared locks and semaphores with real processes on one server: 4 processes x 300 acquisitions mixing shared
+ * and exclusive holds of one lock, and a semaphore of limit 3 under 6 processes, one of them a holder killed with
+ * SIGKILL. Each hold is an interval on CLOCK_MONOTONIC (process.hrtime.bigint(), comparable across the processes of
+ * one host); the history is checked for the mode rules, the limit and the tokens.
+ */
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type Coordinator } from '../../../src/index.js';
+import { driver } from '../../../drivers/redis/index.js';
+import { Child, type Message } from '../../support/child.js';
+import { checkIntervals, type HoldInterval } from '../../support/history.js';
+import { requireServer, startRedis, type ServerHandle } from '../../support/servers.js';
+import { eventually } from '../../support/wait.js';
+
+const LOCK_CHILD = fileURLToPath(new URL('../../support/lock-child.ts', import.meta.url));
+
+/** The holds a `work` child printed, as intervals. */
+function intervalsOf(client: string, messages: readonly Message[]): HoldInterval[] {
+  return messages
+    .filter((m) => 'start' in m)
+    .map((m) => ({
+      client,
+      token: BigInt(String(m.token)),
+      start: BigInt(String(m.start)),
+      end: BigInt(String(m.end)),
+      shared: m.shared === true,
+      asked: typeof m.asked === 'string' ? BigInt(m.asked) : undefined,
+    }));
+}
+
+function done(c: Child, ms: number): Promise<Message> {
+  return c.next((m) => 'done' in m, 'a worker to finish', ms);
+}
+
+const availability = requireServer('redis');
+
+describe.skipIf(!availability.ok)(
+  `redis: shared locks and semaphores across processes${availability.ok ? '' : ` (skipped: ${availability.reason})`}`,
+  () => {
+    let server: ServerHandle;
+    let admin: Redis;
+    const children: Child[] = [];
+    const coordinators: Coordinator[] = [];
+
+    const child = (args: string[]): Child => {
+      const c = new Child(LOCK_CHILD, args);
+      children.push(c);
+      return c;
+    };
+
+    beforeAll(async () => {
+      server = await startRedis();
+      admin = new Redis({ host: server.host, port: server.port, lazyConnect: true });
+      await admin.connect();
+    });
+    afterEach(async () => {
+      await Promise.all(children.splice(0).map((c) => c.kill()));
+      await Promise.all(coordinators.splice(0).map((c) => c.close()));
+    });
+    afterAll(async () => {
+      await admin.quit();
+      await server.stop();
+    });
+
+    it('4 processes x 300 acquisitions mixing shared and exclusive: the mode rules hold, tokens increase', async () => {
+      const perProcess = 300;
+      const workers = ['m0', 'm1', 'm2', 'm3'].map((m) => child(['work', server.url, 'mixed', m, 'rw', String(perProcess), 'mixed']));
+      await Promise.all(workers.map((w) => done(w, 110_000)));
+      const intervals = workers.flatMap((w, i) => intervalsOf(`m${String(i)}`, w.messages));
+      expect(intervals).toHaveLength(4 * perProcess);
+      // Both modes were exercised (about two in three holds are shared), and shared holds did overlap.
+      const shared = intervals.filter((i) => i.shared).length;
+      expect(shared).toBeGreaterThan(0);
+      expect(shared).toBeLessThan(intervals.length);
+      const result = checkIntervals(intervals);
+      expect(result.violations.slice(0, 5)).toEqual([]);
+      expect(result.ok).toBe(true);
+      expect(await Promise.all(workers.map((w) => w.exited))).toEqual([0, 0, 0, 0]);
+      // Nothing left in the line: only the fencing counter.
+      expect((await admin.keys('{mixed}:*')).filter((k) => k.includes(':rw'))).toEqual(['{mixed}:f:lock:rw']);
+    }, 120_000);
+
+    it('a semaphore of limit 3 under 6 processes: never more than 3 holders, and a SIGKILLed holder’s permit frees within its TTL', async () => {
+      const ttl = 3000;
+      const ns = 'semaphore';
+      const observer = await connect(server.url, { namespace: ns, member: 'observer' });
+      coordinators.push(observer);
+      const holder = child(['hold', server.url, ns, 'killed', 'pool', String(ttl), 'semaphore:3']);
+      const acquired = await holder.next((m) => 'acquired' in m, 'the holder to acquire a permit');
+      const perProcess = 150;
+      const workers = ['p0', 'p1', 'p2', 'p3', 'p4'].map((m) =>
+        child(['work', server.url, ns, m, 'pool', String(perProcess), 'semaphore:3']),
+      );
+      // The workers are under way, one permit short, when the holder dies.
+      let seen = 0;
+      await workers[0]?.next((m) => 'start' in m && ++seen >= 20, 'the workers to get going');
+      // The killed holder's session key (its value is the member id).
+      const sessions = await admin.keys(`{${ns}}:s:*`);
+      const members = await Promise.all(sessions.map((k) => admin.get(k)));
+      const killedSession = sessions[members.indexOf('killed')] ?? '';
+      expect(killedSession).not.toBe('');
+      holder.process.kill('SIGKILL');
+      const killedAt = process.hrtime.bigint();
+      // The killed session expires at most this long after the reply: its TTL counts from its last renewal, up to a
+      // third of the TTL before the kill.
+      const remainingMs = await admin.pttl(killedSession);
+      const expiresBy = process.hrtime.bigint() + BigInt(remainingMs) * 1_000_000n;
+      await holder.exited;
+      await eventually(
+        async () => (await observer.semaphore('pool', { limit: 3 }).holders()).some((h) => h.member === 'killed'),
+        (held) => !held,
+        ttl + driver.crashDetection.delayMs,
+        'the killed holder’s permit to free',
+      );
+      const freedAt = process.hrtime.bigint();
+      expect(remainingMs).toBeGreaterThan(0);
+      expect(remainingMs).toBeLessThanOrEqual(ttl);
+      // Within the TTL of its last renewal, give or take the driver's stated detection delay (with keyspace
+      // notifications, about 100 ms after the session key expires).
+      const afterExpiryMs = Number(freedAt - expiresBy) / 1e6;
+      console.log(
+        `redis: the killed holder's permit freed ${(Number(freedAt - killedAt) / 1e6).toFixed(0)} ms after the kill (TTL ${ttl} ms), ${afterExpiryMs.toFixed(0)} ms after its session expired`,
+      );
+      expect(afterExpiryMs).toBeLessThan(driver.crashDetection.delayMs);
+
+      await Promise.all(workers.map((w) => done(w, 110_000)));
+      const intervals = workers.flatMap((w, i) => intervalsOf(`p${String(i)}`, w.messages));
+      expect(intervals).toHaveLength(5 * perProcess);
+      // The killed holder held from its grant until it was killed (nothing may take its permit before it dies).
+      intervals.push({
+        client: 'killed',
+        token: BigInt(String(acquired.token)),
+        start: BigInt(String(acquired.at)),
+        end: killedAt,
+        shared: true,
+      });
+      const result = checkIntervals(intervals, { limit: 3 });
+      expect(result.violations.slice(0, 5)).toEqual([]);
+      expect(result.ok).toBe(true);
+      expect(await Promise.all(workers.map((w) => w.exited))).toEqual([0, 0, 0, 0, 0]);
+      expect(await observer.semaphore('pool', { limit: 3 }).holders()).toEqual([]);
+    }, 120_000);
+  },
+);
