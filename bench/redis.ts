@@ -5,8 +5,9 @@
  * Prints a markdown section and writes it to bench/results/redis.md.
  *
  * Measured:
- *   1. uncontended acquire + release (latency, and the ratio to the floor);
- *   2. hand-off: from the holder's release call to a blocked waiter holding the lock;
+ *   1. uncontended acquire + release (latency, and the ratio to the floor), with a semaphore permit beside the lock;
+ *   2. hand-off: from the holder's release call to a blocked waiter holding the lock; the same for a semaphore permit
+ *      (concord's semaphore against redis-semaphore's Semaphore, limit 3 with two permits held throughout);
  *   3. 4 clients contending on one lock for a fixed time: throughput and max/min acquisitions per client;
  *   4. a join seen by a watcher in another process (monotonic clock shared by the processes of one host);
  *   5. 1,000 members in one group heartbeating at default settings: Redis CPU and client CPU.
@@ -19,8 +20,8 @@ import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { Mutex } from 'redis-semaphore';
-import { connect, type Coordinator } from '../src/index.js';
+import { Mutex, Semaphore } from 'redis-semaphore';
+import { connect, type Coordinator, type HeldLock } from '../src/index.js';
 import { concordLock, handoff, ms, sleep, stats, watchLatency, type Stats, type Subject } from './support.js';
 import { kQueued, type CoordinatorImpl } from '../src/coordinator.js';
 import { startRedis, type ServerHandle } from '../test/support/servers.js';
@@ -80,6 +81,40 @@ function semaphoreSubject(client: Redis, key: string): Subject {
     release: async () => {
       await mutex?.release();
       mutex = undefined;
+    },
+    close: async () => {
+      await client.quit();
+    },
+  };
+}
+
+/** A permit of concord's semaphore `name`, of limit `limit`. */
+function concordPermit(c: Coordinator, name: string, limit: number, label: string): Subject {
+  let held: HeldLock | undefined;
+  return {
+    name: label,
+    acquire: async () => {
+      held = await c.semaphore(name, { limit }).acquire();
+    },
+    release: async () => {
+      await held?.release();
+      held = undefined;
+    },
+    close: () => c.close(),
+  };
+}
+
+function redisSemaphoreSubject(client: Redis, key: string, limit: number): Subject {
+  let semaphore: Semaphore | undefined;
+  return {
+    name: `redis-semaphore 5 Semaphore (limit ${String(limit)}, defaults)`,
+    acquire: async () => {
+      semaphore = new Semaphore(client, key, limit, { acquireTimeout: 60_000 });
+      await semaphore.acquire();
+    },
+    release: async () => {
+      await semaphore?.release();
+      semaphore = undefined;
     },
     close: async () => {
       await client.quit();
@@ -329,6 +364,9 @@ a.stop(); b.stop()
 
 // ---- the run
 
+/** The semaphore's limit in the permit measurements. */
+const PERMITS = 3;
+
 const server: ServerHandle = await startRedis();
 const url = server.url;
 const admin = new Redis({ host: server.host, port: server.port });
@@ -347,12 +385,16 @@ try {
     concordLock(await connect(url, { namespace: ns, member: 'u' }), 'u1', 'concord'),
     driverSubject(await connect(url, { namespace: ns, member: 'd' }), 'd1'),
     semaphoreSubject(newClient(), 'sem-1'),
+    concordPermit(await connect(url, { namespace: ns, member: 'p' }), 'p1', PERMITS, `concord semaphore permit (limit ${String(PERMITS)})`),
+    redisSemaphoreSubject(newClient(), 'rsem-1', PERMITS),
     redlock5Subject(newClient(), 'rl5-1'),
     redlock4Subject(newClient(), 'rl4-1'),
   ];
   const unc = await uncontended(admin, single, 2 * single.length, 250);
   for (const s of single) await s.close();
   const floor = unc.get(single[0]?.name ?? '');
+  const lockCost = unc.get(single[1]?.name ?? '');
+  const permitCost = unc.get(single[4]?.name ?? '');
 
   // 2. hand-off. Polling peers: the release comes at a random moment of the waiter's retry cycle.
   const handoffs: Array<[string, Stats]> = [];
@@ -377,6 +419,43 @@ try {
   await polled('redis-semaphore (retryInterval 10 ms)', (key) => semaphoreSubject(newClient(), key), 10, 100);
   await polled('redlock 5.0.0-beta.2 (retryDelay 200 ms, jitter 100 ms)', (key) => redlock5Subject(newClient(), key), 300, 40);
   await polled('redlock 4.2.0 (retryDelay 200 ms, jitter 100 ms)', (key) => redlock4Subject(newClient(), key), 300, 40);
+
+  // 2b. permit hand-off: all permits but one held throughout by another client; the holder has the last one.
+  const permitHandoffs: Array<[string, Stats]> = [];
+  {
+    const filler = await connect(url, { namespace: ns, member: 'pf' });
+    const fill = await Promise.all(Array.from({ length: PERMITS - 1 }, () => filler.semaphore('ph', { limit: PERMITS }).acquire()));
+    const pa = await connect(url, { namespace: ns, member: 'pa' });
+    const pb = await connect(url, { namespace: ns, member: 'pb' });
+    const queuedPb = (): Promise<void> =>
+      new Promise<void>((resolve) => {
+        (pb as unknown as EventEmitter).once(kQueued, () => {
+          resolve();
+        });
+      });
+    const label = `concord semaphore (limit ${String(PERMITS)})`;
+    permitHandoffs.push([
+      label,
+      await handoff(concordPermit(pa, 'ph', PERMITS, label), concordPermit(pb, 'ph', PERMITS, label), queuedPb, 300),
+    ]);
+    await Promise.all(fill.map((p) => p.release()));
+    await Promise.all([filler.close(), pa.close(), pb.close()]);
+  }
+  {
+    const fillers = Array.from({ length: PERMITS - 1 }, () => redisSemaphoreSubject(newClient(), 'rsem-h', PERMITS));
+    for (const f of fillers) await f.acquire();
+    const a = redisSemaphoreSubject(newClient(), 'rsem-h', PERMITS);
+    const b = redisSemaphoreSubject(newClient(), 'rsem-h', PERMITS);
+    permitHandoffs.push([
+      `redis-semaphore Semaphore (limit ${String(PERMITS)}, retryInterval 10 ms)`,
+      await handoff(a, b, () => sleep(25 + Math.random() * 10), 100),
+    ]);
+    for (const s of [a, b]) await s.close();
+    for (const f of fillers) {
+      await f.release();
+      await f.close();
+    }
+  }
 
   // 3. 4 contending clients: three interleaved rounds of 1 s per subject, so drift on a shared machine hits all alike.
   const contenders: Array<[string, Subject[]]> = [
@@ -455,6 +534,12 @@ try {
     );
   }
   out();
+  if (lockCost && permitCost) {
+    out(
+      `A permit of concord's semaphore (acquire: nobody in line, take a permit; release: nobody queued, drop it) costs ${(permitCost.p50 / lockCost.p50).toFixed(2)}x concord's exclusive lock at p50 (mean ${(permitCost.mean / lockCost.mean).toFixed(2)}x).`,
+    );
+    out();
+  }
   out(`### Hand-off: holder's release -> blocked waiter holds the lock`);
   out();
   out(`Concord's waiter is queued on the server; a polling peer's release comes at a random moment of its waiter's retry cycle.`);
@@ -465,6 +550,21 @@ try {
   if (py) {
     const t = stats(py.handoff);
     out(`| Python tooz (redis-py lock polling) | ${t.n} | ${ms(t.p50)} | ${ms(t.p99)} | ${ms(t.mean)} |`);
+  }
+  out();
+  out(`### Hand-off of a semaphore permit: holder's release -> blocked waiter holds a permit`);
+  out();
+  out(
+    `Limit ${String(PERMITS)}, ${String(PERMITS - 1)} permits held throughout by a third client; the holder has the last one. Concord's waiter is in the semaphore's line on the server and is granted the permit by the releasing script; redis-semaphore's waiter polls, and the release comes at a random moment of its retry cycle.`,
+  );
+  out();
+  out(`| subject | n | p50 | p99 | mean |`);
+  out(`|---|---|---|---|---|`);
+  for (const [name, h] of permitHandoffs) out(`| ${name} | ${h.n} | ${ms(h.p50)} | ${ms(h.p99)} | ${ms(h.mean)} |`);
+  const [concordPermits, peerPermits] = permitHandoffs.map(([, h]) => h);
+  if (concordPermits && peerPermits) {
+    out();
+    out(`redis-semaphore's p50 is ${(peerPermits.p50 / concordPermits.p50).toFixed(1)}x concord's.`);
   }
   out();
   out(`### 4 clients contending on one lock (3 × 1 s, interleaved with the other subjects)`);
