@@ -14,6 +14,7 @@ import * as locks from './locks.js';
 import * as members from './members.js';
 import * as ring from './ring.js';
 import * as schema from './schema.js';
+import * as semaphore from './semaphore.js';
 import * as status from './status.js';
 import * as watch from './watch.js';
 import { EXIT, UsageError, describeError, flush, out } from './output.js';
@@ -26,6 +27,7 @@ interface Command {
 const COMMANDS: readonly Command[] = [
   demo,
   lock,
+  semaphore,
   elect,
   groups,
   members,
@@ -49,7 +51,8 @@ function generalHelp(): string {
   return [
     'usage: concord COMMAND [options]',
     '',
-    'Cluster coordination from the shell: locks, leader election, group membership and placement.',
+    'Cluster coordination from the shell: locks (exclusive or shared), semaphores, leader election, group membership',
+    'and placement.',
     '',
     'commands:',
     ...visible.map((command) => `  ${command.spec.name.padEnd(width)}  ${command.spec.summary}`),

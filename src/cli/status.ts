@@ -1,14 +1,17 @@
-/** concord status: the backend at a glance: groups with member counts, leaders with terms, held locks and waiters. */
+/**
+ * concord status: the backend at a glance: groups with member counts, leaders with terms, held locks and semaphore
+ * permits, and waiters.
+ */
 import { isConcordError } from '../errors.js';
-import type { Coordinator, LockInfo } from '../types.js';
+import type { Coordinator, Holder, LockInfo } from '../types.js';
 import type { CommandSpec, Parsed } from './args.js';
 import { BACKEND_OPTIONS, HELP_OPTION, JSON_OPTION, open, type Context } from './context.js';
-import { lockRows } from './locks.js';
+import { modeText } from './locks.js';
 import { out, table, toJson } from './output.js';
 
 export const spec: CommandSpec = {
   name: 'status',
-  summary: 'Show the backend at a glance: its groups with member counts, leaders with terms, held locks and waiters.',
+  summary: 'Show the backend at a glance: groups with member counts, leaders with terms, locks, semaphores and waiters.',
   positionals: [],
   options: [JSON_OPTION, ...BACKEND_OPTIONS, HELP_OPTION],
   examples: ['concord status', 'concord status --url redis://127.0.0.1:6379 --json'],
@@ -21,6 +24,7 @@ export interface Status {
   readonly groups: readonly { readonly name: string; readonly members: number }[];
   readonly leaders: readonly LockInfo[];
   readonly locks: readonly LockInfo[];
+  readonly semaphores: readonly LockInfo[];
   /** False when the driver cannot list its locks (a driver of your own without that step): no leaders or locks then. */
   readonly locksListed: boolean;
 }
@@ -49,6 +53,7 @@ export async function readStatus(coordinator: Coordinator, signal?: AbortSignal)
     groups: counted.filter((group) => group !== undefined),
     leaders: all.filter((lock) => lock.kind === 'leader'),
     locks: all.filter((lock) => lock.kind === 'lock'),
+    semaphores: all.filter((lock) => lock.kind === 'semaphore'),
     locksListed: listed !== undefined,
   };
 }
@@ -60,15 +65,33 @@ function plural(count: number, word: string): string {
 function summary(status: Status): string {
   const members = status.groups.reduce((sum, group) => sum + group.members, 0);
   const held = status.locks.filter((lock) => lock.holders.length > 0).length;
-  const waiting = [...status.leaders, ...status.locks].reduce((sum, lock) => sum + lock.waiting, 0);
+  const permits = status.semaphores.reduce((sum, semaphore) => sum + semaphore.holders.length, 0);
+  const waiting = [...status.leaders, ...status.locks, ...status.semaphores].reduce((sum, lock) => sum + lock.waiting, 0);
   const groups = [plural(status.groups.length, 'group'), plural(members, 'member')];
   if (!status.locksListed) return [...groups, 'locks and leaders not listed by this driver'].join(', ');
   return [
     ...groups,
     plural(status.leaders.filter((lock) => lock.holders.length > 0).length, 'leader'),
     `${plural(held, 'lock')} held`,
+    // Said only where semaphores are in use, so that the line stays as it was for everyone else.
+    ...(status.semaphores.length > 0 ? [`${plural(permits, 'permit')} held`] : []),
     `${waiting} waiting`,
   ].join(', ');
+}
+
+/**
+ * One row per holder, sorted by token: the name, the member, then `own` cells of the holder; the `once` cells of the
+ * whole lock (how many wait) end its first row only. A lock waited for while nobody holds it gets a row of its own.
+ */
+function holderRows(
+  locks: readonly LockInfo[],
+  own: (holder: Holder | undefined) => string[],
+  once: (lock: LockInfo) => string[],
+): string[][] {
+  return locks.flatMap((lock) => {
+    const holders = lock.holders.length > 0 ? lock.holders : [undefined];
+    return holders.map((holder, i) => [lock.name, holder?.member ?? '-', ...own(holder), ...(i === 0 ? once(lock) : [])]);
+  });
 }
 
 export function statusLines(status: Status): string[] {
@@ -84,8 +107,22 @@ export function statusLines(status: Status): string[] {
     lines.push('', ...table([['LEADS', 'LEADER', 'TERM', 'WAITING'], ...rows]));
   }
   if (status.locks.length > 0) {
-    const rows = lockRows(status.locks).map(([name = '', , holder = '', token = '', waiting = '']) => [name, holder, token, waiting]);
-    lines.push('', ...table([['LOCK', 'HOLDER', 'TOKEN', 'WAITING'], ...rows.slice(1)]));
+    // The mode is shown once some lock is held shared: until then every hold is exclusive, and the table stays as it was.
+    const modes = status.locks.some((lock) => lock.holders.some((holder) => holder.shared));
+    const rows = holderRows(
+      status.locks,
+      (holder) => [...(modes ? [holder ? modeText(holder) : '-'] : []), holder ? String(holder.token) : '-'],
+      (lock) => [String(lock.waiting)],
+    );
+    lines.push('', ...table([['LOCK', 'HOLDER', ...(modes ? ['MODE'] : []), 'TOKEN', 'WAITING'], ...rows]));
+  }
+  if (status.semaphores.length > 0) {
+    const rows = holderRows(
+      status.semaphores,
+      (holder) => [holder ? String(holder.token) : '-'],
+      (semaphore) => [`${semaphore.holders.length}/${String(semaphore.limit ?? '?')}`, String(semaphore.waiting)],
+    );
+    lines.push('', ...table([['SEMAPHORE', 'HOLDER', 'TOKEN', 'HELD', 'WAITING'], ...rows]));
   }
   return lines;
 }

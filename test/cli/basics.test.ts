@@ -1,4 +1,4 @@
-/** The concord command without a shared backend: help, version, argument mistakes, ring, and lock on memory://. */
+/** The concord command without a shared backend: help, version, argument mistakes, ring, and lock, lock --shared and semaphore on memory://. */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -27,14 +27,27 @@ describe('concord basics', { timeout: 90_000 }, () => {
     expect(version).toMatchObject({ code: 0, stdout: `${manifest.version}\n` });
     const help = await concord(['--help']);
     expect(help.code).toBe(0);
-    for (const command of ['demo', 'lock', 'elect', 'groups', 'members', 'leader', 'watch', 'locks', 'status', 'dashboard', 'ring'])
+    for (const command of [
+      'demo',
+      'lock',
+      'semaphore',
+      'elect',
+      'groups',
+      'members',
+      'leader',
+      'watch',
+      'locks',
+      'status',
+      'dashboard',
+      'ring',
+    ])
       expect(help.stdout).toMatch(new RegExp(`^  ${command} `, 'm'));
     expect(help.stdout).not.toMatch(/demo-worker/);
   });
 
   it('has --help with an example on every command', async () => {
     const results = await Promise.all(
-      ['demo', 'lock', 'elect', 'groups', 'members', 'leader', 'watch', 'locks', 'status', 'dashboard', 'ring'].map(
+      ['demo', 'lock', 'semaphore', 'elect', 'groups', 'members', 'leader', 'watch', 'locks', 'status', 'dashboard', 'ring'].map(
         async (command) => [command, await concord([command, '--help'])] as const,
       ),
     );
@@ -43,6 +56,10 @@ describe('concord basics', { timeout: 90_000 }, () => {
       expect(result.stdout, command).toMatch(new RegExp(`^usage: concord ${command}`));
       expect(result.stdout, command).toMatch(/^examples?:\n {2}concord /m);
     }
+    const help = new Map(results);
+    expect(help.get('lock')?.stdout).toMatch(/^ {2}--shared {2,}hold the lock shared/m);
+    expect(help.get('semaphore')?.stdout).toMatch(/^ {2}--limit N {2,}the most commands holding a permit of NAME at once \(required\)$/m);
+    for (const command of ['lock', 'semaphore']) expect(help.get(command)?.stdout).toMatch(/CONCORD_FENCING_TOKEN/);
   });
 
   it('reports argument mistakes as one line on stderr with exit code 2', async () => {
@@ -53,6 +70,10 @@ describe('concord basics', { timeout: 90_000 }, () => {
       [['lock', 'name'], /missing the command to run/],
       [['lock', 'name', 'echo', 'hi'], /unexpected argument "echo" \(put the command to run after --\)/],
       [['lock', 'name', '--timeout', 'soon', '--', 'true'], /--timeout must be an integer/],
+      [['lock', 'name', '--shared=maybe', '--', 'true'], /option --shared is a flag; it takes no value/],
+      [['semaphore', 'name', '--', 'true'], /^concord: missing option --limit N: .* from 1 to 1000000 \(see concord semaphore --help\)$/],
+      [['semaphore', 'name', '--limit', '0', '--', 'true'], /option --limit must be an integer from 1 to 1000000, got "0"/],
+      [['semaphore', 'name', '--limit', '2'], /missing the command to run/],
       [['demo', '--workers', '0'], /--workers must be an integer from 1 to 32/],
       [['demo', '--url', 'memory://x'], /memory:\/\/ lives inside one process/],
       [['ring', 'k'], /--nodes is required/],
@@ -98,6 +119,62 @@ describe('concord basics', { timeout: 90_000 }, () => {
       expect(result.code, result.stderr).toBe(7);
       expect(readFileSync(file, 'utf8')).toMatch(/^start pid=\d+ token=\d+ term= member=cli-test$/m);
       expect(result.stderr).toMatch(/^concord: holding lock "job" \(fencing token \d+\)$/m);
+    } finally {
+      db.remove();
+    }
+  });
+
+  it('lock --shared and semaphore run the command with the same variables and exit with its code (memory://, one process)', async () => {
+    const db = tempDb();
+    try {
+      const file = join(db.dir, 'record.txt');
+      const shared = await concord(['lock', 'job', '--shared', '--url', 'memory://cli', '--member', 'cli-test', '--', ...record(file, 7)]);
+      expect(shared.code, shared.stderr).toBe(7);
+      expect(shared.stderr).toMatch(/^concord: holding shared lock "job" \(fencing token \d+\)$/m);
+      const permit = await concord([
+        'semaphore',
+        'job',
+        '--limit',
+        '3',
+        '--url',
+        'memory://cli',
+        '--member',
+        'cli-test',
+        '--',
+        ...record(file, 9),
+      ]);
+      expect(permit.code, permit.stderr).toBe(9);
+      expect(permit.stderr).toMatch(/^concord: holding a permit of semaphore "job" \(fencing token \d+\)$/m);
+      expect(lines(readFileSync(file, 'utf8'))).toEqual([
+        expect.stringMatching(/^start pid=\d+ token=\d+ term= member=cli-test$/),
+        expect.stringMatching(/^start pid=\d+ token=\d+ term= member=cli-test$/),
+      ]);
+      const named = await concord([
+        'semaphore',
+        'pool',
+        '--limit',
+        '1',
+        '--url',
+        'memory://cli',
+        '--quiet',
+        '--',
+        'sh',
+        '-c',
+        'test "$CONCORD_LOCK" = pool',
+      ]);
+      expect(named).toMatchObject({ code: 0, stderr: '' });
+      const missing = await concord([
+        'semaphore',
+        'job',
+        '--limit',
+        '1',
+        '--url',
+        'memory://cli',
+        '--quiet',
+        '--',
+        'concord-no-such-command-xyz',
+      ]);
+      expect(missing.code).toBe(127);
     } finally {
       db.remove();
     }

@@ -1,6 +1,7 @@
 /**
  * The dashboard's live view and concord status in one process on memory://: partition shares, the event log's joins,
- * hand-offs and leader changes, and a driver that cannot list its locks (groups still shown, locks said to be missing).
+ * hand-offs and leader changes, semaphores and shared holds, and a driver that cannot list its locks (groups still
+ * shown, locks said to be missing).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConcordError, connect, type Coordinator } from '../../src/index.js';
@@ -107,6 +108,55 @@ describe('dashboard view', () => {
     expect(
       entries.some((entry) => entry.text.startsWith('workers: a joined') || entry.text.startsWith(`jobs/x: a #${first.token} holds`)),
     ).toBe(false);
+  });
+
+  it('shows semaphores with their limit and shared holders, and logs the holds that come and go after its first read', async () => {
+    const a = await member('a', 'view-shared');
+    const b = await member('b', 'view-shared');
+    const found = await a.semaphore('pool', { limit: 2 }).acquire();
+    const { entries, until } = follow(a);
+    await until((state) => state.locks.length === 1, 'the first read');
+    const permit = await b.semaphore('pool', { limit: 2 }).acquire();
+    const reads = [await a.lock('schema').acquire({ shared: true }), await b.lock('schema').acquire({ shared: true })];
+    const state = await until((s) => s.locks.length === 2 && s.locks.every((lock) => lock.holders.length === 2), 'both holds of each');
+    expect(state.locks).toEqual([
+      {
+        name: 'schema',
+        kind: 'lock',
+        holders: reads.map((held, i) => ({ member: i === 0 ? 'a' : 'b', token: String(held.token), shared: true })),
+        waiting: 0,
+      },
+      {
+        name: 'pool',
+        kind: 'semaphore',
+        holders: [
+          { member: 'a', token: String(found.token), shared: true },
+          { member: 'b', token: String(permit.token), shared: true },
+        ],
+        waiting: 0,
+        limit: 2,
+      },
+    ]);
+    await permit.release();
+    await until((s) => s.locks.find((lock) => lock.kind === 'semaphore')?.holders.length === 1, 'the permit to go');
+    expect(entries.map((entry) => [entry.type, entry.text])).toEqual(
+      expect.arrayContaining([
+        ['acquire', `pool (semaphore): b #${permit.token} holds it shared`],
+        ['acquire', `schema: a #${reads[0]?.token ?? 0n} holds it shared`],
+        ['acquire', `schema: b #${reads[1]?.token ?? 0n} holds it shared`],
+        ['release', `pool (semaphore): released by b #${permit.token}`],
+      ]),
+    );
+    // What the first read found is not news.
+    expect(entries.some((entry) => entry.text.startsWith(`pool (semaphore): a #${found.token}`))).toBe(false);
+
+    const lines = statusLines(await readStatus(a));
+    expect(lines[1]?.trim()).toBe('0 groups, 0 members, 0 leaders, 1 lock held, 1 permit held, 0 waiting');
+    const rows = lines.map((line) => line.split(/\s{2,}/));
+    expect(rows).toContainEqual(['LOCK', 'HOLDER', 'MODE', 'TOKEN', 'WAITING']);
+    expect(rows).toContainEqual(['schema', 'b', 'shared', String(reads[1]?.token)]);
+    expect(rows).toContainEqual(['SEMAPHORE', 'HOLDER', 'TOKEN', 'HELD', 'WAITING']);
+    expect(rows).toContainEqual(['pool', 'a', String(found.token), '1/2', '0']);
   });
 
   it('shows groups from a driver that cannot list its locks, and says so', async () => {

@@ -1,7 +1,7 @@
 /**
  * concord dashboard in a real browser: the machine's Chromium (Debian's chromium package), driven by puppeteer-core,
  * on SQLite (changes polled) and on a Redis the test starts (changes pushed). A member joining from another process shows up, a lock hand-off shows the new
- * holder and token, a SIGKILLed member goes once its TTL runs out, and the page is saved as a screenshot. Without
+ * holder and token, a semaphore shows its permits held out of its limit, a SIGKILLed member goes once its TTL runs out, and the page is saved as a screenshot. Without
  * Chromium the browser tests skip with a message; under CI=true they fail instead. The server's own rules (read-only,
  * loopback host names, ending on SIGTERM) are checked without a browser.
  */
@@ -229,6 +229,28 @@ for (const backend of BACKENDS) {
         await lockShows('jobs/nightly', 'locker-b', taken.token);
         await logShows(`jobs/nightly: locker-a #${held.token} → locker-b #${taken.token}`);
         await taken.release();
+      });
+
+      it('shows a semaphore with its permits held out of its limit, and each holder as shared', async (context) => {
+        const [a, b] = [await member('permit-a'), await member('permit-b')];
+        if (!a.features.sharedLocks) {
+          context.skip(`the ${backend.name} driver has no semaphores yet`);
+          return;
+        }
+        const permits = [await a.semaphore('transcode', { limit: 3 }).acquire(), await b.semaphore('transcode', { limit: 3 }).acquire()];
+        const rows = `[...document.querySelectorAll('tr[data-lock="transcode"][data-kind="semaphore"]')]`;
+        const held = (text: string): Promise<unknown> =>
+          page.waitForFunction(`${rows}[0]?.querySelector('.held')?.textContent === ${JSON.stringify(text)}`, { timeout: 20_000 });
+        await held('2/3');
+        expect(await page.evaluate(`${rows}.map((row) => [...row.querySelectorAll('td')].map((cell) => cell.textContent))`)).toEqual([
+          ['transcode', 'semaphore', 'permit-a', 'shared', String(permits[0]?.token), '2/3', '0'],
+          ['transcode', 'semaphore', 'permit-b', 'shared', String(permits[1]?.token), '', ''],
+        ]);
+        await permits[0]?.release();
+        await held('1/3');
+        await logShows(`transcode (semaphore): released by permit-a #${permits[0]?.token ?? 0n}`);
+        await permits[1]?.release();
+        await page.waitForFunction(`${rows}.length === 0`, { timeout: 20_000 });
       });
 
       it('drops a SIGKILLed member once its session TTL runs out', async () => {

@@ -1,6 +1,7 @@
 /**
  * concord locks and concord status on SQLite (the default backend, in a temporary file) and on a Redis the test starts:
- * what they print is what coordinator.locks() and the groups say, as text and as JSON.
+ * what they print is what coordinator.locks() and the groups say, as text and as JSON; shared holds and semaphores
+ * where the driver has them.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, isConcordError, type Coordinator } from '../../src/index.js';
@@ -77,20 +78,24 @@ for (const backend of BACKENDS) {
         JSON.parse(JSON.stringify(await a?.locks(), (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))),
       );
       expect(JSON.parse(prefixed.stdout)).toEqual([
-        { name: 'jobs/nightly', kind: 'lock', holders: [{ member: 'node-a', token: String(jobToken) }], waiting: 1 },
+        { name: 'jobs/nightly', kind: 'lock', holders: [{ member: 'node-a', token: String(jobToken), shared: false }], waiting: 1 },
       ]);
       const rows = lines(text.stdout).map((line) => line.split(/\s{2,}/));
-      expect(rows[0]).toEqual(['NAME', 'KIND', 'HOLDER', 'TOKEN', 'WAITING']);
-      expect(rows).toContainEqual(['jobs/nightly', 'lock', 'node-a', String(jobToken), '1']);
-      expect(rows).toContainEqual(['workers', 'leader', 'node-a', String(term), '0']);
-      expect(lines(leaders.stdout).slice(1)).toEqual([expect.stringMatching(new RegExp(`^workers\\s+leader\\s+node-a\\s+${term}\\s+0$`))]);
+      expect(rows[0]).toEqual(['NAME', 'KIND', 'HOLDER', 'MODE', 'TOKEN', 'LIMIT', 'WAITING']);
+      expect(rows).toContainEqual(['jobs/nightly', 'lock', 'node-a', 'exclusive', String(jobToken), '-', '1']);
+      expect(rows).toContainEqual(['workers', 'leader', 'node-a', 'exclusive', String(term), '-', '0']);
+      expect(lines(leaders.stdout).slice(1)).toEqual([
+        expect.stringMatching(new RegExp(`^workers\\s+leader\\s+node-a\\s+exclusive\\s+${term}\\s+-\\s+0$`)),
+      ]);
       stop.abort();
     });
 
     it('locks rejects a bad --kind before connecting', async () => {
-      const result = await concord(['locks', '--kind', 'semaphore', '--url', 'redis://127.0.0.1:1']);
+      const result = await concord(['locks', '--kind', 'mutex', '--url', 'redis://127.0.0.1:1']);
       expect(result.code).toBe(2);
-      expect(lines(result.stderr)).toEqual(['concord: option --kind must be lock or leader, got "semaphore" (see concord locks --help)']);
+      expect(lines(result.stderr)).toEqual([
+        'concord: option --kind must be lock, semaphore or leader, got "mutex" (see concord locks --help)',
+      ]);
     });
 
     it('status shows the groups with member counts, leaders with terms, held locks and waiters', async () => {
@@ -102,11 +107,12 @@ for (const backend of BACKENDS) {
       expect(status).toMatchObject({
         url: open[0]?.url,
         groups: [{ name: 'workers', members: 2 }],
-        leaders: [{ name: 'workers', kind: 'leader', holders: [{ member: 'node-a', token: String(term) }], waiting: 0 }],
+        leaders: [{ name: 'workers', kind: 'leader', holders: [{ member: 'node-a', token: String(term), shared: false }], waiting: 0 }],
+        semaphores: [],
       });
       expect(status.locks).toEqual([
-        { name: 'cache', kind: 'lock', holders: [{ member: 'node-b', token: String(cacheToken) }], waiting: 0 },
-        { name: 'jobs/nightly', kind: 'lock', holders: [{ member: 'node-a', token: String(jobToken) }], waiting: 1 },
+        { name: 'cache', kind: 'lock', holders: [{ member: 'node-b', token: String(cacheToken), shared: false }], waiting: 0 },
+        { name: 'jobs/nightly', kind: 'lock', holders: [{ member: 'node-a', token: String(jobToken), shared: false }], waiting: 1 },
       ]);
       const shown = lines(text.stdout);
       expect(shown[0]).toBe(`backend  ${open[0]?.url ?? ''} (changes ${open[0]?.features.watch === 'push' ? 'pushed' : 'polled'})`);
@@ -115,6 +121,96 @@ for (const backend of BACKENDS) {
       expect(shown).toContainEqual(expect.stringMatching(new RegExp(`^workers\\s+node-a\\s+${term}\\s+0$`)));
       expect(shown).toContainEqual(expect.stringMatching(new RegExp(`^jobs/nightly\\s+node-a\\s+${jobToken}\\s+1$`)));
       stop.abort();
+    });
+
+    it('locks and status show shared holders and semaphores with their limits, where the driver has them', async (context) => {
+      namespace++;
+      ns = `inspect-${namespace}`;
+      const [a, b, c] = [await member('node-a'), await member('node-b'), await member('node-c')];
+      if (!a.features.sharedLocks) {
+        context.skip(`the ${backend.name} driver has no shared locks yet`);
+        return;
+      }
+      const reads = [await a.lock('schema').acquire({ shared: true }), await b.lock('schema').acquire({ shared: true })];
+      const permits = [await a.semaphore('pool', { limit: 3 }).acquire(), await b.semaphore('pool', { limit: 3 }).acquire()];
+      // A lock and a semaphore may share a name.
+      const same = await c.semaphore('schema', { limit: 1 }).acquire();
+      const stop = new AbortController();
+      const waiting = c
+        .lock('schema')
+        .acquire({ signal: stop.signal })
+        .catch(() => undefined);
+      await eventually(
+        () => a.locks({ kind: 'lock' }),
+        (locks) => locks[0]?.waiting === 1,
+        20_000,
+        'the exclusive waiter to queue',
+      );
+      const base = ['--url', url, '--namespace', ns];
+      const [json, text, semaphores, status, statusJson] = await Promise.all([
+        concord(['locks', '--json', ...base]),
+        concord(['locks', ...base]),
+        concord(['locks', '--kind', 'semaphore', ...base]),
+        concord(['status', ...base]),
+        concord(['status', '--json', ...base]),
+      ]);
+      const [r1, r2, p1, p2] = [...reads, ...permits].map((held) => String(held.token));
+      expect(JSON.parse(json.stdout)).toEqual([
+        {
+          name: 'schema',
+          kind: 'lock',
+          holders: [
+            { member: 'node-a', token: r1, shared: true },
+            { member: 'node-b', token: r2, shared: true },
+          ],
+          waiting: 1,
+        },
+        {
+          name: 'pool',
+          kind: 'semaphore',
+          holders: [
+            { member: 'node-a', token: p1, shared: true },
+            { member: 'node-b', token: p2, shared: true },
+          ],
+          limit: 3,
+          waiting: 0,
+        },
+        {
+          name: 'schema',
+          kind: 'semaphore',
+          holders: [{ member: 'node-c', token: String(same.token), shared: true }],
+          limit: 1,
+          waiting: 0,
+        },
+      ]);
+      expect(lines(text.stdout).map((line) => line.split(/\s{2,}/))).toEqual([
+        ['NAME', 'KIND', 'HOLDER', 'MODE', 'TOKEN', 'LIMIT', 'WAITING'],
+        ['schema', 'lock', 'node-a', 'shared', r1, '-', '1'],
+        ['schema', 'lock', 'node-b', 'shared', r2, '-'],
+        ['pool', 'semaphore', 'node-a', 'shared', p1, '3', '0'],
+        ['pool', 'semaphore', 'node-b', 'shared', p2, '3'],
+        ['schema', 'semaphore', 'node-c', 'shared', String(same.token), '1', '0'],
+      ]);
+      expect(lines(semaphores.stdout).map((line) => line.split(/\s{2,}/)[0])).toEqual(['NAME', 'pool', 'pool', 'schema']);
+      const shown = lines(status.stdout);
+      expect(shown[1]?.trim()).toBe('0 groups, 0 members, 0 leaders, 1 lock held, 3 permits held, 1 waiting');
+      const rows = shown.map((line) => line.split(/\s{2,}/));
+      expect(rows).toContainEqual(['LOCK', 'HOLDER', 'MODE', 'TOKEN', 'WAITING']);
+      expect(rows).toContainEqual(['schema', 'node-a', 'shared', r1, '1']);
+      expect(rows).toContainEqual(['schema', 'node-b', 'shared', r2]);
+      expect(rows).toContainEqual(['SEMAPHORE', 'HOLDER', 'TOKEN', 'HELD', 'WAITING']);
+      expect(rows).toContainEqual(['pool', 'node-a', p1, '2/3', '0']);
+      expect(rows).toContainEqual(['pool', 'node-b', p2]);
+      expect(rows).toContainEqual(['schema', 'node-c', String(same.token), '1/1', '0']);
+      expect(JSON.parse(statusJson.stdout)).toMatchObject({
+        locks: [{ name: 'schema', kind: 'lock', waiting: 1 }],
+        semaphores: [
+          { name: 'pool', kind: 'semaphore', limit: 3, waiting: 0 },
+          { name: 'schema', kind: 'semaphore', limit: 1, waiting: 0 },
+        ],
+      });
+      stop.abort();
+      await waiting;
     });
 
     it.runIf(backend.name === 'redis')('status never shows a password', async () => {

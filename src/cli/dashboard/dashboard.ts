@@ -1,4 +1,4 @@
-/** concord dashboard: a live, read-only web page of the backend's groups, leaders, locks and partition shares. */
+/** concord dashboard: a live, read-only web page of the backend's groups, leaders, locks, semaphores and partition shares. */
 import type { CommandSpec, Parsed } from '../args.js';
 import { BACKEND_OPTIONS, HELP_OPTION, open, type Context } from '../context.js';
 import { CliError, note, out } from '../output.js';
@@ -7,7 +7,7 @@ import { LiveView } from './view.js';
 
 export const spec: CommandSpec = {
   name: 'dashboard',
-  summary: 'Serve a live, read-only web page of the groups, members, leaders, locks and partition shares.',
+  summary: 'Serve a live, read-only web page of the groups, members, leaders, locks, semaphores and partition shares.',
   description: [
     'Members and leaders are pushed to the page as they change (server-sent events, from group and leader watches).',
     'There is no lock watch: locks are read again after every pushed change and every --refresh milliseconds.',

@@ -24,9 +24,9 @@ export const PAGE_HTML = `<!doctype html>
 <main>
   <section id="groups-section"><h2>Groups</h2><div id="groups"></div></section>
   <section>
-    <h2>Locks and leaders</h2>
+    <h2>Locks, semaphores and leaders</h2>
     <table id="locks">
-      <thead><tr><th>name</th><th>kind</th><th>holder</th><th>token</th><th>waiting</th></tr></thead>
+      <thead><tr><th>name</th><th>kind</th><th>holder</th><th>mode</th><th>token</th><th>held</th><th>waiting</th></tr></thead>
       <tbody></tbody>
     </table>
     <p id="locks-note" class="note"></p>
@@ -56,6 +56,7 @@ th { font-weight: 600; font-size: 12px; color: var(--dim); }
 code { font-size: 12px; overflow-wrap: anywhere; }
 .member { white-space: nowrap; }
 .group .leader { font-weight: 600; }
+.mode.shared { color: #28c; }
 .bar { display: flex; height: 14px; border-radius: 3px; overflow: hidden; margin: 8px 0 2px; }
 .bar span { display: block; min-width: 2px; }
 .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; }
@@ -117,14 +118,18 @@ function renderGroup(group) {
     group.members.length > 0 ? bar : '', table);
 }
 
+// One row per holder, oldest first; a semaphore's held column counts its permits against its limit.
 function renderLock(lock) {
   const holders = lock.holders.length > 0 ? lock.holders : [{ member: '-', token: '-' }];
+  const held = lock.kind === 'semaphore' ? lock.holders.length + '/' + lock.limit : String(lock.holders.length);
   return holders.map((holder, i) =>
     el('tr', { 'data-lock': lock.name, 'data-kind': lock.kind },
       el('td', {}, lock.name),
       el('td', {}, lock.kind),
       el('td', { class: 'holder' }, holder.member),
+      el('td', { class: holder.shared ? 'mode shared' : 'mode' }, holder.shared === undefined ? '-' : holder.shared ? 'shared' : 'exclusive'),
       el('td', { class: 'token' }, holder.token),
+      el('td', { class: 'held' }, i === 0 ? held : ''),
       el('td', { class: 'waiting' }, i === 0 ? String(lock.waiting) : '')));
 }
 

@@ -222,22 +222,37 @@ export class LiveView {
       waiting: lock.waiting,
       ...(lock.limit === undefined ? {} : { limit: lock.limit }),
     }));
-    // Leader changes come from watchLeader; the log reports the hand-offs of named locks seen between two reads.
-    const before = new Map(this.#locks.filter((lock) => lock.kind === 'lock').map((lock) => [lock.name, lock.holders[0]]));
+    // Leader changes come from watchLeader; the log reports who took and who let go of named locks and semaphore
+    // permits between two reads, one holder told from another by its token.
+    const before = new Map(this.#locks.filter((lock) => lock.kind !== 'leader').map((lock) => [`${lock.kind}:${lock.name}`, lock]));
     this.#locks = locks;
     // What the first read finds held is the starting point, not news.
     if (!this.#started) return;
     for (const lock of locks) {
-      if (lock.kind !== 'lock') continue;
-      const was = before.get(lock.name);
-      const now = lock.holders[0];
-      before.delete(lock.name);
-      if (was?.member === now?.member && was?.token === now?.token) continue;
-      if (!was) this.#add('acquire', `${lock.name}: ${holderText(now)} holds it`);
-      else if (!now) this.#add('release', `${lock.name}: released by ${holderText(was)}`);
-      else this.#add('handoff', `${lock.name}: ${holderText(was)} → ${holderText(now)}`);
+      if (lock.kind === 'leader') continue;
+      const key = `${lock.kind}:${lock.name}`;
+      this.#logHolders(lock, before.get(key)?.holders ?? []);
+      before.delete(key);
     }
-    for (const [name, was] of before) if (was) this.#add('release', `${name}: released by ${holderText(was)}`);
+    for (const was of before.values()) this.#logHolders({ ...was, holders: [] }, was.holders);
+  }
+
+  /** Log entries for the holders of `lock` that came or went since the last read (`was`). */
+  #logHolders(lock: LockView, was: LockView['holders']): void {
+    const tokens = (holders: LockView['holders']): Set<string> => new Set(holders.map((holder) => holder.token));
+    const [wasTokens, nowTokens] = [tokens(was), tokens(lock.holders)];
+    const gone = was.filter((holder) => !nowTokens.has(holder.token));
+    const came = lock.holders.filter((holder) => !wasTokens.has(holder.token));
+    const what = lock.kind === 'semaphore' ? `${lock.name} (semaphore)` : lock.name;
+    const [from] = gone;
+    const [to] = came;
+    // One exclusive holder replaced by another is a hand-off, as before shared holds existed.
+    if (from && to && gone.length === 1 && came.length === 1 && !from.shared && !to.shared) {
+      this.#add('handoff', `${what}: ${holderText(from)} → ${holderText(to)}`);
+      return;
+    }
+    for (const holder of gone) this.#add('release', `${what}: released by ${holderText(holder)}`);
+    for (const holder of came) this.#add('acquire', `${what}: ${holderText(holder)} holds it${holder.shared ? ' shared' : ''}`);
   }
 
   #track(name: string): void {
