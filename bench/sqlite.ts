@@ -11,16 +11,21 @@
  *   3. 4 processes contending on one lock for a fixed time: throughput and fairness (max/min per process);
  *   4. a join seen by a watcher in another process;
  *   5. the two engines (node:sqlite, better-sqlite3): 1, 2 and 4 and the floor again, each engine on a Node binary that
- *      loads it (this one, the machine's `node`, or a Node line under ~/.cache/concord/node-NN, as the tests find them).
+ *      loads it (this one, the machine's `node`, or a Node line under ~/.cache/concord/node-NN, as the tests find them);
+ *   6. shared locks and semaphores: an uncontended shared acquire + release (and a permit's) against the exclusive
+ *      lock's, interleaved; and 8 processes waiting shared behind one exclusive holder, from its release to the last
+ *      of the 8 holding, against the same hand-off to one process waiting exclusive.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import type { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { cpus, homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { chooseEngine, type EngineName } from '../drivers/sqlite/engine.js';
-import { connect } from '../src/index.js';
+import { kQueued } from '../src/coordinator.js';
+import { connect, type HeldLock } from '../src/index.js';
 import { ms, sleep, stats, watchLatency, type Stats } from './support.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -88,6 +93,39 @@ if (process.argv[2] === 'contend') {
   await new Promise(() => undefined);
 }
 
+// ---- child: COUNT coordinators wait for the lock `group` on each "acquire" line (shared when MODE is shared); say
+// {queued} once all are in line and {granted: [hrtime...]} once all hold; release on "release" and say {released}
+// (`wait URL MEMBER MODE COUNT`)
+if (process.argv[2] === 'wait') {
+  const [target = '', member = '', mode = 'shared', count = '1'] = process.argv.slice(3);
+  const coordinators = await Promise.all(
+    Array.from({ length: Number(count) }, (_v, i) => connect(target, { member: `${member}.${String(i)}` })),
+  );
+  const say = (message: Record<string, unknown>): void => {
+    process.stdout.write(`${JSON.stringify(message)}\n`);
+  };
+  let held: HeldLock[] = [];
+  for await (const command of createInterface({ input: process.stdin })) {
+    if (command === 'acquire') {
+      const queued = coordinators.map((c) => new Promise((resolve) => (c as unknown as EventEmitter).once(kQueued, resolve)));
+      const granted = coordinators.map(async (c) => {
+        const h = await c.lock('group').acquire(mode === 'shared' ? { shared: true } : {});
+        return { h, at: process.hrtime.bigint() };
+      });
+      await Promise.all(queued);
+      say({ queued: true });
+      const all = await Promise.all(granted);
+      held = all.map((x) => x.h);
+      say({ granted: all.map((x) => x.at.toString()) });
+    } else if (command === 'release') {
+      await Promise.all(held.map((h) => h.release()));
+      say({ released: true });
+    }
+  }
+  await Promise.all(coordinators.map((c) => c.close()));
+  process.exit(0);
+}
+
 async function timed(count: number, once: () => Promise<void> | void): Promise<Stats> {
   for (let i = 0; i < Math.min(50, count); i++) await once();
   const samples: number[] = [];
@@ -150,6 +188,75 @@ function handoffs(contenders: readonly Contender[]): Stats {
     if (prev && next && prev.member !== next.member) gaps.push(Number(next.start - prev.end) / 1e6);
   }
   return stats(gaps);
+}
+
+/** `count` rounds of each step, interleaved (a, b, a, b...), so a loaded machine's drift falls on both alike. */
+async function interleaved(count: number, steps: ReadonlyArray<() => Promise<void>>): Promise<Stats[]> {
+  for (let i = 0; i < Math.min(50, count); i++) for (const step of steps) await step();
+  const samples = steps.map((): number[] => []);
+  for (let i = 0; i < count; i++) {
+    for (const [k, step] of steps.entries()) {
+      const t = performance.now();
+      await step();
+      samples[k]?.push(performance.now() - t);
+    }
+  }
+  return samples.map((x) => stats(x));
+}
+
+/**
+ * `processes` processes of `each` coordinators wait for the lock (shared, or exclusive) behind this process's
+ * exclusive hold; per round, the time from just before the release to the first and to the last of them holding.
+ */
+async function groupHandoff(
+  target: string,
+  processes: number,
+  each: number,
+  mode: 'shared' | 'exclusive',
+  rounds: number,
+): Promise<{ first: Stats; last: Stats }> {
+  const c = await connect(target, { member: 'holder' });
+  const children = Array.from({ length: processes }, (_v, i) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', SELF, 'wait', target, `w${String(i)}`, mode, String(each)], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const lines = createInterface({ input: child.stdout });
+    const pending: Array<(message: Record<string, unknown>) => void> = [];
+    lines.on('line', (line) => {
+      if (line.startsWith('{')) pending.shift()?.(JSON.parse(line) as Record<string, unknown>);
+    });
+    const next = (): Promise<Record<string, unknown>> => new Promise((resolve) => pending.push(resolve));
+    return { child, next };
+  });
+  const first: number[] = [];
+  const last: number[] = [];
+  try {
+    for (let round = 0; round < rounds + 3; round++) {
+      const held = await c.lock('group').acquire();
+      const queued = children.map((w) => w.next());
+      for (const w of children) w.child.stdin.write('acquire\n');
+      await Promise.all(queued);
+      // Every waiter is in its wait (past its first look) before the release.
+      await sleep(20);
+      const granted = children.map((w) => w.next());
+      const released = process.hrtime.bigint();
+      await held.release();
+      const times = (await Promise.all(granted)).flatMap((m) => (m.granted as string[]).map((at) => Number(BigInt(at) - released) / 1e6));
+      // The first rounds warm up (connections, statements, the JIT).
+      if (round >= 3) {
+        first.push(Math.min(...times));
+        last.push(Math.max(...times));
+      }
+      const done = children.map((w) => w.next());
+      for (const w of children) w.child.stdin.write('release\n');
+      await Promise.all(done);
+    }
+  } finally {
+    for (const w of children) w.child.stdin.end();
+    await Promise.all(children.map((w) => new Promise((resolve) => w.child.once('exit', resolve))));
+    await c.close();
+  }
+  return { first: stats(first), last: stats(last) };
 }
 
 /** The least any SQLite lock can do on `engine`: two write transactions on a lock row (take, then give back). */
@@ -257,6 +364,24 @@ try {
   // 4. watch
   const watched = await watchLatency(url, 100);
 
+  // 6. shared locks and semaphores
+  const s = await connect(url, { member: 'bench' });
+  const [exclusiveTwin, sharedTwin, permitTwin] = await interleaved(1000, [
+    async () => {
+      await (await s.lock('x').acquire()).release();
+    },
+    async () => {
+      await (await s.lock('x').acquire({ shared: true })).release();
+    },
+    async () => {
+      await (await s.semaphore('p', { limit: 3 }).acquire()).release();
+    },
+  ]);
+  await s.close();
+  const oneExclusive = await groupHandoff(url, 1, 1, 'exclusive', 50);
+  const eightCoordinators = await groupHandoff(url, 1, 8, 'shared', 50);
+  const eightProcesses = await groupHandoff(url, 8, 1, 'shared', 50);
+
   // 5. engines, one after the other, each in a process on a Node that loads it
   const engines: EngineResult[] = [];
   const missing: string[] = [];
@@ -323,6 +448,38 @@ try {
         `| ${e.engine === 'node' ? 'node:sqlite' : 'better-sqlite3'} | ${e.node} | ${ms(e.uncontended.p50)} (${ms(e.uncontended.p99)}) | ${ms(e.floor.p50)} (${ms(e.floor.p99)}) | ${(e.uncontended.p50 / e.floor.p50).toFixed(2)}x | ${ms(e.handoff.p50)} (${ms(e.handoff.p99)}) | ${ms(e.watch.p50)} (${ms(e.watch.p99)}) |`,
     ),
     ...(missing.length > 0 ? ['', `Not measured: no Node here loads ${missing.join(' or ')}.`] : []),
+    '',
+    '### Shared locks and semaphores',
+    '',
+    'Uncontended acquire + release in one process, the three interleaved (1,000 rounds):',
+    '',
+    '| subject | p50 | p99 | mean | p50 / exclusive p50 |',
+    '|---|---|---|---|---|',
+    ...(
+      [
+        ['exclusive lock', exclusiveTwin],
+        ['shared hold of a lock', sharedTwin],
+        ['semaphore permit (limit 3)', permitTwin],
+      ] as const
+    ).map(
+      ([name, x]) =>
+        `| ${name} | ${ms(x?.p50 ?? NaN)} | ${ms(x?.p99 ?? NaN)} | ${ms(x?.mean ?? NaN)} | ${((x?.p50 ?? NaN) / (exclusiveTwin?.p50 ?? NaN)).toFixed(2)}x |`,
+    ),
+    '',
+    `Waiting behind this process's exclusive hold, from just before its release to the waiters holding (${String(oneExclusive.last.n)} rounds each; another process, or 8):`,
+    '',
+    '| waiting | first holds: p50 (p99) | last holds: p50 (p99) | last p50 / one exclusive hand-off p50 |',
+    '|---|---|---|---|',
+    ...(
+      [
+        ['1 coordinator, exclusive (one hand-off)', oneExclusive],
+        ['8 coordinators of one process, shared', eightCoordinators],
+        ['8 processes, 1 coordinator each, shared', eightProcesses],
+      ] as const
+    ).map(
+      ([name, x]) =>
+        `| ${name} | ${ms(x.first.p50)} (${ms(x.first.p99)}) | ${ms(x.last.p50)} (${ms(x.last.p99)}) | ${(x.last.p50 / oneExclusive.last.p50).toFixed(2)}x |`,
+    ),
   );
 } finally {
   rmSync(dir, { recursive: true, force: true });

@@ -487,9 +487,9 @@ export class SqliteDriver implements Driver {
       return this.#write(() => {
         this.#requireSession(sessionId);
         this.#st.ensureLock.run(this.#ns, kind, name, seedFence());
-        const { fence, line } = this.#line(kind, name, mode);
+        const { fence, line, rows } = this.#line(kind, name, mode);
         if (holdsAt([...line, mode]) <= line.length) return undefined;
-        return this.#grantShared(kind, name, sessionId, member, mode, fence, undefined);
+        return this.#promote(kind, name, fence, line, rows, { sessionId, member, mode });
       });
     });
   }
@@ -508,21 +508,36 @@ export class SqliteDriver implements Driver {
     return { fence: lock?.fence ?? 0, line, rows };
   }
 
-  /** Inside a write transaction: the next token goes to a shared request (a new row, or the waiting row `id`). */
-  #grantShared(
+  /**
+   * Inside a write transaction: every shared request waiting in the part of the line the rule lets hold is granted,
+   * in line order, and then `add`, a new request, if given; the counter moves past the tokens handed out. So the
+   * shared waiters at the head are granted together by whichever of them (or a newcomer) writes first, and the others
+   * find their token at their next look, without waiting for the write lock. Returns the token of `add`, else none.
+   */
+  #promote(
     kind: LockKind,
     name: string,
-    sessionId: string,
-    member: string,
-    mode: LockMode,
     fence: number,
-    id: number | undefined,
-  ): bigint {
-    const token = fence + 1;
-    if (id === undefined) this.#st.insertRequest.run(this.#ns, kind, name, sessionId, mode.slot, mode.limit, member, token);
-    else this.#st.grantRequest.run(token, id);
-    this.#st.advanceFence.run(token, this.#ns, kind, name);
-    return BigInt(token);
+    line: readonly LockMode[],
+    rows: readonly LineRow[],
+    add?: { readonly sessionId: string; readonly member: string; readonly mode: LockMode },
+  ): bigint | undefined {
+    const ahead = line.length - rows.length;
+    const holding = holdsAt(add ? [...line, add.mode] : line) - ahead;
+    let token = fence;
+    for (const row of rows.slice(0, holding)) {
+      // An exclusive waiter at the head takes the lock's row itself.
+      if (row.token !== null || row.shared !== 1) continue;
+      this.#st.grantRequest.run(++token, row.id);
+    }
+    let granted: bigint | undefined;
+    if (add) {
+      const { sessionId, member, mode } = add;
+      this.#st.insertRequest.run(this.#ns, kind, name, sessionId, mode.slot, mode.limit, member, ++token);
+      granted = BigInt(token);
+    }
+    if (token !== fence) this.#st.advanceFence.run(token, this.#ns, kind, name);
+    return granted;
   }
 
   async acquireLock(
@@ -573,9 +588,7 @@ export class SqliteDriver implements Driver {
         try {
           if (moved()) throw fileReplaced();
           const token = this.#run(() =>
-            shared
-              ? this.#attemptShared(kind, name, sessionId, member, waiter, shared)
-              : this.#attempt(kind, name, sessionId, member, waiter),
+            shared ? this.#attemptShared(kind, name, sessionId, waiter, shared) : this.#attempt(kind, name, sessionId, member, waiter),
           );
           if (token !== undefined) return token;
         } catch (error) {
@@ -603,10 +616,13 @@ export class SqliteDriver implements Driver {
     mode: LockMode,
     generation: number,
   ): { token: bigint } | { waiter: number; generation: number } {
-    const { fence, line } = this.#line(kind, name, mode);
+    const { fence, line, rows } = this.#line(kind, name, mode);
     const kept = this.#st.slotRequest.get(this.#ns, kind, name, sessionId, mode.slot);
     if (kept) return kept.token === null ? { waiter: kept.id, generation } : { token: BigInt(kept.token) };
-    if (holdsAt([...line, mode]) > line.length) return { token: this.#grantShared(kind, name, sessionId, member, mode, fence, undefined) };
+    if (holdsAt([...line, mode]) > line.length) {
+      const token = this.#promote(kind, name, fence, line, rows, { sessionId, member, mode });
+      if (token !== undefined) return { token };
+    }
     const id = this.#st.insertRequest.run(this.#ns, kind, name, sessionId, mode.slot, mode.limit, member, null).lastInsertRowid;
     return { waiter: Number(id), generation };
   }
@@ -630,23 +646,28 @@ export class SqliteDriver implements Driver {
   }
 
   /**
-   * One look at the line for a shared request: granted when the rule lets it hold. Looks in a read transaction
-   * first (never blocked), and takes the write lock only when it may hold.
+   * One look at the line for a shared request: its token if it was granted (by another waiter's promotion), else a
+   * grant when the rule lets it hold. Looks in a read transaction first (never blocked), and takes the write lock
+   * only when it may hold and nobody has granted it yet.
    */
-  #attemptShared(kind: LockKind, name: string, sessionId: string, member: string, waiter: number, mode: LockMode): bigint | undefined {
+  #attemptShared(kind: LockKind, name: string, sessionId: string, waiter: number, mode: LockMode): bigint | undefined {
     this.#reap();
-    const may = (): boolean => {
-      const { line, rows } = this.#line(kind, name, mode);
+    const look = (): { token: bigint | undefined; may: boolean; fence: number; line: LockMode[]; rows: LineRow[] } => {
+      const { fence, line, rows } = this.#line(kind, name, mode);
       const at = rows.findIndex((row) => row.id === waiter);
-      if (at < 0) throw new ConcordError('ERR_SESSION_LOST', 'the session ended while waiting for the lock');
-      return line.length - rows.length + at < holdsAt(line);
+      const mine = rows[at];
+      if (mine === undefined) throw new ConcordError('ERR_SESSION_LOST', 'the session ended while waiting for the lock');
+      const token = mine.token === null ? undefined : BigInt(mine.token);
+      return { token, may: line.length - rows.length + at < holdsAt(line), fence, line, rows };
     };
-    if (!this.#db.transaction('deferred', may)) return undefined;
+    const first = this.#db.transaction('deferred', look);
+    if (first.token !== undefined || !first.may) return first.token;
     return this.#write(() => {
       this.#requireSession(sessionId);
-      if (!may()) return undefined;
-      const fence = this.#st.lock.get(this.#ns, kind, name)?.fence ?? 0;
-      return this.#grantShared(kind, name, sessionId, member, mode, fence, waiter);
+      const now = look();
+      if (now.token !== undefined || !now.may) return now.token;
+      this.#promote(kind, name, now.fence, now.line, now.rows);
+      return look().token;
     });
   }
 
