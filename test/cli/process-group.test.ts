@@ -137,20 +137,28 @@ for (const backend of BACKENDS) {
        * Freezes concord (SIGSTOP) the moment it prints `text` on stderr: right after it holds the lock or leads, before
        * it has seen its command start, the window in which a loaded machine may stall it.
        */
-      function freezeOn(run: Running, text: string): Promise<void> {
+      async function freezeOn(run: Running, text: string): Promise<void> {
         const stream = run.child.stderr;
         if (stream === null) throw new Error('concord has no stderr pipe');
+        let onData: () => void = () => undefined;
         const frozen = new Promise<void>((resolve) => {
           // Registered after Running's own listener, so run.stderr already holds the chunk.
-          const onData = (): void => {
+          onData = () => {
             if (!run.stderr.includes(text)) return;
             run.child.kill('SIGSTOP');
-            stream.off('data', onData);
             resolve();
           };
           stream.on('data', onData);
         });
-        return deadline(frozen, 30_000, `concord to print "${text}" (${run.stderr})`);
+        const exited = run.exited.then(() => {
+          throw new Error(`concord exited before it printed "${text}": ${run.stderr}`);
+        });
+        exited.catch(() => undefined);
+        try {
+          await deadline(Promise.race([frozen, exited]), 30_000, `concord to print "${text}"`);
+        } finally {
+          stream.off('data', onData);
+        }
       }
 
       it('the command leads a process group of its own, which holds its grandchild and not concord', async () => {
