@@ -19,7 +19,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { connect, type Coordinator, type Leadership } from '../src/index.js';
+import { connect, type Coordinator, type HeldLock, type Leadership } from '../src/index.js';
 import { kQueued } from '../src/coordinator.js';
 import { concordLock, handoff, ms, stats, watchLatency, type Stats, type Subject } from './support.js';
 import { startZooKeeperEnsemble, type ZooKeeperEnsemble } from '../test/support/servers.js';
@@ -135,6 +135,29 @@ function concordElection(c: Coordinator, group: string): Subject {
       lead = undefined;
     },
     close: () => c.close(),
+  };
+}
+
+/** A shared hold of a lock, or with `limit` a semaphore permit; `alongside` holds one of the same kind throughout. */
+function concordShared(c: Coordinator, name: string, label: string, options: { limit?: number; alongside?: Coordinator } = {}): Subject {
+  const take = (of: Coordinator): Promise<HeldLock> =>
+    options.limit ? of.semaphore(name, { limit: options.limit }).acquire() : of.lock(name).acquire({ shared: true });
+  let held: HeldLock | undefined;
+  let other: Promise<HeldLock> | undefined;
+  return {
+    name: label,
+    acquire: async () => {
+      if (options.alongside) await (other ??= take(options.alongside));
+      held = await take(c);
+    },
+    release: async () => {
+      await held?.release();
+      held = undefined;
+    },
+    close: async () => {
+      await (await other)?.release();
+      await Promise.all([c.close(), options.alongside?.close()]);
+    },
   };
 }
 
@@ -279,6 +302,15 @@ try {
     await floorSubject(hosts, `/${ns}-floor`),
     concordLock(await connect(url, { namespace: ns, member: 'u' }), 'u1'),
     concordElection(await connect(url, { namespace: ns, member: 'e' }), 'e1'),
+    concordShared(await connect(url, { namespace: ns, member: 's' }), 's1', 'concord shared lock'),
+    concordShared(await connect(url, { namespace: ns, member: 'p' }), 'p1', 'concord semaphore permit (limit 5)', { limit: 5 }),
+    concordShared(await connect(url, { namespace: ns, member: 's2' }), 's2', 'concord shared lock, another shared holder ahead', {
+      alongside: await connect(url, { namespace: ns, member: 's2a' }),
+    }),
+    concordShared(await connect(url, { namespace: ns, member: 'p2' }), 'p2', 'concord permit, another permit holder ahead', {
+      limit: 5,
+      alongside: await connect(url, { namespace: ns, member: 'p2a' }),
+    }),
   ];
   progress('uncontended');
   const unc = await uncontended(single, 5, 100);
@@ -349,7 +381,7 @@ try {
     out(`| ${name} | ${s.n} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} | ${floor ? (s.p50 / floor.p50).toFixed(2) : '-'}x |`);
   out();
   out(
-    `concord's uncontended lock sends the create of its ephemeral-sequential contender and the listing of the line back to back (ZooKeeper answers one connection in order), reads the token from the create reply's zxid, and deletes the node to release: the floor's two writes plus a read that rides along. Curator's InterProcessMutex creates, then lists, then deletes; tooz's lock is kazoo's Lock recipe.`,
+    `concord's uncontended lock sends the create of its ephemeral-sequential contender and the listing of the line back to back (ZooKeeper answers one connection in order), reads the token from the create reply's zxid, and deletes the node to release: the floor's two writes plus a read that rides along. Curator's InterProcessMutex creates, then lists, then deletes; tooz's lock is kazoo's Lock recipe. A shared hold or a permit first in line costs what an exclusive lock does; one behind other holders (granted with them, it may see its grant after a later request did) takes its token from a write of its own node, one more round trip.`,
   );
   out();
   out(`### Hand-off: holder's release -> blocked waiter holds the lock`);

@@ -14,6 +14,7 @@ import type {
   LockHolder,
   LockKind,
   LockListing,
+  LockMode,
   Revision,
   Unsubscribe,
   WatchSink,
@@ -251,9 +252,9 @@ export class ZooKeeperDriver implements Driver {
 
   // ---- locks
 
-  async tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined> {
+  async tryLock(kind: LockKind, name: string, sessionId: string, member: string, mode?: LockMode): Promise<bigint | undefined> {
     await this.#afterSnapshots();
-    return this.#locks.tryLock(this.#session(sessionId), kind, name, member);
+    return this.#locks.tryLock(this.#session(sessionId), kind, name, member, mode);
   }
 
   async acquireLock(
@@ -263,26 +264,31 @@ export class ZooKeeperDriver implements Driver {
     member: string,
     signal: AbortSignal,
     queued: () => void,
+    mode?: LockMode,
   ): Promise<bigint> {
     await this.#afterSnapshots();
-    return this.#locks.acquireLock(this.#session(sessionId), kind, name, member, signal, queued);
+    return this.#locks.acquireLock(this.#session(sessionId), kind, name, member, signal, queued, mode);
   }
 
-  async unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
+  async unlock(kind: LockKind, name: string, sessionId: string, token: bigint, slot?: number): Promise<void> {
     await this.#afterSnapshots();
-    await this.#locks.unlock(this.#connections.get(sessionId), kind, name, sessionId, token);
+    await this.#locks.unlock(this.#connections.get(sessionId), kind, name, sessionId, token, slot);
   }
 
-  async cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void> {
-    await this.#locks.cancelLock(this.#connections.get(sessionId), kind, name);
+  async cancelLock(kind: LockKind, name: string, sessionId: string, slot?: number): Promise<void> {
+    await this.#locks.cancelLock(this.#connections.get(sessionId), kind, name, slot);
   }
 
   async lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined> {
     return this.#snapshot(this.#any().then((connection) => this.#locks.holder(connection, kind, name)));
   }
 
+  async lockHolders(kind: LockKind, name: string): Promise<LockHolder[]> {
+    return this.#snapshot(this.#any().then((connection) => this.#locks.holders(connection, kind, name)));
+  }
+
   async listLocks(kind: LockKind | undefined, prefix: string): Promise<LockListing[]> {
-    return this.#locks.list(await this.#any(), kind === undefined ? ['lock', 'leader'] : [kind], prefix);
+    return this.#locks.list(await this.#any(), kind === undefined ? ['lock', 'leader', 'semaphore'] : [kind], prefix);
   }
 
   watchLock(kind: LockKind, name: string, listener: () => void): Promise<Unsubscribe> {

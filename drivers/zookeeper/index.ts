@@ -15,9 +15,12 @@
  *   change log of persistent sequential nodes beside them: every join, update and leave is one multi that changes
  *   the member node and appends its entry, so watchers (watch.ts) replay every change in the order ZooKeeper applied
  *   it, which one-shot watches alone cannot give (they coalesce). Delete of a group with members is refused.
- * - Locks and leadership (locks.ts): Curator's recipe. Ephemeral sequential contenders, the lowest holds, each waiter
- *   watches only its predecessor (fair, no herd); token = the contender node's czxid. A held node deleted from
- *   outside is `lockLost` at once.
+ * - Locks, semaphores and leadership (locks.ts, line.ts): Curator's recipes. Ephemeral sequential contenders whose
+ *   names carry their mode (exclusive, shared, a permit and its limit), one FIFO line per name: the lowest holds
+ *   alone, or the shared ones at the head together (at most `limit` for a semaphore). A waiter watches one node only
+ *   (fair, no herd): an exclusive one its predecessor, a shared hold the last exclusive request ahead, a permit its
+ *   predecessor's grant or departure (the first permit waiting, the line). Token = the contender node's czxid. A held
+ *   node deleted from outside is `lockLost` at once.
  *
  * Crash detection: ZooKeeper deletes a dead session's ephemeral nodes when the session times out (the leader checks
  * expiry every tickTime), and watchers hear of it from the next listing: TTL + up to one tickTime.
@@ -35,6 +38,7 @@ export const features: Features = Object.freeze({
   fencing: true,
   watch: 'push',
   fairLocks: true,
+  sharedLocks: true,
 });
 
 /** The ZooKeeper driver, as `connect()` and the capability matrix know it. */

@@ -1,95 +1,155 @@
 /**
- * Locks and leadership: Curator's recipe. Each contender is an ephemeral sequential node named after its session;
- * the lowest holds; a waiter watches only its predecessor (no herd). The token is the holding node's czxid, read
- * from the create reply's header, so the uncontended path is one round trip (the create and the listing are sent
- * back to back and the server answers both in order) plus the delete on release.
+ * Locks, semaphores and leadership: Curator's recipes. Each request is an ephemeral sequential node named after its
+ * session and mode (line.ts); the line in sequence order decides who holds (holdsAt), and a waiter watches only the
+ * one node whose change may let it hold (no herd). The uncontended path is one round trip (the create and the listing
+ * are sent back to back and the server answers both in order) plus the delete on release.
+ *
+ * Tokens. An exclusive request's token is its node's czxid, read from the create reply's header: the requests ahead
+ * of it, all gone before it holds, were created earlier. Shared holds granted together see their grant in any order,
+ * so a shared request that did not hold from its creation on, first in line, takes its token when it sees its grant:
+ * it writes its node (and the lock's node, the mark that such a token was handed out), and its token is that write's
+ * zxid, greater than every token released before. Shared requests granted together write in line order (each waits
+ * for the write of the one just ahead that it saw waiting), so their tokens follow the line. An exclusive request
+ * whose grant listing shows a mark newer than its creation writes too. A node's mzxid is its token either way, which
+ * is what listings read; an uncontended request of any mode writes nothing.
  */
-import { Wakeup } from '../../src/kit/index.js';
+import { Wakeup, limitMismatch } from '../../src/kit/index.js';
 import { abortedError } from '../../src/errors.js';
 import { debug } from '../../src/debug.js';
-import type { DriverEvents, LockHolder, LockKind, LockListing } from '../../src/driver.js';
+import { EXCLUSIVE, type DriverEvents, type LockHolder, type LockKind, type LockListing, type LockMode } from '../../src/driver.js';
 import { isCode, ZkError, type Connection } from './connection.js';
 import { ensure } from './groups.js';
-import { Paths, decodeName, sequenceOf } from './paths.js';
-import { CODES, MODES, long } from './protocol.js';
+import { agreeing, holdersOf, lineOf, prefixOf, standingOf, type Request } from './line.js';
+import { Paths, decodeName } from './paths.js';
+import { CODES, MODES, long, type Stat } from './protocol.js';
+
+/** The op code of setData, sent in a multi: the grant write (see #grant). */
+const SET_DATA = 5;
 
 interface Contender {
   readonly connection: Connection;
   readonly kind: LockKind;
   readonly name: string;
+  readonly mode: LockMode;
+  readonly member: string;
   readonly path: string;
-  readonly token: bigint;
+  /** The node's czxid until a grant write gives it a later one. */
+  token: bigint;
 }
 
-const CONTENDER = /^[0-9a-f]{16}-\d+$/;
-
-/** Contender node names, lowest sequence first. */
-function contenders(children: readonly string[]): string[] {
-  return children.filter((c) => CONTENDER.test(c)).sort((a, b) => sequenceOf(a) - sequenceOf(b));
+/** A listing of the line and what it says about grant writes. */
+interface Listing {
+  readonly children: string[];
+  /** The zxid of the last grant write to this lock (the lock node's mzxid). */
+  readonly marked: bigint;
+  /**
+   * Nothing in the line changed between the create of the node and this listing (it was the first after it), and
+   * nothing was ahead of it: it held from its creation on, before any other request granted later could be.
+   */
+  readonly exact: boolean;
 }
 
-function keyOf(kind: LockKind, name: string, session: string): string {
-  return `${kind}\u0000${name}\u0000${session}`;
+/** One request of a session: kind, name and slot (slot 0 keeps the key it had before there were slots). */
+function keyOf(kind: LockKind, name: string, session: string, slot = 0): string {
+  const key = `${kind}\u0000${name}\u0000${session}`;
+  return slot === 0 ? key : `${key}\u0000${String(slot)}`;
 }
 
 function basename(path: string): string {
   return path.slice(path.lastIndexOf('/') + 1);
 }
 
+function holderOf(request: Request, member: string, token: bigint): LockHolder {
+  return request.shared ? { member, token, shared: true } : { member, token };
+}
+
 export class LockStore {
   readonly #paths: Paths;
   readonly #events: DriverEvents;
-  /** Held locks by kind, name and session. */
+  /** Held locks by kind, name, session and slot. */
   readonly #held = new Map<string, Contender>();
   /** Nodes a tryLock left in line: the acquireLock that follows keeps their place, or cancelLock removes them. */
   readonly #waiting = new Map<string, Contender>();
-  /** Locks whose create got no answer: a node may exist that we do not know the name of. */
-  readonly #uncertain = new Set<string>();
+  /** Requests whose create got no answer, with their session: a node may exist that we do not know the name of. */
+  readonly #uncertain = new Map<string, string>();
 
   constructor(paths: Paths, events: DriverEvents) {
     this.#paths = paths;
     this.#events = events;
   }
 
-  /** Creates this session's contender node and lists the contenders, in one round trip. */
+  /** Creates this session's request node and lists the line, in one round trip. */
   async #enter(
     connection: Connection,
     kind: LockKind,
     name: string,
     member: string,
-  ): Promise<{ contender: Contender; children: string[] }> {
+    mode: LockMode,
+  ): Promise<{ contender: Contender; listing: Listing }> {
     const parent = this.#paths.lock(kind, name);
+    const key = keyOf(kind, name, connection.id, mode.slot);
     for (;;) {
-      const creating = connection.create(`${parent}/${connection.id}-`, Buffer.from(member), MODES.EPHEMERAL_SEQUENTIAL);
+      const creating = connection.create(`${parent}/${prefixOf(connection.id, mode)}`, Buffer.from(member), MODES.EPHEMERAL_SEQUENTIAL);
       const listing = connection.getChildren(parent);
       listing.catch(() => undefined);
       let created: { path: string; czxid: bigint };
       try {
         created = await creating;
       } catch (error) {
-        if (!(error instanceof ZkError)) this.#uncertain.add(keyOf(kind, name, connection.id));
+        if (!(error instanceof ZkError)) this.#uncertain.set(key, connection.id);
         if (!isCode(error, CODES.NO_NODE)) throw error;
         await ensure(connection, parent);
         continue;
       }
-      const contender = { connection, kind, name, path: created.path, token: created.czxid };
+      const contender = { connection, kind, name, mode, member, path: created.path, token: created.czxid };
       try {
-        return { contender, children: (await listing).children };
+        const { children, stat } = await listing;
+        const exact = long(stat.pzxid) === created.czxid && lineOf(children)[0]?.node === basename(created.path);
+        return { contender, listing: { children, marked: long(stat.mzxid), exact } };
       } catch (error) {
-        this.#waiting.set(keyOf(kind, name, connection.id), contender);
+        this.#waiting.set(key, contender);
         throw error;
       }
     }
   }
 
-  async tryLock(connection: Connection, kind: LockKind, name: string, member: string): Promise<bigint | undefined> {
-    const { contender, children } = await this.#enter(connection, kind, name, member);
-    if (contenders(children)[0] === basename(contender.path)) {
-      this.#hold(contender);
-      return contender.token;
+  /**
+   * A request naming another limit than the first in line (the one its holders and waiters use) is refused, and its
+   * node deleted before the refusal: nothing is left changed.
+   */
+  async #refuseMismatch(contender: Contender, children: readonly string[]): Promise<void> {
+    const first = lineOf(children)[0];
+    if (first === undefined || first.limit === contender.mode.limit) return;
+    const { connection, kind, name, mode } = contender;
+    const key = keyOf(kind, name, connection.id, mode.slot);
+    this.#waiting.delete(key);
+    try {
+      await connection.delete(contender.path);
+    } catch (error) {
+      if (!isCode(error, CODES.NO_NODE)) {
+        this.#waiting.set(key, contender); // cancelLock deletes it
+        throw error;
+      }
     }
-    this.#waiting.set(keyOf(kind, name, connection.id), contender);
-    return undefined;
+    throw limitMismatch(name, mode.limit, first.limit);
+  }
+
+  async tryLock(
+    connection: Connection,
+    kind: LockKind,
+    name: string,
+    member: string,
+    mode: LockMode = EXCLUSIVE,
+  ): Promise<bigint | undefined> {
+    const { contender, listing } = await this.#enter(connection, kind, name, member, mode);
+    const key = keyOf(kind, name, connection.id, mode.slot);
+    this.#waiting.set(key, contender);
+    if (mode.limit > 0) await this.#refuseMismatch(contender, listing.children);
+    const standing = standingOf(agreeing(lineOf(listing.children), mode.limit), basename(contender.path));
+    if (standing.state !== 'holds') return undefined;
+    if (!(await this.#grant(contender, listing))) return undefined; // deleted meanwhile: acquireLock enters again
+    this.#waiting.delete(key);
+    return contender.token;
   }
 
   async acquireLock(
@@ -99,12 +159,13 @@ export class LockStore {
     member: string,
     signal: AbortSignal,
     queued: () => void,
+    mode: LockMode = EXCLUSIVE,
   ): Promise<bigint> {
     if (signal.aborted) {
-      await this.cancelLock(connection, kind, name).catch(() => undefined);
+      await this.cancelLock(connection, kind, name, mode.slot).catch(() => undefined);
       throw abortedError(signal);
     }
-    const key = keyOf(kind, name, connection.id);
+    const key = keyOf(kind, name, connection.id, mode.slot);
     const parent = this.#paths.lock(kind, name);
     const wakeup = new Wakeup();
     const wake = (): void => {
@@ -113,7 +174,7 @@ export class LockStore {
     // Out of line at once, not after the request in flight: the next waiter must not find us ahead of it.
     let leaving: Promise<void> | undefined;
     const onAbort = (): void => {
-      leaving = this.cancelLock(connection, kind, name).catch(() => undefined);
+      leaving = this.cancelLock(connection, kind, name, mode.slot).catch(() => undefined);
     };
     connection.on('connected', wake);
     connection.on('expired', wake);
@@ -121,39 +182,69 @@ export class LockStore {
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       let contender = this.#waiting.get(key);
-      let children: string[] | undefined;
-      if (!contender) ({ contender, children } = await this.#enter(connection, kind, name, member));
-      this.#waiting.set(key, contender);
+      let listing: Listing | undefined;
+      if (!contender) {
+        ({ contender, listing } = await this.#enter(connection, kind, name, member, mode));
+        this.#waiting.set(key, contender);
+        if (mode.limit > 0) await this.#refuseMismatch(contender, listing.children);
+      }
       queued();
+      // The first permit waiting watches the whole line: its listings carry the watch.
+      let watchLine = false;
+      // Shared requests seen waiting ahead of this one: granted with it, they take their tokens first.
+      const waitedBehind = new Set<string>();
       for (;;) {
         signal.throwIfAborted();
-        children ??= (await connection.getChildren(parent)).children;
-        const line = contenders(children);
-        children = undefined;
-        const position = line.indexOf(basename(contender.path));
-        if (position < 0) {
+        let armed = false;
+        if (listing === undefined) {
+          const { children, stat } = await connection.getChildren(parent, watchLine ? wake : undefined);
+          listing = { children, marked: long(stat.mzxid), exact: false };
+          armed = watchLine;
+        }
+        const standing = standingOf(agreeing(lineOf(listing.children), mode.limit), basename(contender.path));
+        if (standing.state === 'gone') {
           // Deleted by someone else while the session lives on: join the line again.
           debug('zookeeper: contender %s for %s "%s" vanished; entering again', contender.path, kind, name);
-          ({ contender, children } = await this.#enter(connection, kind, name, member));
+          ({ contender, listing } = await this.#enter(connection, kind, name, member, mode));
           this.#waiting.set(key, contender);
+          if (mode.limit > 0) await this.#refuseMismatch(contender, listing.children);
           continue;
         }
-        if (position === 0) {
+        const granting = listing;
+        listing = undefined;
+        if (standing.state === 'holds') {
+          const before = standing.predecessor;
+          if (mode.shared && before?.shared && waitedBehind.has(before.node)) {
+            // Tokens follow the line: the shared request just ahead, granted with this one, writes its grant first.
+            const stat = await connection.exists(`${parent}/${before.node}`, wake);
+            if (!stat) continue;
+            if (stat.version === 0) {
+              await wakeup.wait(Math.max(connection.timeoutMs / 3, 500), signal);
+              continue;
+            }
+          }
           signal.throwIfAborted();
+          if (!(await this.#grant(contender, granting))) continue; // deleted meanwhile: the next look enters again
           this.#waiting.delete(key);
-          this.#hold(contender);
           return contender.token;
         }
-        const predecessor = `${parent}/${line[position - 1] ?? ''}`;
-        if (!(await connection.exists(predecessor, wake))) continue;
-        // The watch says when the predecessor goes; the timed re-check only covers a notification lost in a reconnect.
+        for (const node of standing.waitingAhead) waitedBehind.add(node);
+        watchLine = standing.watch === undefined;
+        if (standing.watch === undefined) {
+          if (!armed) continue; // list again, with the watch
+        } else {
+          const stat = await connection.exists(`${parent}/${standing.watch}`, wake);
+          // Gone, or (a permit ahead) granted before the watch was set: look again now.
+          if (!stat || (standing.grant && stat.version > 0)) continue;
+        }
+        // The watch says when to look again; the timed re-check only covers a notification lost in a reconnect.
         await wakeup.wait(Math.max(connection.timeoutMs / 3, 500), signal);
       }
     } catch (error) {
       if (signal.aborted) {
         await leaving;
         // A node entered after the first clean-up listed the line.
-        if (this.#waiting.has(key) || this.#held.has(key)) await this.cancelLock(connection, kind, name).catch(() => undefined);
+        if (this.#waiting.has(key) || this.#held.has(key)) await this.cancelLock(connection, kind, name, mode.slot).catch(() => undefined);
         throw abortedError(signal);
       }
       throw error;
@@ -165,9 +256,34 @@ export class LockStore {
     }
   }
 
+  /**
+   * Holds the node, after its grant write when it needs one (see the top of this file): a shared request granted after
+   * its creation, or an exclusive one whose grant listing shows a grant write newer than its creation. The write also
+   * tells a permit watching this one for its grant (its version goes above 0). False when the node is gone.
+   */
+  async #grant(contender: Contender, listing: Listing): Promise<boolean> {
+    const { connection, kind, name, mode, path } = contender;
+    const write = mode.shared ? !listing.exact : listing.marked > contender.token;
+    if (write) {
+      try {
+        const [result] = await connection.multi([
+          { type: SET_DATA, path, data: Buffer.from(contender.member), version: -1 },
+          { type: SET_DATA, path: this.#paths.lock(kind, name), data: Buffer.alloc(0), version: -1 },
+        ]);
+        // The client's multi result carries the stat of a setData.
+        contender.token = long((result as { stat: Stat }).stat.mzxid);
+      } catch (error) {
+        if (isCode(error, CODES.NO_NODE)) return false;
+        throw error;
+      }
+    }
+    this.#hold(contender);
+    return true;
+  }
+
   /** Watches the held node: gone while we hold it (deleted from outside) means lockLost. */
   #hold(contender: Contender): void {
-    const key = keyOf(contender.kind, contender.name, contender.connection.id);
+    const key = keyOf(contender.kind, contender.name, contender.connection.id, contender.mode.slot);
     this.#held.set(key, contender);
     const check = (): void => {
       if (this.#held.get(key) !== contender || contender.connection.closed) return;
@@ -184,8 +300,8 @@ export class LockStore {
     check();
   }
 
-  async unlock(connection: Connection | undefined, kind: LockKind, name: string, session: string, token: bigint): Promise<void> {
-    const key = keyOf(kind, name, session);
+  async unlock(connection: Connection | undefined, kind: LockKind, name: string, session: string, token: bigint, slot = 0): Promise<void> {
+    const key = keyOf(kind, name, session, slot);
     const held = this.#held.get(key);
     if (held?.token !== token) return;
     this.#held.delete(key);
@@ -199,9 +315,9 @@ export class LockStore {
     }
   }
 
-  async cancelLock(connection: Connection | undefined, kind: LockKind, name: string): Promise<void> {
+  async cancelLock(connection: Connection | undefined, kind: LockKind, name: string, slot = 0): Promise<void> {
     if (!connection || connection.closed) return;
-    const key = keyOf(kind, name, connection.id);
+    const key = keyOf(kind, name, connection.id, slot);
     const known = this.#waiting.get(key) ?? this.#held.get(key);
     this.#waiting.delete(key);
     this.#held.delete(key);
@@ -223,10 +339,10 @@ export class LockStore {
       }
       throw error;
     }
-    const own = children.filter((c) => c.startsWith(`${connection.id}-`));
+    const own = lineOf(children).filter((r) => r.session === connection.id && r.slot === slot);
     await Promise.all(
-      own.map((c) =>
-        connection.delete(`${parent}/${c}`).catch((error: unknown) => {
+      own.map((r) =>
+        connection.delete(`${parent}/${r.node}`).catch((error: unknown) => {
           if (!isCode(error, CODES.NO_NODE)) throw error;
         }),
       ),
@@ -234,6 +350,7 @@ export class LockStore {
     this.#uncertain.delete(key);
   }
 
+  /** The first holder (the lowest node holds whenever the line is not empty). */
   async holder(connection: Connection, kind: LockKind, name: string): Promise<LockHolder | undefined> {
     const parent = this.#paths.lock(kind, name);
     for (;;) {
@@ -244,15 +361,47 @@ export class LockStore {
         if (isCode(error, CODES.NO_NODE)) return undefined;
         throw error;
       }
-      const first = contenders(children)[0];
+      const first = lineOf(children)[0];
       if (first === undefined) return undefined;
       try {
-        const { data, stat } = await connection.getData(`${parent}/${first}`);
-        return { member: data.toString(), token: long(stat.czxid) };
+        const { data, stat } = await connection.getData(`${parent}/${first.node}`);
+        return holderOf(first, data.toString(), long(stat.mzxid));
       } catch (error) {
         if (!isCode(error, CODES.NO_NODE)) throw error;
       }
     }
+  }
+
+  /** The line (of requests that count) and its holders, by token; undefined when nobody holds or waits. */
+  async #read(connection: Connection, kind: LockKind, name: string): Promise<{ line: Request[]; holders: LockHolder[] } | undefined> {
+    const parent = this.#paths.lock(kind, name);
+    for (;;) {
+      let line: Request[];
+      try {
+        line = agreeing(lineOf((await connection.getChildren(parent)).children));
+      } catch (error) {
+        if (isCode(error, CODES.NO_NODE)) return undefined;
+        throw error;
+      }
+      if (line.length === 0) return undefined;
+      const held = holdersOf(line);
+      try {
+        // Holders are a prefix of the line, which is in creation order: in token order already.
+        const holders = await Promise.all(
+          held.map(async (request) => {
+            const { data, stat } = await connection.getData(`${parent}/${request.node}`);
+            return holderOf(request, data.toString(), long(stat.mzxid));
+          }),
+        );
+        return { line, holders };
+      } catch (error) {
+        if (!isCode(error, CODES.NO_NODE)) throw error; // released meanwhile: look again
+      }
+    }
+  }
+
+  async holders(connection: Connection, kind: LockKind, name: string): Promise<LockHolder[]> {
+    return (await this.#read(connection, kind, name))?.holders ?? [];
   }
 
   /** Every lock of `kinds` whose name starts with `prefix` that is held or waited for. */
@@ -275,24 +424,11 @@ export class LockStore {
   }
 
   async #listing(connection: Connection, kind: LockKind, name: string): Promise<LockListing | undefined> {
-    const parent = this.#paths.lock(kind, name);
-    for (;;) {
-      let line: string[];
-      try {
-        line = contenders((await connection.getChildren(parent)).children);
-      } catch (error) {
-        if (isCode(error, CODES.NO_NODE)) return undefined;
-        throw error;
-      }
-      const first = line[0];
-      if (first === undefined) return undefined;
-      try {
-        const { data, stat } = await connection.getData(`${parent}/${first}`);
-        return { kind, name, holders: [{ member: data.toString(), token: long(stat.czxid) }], waiting: line.length - 1 };
-      } catch (error) {
-        if (!isCode(error, CODES.NO_NODE)) throw error; // released meanwhile: look again
-      }
-    }
+    const read = await this.#read(connection, kind, name);
+    if (!read) return undefined;
+    const { line, holders } = read;
+    const limit = line[0]?.limit ?? 0;
+    return { kind, name, holders, waiting: line.length - holders.length, ...(kind === 'semaphore' && limit > 0 ? { limit } : {}) };
   }
 
   /** Arms a watch on the lock's contenders (or on its creation); `fire` when they change. */
@@ -310,6 +446,6 @@ export class LockStore {
   forget(session: string): void {
     for (const [key, contender] of this.#held) if (contender.connection.id === session) this.#held.delete(key);
     for (const [key, contender] of this.#waiting) if (contender.connection.id === session) this.#waiting.delete(key);
-    for (const key of this.#uncertain) if (key.endsWith(`\u0000${session}`)) this.#uncertain.delete(key);
+    for (const [key, owner] of this.#uncertain) if (owner === session) this.#uncertain.delete(key);
   }
 }

@@ -6,7 +6,11 @@
  *            e.<seq>                       persistent sequential, one per join / update / leave: the change log
  *            t.<seq>                       persistent: log entries up to <seq> were trimmed
  *   <root>/locks/<name>/<session>-<seq>    ephemeral sequential contenders, data = member id; lowest holds
- *   <root>/leaders/<group>/<session>-<seq> the same, for leadership
+ *   <root>/locks/<name>/<session>-s<slot>-<seq>
+ *                                          a shared hold in the same line (line.ts has the grant rule)
+ *   <root>/semaphores/<name>/<session>-s<slot>.l<limit>-<seq>
+ *                                          a semaphore permit
+ *   <root>/leaders/<group>/<session>-<seq> the same as a lock's, for leadership
  *
  * Names are percent-encoded (as URI components, plus '.' and '*'), so any name, slashes included, is one node.
  */
@@ -21,6 +25,9 @@ export function decodeName(node: string): string {
 }
 
 export const MEMBER = 'm.';
+
+/** Each kind of lock in a key space of its own. */
+const KINDS: Readonly<Record<LockKind, string>> = { lock: 'locks', leader: 'leaders', semaphore: 'semaphores' };
 export const ENTRY = 'e.';
 export const TRIMMED = 't.';
 
@@ -52,7 +59,7 @@ export class Paths {
   }
 
   kind(kind: LockKind): string {
-    return `${this.root}/${kind === 'lock' ? 'locks' : 'leaders'}`;
+    return `${this.root}/${KINDS[kind]}`;
   }
 
   lock(kind: LockKind, name: string): string {
