@@ -166,13 +166,15 @@ export function describeShared(t: SharedContext): void {
       const work = async (c: Coordinator, label: string, k: number): Promise<void> => {
         for (let i = 0; i < 4; i++) {
           const shared = (i + k) % 3 !== 0;
+          const asked = ++tick;
           const held = await c.lock('mixed').acquire({ shared });
-          history.push({ client: label, kind: 'acquired', token: held.token, at: ++tick, shared });
+          history.push({ client: label, kind: 'acquired', token: held.token, at: ++tick, shared, asked });
           await new Promise((resolve) => setImmediate(resolve));
           history.push({ client: label, kind: 'released', token: held.token, at: ++tick, shared });
           await held.release();
+          const askedPermit = ++tick;
           const permit = await c.semaphore('pool', { limit: 2 }).acquire();
-          permits.push({ client: label, kind: 'acquired', token: permit.token, at: ++tick });
+          permits.push({ client: label, kind: 'acquired', token: permit.token, at: ++tick, asked: askedPermit });
           await new Promise((resolve) => setImmediate(resolve));
           permits.push({ client: label, kind: 'released', token: permit.token, at: ++tick });
           await permit.release();

@@ -227,6 +227,16 @@ describe('modes: shared holds and semaphore permits', () => {
     ]);
   });
 
+  it('judges a shared token against holds released before it was asked for, when `asked` is given', () => {
+    // r1 asked at 1 and was granted token 2, but saw it only at 5, after r2 (token 3) had come and gone.
+    const late = [sacq('r2', 3, 3), srel('r2', 3, 4), { ...sacq('r1', 2, 5), asked: 1 }, srel('r1', 2, 6)];
+    expect(checkHistory(late)).toEqual({ ok: true, violations: [] });
+    // NEGATIVE: asked after r2's release, a smaller token is a violation.
+    expect(checkHistory([sacq('r2', 3, 3), srel('r2', 3, 4), { ...sacq('r1', 2, 5), asked: 4.5 }]).violations).toEqual([
+      expect.stringMatching(/^token: /),
+    ]);
+  });
+
   it('accepts a semaphore at its limit, and NEGATIVE: catches a permit beyond it', () => {
     const within = [acq('a', 1, 1), acq('b', 2, 2), acq('c', 3, 3), rel('a', 1, 4), acq('d', 4, 5)];
     expect(checkHistory(within, { limit: 3 })).toEqual({ ok: true, violations: [] });

@@ -15,6 +15,11 @@ export interface LockEvent {
   at: number;
   /** A shared hold (or a semaphore permit): coexists with other shared holds, never with an exclusive one. */
   shared?: boolean;
+  /**
+   * On 'acquired': when the acquisition was asked for (default: `at`). A client may see its shared grant late, after a
+   * shared hold granted later has come and gone: only holds released before it asked must have smaller tokens.
+   */
+  asked?: number;
 }
 
 export interface CheckOptions {
@@ -32,8 +37,8 @@ export interface CheckResult {
  * - overlap: an exclusive 'acquired' while anyone holds, a shared one while an exclusive holder holds, or a permit
  *   beyond the limit;
  * - token: a token seen before; an exclusive token not greater than every earlier token; a shared token not greater
- *   than every token of an exclusive hold acquired earlier or of a hold released earlier (shared holds granted
- *   together may be recorded in any order, so no order is required among them);
+ *   than every token of an exclusive hold acquired earlier or of a hold released before it was asked for (shared
+ *   holds granted together may be recorded in any order, so no order is required among them);
  * - release: a 'released' when nobody holds, by a client other than the holder, or with another token.
  * A lock still held at the end is not a violation.
  */
@@ -50,8 +55,15 @@ export function checkHistory(events: readonly LockEvent[], options: CheckOptions
   const holders: LockEvent[] = [];
   const seen = new Set<bigint>();
   let maxToken: LockEvent | undefined;
-  /** The largest token a shared acquisition must exceed: of exclusive holds acquired and of holds released so far. */
+  /** The largest token of the exclusive holds acquired so far: a shared acquisition must exceed it. */
   let floor: LockEvent | undefined;
+  const releases: LockEvent[] = [];
+  /** The release of the largest token before `at`. */
+  const releasedBefore = (at: number): LockEvent | undefined => {
+    let largest: LockEvent | undefined;
+    for (const r of releases) if (r.at < at && (!largest || r.token > largest.token)) largest = r;
+    return largest;
+  };
   for (const e of ordered) {
     const shared = limit !== undefined || e.shared === true;
     const what = `${e.client} ${e.kind}${shared && limit === undefined ? ' shared' : ''} token ${e.token} at ${e.at}`;
@@ -64,7 +76,8 @@ export function checkHistory(events: readonly LockEvent[], options: CheckOptions
       if (limit !== undefined && holders.length >= limit) {
         violations.push(`limit: ${what} while ${String(holders.length)} hold permits of a semaphore of limit ${String(limit)}`);
       }
-      const bound = shared ? floor : maxToken;
+      const released = shared ? releasedBefore(e.asked ?? e.at) : undefined;
+      const bound = shared ? [floor, released].find((b) => b !== undefined && e.token <= b.token) : maxToken;
       if (seen.has(e.token)) {
         violations.push(`token: ${what} was handed out before`);
       } else if (bound && e.token <= bound.token) {
@@ -77,8 +90,8 @@ export function checkHistory(events: readonly LockEvent[], options: CheckOptions
     } else {
       const index = holders.findIndex((h) => h.client === e.client && h.token === e.token);
       if (index >= 0) {
-        const [released] = holders.splice(index, 1);
-        if (released && (!floor || released.token > floor.token)) floor = released;
+        holders.splice(index, 1);
+        releases.push(e);
       } else if (holders.length === 0) {
         violations.push(`release: ${what} while nobody holds the lock`);
       } else {
