@@ -3,22 +3,24 @@
  * queue, every watch on one stream, and the order of snapshot reads against later writes.
  */
 import { randomBytes } from 'node:crypto';
-import type { Etcd3, IOptions, IRequestOp, ITxnResponse } from 'etcd3';
+import type { Etcd3, IKeyValue, IOptions, IRequestOp, ITxnResponse } from 'etcd3';
 import { importClient } from '../../src/client.js';
 import { debug } from '../../src/debug.js';
 import { ConcordError, abortedError } from '../../src/errors.js';
-import type {
-  Driver,
-  DriverContext,
-  DriverEvents,
-  DriverGroupEvent,
-  GroupSnapshot,
-  LockHolder,
-  LockKind,
-  LockListing,
-  Revision,
-  Unsubscribe,
-  WatchSink,
+import {
+  holdsAt,
+  type Driver,
+  type DriverContext,
+  type DriverEvents,
+  type DriverGroupEvent,
+  type GroupSnapshot,
+  type LockHolder,
+  type LockKind,
+  type LockListing,
+  type LockMode,
+  type Revision,
+  type Unsubscribe,
+  type WatchSink,
 } from '../../src/driver.js';
 import {
   compareIds,
@@ -33,8 +35,9 @@ import type { Capabilities, Member } from '../../src/types.js';
 import { etcdConfig } from './config.js';
 import { HeldLocks } from './held.js';
 import { MIN_TTL_MS, features } from './index.js';
-import { Keys, prefixEnd } from './keys.js';
+import { Keys, modeOf, prefixEnd } from './keys.js';
 import { LockQueue } from './queue.js';
+import { SharedLine } from './shared.js';
 import { Deadlines, Rpc, hostFailover, type CallOptions, type Etcd3Module } from './rpc.js';
 import { absent, b, countOf, exists, emptyPrefix, get, kvsOf, lowest } from './txn.js';
 import { WatchHub } from './watch.js';
@@ -64,6 +67,7 @@ class EtcdDriver implements Driver {
   readonly #hub: WatchHub;
   readonly #held: HeldLocks;
   readonly #queue: LockQueue;
+  readonly #shared: SharedLine;
   readonly #events: DriverEvents;
   readonly #member: string;
   readonly #namespace: string;
@@ -85,6 +89,7 @@ class EtcdDriver implements Driver {
     this.#hub = new WatchHub(() => this.#client.watchClient.watch(), callTimeoutMs);
     this.#held = new HeldLocks(rpc, this.#hub, context.events);
     this.#queue = new LockQueue(rpc, this.#hub, this.#keys, this.#held, context.sessionTtlMs);
+    this.#shared = new SharedLine(rpc, this.#hub, this.#keys, this.#held, this.#queue);
   }
 
   // ---- the order of snapshot reads and later writes
@@ -419,36 +424,66 @@ class EtcdDriver implements Driver {
     });
   }
 
-  // ---- locks: the contender queue (queue.ts), held locks watched (held.ts)
+  // ---- locks: the contender queue (queue.ts), shared holds and permits in the same line (shared.ts), held locks
+  // watched (held.ts). Exclusive requests (no mode; slot 0 of a lock) take the queue's paths as they always did.
 
   // Not async: one promise layer, as when this was one function (the uncontended path is two round trips).
-  tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined> {
-    const attempt = (): Promise<bigint | undefined> => this.#queue.tryLock(kind, name, sessionId, member);
+  tryLock(kind: LockKind, name: string, sessionId: string, member: string, mode?: LockMode): Promise<bigint | undefined> {
+    const attempt =
+      mode?.shared === true
+        ? (): Promise<bigint | undefined> => this.#shared.tryLock(kind, name, sessionId, member, mode)
+        : (): Promise<bigint | undefined> => this.#queue.tryLock(kind, name, sessionId, member);
     return this.#snapshots.size > 0 ? this.#afterSnapshots().then(attempt) : attempt();
   }
 
-  acquireLock(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint> {
+  acquireLock(
+    kind: LockKind,
+    name: string,
+    sessionId: string,
+    member: string,
+    signal: AbortSignal,
+    queued: () => void,
+    mode?: LockMode,
+  ): Promise<bigint> {
     if (signal.aborted) return Promise.reject(abortedError(signal));
-    const acquire = (): Promise<bigint> => this.#queue.acquire(kind, name, sessionId, member, signal, queued);
+    const acquire =
+      mode?.shared === true
+        ? (): Promise<bigint> => this.#shared.acquire(kind, name, sessionId, member, signal, queued, mode)
+        : (): Promise<bigint> => this.#queue.acquire(kind, name, sessionId, member, signal, queued);
     return this.#snapshots.size > 0 ? this.#afterSnapshots().then(acquire) : acquire();
   }
 
-  unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
-    const release = (): Promise<void> => this.#queue.unlock(kind, name, sessionId, token);
+  unlock(kind: LockKind, name: string, sessionId: string, token: bigint, slot = 0): Promise<void> {
+    const release = isShared(kind, slot)
+      ? (): Promise<void> => this.#shared.unlock(kind, name, sessionId, token, slot)
+      : (): Promise<void> => this.#queue.unlock(kind, name, sessionId, token);
     return this.#snapshots.size > 0 ? this.#afterSnapshots().then(release) : release();
   }
 
-  cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void> {
-    const cancel = (): Promise<void> => this.#queue.cancel(kind, name, sessionId);
+  cancelLock(kind: LockKind, name: string, sessionId: string, slot = 0): Promise<void> {
+    const cancel = isShared(kind, slot)
+      ? (): Promise<void> => this.#shared.cancel(kind, name, sessionId, slot)
+      : (): Promise<void> => this.#queue.cancel(kind, name, sessionId);
     return this.#snapshots.size > 0 ? this.#afterSnapshots().then(cancel) : cancel();
   }
 
   async lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined> {
+    const prefix = this.#keys.locks(kind, name);
     const response = await this.#snapshot(
-      this.#rpc.txn('lock holder', 'always', { success: [lowest(this.#keys.locks(kind, name), 'Ascend', 1), this.#inOrder] }),
+      this.#rpc.txn('lock holder', 'always', { success: [lowest(prefix, 'Ascend', 1), this.#inOrder] }),
     );
+    // The first in line always holds, and has the smallest token of the holders.
     const first = kvsOf(response, 0)[0];
-    return first ? { member: first.value.toString(), token: BigInt(first.create_revision) } : undefined;
+    if (!first) return undefined;
+    const holder = { member: first.value.toString(), token: BigInt(first.create_revision) };
+    return modeOf(kind, prefix, first.key.toString()).shared ? { ...holder, shared: true } : holder;
+  }
+
+  async lockHolders(kind: LockKind, name: string): Promise<LockHolder[]> {
+    const prefix = this.#keys.locks(kind, name);
+    const line = { key: b(prefix), range_end: prefixEnd(prefix), sort_target: 'Create' as const, sort_order: 'Ascend' as const };
+    const response = await this.#snapshot(this.#rpc.txn('lock holders', 'always', { success: [{ request_range: line }, this.#inOrder] }));
+    return holdersOf(kind, prefix, kvsOf(response, 0)).holders;
   }
 
   async listLocks(kind: LockKind | undefined, prefix: string): Promise<LockListing[]> {
@@ -457,18 +492,21 @@ class EtcdDriver implements Driver {
     const response = await this.#rpc.call('list locks', 'always', (options) =>
       this.#client.kv.range({ key: b(start), range_end: prefixEnd(start), sort_target: 'Create', sort_order: 'Ascend' }, options),
     );
-    // Contenders in create order: the first of each lock holds it, the rest wait.
-    const byLock = new Map<string, { kind: LockKind; name: string; holders: LockHolder[]; waiting: number }>();
+    // Requests in create order, one line per lock: the grant rule tells its holders from its waiters.
+    const byLock = new Map<string, { kind: LockKind; name: string; requests: IKeyValue[] }>();
     for (const kv of response.kvs) {
       const [lockKind, name] = this.#keys.lockOf(kv.key.toString());
       if (!name.startsWith(prefix)) continue;
       const id = `${lockKind}/${name}`;
       const entry = byLock.get(id);
-      if (entry) entry.waiting++;
-      else
-        byLock.set(id, { kind: lockKind, name, holders: [{ member: kv.value.toString(), token: BigInt(kv.create_revision) }], waiting: 0 });
+      if (entry) entry.requests.push(kv);
+      else byLock.set(id, { kind: lockKind, name, requests: [kv] });
     }
-    return [...byLock.values()];
+    return [...byLock.values()].map(({ kind: lockKind, name, requests }) => {
+      const { holders, limit } = holdersOf(lockKind, this.#keys.locks(lockKind, name), requests);
+      const listing: LockListing = { kind: lockKind, name, holders, waiting: requests.length - holders.length };
+      return lockKind === 'semaphore' ? { ...listing, limit } : listing;
+    });
   }
 
   watchLock(kind: LockKind, name: string, listener: () => void): Promise<Unsubscribe> {
@@ -487,6 +525,21 @@ class EtcdDriver implements Driver {
       reset: listener,
     });
   }
+}
+
+/** Whether an unlock or a cancel is of a shared hold or a permit (slot 0 of a lock or leadership is exclusive). */
+function isShared(kind: LockKind, slot: number): boolean {
+  return slot !== 0 || kind === 'semaphore';
+}
+
+/** The holders among a lock's requests (its keys in create order), by the grant rule; and a semaphore's limit. */
+function holdersOf(kind: LockKind, prefix: string, requests: readonly IKeyValue[]): { holders: LockHolder[]; limit: number } {
+  const modes = requests.map((kv) => modeOf(kind, prefix, kv.key.toString()));
+  const holders = requests.slice(0, holdsAt(modes)).map((kv, i): LockHolder => {
+    const holder = { member: kv.value.toString(), token: BigInt(kv.create_revision) };
+    return modes[i]?.shared ? { ...holder, shared: true } : holder;
+  });
+  return { holders, limit: modes[0]?.limit ?? 0 };
 }
 
 export async function createDriver(context: DriverContext): Promise<Driver> {

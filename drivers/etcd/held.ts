@@ -6,7 +6,6 @@
 import type { ITxnResponse } from 'etcd3';
 import { debug } from '../../src/debug.js';
 import type { DriverEvents, LockKind, Unsubscribe } from '../../src/driver.js';
-import { leaseHex } from './keys.js';
 import type { Rpc } from './rpc.js';
 import { b, get, kvsOf } from './txn.js';
 import type { WatchHub } from './watch.js';
@@ -23,6 +22,8 @@ interface Held {
 
 /** The watch of one contender key of ours. */
 interface KeyWatch {
+  /** The session (lease id) whose key it is. */
+  readonly lease: string;
   unwatch: Unsubscribe | undefined;
   /** Ends the watch once the name has not been held for a while. */
   idle: NodeJS.Timeout | undefined;
@@ -52,6 +53,12 @@ export class HeldLocks {
     return this.#held.get(own)?.token;
   }
 
+  /** The key this session holds kind/name with `token` by, if it does. */
+  find(kind: LockKind, name: string, token: bigint): string | undefined {
+    for (const [key, held] of this.#held) if (held.token === token && held.name === name && held.kind === kind) return key;
+    return undefined;
+  }
+
   /**
    * This session now holds kind/name with `token`, as of the revision of `at` (a response that saw our key first).
    * Its key is watched for deletes from then on. Returns the token.
@@ -59,7 +66,7 @@ export class HeldLocks {
   hold(kind: LockKind, name: string, own: string, token: bigint, at: bigint | ITxnResponse, lease: string): bigint {
     const since = typeof at === 'bigint' ? at : BigInt(at.header.revision);
     this.#held.set(own, { kind, name, token, lease, since });
-    this.#watchKey(own, since);
+    this.#watchKey(own, since, lease);
     return token;
   }
 
@@ -78,8 +85,7 @@ export class HeldLocks {
   /** A session ended: nothing of it is held, and its keys' watches end now. */
   endSession(lease: string): void {
     for (const [key, held] of [...this.#held]) if (held.lease === lease) this.unhold(key);
-    const suffix = `/${leaseHex(BigInt(lease))}`;
-    for (const key of [...this.#keyWatches.keys()]) if (key.endsWith(suffix)) this.#unwatchKey(key);
+    for (const [key, watch] of [...this.#keyWatches]) if (watch.lease === lease) this.#unwatchKey(key);
   }
 
   /** The driver is closed: forgets everything (the watch hub has closed every watch). */
@@ -95,14 +101,14 @@ export class HeldLocks {
    * and cancelling a watch per hold cost a third of an uncontended acquire + release); our own release's delete then
    * arrives with nothing held, or older than the hold, and is ignored.
    */
-  #watchKey(own: string, since: bigint): void {
+  #watchKey(own: string, since: bigint, lease: string): void {
     const existing = this.#keyWatches.get(own);
     if (existing) {
       clearTimeout(existing.idle);
       existing.idle = undefined;
       return;
     }
-    const watch: KeyWatch = { unwatch: undefined, idle: undefined, ended: false };
+    const watch: KeyWatch = { lease, unwatch: undefined, idle: undefined, ended: false };
     this.#keyWatches.set(own, watch);
     this.#hub
       .watch({

@@ -24,6 +24,10 @@
  * - Locks and leadership follow etcd's concurrency package (queue.ts): one key per contender on the session's lease,
  *   the lowest create revision holds, each waiter watches only the key just ahead of it (fair, no herd); token = the
  *   key's create revision. Uncontended, acquire + release is two writes.
+ * - Shared holds and semaphore permits wait in the same line (shared.ts), as etcd's recipes do: a shared hold watches
+ *   the last exclusive request ahead of it (recipe/rwmutex.go), a permit counts the deletions ahead of it until fewer
+ *   than its limit remain; a semaphore's limit is part of its keys, so a request naming another one is refused in the
+ *   same transaction that would enter the line.
  * - Order: a snapshot read (members, holder) that was called before a write of the same coordinator is served before
  *   it (etcd serves concurrent requests in any order, so such writes wait for it).
  * - Several hosts (rpc.ts): a host that just failed is skipped for a second; reads and idempotent writes are retried on
@@ -47,6 +51,7 @@ export const features: Features = Object.freeze({
   fencing: true,
   watch: 'push',
   fairLocks: true,
+  sharedLocks: true,
 });
 
 /** The etcd driver, as `connect()` and the capability matrix know it. Its link faults come from a TCP proxy. */

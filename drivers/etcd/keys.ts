@@ -4,11 +4,18 @@
  *
  *   <ns>/groups/<group>                      group marker
  *   <ns>/members/<group>/<member>            membership, on the session lease, value = JSON capabilities
- *   <ns>/locks/<kind>/<name>/<lease hex>     one contender, on the session lease, value = member id
+ *   <ns>/locks/<kind>/<name>/<lease hex>     one contender, on the session lease, value = member id: an exclusive
+ *                                            lock or leadership (slot 0)
+ *   <ns>/locks/lock/<name>/shared/<lease hex>/<slot>
+ *                                            a shared hold of a lock, in the same line (no hex digit starts "shared",
+ *                                            so the exclusive requests are the range <name>/0 .. <name>/g)
+ *   <ns>/locks/semaphore/<name>/<limit>/<lease hex>/<slot>
+ *                                            a semaphore permit; its limit in the key, so "no request with another
+ *                                            limit" is a comparison of two key ranges
  *   <ns>/sessions/<lease hex>                one per session, on its lease, value = member id: watched, so a revoked
  *                                            or expired lease is heard of at once
  */
-import type { LockKind } from '../../src/driver.js';
+import type { LockKind, LockMode } from '../../src/driver.js';
 
 const enc = encodeURIComponent;
 
@@ -67,6 +74,47 @@ export class Keys {
   contender(kind: LockKind, name: string, lease: bigint): string {
     return `${this.locks(kind, name)}${leaseHex(lease)}`;
   }
+
+  /** A shared hold's or a permit's key (exclusive requests use `contender`). */
+  request(kind: LockKind, name: string, lease: bigint, mode: LockMode): string {
+    if (kind === 'semaphore') return `${this.permits(name, mode.limit)}${leaseHex(lease)}/${String(mode.slot)}`;
+    return `${this.locks(kind, name)}shared/${leaseHex(lease)}/${String(mode.slot)}`;
+  }
+
+  /** Where the permits of a semaphore with this limit live. */
+  permits(name: string, limit: number): string {
+    return `${this.locks('semaphore', name)}${String(limit)}/`;
+  }
+
+  /** The session (lease hex) a request key under `allLocks` belongs to. */
+  leaseOf(key: string): string {
+    const parts = key.slice(this.allLocks.length).split('/');
+    // kind / name / lease, or kind / name / (shared | limit) / lease / slot
+    return (parts.length === 3 ? parts[2] : parts[3]) ?? '';
+  }
+}
+
+/** A key range [start, end). */
+export interface KeyRange {
+  readonly start: string;
+  readonly end: Buffer;
+}
+
+/** Every key starting with `prefix`. */
+export function prefixRange(prefix: string): KeyRange {
+  return { start: prefix, end: prefixEnd(prefix) };
+}
+
+/** The exclusive requests of a lock under `prefix`: the keys that are a lease in hex (shared ones start with "shared/"). */
+export function exclusiveRange(prefix: string): KeyRange {
+  return { start: `${prefix}0`, end: Buffer.from(`${prefix}g`) };
+}
+
+/** How a request under a lock's `prefix` holds, from its key: see the layout above. */
+export function modeOf(kind: LockKind, prefix: string, key: string): { shared: boolean; limit: number } {
+  const rest = key.slice(prefix.length);
+  if (kind === 'semaphore') return { shared: true, limit: Number.parseInt(rest, 10) };
+  return { shared: rest.startsWith('shared/'), limit: 0 };
 }
 
 /** Fixed width, like etcd's own concurrency package, so every contender key of a lock has the same length. */

@@ -5,10 +5,14 @@
  * again fails with ERR_SESSION_LOST only when the lease is gone). Uncontended, acquire + release is two writes: a put
  * guarded by "nobody under this prefix", and a delete guarded by the create revision.
  *
+ * Shared holds and permits (shared.ts) wait in the same line, through line() and waitBehind(). Holders are always a
+ * prefix of the line, so tokens (create revisions) grow in the order etcd grants: shared requests granted together
+ * by one departure have their tokens in line order, whichever hears of it first.
+ *
  * A contender key that could not be deleted (etcd unreachable) is an orphan: deleted before its name is used again,
  * since reusing it would hand out its old token a second time, and retried after the next successful renewal.
  */
-import type { IKeyValue, IRequestOp } from 'etcd3';
+import type { IKeyValue, IRequestOp, ITxnResponse } from 'etcd3';
 import { sleep } from '../../src/clock.js';
 import { debug } from '../../src/debug.js';
 import type { LockKind } from '../../src/driver.js';
@@ -19,6 +23,37 @@ import { leaseHex, type Keys } from './keys.js';
 import type { Rpc } from './rpc.js';
 import { absent, b, createdAt, del, emptyPrefix, get, kvsOf, lowest, onLease } from './txn.js';
 import type { WatchHub } from './watch.js';
+
+/** One request waiting in a line: whose and which key. */
+export interface LineRequest {
+  readonly kind: LockKind;
+  readonly name: string;
+  readonly own: string;
+  readonly sessionId: string;
+}
+
+/** A request after entering the line: held at once (no `wait`), or how it waits. */
+export interface Entered {
+  /** Our key's create revision: the token. */
+  readonly mine: bigint;
+  /** The answer that put (or found) our key. */
+  readonly at: ITxnResponse;
+  /** Waits until held: the revision at which ours was seen holding, or undefined when our key went meanwhile. */
+  readonly wait?: (signal: AbortSignal) => Promise<bigint | undefined>;
+}
+
+/** What a waiter's check found: its key gone, a request it must wait for, or that it holds (as of `revision`). */
+export type Checked =
+  | { readonly state: 'gone' }
+  | { readonly state: 'waits'; readonly ahead: IKeyValue; readonly revision: bigint }
+  | { readonly state: 'holds'; readonly revision: bigint };
+
+/** The create revision of our key, read by the `index`th request of a transaction that put or found it. */
+export function createdOf(response: ITxnResponse, index: number): bigint {
+  const existing = kvsOf(response, index)[0];
+  if (!existing) throw new ConcordError('ERR_CONNECTION', 'etcd lock: the contender key vanished during the transaction');
+  return BigInt(existing.create_revision);
+}
 
 export class LockQueue {
   readonly #rpc: Rpc;
@@ -44,7 +79,7 @@ export class LockQueue {
   async tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined> {
     const prefix = this.#keys.locks(kind, name);
     const own = this.#keys.contender(kind, name, BigInt(sessionId));
-    if (this.#deleting.has(own) || this.#orphans.has(own)) await this.#adopt(own);
+    if (this.#deleting.has(own) || this.#orphans.has(own)) await this.adopt(own);
     // Put our key only when nobody contends: a refused attempt writes nothing. The failure branch also reads our own
     // key: one put by an earlier attempt whose answer was lost may be there, the lowest (then we hold the lock) or in line.
     const response = await this.#rpc.txn('try lock', 'always', {
@@ -54,27 +89,34 @@ export class LockQueue {
     });
     if (response.succeeded) return this.#held.hold(kind, name, own, BigInt(response.header.revision), response, sessionId);
     const first = kvsOf(response, 1)[0];
+    // Ours, first in line: put when nobody contended (a queued one is cancelled before a new attempt), it has held since.
     if (first?.key.toString() === own) return this.#held.hold(kind, name, own, BigInt(first.create_revision), response, sessionId);
     // A key of ours in line: a plain attempt leaves nothing behind.
     const mine = kvsOf(response, 0)[0];
     if (mine) {
-      const error = await this.#drop(own, BigInt(mine.create_revision));
+      const error = await this.drop(own, BigInt(mine.create_revision));
       if (error !== undefined) throw error;
     }
     return undefined;
   }
 
   /** Enters the line and waits until held; leaves it when `signal` aborts or the wait fails. */
-  async acquire(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint> {
+  acquire(kind: LockKind, name: string, sessionId: string, member: string, signal: AbortSignal, queued: () => void): Promise<bigint> {
     const prefix = this.#keys.locks(kind, name);
     const own = this.#keys.contender(kind, name, BigInt(sessionId));
-    if (this.#deleting.has(own) || this.#orphans.has(own)) await this.#adopt(own);
-    let announced = false;
-    for (;;) {
-      // One round trip: enter the line (a put unless our key is there already, from an attempt whose answer was lost),
-      // and read our key and the two newest keys: when ours is the newest, the second is the one just ahead of it.
-      // (The core makes a plain tryLock attempt first when nobody in this process contends, so this is the queued path.)
-      // With the lease gone the put fails: ERR_SESSION_LOST.
+    // Our key, and the one just ahead of it: none means held.
+    const check = async (mine: bigint): Promise<Checked> => {
+      const response = await this.#rpc.txn('lock check', 'always', { success: [get(own), lowest(prefix, 'Descend', 1, mine - 1n)] });
+      if (kvsOf(response, 0)[0]?.create_revision !== mine.toString()) return { state: 'gone' };
+      const ahead = kvsOf(response, 1)[0];
+      const revision = BigInt(response.header.revision);
+      return ahead === undefined ? { state: 'holds', revision } : { state: 'waits', ahead, revision };
+    };
+    // One round trip: enter the line (a put unless our key is there already, from an attempt whose answer was lost),
+    // and read our key and the two newest keys: when ours is the newest, the second is the one just ahead of it.
+    // (The core makes a plain tryLock attempt first when nobody in this process contends, so this is the queued path.)
+    // With the lease gone the put fails: ERR_SESSION_LOST.
+    const enter = async (): Promise<Entered> => {
       const put: IRequestOp = { request_put: { key: b(own), value: b(member), lease: sessionId } };
       const entry = await this.#rpc.txn('lock', 'always', {
         compare: [absent(own)],
@@ -82,19 +124,35 @@ export class LockQueue {
         failure: [get(own), lowest(prefix, 'Descend', 2)],
       });
       const at = entry.succeeded ? 1 : 0;
-      const revision = BigInt(entry.header.revision);
-      const existing = kvsOf(entry, at)[0];
-      if (!existing) throw new ConcordError('ERR_CONNECTION', 'etcd lock: the contender key vanished during the transaction');
-      const mine = BigInt(existing.create_revision);
+      const mine = createdOf(entry, at);
       const newest = kvsOf(entry, at + 1);
       // Known only when ours is the newest key; else (an older key of ours) the wait starts with a read.
       const known = newest[0]?.key.toString() === own;
       const ahead = known ? newest[1] : undefined;
-      if (known && ahead === undefined) return this.#held.hold(kind, name, own, mine, entry, sessionId);
+      if (known && ahead === undefined) return { mine, at: entry };
+      const revision = BigInt(entry.header.revision);
+      return { mine, at: entry, wait: (signal) => this.waitBehind(own, mine, revision, ahead, signal, () => check(mine)) };
+    };
+    return this.line({ kind, name, own, sessionId }, enter, signal, queued);
+  }
+
+  /**
+   * Takes a place in kind/name's line with `enter` and waits until held (`wait`); leaves the line when `signal` aborts
+   * or the wait fails, and queues again at the back when our key went while we waited (not with our lease: an
+   * operator deleted it).
+   */
+  async line(request: LineRequest, enter: () => Promise<Entered>, signal: AbortSignal, queued: () => void): Promise<bigint> {
+    const { kind, name, own, sessionId } = request;
+    if (this.#deleting.has(own) || this.#orphans.has(own)) await this.adopt(own);
+    let announced = false;
+    for (;;) {
+      const entered = await enter();
+      const { mine, wait } = entered;
+      if (wait === undefined) return this.#held.hold(kind, name, own, mine, entered.at, sessionId);
       // Given up on: leave the line at once, not after the round trip the wait may be in (the caller has already been
       // told, and what it does next must not find our key). A grant that races with this is dropped with it.
       let withdrawn: Promise<ConcordError | undefined> | undefined;
-      const withdraw = (): Promise<ConcordError | undefined> => (withdrawn ??= this.#drop(own, mine));
+      const withdraw = (): Promise<ConcordError | undefined> => (withdrawn ??= this.drop(own, mine));
       const onAbort = (): void => void withdraw();
       signal.addEventListener('abort', onAbort, { once: true });
       try {
@@ -103,7 +161,7 @@ export class LockQueue {
           announced = true;
           queued();
         }
-        const first = await this.#wait(prefix, own, mine, revision, ahead, signal);
+        const first = await wait(signal);
         if (first !== undefined) return this.#held.hold(kind, name, own, mine, first, sessionId);
       } catch (error) {
         await withdraw();
@@ -117,17 +175,18 @@ export class LockQueue {
   }
 
   /**
-   * Waits in line: watches only the key just ahead, re-reads when it goes, holds when none is ahead. Resolves with the
-   * revision at which ours was found first, or undefined when our key went meanwhile (the caller queues again; if the
-   * lease went with it, that fails with ERR_SESSION_LOST).
+   * Waits in line behind `ahead` (read at `revision`): watches only that key, checks again when it goes, holds when
+   * `check` says so. For an exclusive request what it waits for is the key just ahead; for a shared hold, the last
+   * exclusive request ahead. Resolves with the revision at which ours was found holding, or undefined when our key
+   * went meanwhile (the caller queues again; if the lease went with it, that fails with ERR_SESSION_LOST).
    */
-  async #wait(
-    prefix: string,
+  async waitBehind(
     own: string,
     mine: bigint,
     revision: bigint,
     ahead: IKeyValue | undefined,
     signal: AbortSignal,
+    check: () => Promise<Checked>,
   ): Promise<bigint | undefined> {
     const wakeup = new Wakeup();
     let ownGone = false;
@@ -160,13 +219,11 @@ export class LockQueue {
           ahead = undefined;
         }
         if (ahead === undefined) {
-          const check = await this.#rpc.txn('lock check', 'always', {
-            success: [get(own), lowest(prefix, 'Descend', 1, mine - 1n)],
-          });
-          if (kvsOf(check, 0)[0]?.create_revision !== mine.toString()) return undefined;
-          ahead = kvsOf(check, 1)[0];
-          revision = BigInt(check.header.revision);
-          if (ahead === undefined) return revision;
+          const checked = await check();
+          if (checked.state === 'gone') return undefined;
+          if (checked.state === 'holds') return checked.revision;
+          ahead = checked.ahead;
+          revision = checked.revision;
         }
         // Armed before the watch of the key ahead: what woke us earlier is carried by the flags checked above.
         wakeup.take();
@@ -222,19 +279,27 @@ export class LockQueue {
   }
 
   /** Releases the lock only if this session's key still has this create revision. */
-  async unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
-    const own = this.#keys.contender(kind, name, BigInt(sessionId));
+  unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
+    return this.release(this.#keys.contender(kind, name, BigInt(sessionId)), token);
+  }
+
+  /** Deletes our key `own` only if it still has this create revision (the token). */
+  async release(own: string, token: bigint): Promise<void> {
     // Our own delete is not a loss: stop watching first.
     if (this.#held.token(own) === token) this.#held.unhold(own);
     // Only the key with this create revision: a later key of ours (or anyone's) is never touched. The next local
-    // contender may start before this lands (the core hands over at once), so it waits for it in #adopt.
-    const error = await this.#drop(own, token);
+    // contender may start before this lands (the core hands over at once), so it waits for it in adopt().
+    const error = await this.drop(own, token);
     if (error !== undefined) throw error;
   }
 
   /** Ends whatever this session still has for kind/name: its place in line, or the lock granted meanwhile. */
-  async cancel(kind: LockKind, name: string, sessionId: string): Promise<void> {
-    const own = this.#keys.contender(kind, name, BigInt(sessionId));
+  cancel(kind: LockKind, name: string, sessionId: string): Promise<void> {
+    return this.cancelKey(this.#keys.contender(kind, name, BigInt(sessionId)), sessionId);
+  }
+
+  /** Ends one request key of this session, whatever its create revision (waiting, or granted meanwhile). */
+  async cancelKey(own: string, sessionId: string): Promise<void> {
     this.#held.unhold(own);
     const deleting = this.#deleting.get(own);
     if (deleting) await deleting;
@@ -256,14 +321,29 @@ export class LockQueue {
     for (const [key, revision] of [...this.#orphans]) {
       if (this.#deleting.has(key)) continue;
       this.#orphans.delete(key);
-      void this.#drop(key, revision);
+      void this.drop(key, revision);
     }
   }
 
   /** A session's lease is revoked, and its keys with it: its orphans need no more attempts. */
   forgetLease(lease: bigint): void {
-    const suffix = `/${leaseHex(lease)}`;
-    for (const key of [...this.#orphans.keys()]) if (key.endsWith(suffix)) this.#orphans.delete(key);
+    const hex = leaseHex(lease);
+    for (const key of [...this.#orphans.keys()]) if (this.#keys.leaseOf(key) === hex) this.#orphans.delete(key);
+  }
+
+  /** The fallback re-check period of a waiter. */
+  get recheckMs(): number {
+    return this.#recheckMs;
+  }
+
+  /** Whether a deletion of `key` is in flight or owed: adopt() it before using the key again. */
+  pending(key: string): boolean {
+    return this.#deleting.has(key) || this.#orphans.has(key);
+  }
+
+  /** Keys of ours whose deletion is in flight or owed, of those `match` accepts. */
+  pendingWhere(match: (key: string) => boolean): string[] {
+    return [...new Set([...this.#deleting.keys(), ...this.#orphans.keys()])].filter(match);
   }
 
   /** The driver is closed: no more attempts. */
@@ -275,7 +355,7 @@ export class LockQueue {
    * Deletes our contender key if it still has this create revision. On failure the key is kept as an orphan: deleted
    * before this key name is used again, and retried after the next successful renewal. Resolves with the error.
    */
-  #drop(key: string, revision: bigint): Promise<ConcordError | undefined> {
+  drop(key: string, revision: bigint): Promise<ConcordError | undefined> {
     const deleting = this.#rpc.txn('withdraw', 'always', { compare: [createdAt(key, revision)], success: [del(key)] }).then(
       () => {
         if (this.#orphans.get(key) === revision) this.#orphans.delete(key);
@@ -299,12 +379,12 @@ export class LockQueue {
    * About to contend with this key name. A deletion in flight must land first, and an earlier key of ours that could
    * not be deleted must go now: reusing it would hand out its old token a second time.
    */
-  async #adopt(key: string): Promise<void> {
+  async adopt(key: string): Promise<void> {
     const deleting = this.#deleting.get(key);
     if (deleting) await deleting;
     const orphan = this.#orphans.get(key);
     if (orphan === undefined) return;
-    const error = await this.#drop(key, orphan);
+    const error = await this.drop(key, orphan);
     if (error !== undefined) throw error;
   }
 }

@@ -3,7 +3,7 @@
  * and the readers of their answers.
  */
 import type { ICompare, IKeyValue, IRequestOp, ITxnResponse } from 'etcd3';
-import { prefixEnd } from './keys.js';
+import { prefixEnd, type KeyRange } from './keys.js';
 
 /** etcd 3.3+ compares a whole key range; the package's typings predate the field. */
 export type Compare = ICompare & { range_end?: Buffer };
@@ -43,19 +43,53 @@ export const emptyPrefix = (prefix: string): Compare => ({
   version: 0,
 });
 
+/** True when no key lies in the range. */
+export const emptyRange = (range: KeyRange): Compare => ({
+  key: b(range.start),
+  range_end: range.end,
+  target: 'Version',
+  result: 'Equal',
+  version: 0,
+});
+
+/** True when no key under `prefix` was created or changed after `revision`. */
+export const unchangedSince = (prefix: string, revision: bigint): Compare => ({
+  key: b(prefix),
+  range_end: prefixEnd(prefix),
+  target: 'Mod',
+  result: 'Less',
+  mod_revision: (revision + 1n).toString(),
+});
+
 /** Reads one key (or only whether it exists). */
 export const get = (key: string, countOnly = false): IRequestOp => ({ request_range: { key: b(key), count_only: countOnly } });
 
-/** Reads the first `limit` keys under `prefix` by create revision, optionally only those created up to `maxCreate`. */
-export const lowest = (prefix: string, order: 'Ascend' | 'Descend', limit: number, maxCreate?: bigint): IRequestOp => ({
+/**
+ * Reads the first `limit` keys under `prefix` (or in [prefix, end)) by create revision, optionally only those created up
+ * to `maxCreate`.
+ */
+export const lowest = (prefix: string, order: 'Ascend' | 'Descend', limit: number, maxCreate?: bigint, end?: Buffer): IRequestOp => ({
   request_range: {
     key: b(prefix),
-    range_end: prefixEnd(prefix),
+    range_end: end ?? prefixEnd(prefix),
     sort_target: 'Create',
     sort_order: order,
     limit,
     max_create_revision: maxCreate?.toString(),
   },
+});
+
+/**
+ * Reads the keys (names only) in a range, optionally only those created up to `maxCreate`. (etcd's count ignores that
+ * filter, so counting what is ahead of a key needs the keys.)
+ */
+export const keysIn = (range: KeyRange, maxCreate?: bigint, limit?: number): IRequestOp => ({
+  request_range: { key: b(range.start), range_end: range.end, keys_only: true, max_create_revision: maxCreate?.toString(), limit },
+});
+
+/** Counts the keys under `prefix`. */
+export const count = (prefix: string): IRequestOp => ({
+  request_range: { key: b(prefix), range_end: prefixEnd(prefix), count_only: true },
 });
 
 /** Deletes one key. */

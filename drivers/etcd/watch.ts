@@ -18,6 +18,8 @@ export interface WatchSpec {
   readonly startRevision?: bigint;
   /** Only deletions. */
   readonly deletesOnly?: boolean;
+  /** Events carry the key as it was before (a deleted key's create revision). */
+  readonly prevKv?: boolean;
   /** Resolve at once instead of when etcd confirms; needs startRevision, so nothing between is missed. */
   readonly eager?: boolean;
   /** Events of one revision batch, in revision order. */
@@ -148,6 +150,7 @@ export class WatchHub {
         range_end: spec.rangeEnd,
         start_revision: entry.next === undefined ? undefined : entry.next.toString(),
         filters: spec.deletesOnly ? ['Noput'] : undefined,
+        prev_kv: spec.prevKv,
         watch_id: entry.id,
       },
     });

@@ -15,8 +15,8 @@ import { describeConformance } from '../../conformance/suite.js';
 const availability = requireServer('etcd');
 
 describe.skipIf(!availability.ok)(`etcd${availability.ok ? '' : ` (skipped: ${availability.reason})`}`, () => {
-  describeConformance(
-    servedTarget({
+  describeConformance({
+    ...servedTarget({
       name: 'etcd',
       scheme: 'etcd',
       start: () => startEtcd(),
@@ -24,7 +24,8 @@ describe.skipIf(!availability.ok)(`etcd${availability.ok ? '' : ` (skipped: ${av
       shortTtlMs: 2000,
       detectionDelayMs: 1000,
     }),
-  );
+    descriptor: etcd,
+  });
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -97,7 +98,7 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
           await held.release();
           await a.group('g').leave();
         }
-        expect(a.features).toEqual({ scope: 'cluster', groups: true, election: true, fencing: true, watch: 'push', fairLocks: true });
+        expect(a.features).toEqual(etcd.features);
       } finally {
         await a.close();
         await b.close();
