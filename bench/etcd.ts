@@ -8,7 +8,11 @@
  *   1. uncontended acquire + release (latency, and the ratio to the floor);
  *   2. hand-off: from the holder's release call to a blocked waiter holding the lock;
  *   3. leader failover: a leader process is SIGKILLed -> a campaigner in this process leads (sessionTtlMs 2000 / TTL 2 s);
- *   4. a join seen by a watcher in another process (monotonic clock shared by the processes of one host).
+ *   4. a join seen by a watcher in another process (monotonic clock shared by the processes of one host);
+ *   5. shared locks: uncontended shared acquire + release (and a semaphore permit) against the exclusive lock's, and
+ *      8 coordinators waiting shared behind one exclusive holder: from its release to the last of the 8 holding,
+ *      against one exclusive hand-off.
+ * `npx tsx bench/etcd.ts shared` runs only 1 (concord's subjects) and 5, and writes bench/results/etcd-shared.md.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -18,7 +22,7 @@ import { cpus, loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Etcd3, EtcdLockFailedError, type Campaign, type Lock } from 'etcd3';
-import { connect, type Coordinator, type Leadership } from '../src/index.js';
+import { connect, type Coordinator, type HeldLock, type Leadership } from '../src/index.js';
 import { concordLock, handoff, ms, sleep, stats, watchLatency, type Stats, type Subject } from './support.js';
 import { kQueued } from '../src/coordinator.js';
 import { startEtcd, type ServerHandle } from '../test/support/servers.js';
@@ -68,6 +72,82 @@ function concordElection(c: Coordinator, group: string): Subject {
     },
     close: () => c.close(),
   };
+}
+
+function concordShared(c: Coordinator, name: string): Subject {
+  let held: HeldLock | undefined;
+  return {
+    name: 'concord shared lock',
+    acquire: async () => {
+      held = await c.lock(name).acquire({ shared: true });
+    },
+    release: async () => {
+      await held?.release();
+      held = undefined;
+    },
+    close: () => c.close(),
+  };
+}
+
+function concordPermit(c: Coordinator, name: string): Subject {
+  let held: HeldLock | undefined;
+  return {
+    name: 'concord semaphore permit (limit 3)',
+    acquire: async () => {
+      held = await c.semaphore(name, { limit: 3 }).acquire();
+    },
+    release: async () => {
+      await held?.release();
+      held = undefined;
+    },
+    close: () => c.close(),
+  };
+}
+
+/**
+ * `readers` coordinators wait (shared, or one exclusive) behind one exclusive holder, each surely waiting; from the
+ * holder's release call to the last of them holding, in ms.
+ */
+async function together(url: string, ns: string, readers: number, shared: boolean, count: number): Promise<number[]> {
+  const holder = await connect(url, { namespace: ns, member: 'writer' });
+  const waiters = await Promise.all(Array.from({ length: readers }, (_v, i) => connect(url, { namespace: ns, member: `r${String(i)}` })));
+  const samples: number[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const writer = await holder.lock('together').acquire();
+      const queued = waiters.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            (w as unknown as EventEmitter).once(kQueued, () => {
+              resolve();
+            });
+          }),
+      );
+      const heldAt: number[] = [];
+      const holds = waiters.map((w) =>
+        w
+          .lock('together')
+          .acquire(shared ? { shared } : undefined)
+          .then((held) => {
+            heldAt.push(performance.now());
+            return held;
+          }),
+      );
+      await Promise.all(queued);
+      // Queued means in line; a moment more and each waiter's watch of the holder's key is surely created, so what is
+      // measured is the grant, not the set-up of the watches (8 of them take longer than one).
+      await sleep(30);
+      const t0 = performance.now();
+      await writer.release();
+      const held = await Promise.all(holds);
+      samples.push(Math.max(...heldAt) - t0);
+      await Promise.all(held.map((h) => h.release()));
+    }
+  } finally {
+    await holder.close();
+    await Promise.all(waiters.map((w) => w.close()));
+  }
+  return samples;
 }
 
 /** The least any lease-based lock can do: put-if-absent on a lease granted beforehand, then delete. */
@@ -221,6 +301,7 @@ const progress = (stage: string): void => {
   process.stderr.write(`etcd: ${stage}\n`);
 };
 
+const sharedOnly = process.argv[2] === 'shared';
 const loadAtStart = loadavg()[0]?.toFixed(1) ?? '?';
 const server: ServerHandle = await startEtcd();
 const url = server.url;
@@ -238,102 +319,159 @@ try {
   const single: Subject[] = [
     await floorSubject(url, `${ns}-floor`),
     concordLock(await connect(url, { namespace: ns, member: 'u' }), 'u1'),
-    concordElection(await connect(url, { namespace: ns, member: 'e' }), 'e1'),
-    etcd3LockSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-etcd3-lock`, 10),
-    etcd3ElectionSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-etcd3-election`),
+    concordShared(await connect(url, { namespace: ns, member: 's' }), 's1'),
+    concordPermit(await connect(url, { namespace: ns, member: 'p' }), 'p1'),
+    ...(sharedOnly
+      ? []
+      : [
+          concordElection(await connect(url, { namespace: ns, member: 'e' }), 'e1'),
+          etcd3LockSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-etcd3-lock`, 10),
+          etcd3ElectionSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-etcd3-election`),
+        ]),
   ];
   progress('uncontended');
   const unc = await uncontended(single, 10, 100);
   for (const s of single) await s.close();
   const floorName = single[0]?.name ?? '';
   const floor = unc.get(floorName);
+  const exclusive = unc.get('concord lock');
 
-  // 2. hand-off
-  const ca = await connect(url, { namespace: ns, member: 'ha' });
-  const cb = await connect(url, { namespace: ns, member: 'hb' });
-  const queuedB = (): Promise<void> =>
-    new Promise<void>((resolve) => {
-      (cb as unknown as EventEmitter).once(kQueued, () => {
-        resolve();
+  // 5. shared holders acquired together, against one exclusive hand-off (measured alike, interleaved)
+  progress('shared together');
+  const eight: number[] = [];
+  const one: number[] = [];
+  for (let round = 0; round < 5; round++) {
+    one.push(...(await together(url, `${ns}-x${String(round)}`, 1, false, 20)));
+    eight.push(...(await together(url, `${ns}-s${String(round)}`, 8, true, 20)));
+  }
+  const togetherStats = stats(eight);
+  const handoffStats = stats(one);
+  const sharedSection = (): void => {
+    const sharedUnc = unc.get('concord shared lock');
+    const permitUnc = unc.get('concord semaphore permit (limit 3)');
+    out(`### Shared locks and semaphores`);
+    out();
+    out(
+      `Uncontended acquire + release, p50: shared lock ${ms(sharedUnc?.p50 ?? 0)} ms, ${exclusive && sharedUnc ? (sharedUnc.p50 / exclusive.p50).toFixed(2) : '-'}x the exclusive lock's ${ms(exclusive?.p50 ?? 0)} ms (target <= 1.2x); a semaphore permit ${ms(permitUnc?.p50 ?? 0)} ms, ${exclusive && permitUnc ? (permitUnc.p50 / exclusive.p50).toFixed(2) : '-'}x. Both are the exclusive lock's two writes: a put guarded by "no exclusive request in line" (a permit: "nobody in line"), then a delete.`,
+    );
+    out();
+    out(`| 8 coordinators waiting shared behind one exclusive holder: release -> the last of the 8 holds | n | p50 | p99 | mean |`);
+    out(`|---|---|---|---|---|`);
+    out(
+      `| 8 shared holders granted together | ${togetherStats.n} | ${ms(togetherStats.p50)} | ${ms(togetherStats.p99)} | ${ms(togetherStats.mean)} |`,
+    );
+    out(
+      `| one exclusive hand-off (the same run, interleaved) | ${handoffStats.n} | ${ms(handoffStats.p50)} | ${ms(handoffStats.p99)} | ${ms(handoffStats.mean)} |`,
+    );
+    out();
+    out(
+      `Each shared waiter watches only the last exclusive request ahead of it (etcd's rwmutex recipe): the release wakes all 8 at once, and each reads once (its own key and the last exclusive request ahead of it) before it holds. All 8 coordinators run in this one process, so their wake-ups and reads share one event loop. p50 ratio ${(togetherStats.p50 / handoffStats.p50).toFixed(2)}x one hand-off.`,
+    );
+    out();
+  };
+  if (sharedOnly) {
+    out(`## etcd: shared locks and semaphores`);
+    out();
+    out(
+      `One etcd member on 127.0.0.1 (started by the benchmark); Node ${process.version}; ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, load average ${loadAtStart} at the start. Times in ms.`,
+    );
+    out();
+    out(`| subject | p50 | p99 | mean | p50 / floor |`);
+    out(`|---|---|---|---|---|`);
+    for (const [name, s] of unc)
+      out(`| ${name} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} | ${floor ? (s.p50 / floor.p50).toFixed(2) : '-'}x |`);
+    out();
+    sharedSection();
+    out(`Run on ${new Date().toISOString().slice(0, 10)}, load average ${loadavg()[0]?.toFixed(1) ?? '?'} at the end.`);
+  } else {
+    // 2. hand-off
+    const ca = await connect(url, { namespace: ns, member: 'ha' });
+    const cb = await connect(url, { namespace: ns, member: 'hb' });
+    const queuedB = (): Promise<void> =>
+      new Promise<void>((resolve) => {
+        (cb as unknown as EventEmitter).once(kQueued, () => {
+          resolve();
+        });
       });
-    });
-  progress('hand-off');
-  const concordHandoff = await handoff(concordLock(ca, 'h'), concordLock(cb, 'h'), queuedB, 200);
-  const concordElectionHandoff = await handoff(concordElection(ca, 'he'), concordElection(cb, 'he'), queuedB, 100);
-  await ca.close();
-  await cb.close();
-  const la = etcd3LockSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-h`, 10);
-  const lb = etcd3LockSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-h`, 10);
-  const lockHandoff = await handoff(la, lb, () => sleep(30), 100);
-  await la.close();
-  await lb.close();
-  const ea = etcd3ElectionSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-he`);
-  const eb = etcd3ElectionSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-he`);
-  const electionHandoff = await handoff(ea, eb, () => sleep(30), 100);
-  await ea.close();
-  await eb.close();
+    progress('hand-off');
+    const concordHandoff = await handoff(concordLock(ca, 'h'), concordLock(cb, 'h'), queuedB, 200);
+    const concordElectionHandoff = await handoff(concordElection(ca, 'he'), concordElection(cb, 'he'), queuedB, 100);
+    await ca.close();
+    await cb.close();
+    const la = etcd3LockSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-h`, 10);
+    const lb = etcd3LockSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-h`, 10);
+    const lockHandoff = await handoff(la, lb, () => sleep(30), 100);
+    await la.close();
+    await lb.close();
+    const ea = etcd3ElectionSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-he`);
+    const eb = etcd3ElectionSubject(new Etcd3({ hosts: httpHost(url) }), `${ns}-he`);
+    const electionHandoff = await handoff(ea, eb, () => sleep(30), 100);
+    await ea.close();
+    await eb.close();
 
-  // 3. leader failover after SIGKILL
-  progress('failover');
-  const concordFailover = await failover(url, 'concord', 5);
-  const etcd3Failover = await failover(url, 'etcd3', 5);
+    // 3. leader failover after SIGKILL
+    progress('failover');
+    const concordFailover = await failover(url, 'concord', 5);
+    const etcd3Failover = await failover(url, 'etcd3', 5);
 
-  // 4. watch latency across processes
-  progress('watch latency');
-  const watch = await watchLatency(url, 200);
+    // 4. watch latency across processes
+    progress('watch latency');
+    const watch = await watchLatency(url, 200);
 
-  out(`## etcd`);
-  out();
-  out(
-    `etcd ${version}, one member on 127.0.0.1 (started by the benchmark); Node ${process.version}; ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, load average ${loadAtStart} at the start. One run, every subject against the same server. Times in ms.`,
-  );
-  out();
-  out(`### Uncontended acquire + release`);
-  out();
-  out(`| subject | p50 | p99 | mean | p50 / floor |`);
-  out(`|---|---|---|---|---|`);
-  for (const [name, s] of unc)
-    out(`| ${name} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} | ${floor ? (s.p50 / floor.p50).toFixed(2) : '-'}x |`);
-  out();
-  out(
-    `concord's uncontended lock is the floor's two writes plus a compare: a put guarded by "no key under this lock's prefix" (on the session's lease, granted at connect), then a delete guarded by the key's create revision; the rest is client-side work (the core's bookkeeping and the driver's). etcd3's Lock grants a lease for every attempt and revokes it to release; its Election grants a lease, writes, then reads who is ahead.`,
-  );
-  out();
-  out(`### Hand-off: holder's release -> blocked waiter holds the lock`);
-  out();
-  out(`| subject | n | p50 | p99 | mean |`);
-  out(`|---|---|---|---|---|`);
-  for (const [name, s] of [
-    ['concord lock (waiter watches its predecessor)', concordHandoff],
-    ['concord leadership (resign -> next campaigner leads)', concordElectionHandoff],
-    ['etcd3 Lock (retry every 10 ms)', lockHandoff],
-    ['etcd3 Election (resign -> next campaigner elected)', electionHandoff],
-  ] as const) {
-    out(`| ${name} | ${s.n} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} |`);
+    out(`## etcd`);
+    out();
+    out(
+      `etcd ${version}, one member on 127.0.0.1 (started by the benchmark); Node ${process.version}; ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, load average ${loadAtStart} at the start. One run, every subject against the same server. Times in ms.`,
+    );
+    out();
+    out(`### Uncontended acquire + release`);
+    out();
+    out(`| subject | p50 | p99 | mean | p50 / floor |`);
+    out(`|---|---|---|---|---|`);
+    for (const [name, s] of unc)
+      out(`| ${name} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} | ${floor ? (s.p50 / floor.p50).toFixed(2) : '-'}x |`);
+    out();
+    out(
+      `concord's uncontended lock is the floor's two writes plus a compare: a put guarded by "no key under this lock's prefix" (on the session's lease, granted at connect), then a delete guarded by the key's create revision; the rest is client-side work (the core's bookkeeping and the driver's). etcd3's Lock grants a lease for every attempt and revokes it to release; its Election grants a lease, writes, then reads who is ahead.`,
+    );
+    out();
+    out(`### Hand-off: holder's release -> blocked waiter holds the lock`);
+    out();
+    out(`| subject | n | p50 | p99 | mean |`);
+    out(`|---|---|---|---|---|`);
+    for (const [name, s] of [
+      ['concord lock (waiter watches its predecessor)', concordHandoff],
+      ['concord leadership (resign -> next campaigner leads)', concordElectionHandoff],
+      ['etcd3 Lock (retry every 10 ms)', lockHandoff],
+      ['etcd3 Election (resign -> next campaigner elected)', electionHandoff],
+    ] as const) {
+      out(`| ${name} | ${s.n} | ${ms(s.p50)} | ${ms(s.p99)} | ${ms(s.mean)} |`);
+    }
+    out();
+    out(`### Leader failover: the leader process is SIGKILLed -> a campaigner in another process leads`);
+    out();
+    out(
+      `TTL ${FAILOVER_TTL_MS} ms (etcd's minimum lease) on both sides; etcd deletes the dead lease's keys when it expires, and checks for expired leases every 500 ms. Target: TTL + 0.5 s.`,
+    );
+    out();
+    out(`| subject | runs | p50 | max | max - TTL |`);
+    out(`|---|---|---|---|---|`);
+    for (const [name, s] of [
+      ['concord campaign', concordFailover],
+      ['etcd3 Election', etcd3Failover],
+    ] as const) {
+      out(`| ${name} | ${s.n} | ${ms(s.p50)} | ${ms(s.max)} | ${ms(s.max - FAILOVER_TTL_MS)} |`);
+    }
+    out();
+    out(`### A join seen by a watcher in another process`);
+    out();
+    out(
+      `join() called -> the watcher process has the event (process.hrtime, CLOCK_MONOTONIC on both sides): n ${watch.n}, p50 ${ms(watch.p50)}, p99 ${ms(watch.p99)}, mean ${ms(watch.mean)}.`,
+    );
+    out();
+    sharedSection();
+    out(`Run on ${new Date().toISOString().slice(0, 10)}.`);
   }
-  out();
-  out(`### Leader failover: the leader process is SIGKILLed -> a campaigner in another process leads`);
-  out();
-  out(
-    `TTL ${FAILOVER_TTL_MS} ms (etcd's minimum lease) on both sides; etcd deletes the dead lease's keys when it expires, and checks for expired leases every 500 ms. Target: TTL + 0.5 s.`,
-  );
-  out();
-  out(`| subject | runs | p50 | max | max - TTL |`);
-  out(`|---|---|---|---|---|`);
-  for (const [name, s] of [
-    ['concord campaign', concordFailover],
-    ['etcd3 Election', etcd3Failover],
-  ] as const) {
-    out(`| ${name} | ${s.n} | ${ms(s.p50)} | ${ms(s.max)} | ${ms(s.max - FAILOVER_TTL_MS)} |`);
-  }
-  out();
-  out(`### A join seen by a watcher in another process`);
-  out();
-  out(
-    `join() called -> the watcher process has the event (process.hrtime, CLOCK_MONOTONIC on both sides): n ${watch.n}, p50 ${ms(watch.p50)}, p99 ${ms(watch.p99)}, mean ${ms(watch.mean)}.`,
-  );
-  out();
-  out(`Run on ${new Date().toISOString().slice(0, 10)}.`);
 } finally {
   await server.stop();
 }
@@ -342,5 +480,5 @@ const text = `${lines.join('\n')}\n`;
 process.stdout.write(text);
 const dir = fileURLToPath(new URL('./results/', import.meta.url));
 if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
-writeFileSync(`${dir}etcd.md`, text);
+writeFileSync(`${dir}${sharedOnly ? 'etcd-shared' : 'etcd'}.md`, text);
 process.exit(0);
