@@ -4,7 +4,8 @@
  *
  * Measured:
  *   1. uncontended acquire + release: the floor (one advisory-lock round trip each way on one connection), concord's
- *      lock, and Python tooz's driver for the same database (in its own process, against the same server);
+ *      lock, a shared hold of it and a semaphore permit, and Python tooz's driver for the same database (in its own
+ *      process, against the same server);
  *   2. hand-off: from the holder's release call to a blocked waiter holding the lock (concord, tooz);
  *   3. a join seen by a watcher in another process;
  *   4. fairness: 4 coordinators contending on one lock for a few seconds, acquisitions per client (max/min);
@@ -17,7 +18,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { kQueued } from '../src/coordinator.js';
-import { connect, type Coordinator } from '../src/index.js';
+import { connect, type Coordinator, type HeldLock } from '../src/index.js';
 import type { ServerHandle } from '../test/support/servers.js';
 import { concordLock, handoff, ms, sleep, stats, watchLatency, type Stats, type Subject } from './support.js';
 
@@ -46,6 +47,41 @@ export interface SqlTarget {
   readonly idleNote: string;
   /** Where the time of an uncontended acquire + release goes, for the text. */
   readonly explain: string;
+}
+
+const SHARED = 'concord shared lock';
+const PERMIT = 'concord semaphore permit (limit 3)';
+
+/** A shared hold of concord's lock `name`, as a subject. */
+function concordShared(c: Coordinator, name: string): Subject {
+  let held: HeldLock | undefined;
+  return {
+    name: SHARED,
+    acquire: async () => {
+      held = await c.lock(name).acquire({ shared: true });
+    },
+    release: async () => {
+      await held?.release();
+      held = undefined;
+    },
+    close: () => c.close(),
+  };
+}
+
+/** A permit of concord's semaphore `name` (limit 3), as a subject. */
+function concordPermit(c: Coordinator, name: string): Subject {
+  let held: HeldLock | undefined;
+  return {
+    name: PERMIT,
+    acquire: async () => {
+      held = await c.semaphore(name, { limit: 3 }).acquire();
+    },
+    release: async () => {
+      await held?.release();
+      held = undefined;
+    },
+    close: () => c.close(),
+  };
 }
 
 interface ToozResult {
@@ -176,7 +212,13 @@ export async function runSqlBench(target: SqlTarget): Promise<void> {
 
     progress('uncontended');
     const floor = await target.floor(url, `${ns}-floor`);
-    const single: Subject[] = [floor, await target.durable(url), concordLock(await connect(url, { namespace: ns, member: 'u' }), 'u1')];
+    const single: Subject[] = [
+      floor,
+      await target.durable(url),
+      concordLock(await connect(url, { namespace: ns, member: 'u' }), 'u1'),
+      concordShared(await connect(url, { namespace: ns, member: 's' }), 's1'),
+      concordPermit(await connect(url, { namespace: ns, member: 'p' }), 'p1'),
+    ];
     const unc = await uncontended(single, 6, 100);
     for (const s of single) await s.close();
     const floorStats = unc.get(floor.name);
@@ -231,6 +273,15 @@ export async function runSqlBench(target: SqlTarget): Promise<void> {
         `| Python tooz (its own process, same server) | ${ms(t.p50)} | ${ms(t.p99)} | ${ms(t.mean)} | ${fmtRatio(t)} | ${fmtDurable(t)} |`,
       );
     }
+    const exclusive = unc.get('concord lock');
+    const toExclusive = (label: string): string => {
+      const s = unc.get(label);
+      return s && exclusive ? `${ms(s.p50)} ms p50, ${(s.p50 / exclusive.p50).toFixed(2)}x the exclusive lock's` : '-';
+    };
+    out();
+    out(
+      `A shared hold: ${toExclusive(SHARED)}; a semaphore permit: ${toExclusive(PERMIT)}. Either is one statement more than the exclusive lock (its row is inserted and the lock's counter moved apart, where an exclusive grant sets both in the lock's row), and a release deletes that row.`,
+    );
     out();
     out(target.explain);
     out();

@@ -16,6 +16,7 @@ export const features: Features = Object.freeze({
   fencing: true,
   watch: 'poll',
   fairLocks: true,
+  sharedLocks: true,
 });
 
 /** The MySQL / MariaDB driver, as `connect()` and the capability matrix know it. */

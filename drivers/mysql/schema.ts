@@ -38,7 +38,15 @@ export const MYSQL_SCHEMA: readonly string[] = Object.freeze([
   `CREATE TABLE IF NOT EXISTS concord_notes (
   ns ${NAME} NOT NULL, topic VARBINARY(300) NOT NULL, version BIGINT NOT NULL, PRIMARY KEY (ns, topic)
 ) ${TABLE}`,
+  // Version 2 (shared locks and semaphores); on a version 1 database, the upgrade. MySQL 8 has no ADD COLUMN IF NOT
+  // EXISTS (MariaDB has), so the one ALTER runs only while its first column is missing, through a prepared statement.
+  `SET @concord_upgrade = (SELECT IF(COUNT(*) = 0, 'ALTER TABLE concord_waiters ADD COLUMN slot INT NOT NULL DEFAULT 0, ADD COLUMN shared TINYINT NOT NULL DEFAULT 0, ADD COLUMN lim INT NOT NULL DEFAULT 0, ADD COLUMN member ${NAME} NULL, ADD COLUMN token BIGINT NULL', 'SELECT 1')
+  FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'concord_waiters' AND column_name = 'slot')`,
+  'PREPARE concord_upgrade FROM @concord_upgrade',
+  'EXECUTE concord_upgrade',
+  'DEALLOCATE PREPARE concord_upgrade',
   `INSERT INTO concord_schema (version) SELECT ${String(SCHEMA_VERSION)} FROM DUAL WHERE NOT EXISTS (SELECT 1 FROM concord_schema)`,
+  `UPDATE concord_schema SET version = ${String(SCHEMA_VERSION)} WHERE version < ${String(SCHEMA_VERSION)}`,
 ]);
 
 /** The script `concord schema --url mysql://...` prints, for a user with CREATE rights to run by hand. */

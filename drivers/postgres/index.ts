@@ -15,6 +15,7 @@ export const features: Features = Object.freeze({
   fencing: true,
   watch: 'push',
   fairLocks: true,
+  sharedLocks: true,
 });
 
 /** The PostgreSQL driver, as `connect()` and the capability matrix know it. */

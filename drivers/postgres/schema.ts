@@ -32,7 +32,12 @@ export const POSTGRES_SCHEMA: readonly string[] = Object.freeze([
 )`,
   'CREATE INDEX IF NOT EXISTS concord_waiters_lock ON concord_waiters (ns, kind, name, id)',
   'CREATE INDEX IF NOT EXISTS concord_waiters_session ON concord_waiters (session)',
+  // Version 2 (shared locks and semaphores); on a version 1 database, the upgrade.
+  `ALTER TABLE concord_waiters ADD COLUMN IF NOT EXISTS slot integer NOT NULL DEFAULT 0,
+  ADD COLUMN IF NOT EXISTS shared smallint NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS lim integer NOT NULL DEFAULT 0,
+  ADD COLUMN IF NOT EXISTS member text, ADD COLUMN IF NOT EXISTS token bigint`,
   `INSERT INTO concord_schema (version) SELECT ${String(SCHEMA_VERSION)} WHERE NOT EXISTS (SELECT 1 FROM concord_schema)`,
+  `UPDATE concord_schema SET version = ${String(SCHEMA_VERSION)} WHERE version < ${String(SCHEMA_VERSION)}`,
 ]);
 
 /** The script `concord schema --url postgres://...` prints, for a user with CREATE rights to run by hand. */

@@ -14,9 +14,13 @@
  *   (A database sequence would not do: ids are taken at insert, transactions commit out of id order, and a reader that
  *   passed id 7 would never see an id 6 committed after.)
  * - Locks: one row per (namespace, kind, full name) holding the fencing counter, bumped in the acquiring transaction,
- *   so a token is never handed out twice while the database keeps its default durability. Waiters queue in a table
- *   ordered by id; the id is taken while the lock row is locked, so ids follow arrival; only the head may take a free
- *   lock. A lock held by an expired session is freed by the next attempt.
+ *   so a token is never handed out twice while the database keeps its default durability, and the exclusive holder.
+ *   Requests wait in concord_waiters, one row per (session, slot), ordered by id; the id is taken while the lock row
+ *   is locked, so ids follow arrival. That is the name's one line (src/driver.ts, holdsAt): an exclusive request
+ *   takes the free lock row when it is first in line; a shared request or a permit is granted in its row (its token
+ *   set) when every request before it is shared and fewer than its limit are, and keeps the row while it holds, so
+ *   the holders are always the first rows. Each request takes its own grant at its own look (woken by the release
+ *   or grant before it), in line order. A lock held by an expired session is freed by the next attempt.
  * - Lock order, to keep deadlocks rare: the session row first (FOR SHARE by writers, deleted by reapers), then lock
  *   rows, then group counter rows in name order. A deadlock or serialization failure that still happens is retried
  *   here, never shown to the caller.
@@ -24,16 +28,19 @@
 import { randomBytes } from 'node:crypto';
 import { debug } from '../../src/debug.js';
 import { ConcordError, abortedError } from '../../src/errors.js';
-import type {
-  Driver,
-  DriverContext,
-  GroupSnapshot,
-  LockHolder,
-  LockKind,
-  LockListing,
-  Revision,
-  Unsubscribe,
-  WatchSink,
+import {
+  EXCLUSIVE,
+  holdsAt,
+  type Driver,
+  type DriverContext,
+  type GroupSnapshot,
+  type LockHolder,
+  type LockKind,
+  type LockListing,
+  type LockMode,
+  type Revision,
+  type Unsubscribe,
+  type WatchSink,
 } from '../../src/driver.js';
 import {
   Wakeup,
@@ -41,6 +48,7 @@ import {
   groupExists,
   groupNotEmpty,
   groupNotFound,
+  limitMismatch,
   memberExists,
   memberNotJoined,
   parseCapabilities,
@@ -103,6 +111,26 @@ function nullableStr(value: unknown): string | null {
 
 type Attempt = { readonly token: bigint } | { readonly waitMs: number | undefined };
 
+/** Whether a request in `slot` is an exclusive one, held in the lock row (slot 0 of a lock or a leadership). */
+function isExclusive(kind: LockKind, slot: number): boolean {
+  return kind !== 'semaphore' && slot === 0;
+}
+
+function releaseKey(kind: LockKind, name: string, token: bigint): string {
+  return `${kind}\u0000${name}\u0000${token.toString()}`;
+}
+
+/** A holder from a row of the lock row / granted request union (none while the lock row is free). */
+function holderOf(row: Record<string, unknown>): LockHolder[] {
+  if (row.member === null || row.token === null || row.member === undefined || row.token === undefined) return [];
+  const holder = { member: str(row.member), token: big(row.token) };
+  return Number(row.shared) === 1 ? [{ ...holder, shared: true }] : [holder];
+}
+
+function byToken(a: LockHolder, b: LockHolder): number {
+  return a.token < b.token ? -1 : a.token > b.token ? 1 : 0;
+}
+
 export class SqlDriver implements Driver {
   readonly features: Features;
   readonly pollIntervalMs: number;
@@ -118,6 +146,8 @@ export class SqlDriver implements Driver {
   readonly #readers = new Map<string, GroupReader>();
   readonly #lockListeners = new Map<string, Set<() => void>>();
   readonly #interest = new Map<string, { count: number; end: () => void }>();
+  /** Shared holds released here whose row may not be deleted yet (releaseKey): a new request of their slot is not them. */
+  readonly #releasing = new Set<string>();
   /** A reap at the next expiry this driver has in view (a watched member, a holder a waiter waits for). */
   #reapTimer: NodeJS.Timeout | undefined;
   #reapAt = Infinity;
@@ -687,10 +717,20 @@ export class SqlDriver implements Driver {
   // ---- locks
 
   /**
-   * One look at a lock, inside a write transaction: frees it from an expired holder, drops dead waiters, and takes it
-   * when it is free and nobody (live) is ahead in the queue. `queue`: join the queue when not granted.
+   * One look at a name's line, inside a write transaction: frees it from an expired exclusive holder, drops dead
+   * requests, and grants this request when the rule of holdsAt lets it hold. An exclusive grant takes the lock row
+   * (session, member, token) as ever; a shared grant writes the token into the request's row, which stays in line
+   * while it holds. `queue`: join the line when not granted. A refused limit rolls the whole look back.
    */
-  async #attempt(query: Query, kind: LockKind, name: string, sessionId: string, member: string, queue: boolean): Promise<Attempt> {
+  async #attempt(
+    query: Query,
+    kind: LockKind,
+    name: string,
+    sessionId: string,
+    member: string,
+    queue: boolean,
+    mode: LockMode,
+  ): Promise<Attempt> {
     await this.#requireSession(query, sessionId);
     const key = [this.#ns, kind, name];
     const lockRow = 'SELECT fence, session FROM concord_locks WHERE ns = ? AND kind = ? AND name = ? FOR UPDATE';
@@ -715,23 +755,46 @@ export class SqlDriver implements Driver {
         changed = true;
       }
     }
-    // Held by this very session (another local hold, or a grant the core gave up on and will cancel): wait for it.
+    // Held exclusively by this very session (another local hold, or a grant the core gave up on and will cancel): wait.
     const held = waitMs !== undefined || holder === sessionId;
-    const waiters = await query(
-      `SELECT w.id AS id, w.session AS session, CASE WHEN s.expires_at > ${this.#q.nowMs} THEN 1 ELSE 0 END AS live
+    const requests = await query(
+      `SELECT w.id AS id, w.session AS session, w.slot AS slot, w.shared AS shared, w.lim AS lim, w.token AS token,
+              s.expires_at - ${this.#q.nowMs} AS left_ms
          FROM concord_waiters w LEFT JOIN concord_sessions s ON s.id = w.session
         WHERE w.ns = ? AND w.kind = ? AND w.name = ? ORDER BY w.id`,
       key,
     );
-    const dead = waiters.rows.filter((w) => Number(w.live) !== 1).map((w) => big(w.id));
+    // A request without a session row has left_ms NULL: dead too.
+    const dead = requests.rows.filter((w) => !(Number(w.left_ms) > 0)).map((w) => big(w.id));
     if (dead.length > 0) {
       await query(`DELETE FROM concord_waiters WHERE id IN (${dead.map(() => '?').join(', ')})`, dead.map(String));
       changed = true;
     }
-    const liveWaiters = waiters.rows.filter((w) => Number(w.live) === 1);
-    const head = liveWaiters[0];
-    const mine = liveWaiters.find((w) => str(w.session) === sessionId);
-    if (!held && (head === undefined || str(head.session) === sessionId)) {
+    const line = requests.rows.filter((w) => Number(w.left_ms) > 0);
+    const other = line.find((w) => Number(w.lim) !== mode.limit);
+    // Thrown inside the transaction, so the clean-up above rolls back with it: a refusal changes nothing.
+    if (other) throw limitMismatch(name, mode.limit, Number(other.lim));
+    // This request's row: the newest of its session and slot, unless that is a hold being released here (the core
+    // frees a slot as release() starts, so a new request of the slot may look before the old row is deleted; it then
+    // queues behind that hold as anyone would).
+    let at = -1;
+    line.forEach((w, i) => {
+      if (str(w.session) !== sessionId || Number(w.slot) !== mode.slot) return;
+      if (w.token === null || !this.#releasing.has(releaseKey(kind, name, big(w.token)))) at = i;
+    });
+    const mine = line[at];
+    if (mine && mine.token !== null) {
+      // Granted before (its look committed, but the answer was lost: a retry after a dropped connection).
+      if (changed) await this.#notify(query, lockTopic(kind, name));
+      return { token: big(mine.token) };
+    }
+    const modes = line.map((w) => ({ shared: Number(w.shared) === 1, limit: Number(w.lim) }));
+    if (at < 0) {
+      at = modes.length;
+      modes.push(mode);
+    }
+    const holding = held ? 0 : holdsAt(modes);
+    if (at < holding && !mode.shared) {
       const token = big(lock.fence) + 1n;
       await query('UPDATE concord_locks SET fence = ?, session = ?, member = ?, token = ? WHERE ns = ? AND kind = ? AND name = ?', [
         token.toString(),
@@ -740,26 +803,54 @@ export class SqlDriver implements Driver {
         token.toString(),
         ...key,
       ]);
-      if (mine) await query('DELETE FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ?', [...key, sessionId]);
+      if (mine) await query('DELETE FROM concord_waiters WHERE id = ?', [big(mine.id).toString()]);
       // Leader watchers hear of every new term; lock waiters need only releases.
       if (kind === 'leader' || changed) await this.#notify(query, lockTopic(kind, name));
       return { token };
     }
+    // A shared request in line takes its token only once every request ahead of it has taken theirs, so the tokens
+    // of the shared waiters granted together follow the line, and none of them is noticed after a later one was held
+    // and released. (A newcomer that may hold takes its token at once.)
+    if (at < holding && (!mine || line.slice(0, at).every((w) => w.token !== null))) {
+      const token = big(lock.fence) + 1n;
+      if (mine) await query('UPDATE concord_waiters SET token = ? WHERE id = ?', [token.toString(), big(mine.id).toString()]);
+      else {
+        await query(
+          'INSERT INTO concord_waiters (ns, kind, name, session, slot, shared, lim, member, token) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)',
+          [...key, sessionId, mode.slot, mode.limit, member, token.toString()],
+        );
+      }
+      await query('UPDATE concord_locks SET fence = ? WHERE ns = ? AND kind = ? AND name = ?', [token.toString(), ...key]);
+      // The shared waiters granted with it take their tokens after it: they look again when it has.
+      const behind = line.slice(at + 1, holding).some((w) => w.token === null);
+      if (behind || changed) await this.#notify(query, lockTopic(kind, name));
+      return { token };
+    }
+    // Waiting: a reap is due when a holder ahead of it expires (the exclusive one, or a shared one).
+    for (const request of line.slice(0, at)) {
+      if (request.token === null) continue;
+      const left = Number(request.left_ms);
+      waitMs = waitMs === undefined ? left : Math.min(waitMs, left);
+    }
     if (queue && !mine) {
-      await query(`INSERT INTO concord_waiters (ns, kind, name, session) VALUES (?, ?, ?, ?)${this.#q.returningId}`, [...key, sessionId]);
+      await query(
+        `INSERT INTO concord_waiters (ns, kind, name, session, slot, shared, lim, member) VALUES (?, ?, ?, ?, ?, ?, ?, ?)${this.#q.returningId}`,
+        [...key, sessionId, mode.slot, mode.shared ? 1 : 0, mode.limit, member],
+      );
     }
     if (changed) await this.#notify(query, lockTopic(kind, name));
     return { waitMs };
   }
 
-  async tryLock(kind: LockKind, name: string, sessionId: string, member: string): Promise<bigint | undefined> {
-    const result = await this.#tx('write', (query) => this.#attempt(query, kind, name, sessionId, member, false));
+  async tryLock(kind: LockKind, name: string, sessionId: string, member: string, mode: LockMode = EXCLUSIVE): Promise<bigint | undefined> {
+    const result = await this.#tx('write', (query) => this.#attempt(query, kind, name, sessionId, member, false, mode));
     return 'token' in result ? result.token : undefined;
   }
 
   /**
    * The fair wait: queue (or take the lock at once), then look again on every wake-up of this lock's topic (a release,
-   * a queue change), when the holder's session is due to expire, and every fallbackMs.
+   * a queue change, a grant made by another request's look), when a holder's session is due to expire, and every
+   * fallbackMs.
    */
   async acquireLock(
     kind: LockKind,
@@ -768,6 +859,7 @@ export class SqlDriver implements Driver {
     member: string,
     signal: AbortSignal,
     queued: () => void,
+    mode: LockMode = EXCLUSIVE,
   ): Promise<bigint> {
     if (signal.aborted) throw abortedError(signal);
     const wakeup = new Wakeup();
@@ -780,7 +872,7 @@ export class SqlDriver implements Driver {
       await this.#wake?.baseline?.(lockTopic(kind, name));
       for (;;) {
         if (signal.aborted) throw abortedError(signal);
-        const result = await this.#tx('write', (query) => this.#attempt(query, kind, name, sessionId, member, true));
+        const result = await this.#tx('write', (query) => this.#attempt(query, kind, name, sessionId, member, true, mode));
         if ('token' in result) return result.token;
         if (!announced) {
           announced = true;
@@ -793,7 +885,7 @@ export class SqlDriver implements Driver {
     } catch (error) {
       if (signal.aborted) {
         // Leave the queue at once so the next waiter is not delayed; the core's cancelLock covers a failure here.
-        await this.cancelLock(kind, name, sessionId).catch((cancelError: unknown) => {
+        await this.cancelLock(kind, name, sessionId, mode.slot).catch((cancelError: unknown) => {
           debug('%s leaving the queue of "%s" failed: %s', this.#backend.label, name, (cancelError as Error).message);
         });
         throw abortedError(signal);
@@ -804,25 +896,45 @@ export class SqlDriver implements Driver {
     }
   }
 
-  async cancelLock(kind: LockKind, name: string, sessionId: string): Promise<void> {
+  async cancelLock(kind: LockKind, name: string, sessionId: string, slot = 0): Promise<void> {
     // Statements of their own, not one transaction: the queue place is gone one round trip after an abort, before
     // the next in line (or a tryAcquire elsewhere) looks. Each is idempotent; a wake-up missed by a crash in between
     // is made up by the waiters' bounded re-check.
     await this.#tx('none', async (query) => {
       const key = [this.#ns, kind, name];
-      const left = await query('DELETE FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ?', [...key, sessionId]);
-      const freed = await query(
-        'UPDATE concord_locks SET session = NULL, member = NULL, token = NULL WHERE ns = ? AND kind = ? AND name = ? AND session = ?',
-        [...key, sessionId],
-      );
+      const left = await query('DELETE FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ? AND slot = ?', [
+        ...key,
+        sessionId,
+        slot,
+      ]);
+      // Only an exclusive request (slot 0 of a lock or a leadership) can hold the lock row.
+      const freed = isExclusive(kind, slot)
+        ? await query(
+            'UPDATE concord_locks SET session = NULL, member = NULL, token = NULL WHERE ns = ? AND kind = ? AND name = ? AND session = ?',
+            [...key, sessionId],
+          )
+        : { count: 0 };
       if (left.count > 0 || freed.count > 0) await this.#notify(query, lockTopic(kind, name));
     });
   }
 
-  async unlock(kind: LockKind, name: string, sessionId: string, token: bigint): Promise<void> {
-    const free =
-      'UPDATE concord_locks SET session = NULL, member = NULL, token = NULL WHERE ns = ? AND kind = ? AND name = ? AND session = ? AND token = ?';
+  async unlock(kind: LockKind, name: string, sessionId: string, token: bigint, slot = 0): Promise<void> {
+    const free = isExclusive(kind, slot)
+      ? 'UPDATE concord_locks SET session = NULL, member = NULL, token = NULL WHERE ns = ? AND kind = ? AND name = ? AND session = ? AND token = ?'
+      : 'DELETE FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ? AND token = ?';
     const params = [this.#ns, kind, name, sessionId, token.toString()];
+    if (!isExclusive(kind, slot)) {
+      // Until a release of it has reached the database (a failed one is retried by the core): see #attempt.
+      const releasing = releaseKey(kind, name, token);
+      this.#releasing.add(releasing);
+      await this.#free(kind, name, free, params);
+      this.#releasing.delete(releasing);
+      return;
+    }
+    await this.#free(kind, name, free, params);
+  }
+
+  async #free(kind: LockKind, name: string, free: string, params: readonly unknown[]): Promise<void> {
     // One round trip where the backend can notify from the statement itself (PostgreSQL): a release is the hand-off's
     // first half.
     const single = this.#backend.notifyIfChanged?.(free, params, this.#ns, lockTopic(kind, name));
@@ -837,6 +949,8 @@ export class SqlDriver implements Driver {
   }
 
   async lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined> {
+    if (kind !== 'leader') return (await this.lockHolders(kind, name))[0];
+    // Leadership is never shared: its holder is the lock row's.
     const { rows } = await this.#tx('none', (query) =>
       query(
         `SELECT l.member AS member, l.token AS token FROM concord_locks l JOIN concord_sessions s ON s.id = l.session
@@ -849,31 +963,53 @@ export class SqlDriver implements Driver {
     return { member: str(row.member), token: big(row.token) };
   }
 
+  async lockHolders(kind: LockKind, name: string): Promise<LockHolder[]> {
+    const key = [this.#ns, kind, name];
+    const { rows } = await this.#tx('none', (query) =>
+      query(
+        `SELECT l.member AS member, l.token AS token, 0 AS shared
+           FROM concord_locks l JOIN concord_sessions s ON s.id = l.session
+          WHERE l.ns = ? AND l.kind = ? AND l.name = ? AND s.expires_at > ${this.#q.nowMs}
+         UNION ALL
+         SELECT w.member AS member, w.token AS token, 1 AS shared
+           FROM concord_waiters w JOIN concord_sessions s ON s.id = w.session
+          WHERE w.ns = ? AND w.kind = ? AND w.name = ? AND w.token IS NOT NULL AND s.expires_at > ${this.#q.nowMs}`,
+        [...key, ...key],
+      ),
+    );
+    return rows.flatMap(holderOf).sort(byToken);
+  }
+
   async listLocks(kind: LockKind | undefined, prefix: string): Promise<LockListing[]> {
-    const kindClause = kind === undefined ? '' : ' AND l.kind = ?';
+    const kindClause = (table: string): string => (kind === undefined ? '' : ` AND ${table}.kind = ?`);
     const args = kind === undefined ? [this.#ns] : [this.#ns, kind];
     const [held, waiting] = await this.#tx('none', async (query) => [
       (
         await query(
-          `SELECT l.kind AS kind, l.name AS name, l.member AS member, l.token AS token
+          `SELECT l.kind AS kind, l.name AS name, l.member AS member, l.token AS token, 0 AS shared
              FROM concord_locks l JOIN concord_sessions s ON s.id = l.session
-            WHERE l.ns = ?${kindClause} AND s.expires_at > ${this.#q.nowMs}`,
-          args,
+            WHERE l.ns = ?${kindClause('l')} AND s.expires_at > ${this.#q.nowMs}
+           UNION ALL
+           SELECT w.kind AS kind, w.name AS name, w.member AS member, w.token AS token, 1 AS shared
+             FROM concord_waiters w JOIN concord_sessions s ON s.id = w.session
+            WHERE w.ns = ?${kindClause('w')} AND w.token IS NOT NULL AND s.expires_at > ${this.#q.nowMs}`,
+          [...args, ...args],
         )
       ).rows,
       (
         await query(
-          `SELECT l.kind AS kind, l.name AS name, COUNT(*) AS n
-             FROM concord_waiters l JOIN concord_sessions s ON s.id = l.session
-            WHERE l.ns = ?${kindClause} AND s.expires_at > ${this.#q.nowMs}
-            GROUP BY l.kind, l.name`,
+          `SELECT w.kind AS kind, w.name AS name, SUM(CASE WHEN w.token IS NULL THEN 1 ELSE 0 END) AS n, MAX(w.lim) AS lim
+             FROM concord_waiters w JOIN concord_sessions s ON s.id = w.session
+            WHERE w.ns = ?${kindClause('w')} AND s.expires_at > ${this.#q.nowMs}
+            GROUP BY w.kind, w.name`,
           args,
         )
       ).rows,
     ]);
     // Prefixes are matched here, not with LIKE, whose escaping differs between the dialects.
-    const byLock = new Map<string, { kind: LockKind; name: string; holders: LockHolder[]; waiting: number }>();
-    const entry = (row: Record<string, unknown>): { kind: LockKind; name: string; holders: LockHolder[]; waiting: number } | undefined => {
+    type Entry = { kind: LockKind; name: string; holders: LockHolder[]; waiting: number; limit?: number };
+    const byLock = new Map<string, Entry>();
+    const entry = (row: Record<string, unknown>): Entry | undefined => {
       const name = str(row.name);
       if (!name.startsWith(prefix)) return undefined;
       const id = `${str(row.kind)}\u0000${name}`;
@@ -882,12 +1018,16 @@ export class SqlDriver implements Driver {
       return found;
     };
     for (const row of held) {
-      if (row.member !== null && row.token !== null) entry(row)?.holders.push({ member: str(row.member), token: big(row.token) });
+      const holder = holderOf(row)[0];
+      if (holder) entry(row)?.holders.push(holder);
     }
     for (const row of waiting) {
       const found = entry(row);
-      if (found) found.waiting = Number(row.n);
+      if (!found) continue;
+      found.waiting = Number(row.n);
+      if (found.kind === 'semaphore') found.limit = Number(row.lim);
     }
+    for (const found of byLock.values()) found.holders.sort(byToken);
     return [...byLock.values()];
   }
 

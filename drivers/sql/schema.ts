@@ -1,8 +1,18 @@
 /**
  * The schema version both SQL drivers record in `concord_schema`. A release that changes the tables raises it and
  * migrates from the version it finds; a database at a version newer than the driver knows is refused.
+ *
+ * 1: the first tables.
+ * 2: shared locks and semaphores. concord_waiters rows become the requests of a name's line: each carries its slot,
+ *    its mode (shared, lim), its member and, once a shared request is granted, its token (a granted shared request
+ *    keeps its row; an exclusive holder still lives in concord_locks). Added as columns with defaults that describe
+ *    the exclusive waiters version 1 wrote, by one idempotent statement that both a new database and an upgraded one
+ *    run (`concord schema` prints it too), so a version 1 database upgrades in place on the first connect of a user
+ *    who may alter the tables, or by running the printed script. Coordinators of version 1 still running meanwhile
+ *    keep working beside version 2 ones: they write exclusive waiters, and read a granted shared row as a waiter
+ *    ahead of them, so they never take a lock a shared holder holds.
  */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /** Tables every version keeps, in the order they are created (for messages and `concord schema`). */
 export const TABLES = Object.freeze([
