@@ -140,12 +140,15 @@ export class HeldLockImpl implements HeldLock {
   }
 
   async #release(): Promise<void> {
+    // A shared hold or permit keeps its slot until the release has reached the backend: a new request of this process
+    // taking the same slot meanwhile could meet this hold's entry there. (It takes another free slot instead.)
     this.#finish(
       () =>
         new ConcordError(
           'ERR_ABORTED',
           this.kind === 'leader' ? `leadership of group "${this.name}" was resigned` : `${this.#what()} was released`,
         ),
+      !this.shared,
     );
     await this.#unlock();
   }
@@ -158,19 +161,33 @@ export class HeldLockImpl implements HeldLock {
           ? this.#host.driver.unlock(this.kind, this.name, this.#sessionId, this.token)
           : this.#host.driver.unlock(this.kind, this.name, this.#sessionId, this.token, this.#slot),
       );
+      this.#leaveSlot();
     } catch (error) {
       // A lock whose release did not reach the backend would block others until our session ends: retry later.
-      if (isConcordError(error, 'ERR_CONNECTION')) this.#host.registry.unreleased.add(this.#unlock);
+      if (isConcordError(error, 'ERR_CONNECTION')) {
+        this.#host.registry.unreleased.set(this.#unlock, this.#leaveSlot);
+      } else {
+        this.#leaveSlot();
+      }
       debug('release of %s "%s" failed: %s', this.kind, this.name, (error as Error).message);
     }
   };
 
-  #finish(reason: () => ConcordError): void {
+  #slotLeft = false;
+
+  /** Passes this hold's slot on to the next local request; once. */
+  readonly #leaveSlot = (): void => {
+    if (this.#slotLeft) return;
+    this.#slotLeft = true;
+    this.#host.registry.leave(slotKey(this.kind, this.name, this.#slot));
+  };
+
+  #finish(reason: () => ConcordError, leaveSlot = true): void {
     this.#host.registry.held.delete(this);
     this.#reason = reason;
     const controller = this.#controller;
     if (controller && !abortedOf.call(controller.signal)) controller.abort(reason());
-    this.#host.registry.leave(slotKey(this.kind, this.name, this.#slot));
+    if (leaveSlot) this.#leaveSlot();
   }
 
   [Symbol.asyncDispose](): Promise<void> {

@@ -98,8 +98,8 @@ export class LockRegistry {
   readonly #queues = new Map<string, LocalQueue>();
   readonly held = new Set<HeldLockImpl>();
   readonly active = new Set<ActiveAcquisition>();
-  /** Releases that failed on a broken connection, retried when it comes back. */
-  readonly unreleased = new Set<() => Promise<void>>();
+  /** Releases that failed on a broken connection, retried when it comes back, each with how to free its slot then. */
+  readonly unreleased = new Map<() => Promise<void>, () => void>();
   /** lockKey -> leftovers that could not be cancelled yet (retried on reconnect, after renewals and on next use). */
   readonly uncancelled = new Map<string, Leftover>();
   /** When this coordinator last had to queue for a lockKey (performance.now()). */
@@ -192,7 +192,7 @@ export class LockRegistry {
   }
 
   async retryReleases(): Promise<void> {
-    for (const release of [...this.unreleased]) {
+    for (const release of [...this.unreleased.keys()]) {
       this.unreleased.delete(release);
       await release();
     }
@@ -202,6 +202,8 @@ export class LockRegistry {
   loseAll(sessionId: string): void {
     for (const held of [...this.held]) held.lose();
     for (const acquisition of [...this.active]) acquisition.sessionLost(sessionId);
+    // Their holds ended with the session: their slots are free again.
+    for (const leave of this.unreleased.values()) leave();
     this.unreleased.clear();
     // The backend ends everything the lost session had, leftovers included.
     this.uncancelled.clear();
