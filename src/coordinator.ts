@@ -84,6 +84,12 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
     lockLost: (kind: LockKind, name: string, token: bigint) => {
       for (const held of this.registry.held) if (held.kind === kind && held.name === name && held.token === token) held.lose();
     },
+    linkDown: () => {
+      this.#machine?.linkDown();
+    },
+    linkUp: () => {
+      this.#machine?.linkUp();
+    },
   };
 
   /** Second half of construction: the driver exists and the first session opens. */

@@ -130,6 +130,19 @@ export interface DriverEvents {
   sessionExpired(sessionId: string): void;
   /** The backend says a held lock is gone while the session lives on (e.g. its key was deleted). */
   lockLost(kind: LockKind, name: string, token: bigint): void;
+  /**
+   * Optional, for a driver whose client knows its link state (e.g. ZooKeeper's Disconnected): the link to the backend
+   * dropped. The core moves a connected session to `suspended` at once instead of at its next failed renewal; the
+   * session's deadline still counts from its last successful renewal, so it is declared `lost` on time if the link
+   * stays down. Call it only for the current session's link; repeated calls are harmless.
+   */
+  linkDown?(): void;
+  /**
+   * Optional, the counterpart of `linkDown` (e.g. ZooKeeper's SyncConnected): the link is back. The core renews the
+   * session at once, so a suspended session reports `reconnected` as soon as the backend confirms it (and `lost` if
+   * the backend no longer knows it), instead of at its next scheduled renewal.
+   */
+  linkUp?(): void;
 }
 
 /** What `connect()` hands a driver's factory. */

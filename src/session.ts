@@ -1,7 +1,8 @@
 /**
  * The session state machine. One backend session per coordinator; memberships and locks hang off it.
  *
- *   connected --renew fails--> suspended --renew works--> connected ('reconnected')
+ *   connected --renew fails, or the driver says the link dropped--> suspended
+ *   suspended --renew works (at once when the driver says the link is back)--> connected ('reconnected')
  *   connected|suspended --no renewal for ttl - margin, or the backend says expired--> lost
  *   lost --new session opened, groups re-joined--> connected ('restored')
  *
@@ -183,13 +184,34 @@ export class SessionMachine {
       this.lose('the backend no longer knows the session');
       return;
     } else if (this.#state === 'connected') {
-      this.#state = 'suspended';
-      this.#suspensions++;
-      debug('session %s suspended', id);
-      this.#hooks.suspended();
+      this.#suspend();
     }
     this.check();
     if (this.#state === 'connected' || this.#state === 'suspended') this.#schedule();
+  }
+
+  #suspend(): void {
+    this.#state = 'suspended';
+    this.#suspensions++;
+    debug('session %s suspended', this.#id);
+    this.#hooks.suspended();
+  }
+
+  /** The driver says the link dropped: suspended now, not at the next failed renewal. The deadline stays as it was. */
+  linkDown(): void {
+    this.check();
+    if (this.#stop.signal.aborted || this.#state !== 'connected') return;
+    this.#suspend();
+    this.#schedule(); // renewals at the suspended pace from now on
+  }
+
+  /** The driver says the link is back: renew now, so `reconnected` comes as soon as the backend confirms the session. */
+  linkUp(): void {
+    if (this.#state !== 'connected' && this.#state !== 'suspended') return;
+    // A renewal in flight may have been sent on the dropped link: renew again once it settles.
+    const beat = this.#beat;
+    if (beat) void beat.then(() => this.#renew());
+    else void this.#renew();
   }
 
   /** The backend said the session expired. */

@@ -1,7 +1,8 @@
 /**
  * The ZooKeeper driver: one ZooKeeper session per concord session, each on its own client connection. The session's
- * own events drive the core: Expired is `lost` at once; a dropped link fails requests (ERR_CONNECTION), which the
- * core reads as `suspended` until a renewal goes through again.
+ * own events drive the core: Disconnected is `suspended` at once (linkDown), SyncConnected renews at once (linkUp:
+ * `reconnected` as soon as the server confirms the session), Expired is `lost` at once. Requests made while the link
+ * is down fail with ERR_CONNECTION.
  */
 import { EventEmitter } from 'node:events';
 import { importClient } from '../../src/client.js';
@@ -111,8 +112,14 @@ export class ZooKeeperDriver implements Driver {
     connection.on('expired', () => {
       this.#context.events.sessionExpired(id);
     });
+    // The client's link state drives the session's: Disconnected is `suspended` at once, SyncConnected renews at once.
+    connection.on('disconnected', () => {
+      if (this.#current === connection && !connection.closed) this.#context.events.linkDown?.();
+    });
     connection.on('connected', () => {
-      if (this.#current === connection) this.#link.emit('link');
+      if (this.#current !== connection) return;
+      this.#context.events.linkUp?.();
+      this.#link.emit('link');
     });
     this.#connections.set(id, connection);
     this.#sessions.add(id);

@@ -7,8 +7,9 @@
  * - Session = one ZooKeeper session on its own connection, with the timeout the user asked for: the server clamps a
  *   timeout to its minSessionTimeout..maxSessionTimeout (2..20 x tickTime by default), so a sessionTtlMs outside that
  *   range is refused at connect (ERR_INVALID_ARGUMENT, naming the bound), never silently changed. ZooKeeper's own
- *   events drive the core: a dropped link fails requests at once (`suspended` until a renewal goes through again),
- *   Expired is `lost` at once.
+ *   events drive the core: Disconnected is `suspended` at once, SyncConnected is `reconnected` as soon as a renewal
+ *   sent on the new link goes through, Expired is `lost` at once; the core's deadline still rules when the client
+ *   hears nothing (a link that stays open but carries nothing).
  * - The chroot is a path prefix the driver creates on first use; the namespace is one node under it. user:password
  *   authenticates with the digest scheme (never printed), and nodes are then created for that user only.
  * - Groups (groups.ts): a persistent node per group, an ephemeral node per member holding its capabilities, and a
