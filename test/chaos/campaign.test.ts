@@ -40,6 +40,11 @@ describe.concurrent('short chaos campaign', () => {
         if (mustInject) expect(result.faults[mustInject], report).toBeGreaterThan(0);
         expect(result.holds.lock, report).toBeGreaterThan(0);
         expect(result.holds.lead, report).toBeGreaterThan(0);
+        // Where the driver has shared locks, the workload must have taken shared holds and permits too.
+        if (result.sharedLocks) {
+          expect(result.holds.shared, report).toBeGreaterThan(0);
+          expect(result.holds.permit, report).toBeGreaterThan(0);
+        }
         expect(result.convergence?.ok, report).toBe(true);
         expect(result.anomalies, report).toEqual([]);
       },

@@ -43,6 +43,8 @@ export interface CampaignOptions {
   readonly faults?: readonly FaultKind[];
   /** Hot lock names (default 2). */
   readonly locks?: number;
+  /** Semaphores of PERMIT_LIMIT permits (default 2), used where the driver has shared locks. */
+  readonly semaphores?: number;
   /** Mean pause between a lane's episodes, in TTLs. */
   readonly gapTtl?: number;
   /** How long a stopping client waits for its operations to settle (default 20 s). */
@@ -67,7 +69,10 @@ export interface CampaignResult {
   readonly operations: number;
   /** Per operation: how many ended ok, and failures by code. */
   readonly opsByKind: Record<string, { ok: number; failed: Record<string, number> }>;
-  readonly holds: { lock: number; lead: number };
+  /** Holds recorded: lock holds (of which `shared` were shared), permits and leaderships. */
+  readonly holds: { lock: number; shared: number; permit: number; lead: number };
+  /** The workload took shared holds and permits (the driver has shared locks). */
+  readonly sharedLocks: boolean;
   readonly writes: { accepted: number; refused: number };
   readonly faults: Partial<Record<FaultKind, number>>;
   readonly incarnations: number;
@@ -153,6 +158,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
   let nextViewId = 0;
   let backend: Backend | undefined;
   let convergence: ConvergenceOutcome | undefined;
+  let sharedLocks = false;
   const unquiet: string[] = [];
   let readyWaiters: Array<() => void> = [];
 
@@ -174,6 +180,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       epoch: epoch.toString(),
       history: path.join(dir, `${slot.proc}.jsonl`),
       locks: Array.from({ length: options.locks ?? 2 }, (_, i) => `hot${i}`),
+      semaphores: Array.from({ length: options.semaphores ?? 2 }, (_, i) => `pool${i}`),
       unsafe: options.unsafe,
       settleMs,
     };
@@ -208,7 +215,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
       const m = raw as ToHarness;
       if (m.t === 'write') {
         const accepted = register.write(
-          { proc: incarnation.proc, hold: m.hold, key: m.key, token: BigInt(m.token), seq: m.seq, look: m.look },
+          { proc: incarnation.proc, hold: m.hold, key: m.key, token: BigInt(m.token), shared: m.shared, seq: m.seq, look: m.look },
           now(),
         );
         tell(child, { t: 'ack', seq: m.seq, accepted });
@@ -217,6 +224,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
         if (m.on) slot.holding.add(m.key);
         else slot.holding.delete(m.key);
       } else if (m.t === 'ready') {
+        if (m.sharedLocks) sharedLocks = true;
         if (slot.child !== child) return;
         slot.ready = true;
         for (const wake of readyWaiters.splice(0)) wake();
@@ -485,8 +493,11 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     opsByKind,
     holds: {
       lock: records.filter((r) => r.k === 'hold' && r.kind === 'lock').length,
+      shared: records.filter((r) => r.k === 'hold' && r.kind === 'lock' && r.shared === true).length,
+      permit: records.filter((r) => r.k === 'hold' && r.kind === 'permit').length,
       lead: records.filter((r) => r.k === 'hold' && r.kind === 'lead').length,
     },
+    sharedLocks,
     writes: { accepted: register.accepted, refused: register.refused },
     faults: faultsRun,
     incarnations: incarnations.length,

@@ -16,23 +16,31 @@ import {
   type CampaignHistory,
 } from './checkers.js';
 import { Prng } from './prng.js';
-import type { Recorded, RegisterWrite, Views } from './protocol.js';
+import type { HoldKind, Recorded, RegisterWrite, Views } from './protocol.js';
+import { FencedRegister } from './register.js';
 import { planSchedule } from './schedule.js';
 
 /** A hold of `key` by `proc` from `start`, with one valid look (and register write) at each of `looks`. */
-function hold(
-  proc: string,
-  id: string,
-  name: string,
-  token: number,
-  start: number,
-  looks: number[],
-  kind: 'lock' | 'lead' = 'lock',
-): Recorded[] {
+function hold(proc: string, id: string, name: string, token: number, start: number, looks: number[], kind: HoldKind = 'lock'): Recorded[] {
   return [
     { proc, k: 'hold', hold: id, kind, name, token: String(token), at: start },
     ...looks.map((at, seq): Recorded => ({ proc, k: 'write', hold: id, seq, at })),
   ];
+}
+
+/** A shared hold (or, with `limit`, a permit) of `name`, asked for at `asked`. */
+function sharedHold(
+  proc: string,
+  id: string,
+  name: string,
+  token: number,
+  asked: number,
+  start: number,
+  looks: number[],
+  limit?: number,
+): Recorded[] {
+  const [first, ...rest] = hold(proc, id, name, token, start, looks, limit === undefined ? 'lock' : 'permit');
+  return [{ ...(first as Recorded & { k: 'hold' }), asked, shared: true, ...(limit === undefined ? {} : { limit }) }, ...rest];
 }
 
 function write(proc: string, id: string, key: string, token: number, look: number, at: number, accepted: boolean): RegisterWrite {
@@ -92,6 +100,86 @@ describe('chaos checkers', () => {
     // A grant that resolved after a later one but never looked valid is no evidence either way.
     const stale = holdsOf([...hold('a', 'a:1', 'x', 5, 30, []), ...hold('b', 'b:1', 'x', 7, 20, [21])]);
     expect(checkTokens(stale)).toEqual([]);
+  });
+
+  it('overlap: shared holds may overlap each other, never an exclusive one', () => {
+    const readers = holdsOf([
+      ...sharedHold('a', 'a:1', 'x', 1, 5, 10, [11, 40]),
+      ...sharedHold('b', 'b:1', 'x', 2, 5, 12, [13, 30]),
+      ...hold('c', 'c:1', 'x', 3, 41, [42, 50]),
+    ]);
+    expect(checkOverlap(readers, 'lock')).toEqual([]);
+    // An exclusive hold inside a shared one, and a shared one inside an exclusive one.
+    const writerInside = holdsOf([...sharedHold('a', 'a:1', 'x', 1, 5, 10, [11, 40]), ...hold('c', 'c:1', 'x', 3, 20, [21])]);
+    expect(checkOverlap(writerInside, 'lock').map((a) => a.message)).toEqual([
+      'lock:x: c:1 token 3 valid [0.000 ms, 0.000 ms] overlaps a:1 (shared) token 1 valid [0.000 ms, 0.000 ms] by 0.000 ms',
+    ]);
+    const readerInside = holdsOf([...hold('c', 'c:1', 'x', 1, 10, [11, 40]), ...sharedHold('a', 'a:1', 'x', 2, 5, 20, [21])]);
+    expect(checkOverlap(readerInside, 'lock').map((a) => a.checker)).toEqual(['lock-overlap']);
+  });
+
+  it('permit-limit: at most the limit of permits valid at once', () => {
+    const two = holdsOf([
+      ...sharedHold('a', 'a:1', 's', 1, 5, 10, [11, 40], 2),
+      ...sharedHold('b', 'b:1', 's', 2, 5, 12, [13, 30], 2),
+      ...sharedHold('c', 'c:1', 's', 3, 5, 31, [32, 50], 2),
+    ]);
+    expect(checkOverlap(two, 'permit')).toEqual([]);
+    expect(checkOverlap(two, 'lock')).toEqual([]);
+    const three = holdsOf([
+      ...sharedHold('a', 'a:1', 's', 1, 5, 10, [11, 40], 2),
+      ...sharedHold('b', 'b:1', 's', 2, 5, 12, [13, 30], 2),
+      ...sharedHold('c', 'c:1', 's', 3, 5, 30, [35], 2),
+    ]);
+    const found = checkOverlap(three, 'permit');
+    expect(found.map((a) => a.checker)).toEqual(['permit-limit']);
+    expect(found[0]?.procs).toEqual(['c', 'a', 'b']);
+  });
+
+  it('token-order across modes: exclusive above every earlier hold, shared above earlier exclusive ones', () => {
+    // Shared holds granted together may become valid in any order.
+    const together = holdsOf([
+      ...hold('w', 'w:1', 'x', 1, 1, [2]),
+      ...sharedHold('a', 'a:1', 'x', 3, 5, 10, [11]),
+      ...sharedHold('b', 'b:1', 'x', 2, 5, 12, [13]),
+      ...hold('c', 'c:1', 'x', 4, 20, [21]),
+    ]);
+    expect(checkTokens(together)).toEqual([]);
+    // An exclusive token below an earlier shared one.
+    const writerBelow = holdsOf([...sharedHold('a', 'a:1', 'x', 3, 5, 10, [11]), ...hold('c', 'c:1', 'x', 2, 20, [21])]);
+    expect(checkTokens(writerBelow).map((a) => a.checker)).toEqual(['token-order']);
+    // A shared token below an earlier exclusive one.
+    const readerBelow = holdsOf([...hold('c', 'c:1', 'x', 3, 1, [2]), ...sharedHold('a', 'a:1', 'x', 2, 5, 10, [11])]);
+    expect(checkTokens(readerBelow).map((a) => a.checker)).toEqual(['token-order']);
+    // A shared token below one of a shared hold that became valid before it was asked for.
+    const askedLater = holdsOf([...sharedHold('a', 'a:1', 'x', 3, 1, 2, [3]), ...sharedHold('b', 'b:1', 'x', 2, 5, 10, [11])]);
+    expect(checkTokens(askedLater).map((a) => a.message)).toEqual([
+      'lock:x: b:1 (shared) token 2 valid [0.000 ms, 0.000 ms] is not greater than a:1 (shared) token 3 valid [0.000 ms, 0.000 ms], which became valid earlier, before it was asked for at 0.000 ms',
+    ]);
+    // ...but not one that became valid while it waited.
+    const askedBefore = holdsOf([...sharedHold('a', 'a:1', 'x', 3, 1, 6, [7]), ...sharedHold('b', 'b:1', 'x', 2, 5, 10, [11])]);
+    expect(checkTokens(askedBefore)).toEqual([]);
+    // The same token twice, also between shared holds; permits are judged as shared holds.
+    const twice = holdsOf([...sharedHold('a', 'a:1', 'x', 3, 1, 6, [7]), ...sharedHold('b', 'b:1', 'x', 3, 5, 10, [11])]);
+    expect(checkTokens(twice).map((a) => a.checker)).toEqual(['token-order']);
+    const permits = holdsOf([...sharedHold('a', 'a:1', 's', 3, 1, 2, [3], 2), ...sharedHold('b', 'b:1', 's', 2, 5, 10, [11], 2)]);
+    expect(checkTokens(permits).map((a) => a.checker)).toEqual(['token-order']);
+  });
+
+  it('register: shared writes are fenced by exclusive tokens only, exclusive ones by every mode', () => {
+    const logged: RegisterWrite[] = [];
+    const register = new FencedRegister((w) => logged.push(w));
+    const w = (hold: string, token: number, shared: boolean): boolean =>
+      register.write({ proc: 'p', hold, key: 'lock:x', token: BigInt(token), shared, seq: 0, look: 0 }, 0);
+    expect(w('e1', 5, false)).toBe(true);
+    expect([w('s7', 7, true), w('s6', 6, true), w('s7', 7, true)]).toEqual([true, true, true]);
+    // A writer older than a reader that came after it is refused; so is a reader older than the newest writer.
+    expect(w('e1', 5, false)).toBe(false);
+    expect(w('s4', 4, true)).toBe(false);
+    expect(w('e8', 8, false)).toBe(true);
+    expect(w('s7', 7, true)).toBe(false);
+    expect(logged.map((l) => l.shared === true)).toEqual([false, true, true, true, false, true, false, true]);
+    expect(logged[6]?.newest).toBe('7');
   });
 
   it('settle: an unsettled operation of a surviving process is caught, of a killed one excused', () => {

@@ -9,11 +9,19 @@
  * a look, so the last write's look time ends the recorded validity.
  *
  * - lock-overlap / leader-overlap: recorded validity intervals of one lock name (one election group) never overlap,
- *   on the host's monotonic clock. At most one holder, at most one leader with a live signal, at any time.
+ *   on the host's monotonic clock, except two shared holds of a lock. At most one exclusive holder and no shared one
+ *   beside it, at most one leader with a live signal, at any time.
+ * - permit-limit: at no instant more than the semaphore's limit of permits of one name are valid.
  * - register: a write that reached the register at or before its holder's recorded validity end was accepted. A
  *   refused write therefore reached the register after its holder's validity had ended: only a holder stopped between
- *   its look and the register's answer can see a refusal.
- * - token-order: ordered by when they became valid, the holds of one name carry strictly increasing tokens (terms).
+ *   its look and the register's answer can see a refusal. (Shared holds and permits are fenced by exclusive tokens
+ *   only, see register.ts.)
+ * - token-order: every token of a name is handed out once. Tokens grow with every grant, in every mode, so ordered by
+ *   when they became valid, an exclusive hold's token is greater than every earlier hold's; a shared hold's or permit's
+ *   is greater than every earlier exclusive hold's (an earlier shared one may have been granted after it, together
+ *   with it, and noticed first) and than every hold's that became valid before it was asked for (that one was granted
+ *   before this one was asked for; checkIntervals in test/support/history.ts uses the weaker "ended before").
+ *   Leaderships' terms as exclusive holds'.
  * - convergence: once the nemesis healed and the workload quiesced, within TTL + the driver's detection delay + 1 s,
  *   every watcher's view equals members(), every partitioner's members equal the group's, every client agrees, and
  *   the membership is exactly the live clients. (Judged by the harness while it runs; recorded as its outcome.)
@@ -27,6 +35,7 @@ import type { HoldKind, NemesisRecord, Recorded, RegisterWrite } from './protoco
 
 export const CHECKERS = [
   'lock-overlap',
+  'permit-limit',
   'leader-overlap',
   'register',
   'token-order',
@@ -83,6 +92,12 @@ export interface Hold {
   readonly kind: HoldKind;
   readonly key: string;
   readonly token: bigint;
+  /** A shared lock hold or a permit. */
+  readonly shared: boolean;
+  /** A permit's semaphore limit. */
+  readonly limit: number | undefined;
+  /** A moment before it was asked for (its start when not recorded). */
+  readonly asked: number;
   /** The acquire or campaign resolved. */
   readonly start: number;
   /** The last look at which it was valid; undefined when no look said so. */
@@ -116,6 +131,9 @@ export function holdsOf(records: readonly Recorded[]): Map<string, Hold> {
         kind: r.kind,
         key: `${r.kind}:${r.name}`,
         token: BigInt(r.token),
+        shared: r.shared === true,
+        limit: r.limit,
+        asked: r.asked ?? r.at,
         start: r.at,
         lastValid: undefined,
         writes: 0,
@@ -144,26 +162,49 @@ function validByKey(holds: ReadonlyMap<string, Hold>, kind: HoldKind): Map<strin
 }
 
 const ms = (ns: number): string => `${(ns / 1e6).toFixed(3)} ms`;
-const show = (h: Hold): string => `${h.hold} token ${h.token} valid [${ms(h.start)}, ${ms(h.lastValid ?? h.start)}]`;
+const show = (h: Hold): string =>
+  `${h.hold}${h.shared && h.kind === 'lock' ? ' (shared)' : ''} token ${h.token} valid [${ms(h.start)}, ${ms(h.lastValid ?? h.start)}]`;
 
-/** No two recorded validity intervals of one key overlap (closed intervals: a shared instant overlaps). */
+/**
+ * No recorded validity interval of one key overlaps another that excludes it (closed intervals: a shared instant
+ * overlaps): an exclusive hold or a leadership excludes every other, a shared hold every exclusive one; and no permit
+ * becomes valid while its semaphore's limit of permits are.
+ */
 export function checkOverlap(holds: ReadonlyMap<string, Hold>, kind: HoldKind): Anomaly[] {
-  const checker: Checker = kind === 'lock' ? 'lock-overlap' : 'leader-overlap';
+  const checker: Checker = kind === 'lock' ? 'lock-overlap' : kind === 'permit' ? 'permit-limit' : 'leader-overlap';
   const anomalies: Anomaly[] = [];
   for (const [key, list] of validByKey(holds, kind)) {
-    // Compared with the latest-ending earlier hold, so one inside a long earlier hold is caught too.
-    let latest: Hold | undefined;
+    // The holds still valid when each one starts; one inside a long earlier hold is caught too.
+    let open: Hold[] = [];
     for (const h of list) {
-      if (latest?.lastValid !== undefined && h.start <= latest.lastValid) {
-        anomalies.push({
-          checker,
-          message: `${key}: ${show(h)} overlaps ${show(latest)} by ${ms(latest.lastValid - h.start)}`,
-          at: h.start,
-          procs: [h.proc, latest.proc],
-          keys: [key],
-        });
+      open = open.filter((o) => (o.lastValid ?? o.start) >= h.start);
+      if (kind === 'permit') {
+        const limit = h.limit ?? 1;
+        if (open.length >= limit) {
+          anomalies.push({
+            checker,
+            message: `${key}: ${show(h)} starts while ${open.length} permits of limit ${limit} are valid: ${open.map(show).join(', ')}`,
+            at: h.start,
+            procs: [h.proc, ...open.map((o) => o.proc)],
+            keys: [key],
+          });
+        }
+      } else {
+        // Compared with the latest-ending hold it must not overlap, one report per hold.
+        const latest = open
+          .filter((o) => !h.shared || !o.shared)
+          .reduce<Hold | undefined>((a, o) => (a === undefined || (o.lastValid ?? 0) > (a.lastValid ?? 0) ? o : a), undefined);
+        if (latest?.lastValid !== undefined) {
+          anomalies.push({
+            checker,
+            message: `${key}: ${show(h)} overlaps ${show(latest)} by ${ms(latest.lastValid - h.start)}`,
+            at: h.start,
+            procs: [h.proc, latest.proc],
+            keys: [key],
+          });
+        }
       }
-      if (latest?.lastValid === undefined || (h.lastValid ?? 0) > latest.lastValid) latest = h;
+      open.push(h);
     }
   }
   return anomalies;
@@ -197,23 +238,60 @@ export function checkRegister(holds: ReadonlyMap<string, Hold>, writes: readonly
   return anomalies;
 }
 
-/** Tokens (terms) strictly increase, per key, in the order holds became valid. */
+/**
+ * Per key, every token is handed out once, and tokens grow with every grant (see the header): an exclusive hold's (a
+ * term's) is greater than every hold's that became valid before it; a shared hold's or permit's is greater than every
+ * exclusive hold's that became valid before it and than every hold's that became valid before it was asked for.
+ */
 export function checkTokens(holds: ReadonlyMap<string, Hold>): Anomaly[] {
   const anomalies: Anomaly[] = [];
-  for (const kind of ['lock', 'lead'] as const) {
+  for (const kind of ['lock', 'permit', 'lead'] as const) {
     for (const [key, list] of validByKey(holds, kind)) {
-      let max: Hold | undefined;
+      // largestBefore[i]: the hold of the largest token among the first i to become valid.
+      const largestBefore: Array<Hold | undefined> = [undefined];
       for (const h of list) {
-        if (max && h.token <= max.token) {
+        const before = largestBefore[largestBefore.length - 1];
+        largestBefore.push(!before || h.token > before.token ? h : before);
+      }
+      /** The hold of the largest token among those that became valid before `at`. */
+      const validBefore = (at: number): Hold | undefined => {
+        let low = 0;
+        let high = list.length;
+        while (low < high) {
+          const mid = (low + high) >> 1;
+          if ((list[mid] as Hold).start < at) low = mid + 1;
+          else high = mid;
+        }
+        return largestBefore[low];
+      };
+      const seen = new Map<bigint, Hold>();
+      let max: Hold | undefined;
+      let maxExclusive: Hold | undefined;
+      for (const h of list) {
+        const bounds = h.shared ? [maxExclusive, validBefore(h.asked)] : [max];
+        const bound = bounds.find((b) => b !== undefined && h.token <= b.token);
+        const twin = seen.get(h.token);
+        if (twin) {
           anomalies.push({
             checker: 'token-order',
-            message: `${key}: ${show(h)} is not greater than ${show(max)}, which became valid earlier`,
+            message: `${key}: ${show(h)} carries the token of ${show(twin)}`,
             at: h.start,
-            procs: [h.proc, max.proc],
+            procs: [h.proc, twin.proc],
+            keys: [key],
+          });
+        } else if (bound) {
+          const why = h.shared && bound.start < h.asked && bound.shared ? `, before it was asked for at ${ms(h.asked)}` : '';
+          anomalies.push({
+            checker: 'token-order',
+            message: `${key}: ${show(h)} is not greater than ${show(bound)}, which became valid earlier${why}`,
+            at: h.start,
+            procs: [h.proc, bound.proc],
             keys: [key],
           });
         }
+        seen.set(h.token, h);
         if (!max || h.token > max.token) max = h;
+        if (!h.shared && (!maxExclusive || h.token > maxExclusive.token)) maxExclusive = h;
       }
     }
   }
@@ -242,7 +320,7 @@ export function checkSettle(history: CampaignHistory): Anomaly[] {
         message: `${p.proc}: operation #${op} ${f}${name === undefined ? '' : ` ${name}`} started at ${ms(at)} never settled`,
         at,
         procs: [p.proc],
-        keys: name === undefined ? [] : [`lock:${name}`],
+        keys: name === undefined ? [] : [`${f.startsWith('permit.') ? 'permit' : 'lock'}:${name}`],
       });
     }
     if (!finished.has(p.proc)) {
@@ -325,6 +403,7 @@ export function checkAll(history: CampaignHistory): Anomaly[] {
   const holds = holdsOf(history.records);
   return [
     ...checkOverlap(holds, 'lock'),
+    ...checkOverlap(holds, 'permit'),
     ...checkOverlap(holds, 'lead'),
     ...checkRegister(holds, history.register),
     ...checkTokens(holds),

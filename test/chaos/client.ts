@@ -3,6 +3,9 @@
  * runs a seeded random workload in concurrent fibers until told to quiesce:
  *
  * - two lock fibers: acquire with timeouts, acquire with aborts, tryAcquire, withLock and holder() on a few hot names;
+ * - where the driver has shared locks, a shared fiber taking shared holds of the same hot names the same ways (so
+ *   shared and exclusive requests mix in one line), and two permit fibers taking permits of a couple of semaphores of
+ *   PERMIT_LIMIT permits (acquire with timeouts or aborts, tryAcquire, holders());
  * - a membership fiber: join, leave, updateCapabilities and members() on one group, which a watch fiber watches;
  * - a partitioner fiber: opens and closes a partitioner on another group;
  * - an election fiber: campaign (with timeouts and aborts), lead a while, resign; leader() now and then.
@@ -11,6 +14,7 @@
  * `valid`, and only if that said true records the write and sends it, and waits for the answer before the next look.
  * Stamping before the look is what makes the record sound: `valid` true at a moment after the stamp means the session
  * deadline had not passed at the stamp either. A hold's validity is recorded as [acquire resolved, last such stamp].
+ * Shared holds and permits write the same way, marked shared (the register fences them by exclusive tokens only).
  *
  * Every operation's start and end go to the history file with a synchronous write, so a SIGKILL loses nothing
  * recorded before it. When quiesced it stops the workload, makes sure it is joined (with final capabilities) and has
@@ -19,7 +23,16 @@
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect, isConcordError, type Coordinator, type Group, type GroupEvent, type Partitioner } from '../../src/index.js';
+import {
+  connect,
+  isConcordError,
+  type Coordinator,
+  type Group,
+  type GroupEvent,
+  type HeldLock,
+  type Holder,
+  type Partitioner,
+} from '../../src/index.js';
 import { Prng } from './prng.js';
 import {
   GROUP_ELECTION,
@@ -29,6 +42,7 @@ import {
   finalRoles,
   type ClientRecord,
   type HoldKind,
+  PERMIT_LIMIT,
   type ToClient,
   type ToHarness,
   type Views,
@@ -81,7 +95,8 @@ let opSeq = 0;
 const pending = new Map<number, string>();
 let onSettled: (() => void) | undefined;
 
-type Outcome<T> = { ok: true; value: T; at: number } | { ok: false; code: string };
+/** `asked`: when the operation was invoked; `at`: when it resolved. */
+type Outcome<T> = { ok: true; value: T; asked: number; at: number } | { ok: false; code: string };
 
 /** Runs one operation, recording its start and end. Never rejects. */
 async function op<T>(
@@ -92,13 +107,14 @@ async function op<T>(
 ): Promise<Outcome<T>> {
   const id = ++opSeq;
   pending.set(id, f);
-  record({ k: 'inv', op: id, f, ...(name === undefined ? {} : { name }), at: now() });
+  const asked = now();
+  record({ k: 'inv', op: id, f, ...(name === undefined ? {} : { name }), at: asked });
   try {
     const value = await run();
     const at = now();
     const t = token?.(value);
     record({ k: 'ok', op: id, at, ...(t === undefined ? {} : { token: t.toString() }) });
-    return { ok: true, value, at };
+    return { ok: true, value, asked, at };
   } catch (error) {
     const { code, message } = describeError(error);
     record({ k: 'fail', op: id, at: now(), code, message });
@@ -114,12 +130,12 @@ async function op<T>(
 let writeSeq = 0;
 const acks = new Map<number, () => void>();
 
-function registerWrite(hold: string, key: string, token: bigint, look: number): Promise<void> {
+function registerWrite(hold: string, key: string, token: bigint, shared: boolean, look: number): Promise<void> {
   const seq = ++writeSeq;
   record({ k: 'write', hold, seq, at: look });
   return new Promise((resolve) => {
     acks.set(seq, resolve);
-    send({ t: 'write', hold, key, token: token.toString(), seq, look });
+    send({ t: 'write', hold, key, token: token.toString(), shared, seq, look });
   });
 }
 
@@ -131,11 +147,25 @@ interface Validity {
   assertValid(): void;
 }
 
-/**
- * Uses a hold: `writes` register writes, each after a look at `valid` (stamped first), until a look says invalid.
- * `at` is when the acquire or campaign resolved.
- */
-async function use(kind: HoldKind, name: string, token: bigint, holder: Validity, at: number, rng: Prng): Promise<void> {
+/** One hold to use: what is held, its token and mode, and when it was asked for and granted. */
+interface Use {
+  readonly kind: HoldKind;
+  readonly name: string;
+  readonly token: bigint;
+  readonly holder: Validity;
+  /** When the acquire or campaign resolved. */
+  readonly at: number;
+  /** A moment before it was asked for. */
+  readonly asked?: number;
+  /** A shared lock hold or a permit. */
+  readonly shared?: boolean;
+  /** A permit's semaphore limit. */
+  readonly limit?: number;
+}
+
+/** Uses a hold: `writes` register writes, each after a look at `valid` (stamped first), until a look says invalid. */
+async function use(u: Use, rng: Prng): Promise<void> {
+  const { kind, name, token, holder, at } = u;
   const hold = `${config.proc}:${++holdSeq}`;
   const key = `${kind}:${name}`;
   let reported = token;
@@ -144,9 +174,21 @@ async function use(kind: HoldKind, name: string, token: bigint, holder: Validity
     reported = firstTokens.get(key) ?? token;
     firstTokens.set(key, reported);
   }
-  record({ k: 'hold', hold, kind, name, token: reported.toString(), at });
+  // Unsafe on purpose: a shared hold used (and recorded) as if it were exclusive.
+  const shared = u.shared === true && !(unsafe === 'write-under-shared' && kind === 'lock');
+  record({
+    k: 'hold',
+    hold,
+    kind,
+    name,
+    token: reported.toString(),
+    at,
+    ...(u.asked === undefined ? {} : { asked: u.asked }),
+    ...(shared ? { shared } : {}),
+    ...(u.limit === undefined ? {} : { limit: u.limit }),
+  });
   send({ t: 'hold', key, on: true });
-  const blind = (unsafe === 'no-check' && kind === 'lock') || (unsafe === 'ignore-leader-signal' && kind === 'lead');
+  const blind = (unsafe === 'no-check' && kind === 'lock' && !shared) || (unsafe === 'ignore-leader-signal' && kind === 'lead');
   // The blind holder holds long, so that a nemesis stopping whoever holds almost always stops it.
   const writes = blind ? rng.int(100, 200) : rng.int(1, 30);
   for (let i = 0; i < writes; i++) {
@@ -161,7 +203,7 @@ async function use(kind: HoldKind, name: string, token: bigint, holder: Validity
       record({ k: 'invalid', hold, at: look, code });
       break;
     }
-    await registerWrite(hold, key, reported, look);
+    await registerWrite(hold, key, reported, shared, look);
     await sleep(rng.int(2, 25));
   }
   record({ k: 'end', hold, at: now() });
@@ -213,7 +255,7 @@ async function lockFiber(c: Coordinator, k: number): Promise<void> {
     const r = rng.next();
     if (unsafe === 'skip-lock') {
       // Unsafe on purpose: writes as if it held the lock, without acquiring it.
-      await use('lock', name, 0n, { valid: true, assertValid: () => undefined }, now(), rng);
+      await use({ kind: 'lock', name, token: 0n, holder: { valid: true, assertValid: () => undefined }, at: now() }, rng);
     } else if (r < 0.55) {
       const timeoutMs = rng.int(0, 3000);
       const got = await op(
@@ -223,7 +265,7 @@ async function lockFiber(c: Coordinator, k: number): Promise<void> {
         (h) => h.token,
       );
       if (got.ok) {
-        await use('lock', name, got.value.token, got.value, got.at, rng);
+        await use({ kind: 'lock', name, token: got.value.token, holder: got.value, at: got.at, asked: got.asked }, rng);
         await op('release', name, () => got.value.release());
       }
     } else if (r < 0.7) {
@@ -236,7 +278,7 @@ async function lockFiber(c: Coordinator, k: number): Promise<void> {
       );
       wait.done();
       if (got.ok) {
-        await use('lock', name, got.value.token, got.value, got.at, rng);
+        await use({ kind: 'lock', name, token: got.value.token, holder: got.value, at: got.at, asked: got.asked }, rng);
         await op('release', name, () => got.value.release());
       }
     } else if (r < 0.85) {
@@ -247,23 +289,142 @@ async function lockFiber(c: Coordinator, k: number): Promise<void> {
         (h) => h?.token,
       );
       if (got.ok && got.value) {
-        await use('lock', name, got.value.token, got.value, got.at, rng);
+        await use({ kind: 'lock', name, token: got.value.token, holder: got.value, at: got.at, asked: got.asked }, rng);
         await op('release', name, () => got.value?.release() ?? Promise.resolve());
       }
     } else if (r < 0.95) {
       const timeoutMs = rng.int(0, 3000);
+      const asked = now();
       await op('withLock', name, () =>
         c.withLock(
           name,
           async (held) => {
             const at = now();
-            await use('lock', name, held.token, held, at, rng);
+            await use({ kind: 'lock', name, token: held.token, holder: held, at, asked }, rng);
           },
           { timeoutMs, signal: quiesce.signal },
         ),
       );
     } else {
       await op('holder', name, () => lock.holder());
+    }
+    await idle(rng.int(0, 150));
+  }
+}
+
+/** What a shared or permit fiber contends for: shared holds of a hot lock name, or permits of a semaphore. */
+interface Contended {
+  readonly kind: 'lock' | 'permit';
+  readonly name: string;
+  /** Its semaphore's limit, for a permit. */
+  readonly limit?: number;
+  acquire(options: { signal: AbortSignal; timeoutMs?: number }): Promise<HeldLock>;
+  tryAcquire(): Promise<HeldLock | undefined>;
+  holders(): Promise<Holder[]>;
+  /** withLock, where there is one (locks). */
+  readonly within?: (fn: (held: HeldLock) => Promise<void>, options: { signal: AbortSignal; timeoutMs: number }) => Promise<void>;
+}
+
+/** A shared hold of a hot lock name: the same names the lock fibers take exclusively. */
+function sharedHold(c: Coordinator, name: string): Contended {
+  const lock = c.lock(name);
+  return {
+    kind: 'lock',
+    name,
+    acquire: (options) => lock.acquire({ ...options, shared: true }),
+    tryAcquire: () => lock.tryAcquire({ shared: true }),
+    holders: () => lock.holders(),
+    within: (fn, options) => c.withLock(name, fn, { ...options, shared: true }),
+  };
+}
+
+/** A permit of a semaphore of the workload. */
+function permit(c: Coordinator, name: string): Contended {
+  if (unsafe === 'over-limit') {
+    // Unsafe on purpose: "permits" taken as an exclusive lock of this process's own, blind to everyone else's permits.
+    const own = c.lock(`${name}.${config.proc}`);
+    return {
+      kind: 'permit',
+      name,
+      limit: PERMIT_LIMIT,
+      acquire: (options) => own.acquire(options),
+      tryAcquire: () => own.tryAcquire(),
+      holders: () => own.holders(),
+    };
+  }
+  const semaphore = c.semaphore(name, { limit: PERMIT_LIMIT });
+  return {
+    kind: 'permit',
+    name,
+    limit: PERMIT_LIMIT,
+    acquire: (options) => semaphore.acquire(options),
+    tryAcquire: () => semaphore.tryAcquire(),
+    holders: () => semaphore.holders(),
+  };
+}
+
+/**
+ * Takes shared holds (`kind` lock) or permits, the ways the lock fibers take exclusive holds: acquire with a timeout,
+ * acquire aborted after a while, tryAcquire, withLock (locks only), and holders() now and then.
+ */
+async function sharedFiber(
+  prefix: 'shared' | 'permit',
+  k: number,
+  names: readonly string[],
+  contended: (name: string) => Contended,
+): Promise<void> {
+  const rng = root.fork(`${prefix}${k}`);
+  while (!quiescing) {
+    const target = contended(rng.pick(names));
+    const { name } = target;
+    const mode = { kind: target.kind, name, shared: true, ...(target.limit === undefined ? {} : { limit: target.limit }) };
+    const r = rng.next();
+    let got: Outcome<HeldLock | undefined> | undefined;
+    if (r < 0.55) {
+      const timeoutMs = rng.int(0, 3000);
+      got = await op(
+        `${prefix}.acquire`,
+        name,
+        () => target.acquire({ timeoutMs, signal: quiesce.signal }),
+        (h) => h.token,
+      );
+    } else if (r < 0.7) {
+      const wait = waitSignal(rng.int(0, 1500));
+      got = await op(
+        `${prefix}.acquire`,
+        name,
+        () => target.acquire({ signal: wait.signal }),
+        (h) => h.token,
+      );
+      wait.done();
+    } else if (r < 0.85 || (r < 0.95 && !target.within)) {
+      // (A semaphore has no withLock: tryAcquire takes its share.)
+      got = await op(
+        `${prefix}.tryAcquire`,
+        name,
+        () => target.tryAcquire(),
+        (h) => h?.token,
+      );
+    } else if (r < 0.95 && target.within) {
+      const within = target.within;
+      const timeoutMs = rng.int(0, 3000);
+      const asked = now();
+      await op(`${prefix}.withLock`, name, () =>
+        within(
+          async (held) => {
+            const at = now();
+            await use({ ...mode, token: held.token, holder: held, at, asked }, rng);
+          },
+          { timeoutMs, signal: quiesce.signal },
+        ),
+      );
+    } else {
+      await op(`${prefix}.holders`, name, () => target.holders());
+    }
+    const held = got?.ok ? got.value : undefined;
+    if (got?.ok && held) {
+      await use({ ...mode, token: held.token, holder: held, at: got.at, asked: got.asked }, rng);
+      await op(`${prefix}.release`, name, () => held.release());
     }
     await idle(rng.int(0, 150));
   }
@@ -347,7 +508,7 @@ async function electionFiber(c: Coordinator): Promise<void> {
       );
       wait.done();
       if (got.ok) {
-        await use('lead', GROUP_ELECTION, got.value.term, got.value, got.at, rng);
+        await use({ kind: 'lead', name: GROUP_ELECTION, token: got.value.term, holder: got.value, at: got.at }, rng);
         await op('resign', GROUP_ELECTION, () => got.value.resign());
       }
     } else {
@@ -516,9 +677,17 @@ if (coordinator) {
     // Unsafe on purpose: an operation that never settles.
     void op('members', GROUP_MEMBERS, () => new Promise<never>(() => undefined));
   }
-  if (!quiesceRequested) fibers.push(lockFiber(c, 0), lockFiber(c, 1), membershipFiber(c), partitionFiber(c), electionFiber(c));
+  const sharedLocks = c.features.sharedLocks === true;
+  if (!quiesceRequested) {
+    fibers.push(lockFiber(c, 0), lockFiber(c, 1), membershipFiber(c), partitionFiber(c), electionFiber(c));
+    if (sharedLocks) {
+      // One shared fiber beside the two lock fibers: the exclusive holds stay the most of a hot name's holds.
+      fibers.push(sharedFiber('shared', 0, config.locks, (name) => sharedHold(c, name)));
+      for (const k of [0, 1]) fibers.push(sharedFiber('permit', k, config.semaphores, (name) => permit(c, name)));
+    }
+  }
   watchFiberDone = watchFiber(c);
-  send({ t: 'ready' });
+  send({ t: 'ready', sharedLocks });
   // Connected only after the harness asked to quiesce (a client restarted late, or its link was down).
   if (quiesceRequested) void quiet(c).then(() => send({ t: 'quiet' }));
 }

@@ -22,12 +22,26 @@ const controls: Array<{ unsafe: UnsafeMode; checker: Checker; faults: FaultKind[
   { unsafe: 'partitioner-miss', checker: 'convergence', faults: [] },
   { unsafe: 'pending-op', checker: 'settle', faults: [] },
   { unsafe: 'leak-timer', checker: 'leak', faults: [] },
+  // Its own lock as a third "permit" beside the two the others hold.
+  { unsafe: 'over-limit', checker: 'permit-limit', faults: [] },
+  // A writer under a read lock: its "exclusive" hold overlaps the other clients' shared holds.
+  { unsafe: 'write-under-shared', checker: 'lock-overlap', faults: [] },
 ];
 
 describe('chaos checkers catch their negative controls (sqlite)', () => {
   for (const { unsafe, checker, faults } of controls) {
     it(`${checker} catches --unsafe ${unsafe}`, async () => {
-      const options: CampaignOptions = { driver: 'sqlite', seconds: 6, seed: 1414, clients: 3, locks: 1, unsafe, faults, settleMs: 3000 };
+      const options: CampaignOptions = {
+        driver: 'sqlite',
+        seconds: 6,
+        seed: 1414,
+        clients: 3,
+        locks: 1,
+        semaphores: 1,
+        unsafe,
+        faults,
+        settleMs: 3000,
+      };
       const result = await runCampaign(options);
       // The history is kept because anomalies were found: here they were meant to be.
       if (result.dir) rmSync(result.dir, { recursive: true, force: true });

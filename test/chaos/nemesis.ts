@@ -5,9 +5,10 @@
  *
  * A partition or lost replies end with the affected connections reset (see the heal below); a delay just ends.
  *
- * pause-holder and pause-leader stop whichever client holds a lock or leads when the episode starts (the seeded `pick`
- * chooses among several): the faults that matter most hit the processes that matter most, as Jepsen's nemeses target
- * primaries. With nobody holding they stop the episode's fallback target.
+ * pause-holder and pause-leader stop whichever client holds a lock (pause-holder; a permit when nobody holds a lock)
+ * or leads (pause-leader) when the episode starts (the seeded `pick` chooses among several): the faults that matter
+ * most hit the processes that matter most, as Jepsen's nemeses target primaries. With nobody holding they stop the
+ * episode's fallback target.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Backend } from './drivers.js';
@@ -25,7 +26,7 @@ export interface NemesisTarget {
   kill(index: number): Promise<void>;
   /** Starts a new incarnation of client `index`. */
   restart(index: number): Promise<void>;
-  /** Indexes of the running clients that hold a key starting with `prefix` ('lock:' or 'lead:'), sorted. */
+  /** Indexes of the running clients that hold a key starting with `prefix` ('lock:', 'permit:' or 'lead:'), sorted. */
   holders(prefix: string): number[];
 }
 
@@ -86,7 +87,13 @@ export class Nemesis {
       case 'pause':
       case 'pause-holder':
       case 'pause-leader': {
-        const candidates = e.kind === 'pause' ? [] : t.holders(e.kind === 'pause-holder' ? 'lock:' : 'lead:');
+        let candidates: number[] = [];
+        if (e.kind === 'pause-leader') candidates = t.holders('lead:');
+        else if (e.kind === 'pause-holder') {
+          // A lock's holders (exclusive or shared) first; a permit's when nobody holds a lock.
+          candidates = t.holders('lock:');
+          if (candidates.length === 0) candidates = t.holders('permit:');
+        }
         const victim = candidates.length > 0 ? (candidates[e.pick % candidates.length] ?? e.target) : e.target;
         if (!t.running(victim)) {
           this.#log(e, 'skip', `client ${victim} is not running`);

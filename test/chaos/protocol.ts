@@ -19,6 +19,8 @@
  * - partitioner-miss: reports its partitioner's members without client 1                      -> convergence
  * - pending-op: starts an operation that never settles                                         -> settle
  * - leak-timer: leaves an interval timer running after close()                                 -> leak
+ * - over-limit: takes its "permits" as an exclusive lock of its own instead of the semaphore   -> permit-limit
+ * - write-under-shared: uses its shared holds as exclusive ones (a writer under a read lock)   -> lock-overlap, register
  */
 export const UNSAFE_MODES = [
   'no-check',
@@ -29,6 +31,8 @@ export const UNSAFE_MODES = [
   'partitioner-miss',
   'pending-op',
   'leak-timer',
+  'over-limit',
+  'write-under-shared',
 ] as const;
 export type UnsafeMode = (typeof UNSAFE_MODES)[number];
 
@@ -47,6 +51,8 @@ export interface ClientConfig {
   readonly history: string;
   /** Hot lock names. */
   readonly locks: readonly string[];
+  /** Semaphore names, each of PERMIT_LIMIT permits (used only where the driver has shared locks). */
+  readonly semaphores: readonly string[];
   readonly unsafe: UnsafeMode | undefined;
   /** How long stop() waits for operations in flight to settle before reporting them as pending. */
   readonly settleMs: number;
@@ -66,8 +72,14 @@ export function finalRoles(index: number): { member: boolean; partitioner: boole
   return { member: index !== 1, partitioner: index !== 2 };
 }
 
-/** A register key: `lock:<name>` for a lock, `lead:<group>` for a leadership. */
-export type HoldKind = 'lock' | 'lead';
+/** The limit of every semaphore of the workload: small, so that permits are often all taken. */
+export const PERMIT_LIMIT = 2;
+
+/**
+ * A register key: `lock:<name>` for a lock (exclusive and shared holds of a name share it), `permit:<name>` for a
+ * semaphore's permits, `lead:<group>` for a leadership.
+ */
+export type HoldKind = 'lock' | 'permit' | 'lead';
 
 // ---- history records (client side), one JSON object per line
 
@@ -78,8 +90,21 @@ export type ClientRecord =
   /** ...and how it ended. */
   | { k: 'ok'; op: number; at: number; token?: string }
   | { k: 'fail'; op: number; at: number; code: string; message: string }
-  /** A lock or leadership held: `at` is when its acquire/campaign resolved. */
-  | { k: 'hold'; hold: string; kind: HoldKind; name: string; token: string; at: number }
+  /**
+   * A lock, permit or leadership held: `at` is when its acquire/campaign resolved, `asked` (when recorded) a moment
+   * before it was asked for. `shared` marks a shared lock hold or a permit; `limit` is a permit's semaphore limit.
+   */
+  | {
+      k: 'hold';
+      hold: string;
+      kind: HoldKind;
+      name: string;
+      token: string;
+      at: number;
+      asked?: number;
+      shared?: boolean;
+      limit?: number;
+    }
   /** A look at `valid` that said true (stamped before the look), followed by a register write. */
   | { k: 'write'; hold: string; seq: number; at: number }
   /** The first look that said invalid; `at` stamped before the look. */
@@ -103,13 +128,15 @@ export interface RegisterWrite {
   hold: string;
   key: string;
   token: string;
+  /** Made under a shared hold or a permit: fenced by exclusive tokens only (see register.ts). */
+  shared?: boolean;
   seq: number;
   /** The client's look time. */
   look: number;
   /** When the register received it. */
   at: number;
   accepted: boolean;
-  /** The newest token the register had seen for the key before this write. */
+  /** The newest token the register had seen for the key before this write, of the holds that fence it. */
   newest: string | undefined;
 }
 
@@ -126,8 +153,9 @@ export interface NemesisRecord {
 // ---- IPC
 
 export type ToHarness =
-  | { t: 'ready' }
-  | { t: 'write'; hold: string; key: string; token: string; seq: number; look: number }
+  /** Connected; `sharedLocks` says whether the workload takes shared holds and permits (the driver has them). */
+  | { t: 'ready'; sharedLocks: boolean }
+  | { t: 'write'; hold: string; key: string; token: string; shared: boolean; seq: number; look: number }
   | { t: 'hold'; key: string; on: boolean }
   | { t: 'quiet' }
   | { t: 'views'; id: number; views: Views | { error: string } }

@@ -11,7 +11,11 @@ import { cpus } from 'node:os';
 import type { CampaignResult } from './campaign.js';
 import { DRIVERS } from './drivers.js';
 
-type Summary = Omit<CampaignResult, 'history' | 'anomalies'> & { anomalies: string[] };
+// Summaries written before the workload took shared holds and permits have no counts of them.
+type Summary = Omit<CampaignResult, 'history' | 'anomalies' | 'holds'> & {
+  anomalies: string[];
+  holds: { lock: number; lead: number; shared?: number; permit?: number };
+};
 
 const [file, commit = 'unknown'] = process.argv.slice(2);
 if (!file) throw new Error('usage: reliability.ts RESULTS.jsonl COMMIT');
@@ -34,7 +38,7 @@ const total = (r: Summary): number => Object.values(r.faults).reduce((a, b) => a
 
 const rows = runs.map(
   (r) =>
-    `| ${r.driver} | ${r.seed} | ${r.clients} (${r.incarnations} processes) | ${r.seconds} s (${Math.round(r.elapsedMs / 1000)} s in all) | ${n(r.operations)} (${n(ok(r))} ok, ${n(failed(r))} failed as faults make them, ${n(r.operations - ok(r) - failed(r))} cut short by SIGKILL) | ${n(r.holds.lock)} / ${n(r.holds.lead)} | ${n(r.writes.accepted)} / ${n(r.writes.refused)} | ${total(r)}: ${faults(r)} | ${r.convergence?.ok ? `${r.convergence.ms} ms` : 'no'} | **${r.anomalies.length}** |`,
+    `| ${r.driver} | ${r.seed} | ${r.clients} (${r.incarnations} processes) | ${r.seconds} s (${Math.round(r.elapsedMs / 1000)} s in all) | ${n(r.operations)} (${n(ok(r))} ok, ${n(failed(r))} failed as faults make them, ${n(r.operations - ok(r) - failed(r))} cut short by SIGKILL) | ${n(r.holds.lock)} (${n(r.holds.shared ?? 0)} shared) / ${n(r.holds.permit ?? 0)} / ${n(r.holds.lead)} | ${n(r.writes.accepted)} / ${n(r.writes.refused)} | ${total(r)}: ${faults(r)} | ${r.convergence?.ok ? `${r.convergence.ms} ms` : 'no'} | **${r.anomalies.length}** |`,
 );
 const reruns = runs.map((r) => `npm run chaos -- --driver ${r.driver} --seconds ${r.seconds} --seed ${r.seed} --clients ${r.clients}`);
 const dates = runs.map((r) => r.startedAt.slice(0, 10));
@@ -52,7 +56,7 @@ per driver (\`test/chaos/campaign.test.ts\`).
 
 Run on ${day} at commit ${commit}, on ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'}), the drivers side by side.
 
-| driver | seed | clients | faults for | operations | locks / leaderships held | register writes accepted / refused | faults injected | views agreed after quiescing | anomalies |
+| driver | seed | clients | faults for | operations | locks (shared) / permits / leaderships held | register writes accepted / refused | faults injected | views agreed after quiescing | anomalies |
 |---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 
@@ -71,11 +75,17 @@ ${reruns.join('\n')}
 ## What it checks
 
 - **lock-overlap, leader-overlap**: a hold is valid from its acquire (or campaign) resolving until its last look at
-  \`held.valid\` that said true, stamped before the look on CLOCK_MONOTONIC; no two valid intervals of one lock (one
-  election) overlap, across processes.
-- **register**: every holder writes to a fenced register the harness keeps (it refuses tokens older than the newest
-  it has seen) and waits for its answer; every write that arrived within its holder's validity was accepted.
-- **token-order**: tokens and terms strictly increase per name, in the order holds became valid.
+  \`held.valid\` that said true, stamped before the look on CLOCK_MONOTONIC; no valid interval of an exclusive hold
+  of a lock (of a leadership) overlaps another of the same name, across processes; shared holds overlap only each
+  other.
+- **permit-limit**: at no instant are more permits of a semaphore valid than its limit.
+- **register**: every holder writes to a fenced register the harness keeps and waits for its answer; every write that
+  arrived within its holder's validity was accepted. An exclusive holder's write is refused when a newer token of any
+  mode was seen, a shared holder's or permit's only when a newer exclusive token was (concurrent shared holders carry
+  tokens in no particular order).
+- **token-order**: every token of a name is handed out once; an exclusive hold's token (a term) is greater than every
+  token of a hold that became valid before it; a shared hold's or permit's is greater than every exclusive one's that
+  became valid before it, and than every one's that became valid before it was asked for.
 - **convergence**: after the nemesis heals and the workload quiesces, within TTL + the driver's detection delay + 1 s,
   every watcher's view equals \`members()\`, every partitioner's members equal the group's, and the memberships are
   exactly the clients meant to be in them (one client ends outside the watched group, one with its partitioner
@@ -86,7 +96,7 @@ ${reruns.join('\n')}
 - **crash, errors**: no uncaught exception or unhandled rejection; every failure a \`ConcordError\` of a code faults
   explain.
 
-The faults: SIGSTOP of a client (at random, or whoever holds a lock or leads) for less and more than the TTL; SIGKILL
+The faults: SIGSTOP of a client (at random, or whoever holds a lock or a permit, or leads) for less and more than the TTL; SIGKILL
 of a client and a new process in its place; a client's own fault proxies cutting its connections, partitioning it
 (connections reset when it heals, as TCP would once either side gave up), delaying every byte (sometimes by more than
 the TTL) or dropping the server's replies; the server SIGKILLed and restarted (Redis with \`appendonly yes\`,

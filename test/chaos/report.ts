@@ -25,7 +25,7 @@ export function summary(result: CampaignResult): string {
     });
   lines.push(`operations: ${result.operations} (${result.incarnations} client processes): ${ops.join('; ')}`);
   lines.push(
-    `holds: ${result.holds.lock} locks, ${result.holds.lead} leaderships; register writes: ${result.writes.accepted} accepted, ${result.writes.refused} refused`,
+    `holds: ${result.holds.lock} locks (${result.holds.shared} shared), ${result.holds.permit} permits, ${result.holds.lead} leaderships; register writes: ${result.writes.accepted} accepted, ${result.writes.refused} refused`,
   );
   const faults = Object.entries(result.faults).map(([k, n]) => `${k} ${n}`);
   lines.push(`faults: ${faults.length > 0 ? faults.join(', ') : 'none'}`);
@@ -50,7 +50,7 @@ function describe(r: Recorded, ops: Map<string, string>): string {
     case 'fail':
       return `err #${r.op} ${ops.get(`${r.proc}#${r.op}`) ?? ''} ${r.code}`;
     case 'hold':
-      return `holds ${r.kind}:${r.name} token ${r.token} (${r.hold})`;
+      return `holds ${r.kind}:${r.name}${r.shared === true && r.kind === 'lock' ? ' shared' : ''} token ${r.token} (${r.hold}${r.asked === undefined ? '' : `, asked ${secs(r.asked)}`})`;
     case 'write':
       return `valid, writes #${r.seq} (${r.hold})`;
     case 'invalid':
@@ -92,7 +92,7 @@ export function excerpt(
     if (w.at < from || w.at > to || (!keys.has(w.key) && !procs.has(w.proc))) continue;
     lines.push({
       at: w.at,
-      text: `register ${w.key} ${w.accepted ? 'accepts' : 'REFUSES'} #${w.seq} of ${w.hold} token ${w.token} (looked ${secs(w.look)})`,
+      text: `register ${w.key} ${w.accepted ? 'accepts' : 'REFUSES'} #${w.seq} of ${w.hold}${w.shared === true ? ' shared' : ''} token ${w.token} (looked ${secs(w.look)})`,
     });
   }
   for (const n of history.nemesis) if (n.at >= from && n.at <= to) lines.push({ at: n.at, text: `nemesis ${n.phase} ${n.detail}` });

@@ -6,10 +6,11 @@
  *   npm run chaos -- --driver etcd --seed 42 --seconds 60 --plan         (print the nemesis schedule only)
  *
  * Options: --driver NAME (repeatable or comma-separated; default every driver available here), --seconds N (default
- * 60), --seed N (default random; printed), --clients N (default 4), --locks N (hot lock names, default 2), --faults
- * a,b (only these; none for none), --unsafe MODE (client 0 misbehaves on purpose: no-check, skip-lock, small-token,
- * ignore-leader-signal, drop-event, partitioner-miss, pending-op, leak-timer), --keep (keep the history folder),
- * --json FILE (append each campaign's summary as a JSON line), --quiet (no progress lines).
+ * 60), --seed N (default random; printed), --clients N (default 4), --locks N (hot lock names, default 2),
+ * --semaphores N (semaphores of 2 permits, default 2; used where the driver has shared locks), --faults a,b (only
+ * these; none for none), --unsafe MODE (client 0 misbehaves on purpose: no-check, skip-lock, small-token,
+ * ignore-leader-signal, drop-event, partitioner-miss, pending-op, leak-timer, over-limit, write-under-shared), --keep
+ * (keep the history folder), --json FILE (append each campaign's summary as a JSON line), --quiet (no progress lines).
  *
  * Exit code 0 when no campaign found an anomaly, 1 when one did, 2 on a usage error. A failing campaign prints its
  * seed, the rerun command and the history around each anomaly; the whole history stays in the folder it names.
@@ -36,6 +37,7 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     clients: { type: 'string', default: '4' },
     locks: { type: 'string', default: '2' },
+    semaphores: { type: 'string', default: '2' },
     faults: { type: 'string' },
     unsafe: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -58,6 +60,7 @@ const seconds = integer(values.seconds, 'seconds', 1);
 const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : integer(values.seed, 'seed', 0);
 const clients = integer(values.clients, 'clients', 2);
 const locks = integer(values.locks, 'locks', 1);
+const semaphores = integer(values.semaphores, 'semaphores', 1);
 const unsafe = values.unsafe as UnsafeMode | undefined;
 if (unsafe !== undefined && !UNSAFE_MODES.includes(unsafe)) usage(`unknown --unsafe ${unsafe}; known: ${UNSAFE_MODES.join(', ')}`);
 const faults = values.faults === 'none' ? [] : (values.faults?.split(',').filter((f) => f !== '') as FaultKind[] | undefined);
@@ -78,6 +81,7 @@ for (const driver of chosen) {
     seed,
     clients,
     locks,
+    semaphores,
     keep: values.keep,
     ...(unsafe === undefined ? {} : { unsafe }),
     ...(faults === undefined ? {} : { faults }),
