@@ -10,6 +10,8 @@ import { ConcordError } from '../../src/errors.js';
 import { debug } from '../../src/debug.js';
 import {
   CODES,
+  MODES,
+  OP_CREATE_CONTAINER,
   STATES,
   long,
   type AclEntry,
@@ -52,6 +54,11 @@ function failure(exception: ZkException, what: string): Error {
     default:
       return new ZkError(code, `ZooKeeper ${what}: ${exception.message}`);
   }
+}
+
+interface SendOptions {
+  readonly settled?: (code: number) => void;
+  readonly sentAs?: number;
 }
 
 export interface Libraries {
@@ -205,12 +212,28 @@ export class Connection extends EventEmitter {
   /**
    * Sends one request. `settled` runs inside the client's reply callback, before any other packet of the same read
    * is handled: a watch must be registered there, or a notification that arrived with the reply would find nobody.
+   * `sentAs` is an op code the client does not know, sent on the wire in place of `type`, whose reply the client
+   * then reads as `type`'s.
    */
-  #send(type: number, payload: unknown, what: string, settled?: (code: number) => void): Promise<Reply> {
+  #send(type: number, payload: unknown, what: string, options: SendOptions = {}): Promise<Reply> {
     if (this.#expired) return Promise.reject(new ConcordError('ERR_SESSION_LOST', 'the ZooKeeper session has expired'));
     if (!this.connected) return Promise.reject(new ConcordError('ERR_CONNECTION', 'the ZooKeeper connection is down'));
+    const { settled, sentAs } = options;
     const header = this.#record('RequestHeader', { type });
     const request = new this.#jute.Request(header, payload);
+    if (sentAs !== undefined) {
+      // The client picks the reply's record by the header's type when the reply comes, and frames replies by their
+      // length, so a longer reply (createContainer's carries a stat after the path) is read as far as needed.
+      const serialize = request.toBuffer.bind(request);
+      request.toBuffer = () => {
+        header.type = sentAs;
+        try {
+          return serialize();
+        } finally {
+          header.type = type;
+        }
+      };
+    }
     return new Promise<Reply>((resolve, reject) => {
       this.#client.connectionManager.queue(request, (error, reply) => {
         settled?.(error ? error.getCode() : CODES.OK);
@@ -226,10 +249,14 @@ export class Connection extends EventEmitter {
     return Object.assign(new Record(), fields);
   }
 
-  /** Creates a node; resolves with its path and its czxid (the reply's zxid: the transaction that created it). */
+  /**
+   * Creates a node; resolves with its path and its czxid (the reply's zxid: the transaction that created it). A
+   * container (MODES.CONTAINER, ZooKeeper 3.5.3+) is created with its own op, as the Java client does.
+   */
   async create(path: string, data: Buffer, mode: number): Promise<{ path: string; czxid: bigint }> {
     const payload = this.#record('CreateRequest', { path, data, acl: this.acl.map((a) => a.toRecord()), flags: mode });
-    const reply = await this.#send(this.#jute.OP_CODES.CREATE, payload, `create ${path}`);
+    const options = mode === MODES.CONTAINER ? { sentAs: OP_CREATE_CONTAINER } : {};
+    const reply = await this.#send(this.#jute.OP_CODES.CREATE, payload, `create ${path}`, options);
     return { path: reply.payload?.path as string, czxid: long(reply.header.zxid) };
   }
 
@@ -242,9 +269,11 @@ export class Connection extends EventEmitter {
     const payload = this.#record('ExistsRequest', { path, watch: watcher !== undefined });
     try {
       const manager = this.#client.connectionManager;
-      const reply = await this.#send(this.#jute.OP_CODES.EXISTS, payload, `exists ${path}`, (code) => {
-        if (watcher && code === CODES.OK) manager.registerDataWatcher(path, watcher);
-        else if (watcher && code === CODES.NO_NODE) manager.registerExistenceWatcher(path, watcher);
+      const reply = await this.#send(this.#jute.OP_CODES.EXISTS, payload, `exists ${path}`, {
+        settled: (code) => {
+          if (watcher && code === CODES.OK) manager.registerDataWatcher(path, watcher);
+          else if (watcher && code === CODES.NO_NODE) manager.registerExistenceWatcher(path, watcher);
+        },
       });
       return reply.payload?.stat as Stat;
     } catch (error) {
@@ -256,8 +285,10 @@ export class Connection extends EventEmitter {
   async getData(path: string, watcher?: (event: unknown) => void): Promise<{ data: Buffer; stat: Stat }> {
     const payload = this.#record('GetDataRequest', { path, watch: watcher !== undefined });
     const manager = this.#client.connectionManager;
-    const reply = await this.#send(this.#jute.OP_CODES.GET_DATA, payload, `get ${path}`, (code) => {
-      if (watcher && code === CODES.OK) manager.registerDataWatcher(path, watcher);
+    const reply = await this.#send(this.#jute.OP_CODES.GET_DATA, payload, `get ${path}`, {
+      settled: (code) => {
+        if (watcher && code === CODES.OK) manager.registerDataWatcher(path, watcher);
+      },
     });
     return { data: (reply.payload?.data as Buffer | undefined) ?? Buffer.alloc(0), stat: reply.payload?.stat as Stat };
   }
@@ -266,8 +297,10 @@ export class Connection extends EventEmitter {
   async getChildren(path: string, watcher?: (event: unknown) => void): Promise<{ children: string[]; stat: Stat }> {
     const payload = this.#record('GetChildren2Request', { path, watch: watcher !== undefined });
     const manager = this.#client.connectionManager;
-    const reply = await this.#send(this.#jute.OP_CODES.GET_CHILDREN2, payload, `list ${path}`, (code) => {
-      if (watcher && code === CODES.OK) manager.registerChildWatcher(path, watcher);
+    const reply = await this.#send(this.#jute.OP_CODES.GET_CHILDREN2, payload, `list ${path}`, {
+      settled: (code) => {
+        if (watcher && code === CODES.OK) manager.registerChildWatcher(path, watcher);
+      },
     });
     return { children: reply.payload?.children as string[], stat: reply.payload?.stat as Stat };
   }

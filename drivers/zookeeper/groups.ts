@@ -32,10 +32,10 @@ function json(value: unknown): Buffer {
   return Buffer.from(JSON.stringify(value));
 }
 
-/** Creates `path` (persistent, empty) and any missing ancestor; an existing node is fine. */
-export async function ensure(connection: Connection, path: string): Promise<void> {
+/** Creates `path` (empty, as `mode`: persistent by default) and any missing ancestor (persistent); an existing node is fine. */
+export async function ensure(connection: Connection, path: string, mode: number = MODES.PERSISTENT): Promise<void> {
   try {
-    await connection.create(path, Buffer.alloc(0), MODES.PERSISTENT);
+    await connection.create(path, Buffer.alloc(0), mode);
   } catch (error) {
     if (isCode(error, CODES.NODE_EXISTS)) return;
     if (!isCode(error, CODES.NO_NODE)) throw error;
@@ -46,7 +46,7 @@ export async function ensure(connection: Connection, path: string): Promise<void
         if (!isCode(inner, CODES.NODE_EXISTS)) throw inner;
       }
     }
-    await ensure(connection, path);
+    await ensure(connection, path, mode);
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * zookeeper://[user:password@]h:p[,h:p...][/chroot] — ZooKeeper 3.5+ through the `node-zookeeper-client` package,
+ * zookeeper://[user:password@]h:p[,h:p...][/chroot] — ZooKeeper 3.5.3+ through the `node-zookeeper-client` package,
  * whose connection manager and jute records carry the requests; the recipes are written here.
  *
  *   zookeeper://app:secret@zk1:2181,zk2:2181,zk3:2181/apps/billing?sessionTtlMs=6000
@@ -21,7 +21,9 @@
  *   alone, or the shared ones at the head together (at most `limit` for a semaphore). A waiter watches one node only
  *   (fair, no herd): an exclusive one its predecessor, a shared hold the last exclusive request ahead, a permit its
  *   predecessor's grant or departure (the first permit waiting, the line). Token = the contender node's czxid. A held
- *   node deleted from outside is `lockLost` at once.
+ *   node deleted from outside is `lockLost` at once. A name's node is a container (ZooKeeper 3.5.3+), removed by the
+ *   server's container manager once its line is empty (it looks every `znode.container.checkIntervalMs`, a minute
+ *   by default); the next request of the name creates it again.
  *
  * Crash detection: ZooKeeper deletes a dead session's ephemeral nodes when the session times out (the leader checks
  * expiry every tickTime), and watchers hear of it from the next listing: TTL + up to one tickTime.

@@ -98,7 +98,8 @@ export class LockStore {
       } catch (error) {
         if (!(error instanceof ZkError)) this.#uncertain.set(key, connection.id);
         if (!isCode(error, CODES.NO_NODE)) throw error;
-        await ensure(connection, parent);
+        // A container: the server removes it once its line has emptied (and this create then finds it gone again).
+        await ensure(connection, parent, MODES.CONTAINER);
         continue;
       }
       const contender = { connection, kind, name, mode, member, path: created.path, token: created.czxid };
@@ -197,9 +198,15 @@ export class LockStore {
         signal.throwIfAborted();
         let armed = false;
         if (listing === undefined) {
-          const { children, stat } = await connection.getChildren(parent, watchLine ? wake : undefined);
-          listing = { children, marked: long(stat.mzxid), exact: false };
-          armed = watchLine;
+          try {
+            const { children, stat } = await connection.getChildren(parent, watchLine ? wake : undefined);
+            listing = { children, marked: long(stat.mzxid), exact: false };
+            armed = watchLine;
+          } catch (error) {
+            // The line emptied and its container was removed: our node is gone too, and we enter again.
+            if (!isCode(error, CODES.NO_NODE)) throw error;
+            listing = { children: [], marked: 0n, exact: false };
+          }
         }
         const standing = standingOf(agreeing(lineOf(listing.children), mode.limit), basename(contender.path));
         if (standing.state === 'gone') {

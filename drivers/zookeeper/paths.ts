@@ -12,6 +12,9 @@
  *                                          a semaphore permit
  *   <root>/leaders/<group>/<session>-<seq> the same as a lock's, for leadership
  *
+ * A lock's, semaphore's or leadership's own node (<root>/locks/<name>) is a container: the server removes it once
+ * its line has emptied, so names used once leave nothing behind. Everything else is persistent or ephemeral.
+ *
  * Names are percent-encoded (as URI components, plus '.' and '*'), so any name, slashes included, is one node.
  */
 import type { LockKind } from '../../src/driver.js';

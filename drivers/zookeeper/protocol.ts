@@ -14,8 +14,14 @@ export interface JuteModule {
     Record<'CREATE' | 'DELETE' | 'EXISTS' | 'GET_DATA' | 'SET_DATA' | 'GET_CHILDREN2' | 'CHECK' | 'MULTI' | 'ERROR', number>
   >;
   readonly protocol: Readonly<Record<string, new () => JuteRecord>>;
-  readonly Request: new (header: JuteRecord, payload: unknown) => unknown;
+  readonly Request: new (header: JuteRecord, payload: unknown) => JuteRequest;
   readonly TransactionRequest: new (ops: readonly TransactionOp[]) => unknown;
+}
+
+/** A request as the client queues it: serialised by toBuffer() when it is written. */
+export interface JuteRequest {
+  readonly header: JuteRecord;
+  toBuffer(): Buffer;
 }
 
 /** One op of a multi, in the shape the client's TransactionRequest reads. */
@@ -111,8 +117,14 @@ export const CODES = Object.freeze({
   AUTH_FAILED: -115,
 });
 
-/** CreateMode */
-export const MODES = Object.freeze({ PERSISTENT: 0, EPHEMERAL: 1, PERSISTENT_SEQUENTIAL: 2, EPHEMERAL_SEQUENTIAL: 3 });
+/**
+ * CreateMode. A container (ZooKeeper 3.5.3+) is a persistent node the server deletes once it has had children and
+ * has none left (its container manager looks every `znode.container.checkIntervalMs`, a minute by default).
+ */
+export const MODES = Object.freeze({ PERSISTENT: 0, EPHEMERAL: 1, PERSISTENT_SEQUENTIAL: 2, EPHEMERAL_SEQUENTIAL: 3, CONTAINER: 4 });
+
+/** The op code of createContainer, which the client does not know (a CreateRequest with a Create2Response). */
+export const OP_CREATE_CONTAINER = 19;
 
 /** A zxid or session id (8 bytes, big-endian) as a bigint. */
 export function long(buffer: Buffer): bigint {
