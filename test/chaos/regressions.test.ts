@@ -3,7 +3,11 @@
  * but not fixed yet is pinned with `it.fails`: it passes while the defect is there and fails once it is fixed, so
  * that whoever fixes it turns it into a plain `it`.
  */
+import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { memoryFaults } from '../../drivers/memory/index.js';
 import { connect, type Coordinator } from '../../src/index.js';
@@ -120,6 +124,54 @@ describe('chaos campaign regressions', () => {
       await c.close();
     }
   }, 30_000);
+});
+
+describe('chaos campaign regressions (sqlite)', () => {
+  // A shared hold's release passed its slot on before the unlock reached the backend, and an unlock that failed (the
+  // file busy past the driver's budget) was only retried later. A new shared hold of the same name by the same process
+  // took the same slot, and SQLite keeps the place the session already has in that slot: the old, still granted row,
+  // whose token it returned as the new grant. When the retried (or late) unlock then deleted that row, the new holder
+  // believed it held what the backend no longer had: an exclusive holder was granted beside it. Found by
+  // `npm run chaos -- --driver sqlite --seconds 60 --seed 1` (a shared hold, and with --seed 3 a permit, released
+  // while another connection held the write lock). Now a slot stays taken until its release has reached the backend.
+  it('a shared hold whose release failed is not handed out again as a new one', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'concord-regression-'));
+    const file = path.join(dir, 'c.db');
+    // A long TTL: no renewal (which would retry the failed release) before the second acquire.
+    const a = await connect(`sqlite://${file}`, { member: 'a', sessionTtlMs: 30_000 });
+    const b = await connect(`sqlite://${file}`, { member: 'b', sessionTtlMs: 30_000 });
+    try {
+      const first = await a.lock('x').acquire({ shared: true });
+      // An exclusive waiter, so that the second shared request cannot be granted at once and joins the line.
+      const writerTurn = b
+        .lock('x')
+        .acquire()
+        .then((held) => held.release());
+      await eventually(
+        async () => (await a.locks()).find((l) => l.name === 'x')?.waiting ?? 0,
+        (waiting) => waiting === 1,
+        5000,
+        'b to queue',
+      );
+      const writer = new Database(file, { timeout: 0 });
+      try {
+        writer.exec('BEGIN IMMEDIATE');
+        // Retried from the event loop for the driver's busy budget, then given up (release() never rejects).
+        await first.release();
+        writer.exec('ROLLBACK');
+      } finally {
+        writer.close();
+      }
+      // Fixed, it waits for b's turn, which comes once the failed release is retried (at the next renewal).
+      const second = await a.lock('x').acquire({ shared: true, timeoutMs: 25_000 });
+      expect(second.token).toBeGreaterThan(first.token);
+      await second.release();
+      await writerTurn;
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 const zookeeper = requireServer('zookeeper');
