@@ -1,18 +1,34 @@
 /**
- * concord locks and concord status on SQLite (the default backend, in a temporary file) and on a Redis the test starts:
- * what they print is what coordinator.locks() and the groups say, as text and as JSON; shared holds and semaphores
- * where the driver has them.
+ * concord locks and concord status on SQLite (the default backend, in a temporary file), and on a Redis and a
+ * ZooKeeper the test starts: what they print is what coordinator.locks() and the groups say, as text and as JSON;
+ * shared holds and semaphores where the driver has them.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, isConcordError, type Coordinator } from '../../src/index.js';
+import { requireServer, startZooKeeper } from '../support/servers.js';
 import { eventually } from '../support/wait.js';
-import { BACKENDS } from './backends.js';
+import { BACKENDS, type Backend } from './backends.js';
 import { concord, lines } from './run.js';
 
 let namespace = 0;
 const open: Coordinator[] = [];
 
-for (const backend of BACKENDS) {
+const zookeeper: Backend = {
+  name: 'zookeeper',
+  availability: requireServer('zookeeper'),
+  start: async () => {
+    const server = await startZooKeeper();
+    return { url: server.url, stop: () => server.stop() };
+  },
+};
+
+/** A URL of the backend with a password in it, for the backends that take one there. */
+const PASSWORDS: Readonly<Record<string, (url: string) => string>> = {
+  redis: (url) => url.replace('redis://', 'redis://:hunter2@'),
+  zookeeper: (url) => url.replace('zookeeper://', 'zookeeper://concord:hunter2@'),
+};
+
+for (const backend of [...BACKENDS, zookeeper]) {
   const { ok } = backend.availability;
   const skipped = backend.availability.ok ? '' : ` (skipped: ${backend.availability.reason})`;
   describe.skipIf(!ok)(`concord locks and status on ${backend.name}${skipped}`, { timeout: 90_000 }, () => {
@@ -213,9 +229,9 @@ for (const backend of BACKENDS) {
       await waiting;
     });
 
-    it.runIf(backend.name === 'redis')('status never shows a password', async () => {
+    it.runIf(backend.name in PASSWORDS)('status never shows a password', async () => {
       namespace++;
-      const withPassword = url.replace('redis://', 'redis://:hunter2@');
+      const withPassword = PASSWORDS[backend.name]?.(url) ?? url;
       const result = await concord(['status', '--url', withPassword, '--namespace', `inspect-${namespace}`]);
       expect(result.stdout + result.stderr).not.toContain('hunter2');
     });
