@@ -35,6 +35,11 @@ interface Contender {
   readonly path: string;
   /** The node's czxid until a grant write gives it a later one. */
   token: bigint;
+  /**
+   * The listing that entered it left a watch on the line that has not fired yet: any change of the line, this node's
+   * deletion included, fires it, so a held node needs no watch of its own until then.
+   */
+  lineWatched: boolean;
 }
 
 /** A listing of the line and what it says about grant writes. */
@@ -90,7 +95,12 @@ export class LockStore {
     const key = keyOf(kind, name, connection.id, mode.slot);
     for (;;) {
       const creating = connection.create(`${parent}/${prefixOf(connection.id, mode)}`, Buffer.from(member), MODES.EPHEMERAL_SEQUENTIAL);
-      const listing = connection.getChildren(parent);
+      // The listing watches the line: an uncontended hold then learns of its node's deletion with no request more.
+      const line: { contender?: Contender; fired: boolean } = { fired: false };
+      const listing = connection.getChildren(parent, () => {
+        line.fired = true;
+        if (line.contender) this.#lineChanged(line.contender);
+      });
       listing.catch(() => undefined);
       let created: { path: string; czxid: bigint };
       try {
@@ -102,9 +112,11 @@ export class LockStore {
         await ensure(connection, parent, MODES.CONTAINER);
         continue;
       }
-      const contender = { connection, kind, name, mode, member, path: created.path, token: created.czxid };
+      const contender: Contender = { connection, kind, name, mode, member, path: created.path, token: created.czxid, lineWatched: false };
+      line.contender = contender;
       try {
         const { children, stat } = await listing;
+        contender.lineWatched = !line.fired;
         const exact = long(stat.pzxid) === created.czxid && lineOf(children)[0]?.node === basename(created.path);
         return { contender, listing: { children, marked: long(stat.mzxid), exact } };
       } catch (error) {
@@ -288,10 +300,22 @@ export class LockStore {
     return true;
   }
 
-  /** Watches the held node: gone while we hold it (deleted from outside) means lockLost. */
   #hold(contender: Contender): void {
+    this.#held.set(keyOf(contender.kind, contender.name, contender.connection.id, contender.mode.slot), contender);
+    if (!contender.lineWatched) this.#watchHeld(contender);
+  }
+
+  /** The line changed since the listing that entered `contender`: a held node now needs a watch of its own. */
+  #lineChanged(contender: Contender): void {
+    contender.lineWatched = false;
+    if (this.#held.get(keyOf(contender.kind, contender.name, contender.connection.id, contender.mode.slot)) === contender) {
+      this.#watchHeld(contender);
+    }
+  }
+
+  /** Watches the held node: gone while we hold it (deleted from outside) means lockLost. */
+  #watchHeld(contender: Contender): void {
     const key = keyOf(contender.kind, contender.name, contender.connection.id, contender.mode.slot);
-    this.#held.set(key, contender);
     const check = (): void => {
       if (this.#held.get(key) !== contender || contender.connection.closed) return;
       contender.connection.exists(contender.path, check).then(

@@ -142,4 +142,30 @@ describe.skipIf(!availability.ok)('zookeeper driver specifics', () => {
       await b.close();
     }
   });
+
+  it('a held node deleted from outside is lost whether or not the line changed since it was entered', async () => {
+    const a = await connect(running().url, { member: 'a', namespace: 'outside2' });
+    const b = await connect(running().url, { member: 'b', namespace: 'outside2' });
+    const tree = await rawClient(running().port);
+    try {
+      // Uncontended: the watch left by the listing that entered it is the only one on the node.
+      const alone = await a.lock('alone').acquire();
+      const [node] = await tree.children('/outside2/locks/alone');
+      await tree.remove(`/outside2/locks/alone/${node ?? ''}`);
+      expect(((await aborted(alone.signal)) as ConcordError).code).toBe('ERR_LOCK_LOST');
+      // The line changed (a tryAcquire came and went) before the deletion: the node's own watch tells.
+      const busy = await a.lock('busy').acquire();
+      expect(await b.lock('busy').tryAcquire()).toBeUndefined();
+      const [held] = await tree.children('/outside2/locks/busy');
+      await tree.remove(`/outside2/locks/busy/${held ?? ''}`);
+      expect(((await aborted(busy.signal)) as ConcordError).code).toBe('ERR_LOCK_LOST');
+      const next = await b.lock('busy').acquire();
+      expect(next.token).toBeGreaterThan(busy.token);
+      await next.release();
+    } finally {
+      tree.close();
+      await a.close();
+      await b.close();
+    }
+  });
 });
