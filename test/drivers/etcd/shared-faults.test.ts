@@ -5,34 +5,13 @@
  * one host); the history is checked for the mode rules, the limit and the tokens.
  */
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Coordinator } from '../../../src/index.js';
 import { driver } from '../../../drivers/etcd/index.js';
-import { Child, type Message } from '../../support/child.js';
-import { checkIntervals, type HoldInterval } from '../../support/history.js';
+import { Child } from '../../support/child.js';
 import { requireServer, startEtcd, type ServerHandle } from '../../support/servers.js';
+import { finishSemaphoreLoad, LOCK_CHILD, runMixed, startSemaphoreLoad } from '../../support/shared-load.js';
 import { eventually } from '../../support/wait.js';
-
-const LOCK_CHILD = fileURLToPath(new URL('../../support/lock-child.ts', import.meta.url));
-
-/** The holds a `work` child printed, as intervals. */
-function intervalsOf(client: string, messages: readonly Message[]): HoldInterval[] {
-  return messages
-    .filter((m) => 'start' in m)
-    .map((m) => ({
-      client,
-      token: BigInt(String(m.token)),
-      start: BigInt(String(m.start)),
-      end: BigInt(String(m.end)),
-      shared: m.shared === true,
-      asked: typeof m.asked === 'string' ? BigInt(m.asked) : undefined,
-    }));
-}
-
-function done(c: Child, ms: number): Promise<Message> {
-  return c.next((m) => 'done' in m, 'a worker to finish', ms);
-}
 
 const availability = requireServer('etcd');
 
@@ -63,19 +42,7 @@ describe.skipIf(!availability.ok)(
 
     it('4 processes x 300 acquisitions mixing shared and exclusive: the mode rules hold, tokens increase', async () => {
       const ns = namespace();
-      const perProcess = 300;
-      const workers = ['m0', 'm1', 'm2', 'm3'].map((m) => child(['work', server.url, ns, m, 'rw', String(perProcess), 'mixed']));
-      await Promise.all(workers.map((w) => done(w, 110_000)));
-      const intervals = workers.flatMap((w, i) => intervalsOf(`m${String(i)}`, w.messages));
-      expect(intervals).toHaveLength(4 * perProcess);
-      // Both modes were exercised (about two in three holds are shared).
-      const shared = intervals.filter((i) => i.shared).length;
-      expect(shared).toBeGreaterThan(0);
-      expect(shared).toBeLessThan(intervals.length);
-      const result = checkIntervals(intervals);
-      expect(result.violations.slice(0, 5)).toEqual([]);
-      expect(result.ok).toBe(true);
-      expect(await Promise.all(workers.map((w) => w.exited))).toEqual([0, 0, 0, 0]);
+      await runMixed(child, server.url, ns);
       // Nothing left in the line.
       const observer = await connect(server.url, { namespace: ns, member: 'observer' });
       coordinators.push(observer);
@@ -87,15 +54,8 @@ describe.skipIf(!availability.ok)(
       const ns = namespace();
       const observer = await connect(server.url, { namespace: ns, member: 'observer' });
       coordinators.push(observer);
-      const holder = child(['hold', server.url, ns, 'killed', 'pool', String(ttl), 'semaphore:3']);
-      const acquired = await holder.next((m) => 'acquired' in m, 'the holder to acquire a permit');
-      const perProcess = 80;
-      const workers = ['p0', 'p1', 'p2', 'p3', 'p4'].map((m) =>
-        child(['work', server.url, ns, m, 'pool', String(perProcess), 'semaphore:3']),
-      );
-      // The workers are under way, one permit short, when the holder dies.
-      let seen = 0;
-      await workers[0]?.next((m) => 'start' in m && ++seen >= 20, 'the workers to get going');
+      const load = await startSemaphoreLoad(child, server.url, ns, ttl, 80);
+      const { holder } = load;
       holder.process.kill('SIGKILL');
       const killedAt = process.hrtime.bigint();
       await holder.exited;
@@ -111,21 +71,7 @@ describe.skipIf(!availability.ok)(
       // deletion's watch event: the driver's stated detection delay.
       expect(freedMs).toBeLessThan(ttl + driver.crashDetection.delayMs);
 
-      await Promise.all(workers.map((w) => done(w, 110_000)));
-      const intervals = workers.flatMap((w, i) => intervalsOf(`p${String(i)}`, w.messages));
-      expect(intervals).toHaveLength(5 * perProcess);
-      // The killed holder held from its grant until it was killed (nothing may take its permit before it dies).
-      intervals.push({
-        client: 'killed',
-        token: BigInt(String(acquired.token)),
-        start: BigInt(String(acquired.at)),
-        end: killedAt,
-        shared: true,
-      });
-      const result = checkIntervals(intervals, { limit: 3 });
-      expect(result.violations.slice(0, 5)).toEqual([]);
-      expect(result.ok).toBe(true);
-      expect(await Promise.all(workers.map((w) => w.exited))).toEqual([0, 0, 0, 0, 0]);
+      await finishSemaphoreLoad(load, killedAt);
       expect(await observer.semaphore('pool', { limit: 3 }).holders()).toEqual([]);
       expect(await observer.locks()).toEqual([]);
     }, 120_000);
