@@ -92,6 +92,20 @@ local function fence(lk, t, last)
   return string.format('%d', n)
 end`;
 
+/**
+ * FENCE for a grant with no previous holder to exceed, inlined for the fast paths (no function, no second TIME): sets
+ * `token` for the lock `lk`.
+ */
+const FENCE_INLINE = `  local fence = P .. 'f:' .. lk
+  local n = redis.call('INCR', fence)
+  local t = redis.call('TIME')
+  local now = t[1] * 1000000 + t[2]
+  if n < now - ${FENCE_SLACK_US} then
+    n = now
+    redis.call('SET', fence, string.format('%d', n), 'PX', ${FENCE_TTL_MS})
+  end
+  local token = string.format('%d', n)`;
+
 const PRELUDE = `
 local P = ARGV[1]
 local NOW = nil
@@ -378,15 +392,7 @@ local l, q = P .. 'l:' .. lk, P .. 'q:' .. lk
 if redis.call('EXISTS', l, q) == 0 then
   if redis.call('EXISTS', P .. 's:' .. sid) == 0 then return redis.error_reply('CONCORD ERR_SESSION_LOST') end
   -- FENCE, inlined (no previous holder here).
-  local fence = P .. 'f:' .. lk
-  local n = redis.call('INCR', fence)
-  local t = redis.call('TIME')
-  local now = t[1] * 1000000 + t[2]
-  if n < now - ${FENCE_SLACK_US} then
-    n = now
-    redis.call('SET', fence, string.format('%d', n), 'PX', ${FENCE_TTL_MS})
-  end
-  local token = string.format('%d', n)
+${FENCE_INLINE}
   redis.call('HSET', l, 's', sid, 'm', ARGV[4], 't', token, 'w', ARGV[7])
   redis.call('SADD', P .. 'sl:' .. sid, lk)
   redis.call('PUBLISH', P .. 'c:' .. lk, 'g ' .. sid .. ' ' .. ARGV[7] .. ' ' .. token)
@@ -464,15 +470,7 @@ if join then
   local sid = string.sub(rid, 1, c - 1)
   if redis.call('EXISTS', P .. 's:' .. sid) == 0 then return redis.error_reply('CONCORD ERR_SESSION_LOST') end
   -- FENCE, inlined (as the exclusive fast path: tokens before it are below the counter, or below the clock).
-  local fence = P .. 'f:' .. lk
-  local n = redis.call('INCR', fence)
-  local t = redis.call('TIME')
-  local now = t[1] * 1000000 + t[2]
-  if n < now - ${FENCE_SLACK_US} then
-    n = now
-    redis.call('SET', fence, string.format('%d', n), 'PX', ${FENCE_TTL_MS})
-  end
-  local token = string.format('%d', n)
+${FENCE_INLINE}
   local v = token .. ' ' .. ARGV[7] .. ' ' .. ARGV[4]
   if limit > 0 then redis.call('HSET', l, rid, v, 'k', ARGV[8]) else redis.call('HSET', l, rid, v) end
   redis.call('SADD', P .. 'sl:' .. sid, string.sub(rid, c + 1) .. '/' .. lk)
