@@ -104,6 +104,15 @@ export class Running {
     });
   }
 
+  /** Ends the command if it still runs (a stopped one too) and waits for its output to close. */
+  stop(): Promise<Result> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill('SIGCONT');
+      this.child.kill('SIGKILL');
+    }
+    return this.done;
+  }
+
   get pid(): number {
     const pid = this.child.pid;
     if (pid === undefined) throw new Error('the command did not start');

@@ -72,13 +72,7 @@ describe.skipIf(!sqliteAvailable)(
     });
 
     afterEach(async () => {
-      for (const run of running.splice(0)) {
-        if (run.child.exitCode === null && run.child.signalCode === null) {
-          run.child.kill('SIGCONT');
-          run.child.kill('SIGKILL');
-        }
-        await run.done;
-      }
+      for (const run of running.splice(0)) await run.stop();
       await Promise.all(open.splice(0).map((coordinator) => coordinator.close()));
     });
 
