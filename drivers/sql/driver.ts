@@ -116,10 +116,6 @@ function isExclusive(kind: LockKind, slot: number): boolean {
   return kind !== 'semaphore' && slot === 0;
 }
 
-function releaseKey(kind: LockKind, name: string, token: bigint): string {
-  return `${kind}\u0000${name}\u0000${token.toString()}`;
-}
-
 /** A holder from a row of the lock row / granted request union (none while the lock row is free). */
 function holderOf(row: Record<string, unknown>): LockHolder[] {
   if (row.member === null || row.token === null || row.member === undefined || row.token === undefined) return [];
@@ -146,8 +142,6 @@ export class SqlDriver implements Driver {
   readonly #readers = new Map<string, GroupReader>();
   readonly #lockListeners = new Map<string, Set<() => void>>();
   readonly #interest = new Map<string, { count: number; end: () => void }>();
-  /** Shared holds released here whose row may not be deleted yet (releaseKey): a new request of their slot is not them. */
-  readonly #releasing = new Set<string>();
   /** A reap at the next expiry this driver has in view (a watched member, a holder a waiter waits for). */
   #reapTimer: NodeJS.Timeout | undefined;
   #reapAt = Infinity;
@@ -774,14 +768,9 @@ export class SqlDriver implements Driver {
     const other = line.find((w) => Number(w.lim) !== mode.limit);
     // Thrown inside the transaction, so the clean-up above rolls back with it: a refusal changes nothing.
     if (other) throw limitMismatch(name, mode.limit, Number(other.lim));
-    // This request's row: the newest of its session and slot, unless that is a hold being released here (the core
-    // frees a slot as release() starts, so a new request of the slot may look before the old row is deleted; it then
-    // queues behind that hold as anyone would).
-    let at = -1;
-    line.forEach((w, i) => {
-      if (str(w.session) !== sessionId || Number(w.slot) !== mode.slot) return;
-      if (w.token === null || !this.#releasing.has(releaseKey(kind, name, big(w.token)))) at = i;
-    });
+    // This request's row, if an earlier look made one (the core frees a slot only once its release has landed, so a
+    // row of this session and slot is this request's).
+    let at = line.findLastIndex((w) => str(w.session) === sessionId && Number(w.slot) === mode.slot);
     const mine = line[at];
     if (mine && mine.token !== null) {
       // Granted before (its look committed, but the answer was lost: a retry after a dropped connection).
@@ -922,16 +911,7 @@ export class SqlDriver implements Driver {
     const free = isExclusive(kind, slot)
       ? 'UPDATE concord_locks SET session = NULL, member = NULL, token = NULL WHERE ns = ? AND kind = ? AND name = ? AND session = ? AND token = ?'
       : 'DELETE FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ? AND token = ?';
-    const params = [this.#ns, kind, name, sessionId, token.toString()];
-    if (!isExclusive(kind, slot)) {
-      // Until a release of it has reached the database (a failed one is retried by the core): see #attempt.
-      const releasing = releaseKey(kind, name, token);
-      this.#releasing.add(releasing);
-      await this.#free(kind, name, free, params);
-      this.#releasing.delete(releasing);
-      return;
-    }
-    await this.#free(kind, name, free, params);
+    await this.#free(kind, name, free, [this.#ns, kind, name, sessionId, token.toString()]);
   }
 
   async #free(kind: LockKind, name: string, free: string, params: readonly unknown[]): Promise<void> {
