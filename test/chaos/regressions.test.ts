@@ -180,7 +180,8 @@ describe.skipIf(!zookeeper.ok)('chaos campaign regressions (zookeeper)', () => {
   // A group snapshot lists the group, then reads every member and checks the listing in one go; when a read failed
   // (the link dropped meanwhile) the check's rejection was left unhandled and ended the process. Found by
   // `npm run chaos -- --driver zookeeper --seconds 120 --seed 1` (a watch re-reading its snapshot as a link was cut).
-  // Here every packet takes 500 ms each way, and the link is cut while the reads are in flight.
+  // Here every packet takes 500 ms each way, and the link is cut while the reads are in flight (a 30 s session pings
+  // every 10 s, so no ping is likely to come between the listing and its reads).
   it('a snapshot whose reads fail as the link drops rejects, and leaves no rejection unhandled', async () => {
     const server = await startZooKeeper();
     const proxy = await FaultProxy.start({ host: server.host, port: server.port });
@@ -191,10 +192,11 @@ describe.skipIf(!zookeeper.ok)('chaos campaign regressions (zookeeper)', () => {
     };
     process.on('unhandledRejection', onUnhandled);
     const member = await connect(server.url, { member: 'm', namespace });
-    const c = await connect(`zookeeper://${proxy.host}:${proxy.port}`, { member: 'a', namespace, sessionTtlMs: 10_000 });
+    const c = await connect(`zookeeper://${proxy.host}:${proxy.port}`, { member: 'a', namespace, sessionTtlMs: 30_000 });
     try {
       await member.group('g').join({ create: true });
       proxy.delay(500);
+      const sent = proxy.chunksToServer;
       const listing = c
         .group('g')
         .members()
@@ -202,8 +204,14 @@ describe.skipIf(!zookeeper.ok)('chaos campaign regressions (zookeeper)', () => {
           () => 'answered',
           () => 'failed',
         );
-      // The listing's reply arrives after about 1 s, the member reads' after about 2 s.
-      await new Promise((resolve) => setTimeout(resolve, 1500));
+      // The listing goes out, its reply comes back about 1 s later, then the member reads go out: cut as they reach
+      // the proxy, which still holds them for 500 ms (what is in flight when the link goes down is lost).
+      await eventually(
+        () => proxy.chunksToServer,
+        (n) => n >= sent + 2,
+        15_000,
+        'the member reads to be sent',
+      );
       proxy.cut();
       proxy.pass();
       // Its member reads were cut short: the path under test ran.

@@ -28,6 +28,7 @@ class Pipe {
   }
 
   private receive(chunk: Buffer): void {
+    this.proxy.received(this.toServer);
     if (!this.proxy.passes(this.toServer)) return; // partitioned: the bytes are lost, as on a dead link
     const delay = this.proxy.latency;
     if (delay <= 0 && this.queue.length === 0) {
@@ -128,6 +129,8 @@ export class FaultProxy {
   private currentMode: ProxyMode = 'pass';
   private delayMs = 0;
   private readonly open = new Set<Connection>();
+  /** Chunks that reached the proxy from clients, toward the server (whether or not they were let through). */
+  chunksToServer = 0;
 
   private constructor(
     private readonly server: net.Server,
@@ -155,6 +158,11 @@ export class FaultProxy {
   /** 'pass' (possibly with latency), 'dropReplies', 'blackhole' or 'cut'. */
   get mode(): ProxyMode {
     return this.currentMode;
+  }
+
+  /** Counts a chunk that reached the proxy (tests wait on it to know a request is on its way). */
+  received(toServer: boolean): void {
+    if (toServer) this.chunksToServer++;
   }
 
   /** Whether bytes flowing toward the server (or toward the client) get through now. */
