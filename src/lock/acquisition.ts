@@ -222,14 +222,20 @@ export class Acquisition implements ActiveAcquisition {
     return this.#host.nextSession(this.#waitSignal());
   }
 
+  /** The driver's tryLock in this acquisition's mode; exclusive requests name none, as before shared locks existed. */
+  #tryLock(): Promise<bigint | undefined> {
+    const { driver, member } = this.#host;
+    return this.#want
+      ? driver.tryLock(this.kind, this.name, this.#session, member, this.#mode)
+      : driver.tryLock(this.kind, this.name, this.#session, member);
+  }
+
   /** One plain attempt: the token, or undefined when it is taken (or the link failed and waiting will tell). */
   async #tryOnce(): Promise<bigint | undefined> {
     const host = this.#host;
     this.#phase = 'trying';
     this.#assertCurrent();
-    const attempt = this.#want
-      ? host.driver.tryLock(this.kind, this.name, this.#session, host.member, this.#mode)
-      : host.driver.tryLock(this.kind, this.name, this.#session, host.member);
+    const attempt = this.#tryLock();
     this.#ask(attempt);
     try {
       return await this.#race(attempt);
@@ -293,9 +299,7 @@ export class Acquisition implements ActiveAcquisition {
     try {
       for (;;) {
         this.#assertCurrent();
-        const attempt = this.#want
-          ? driver.tryLock(this.kind, this.name, this.#session, host.member, this.#mode)
-          : driver.tryLock(this.kind, this.name, this.#session, host.member);
+        const attempt = this.#tryLock();
         this.#ask(attempt);
         let token: bigint | undefined;
         try {
