@@ -165,7 +165,7 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
       const ssl = (args: string[]): string => sh('openssl', args, dir);
       const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
       ssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=concord test CA']);
-      writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+      writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
       writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
       for (const who of ['server', 'client']) {
         ssl(['req', ...ec, '-keyout', `${who}.key`, '-out', `${who}.csr`, '-subj', `/CN=${who === 'server' ? '127.0.0.1' : 'root'}`]);
@@ -234,9 +234,21 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
+    it('an IP address as the host: connects before Node 26, which refuses it as a TLS server name (ERR_INVALID_URL, saying why)', async () => {
+      const files = `ca=${join(dir, 'ca.pem')}&cert=${join(dir, 'client.pem')}&key=${join(dir, 'client.key')}`;
+      const byIp = connect(`etcds://127.0.0.1:${port}?${files}`, { member: 'ip', namespace: 'tls' });
+      if (Number(process.versions.node.split('.')[0]) >= 26) {
+        await expect(byIp).rejects.toMatchObject({ code: 'ERR_INVALID_URL', message: expect.stringMatching(/TLS server name/) as string });
+      } else {
+        const c = await byIp;
+        expect(c.session.state).toBe('connected');
+        await c.close();
+      }
+    });
+
     it('connects with ca, cert and key from the URL, and is refused without the client certificate', async () => {
       const files = `ca=${join(dir, 'ca.pem')}&cert=${join(dir, 'client.pem')}&key=${join(dir, 'client.key')}`;
-      const url = `etcds://127.0.0.1:${port}?${files}`;
+      const url = `etcds://localhost:${port}?${files}`;
       const a = await eventually(
         () => connect(url, { member: 'a', namespace: 'tls' }).catch(() => undefined),
         (c) => c !== undefined,
@@ -253,7 +265,7 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
       } finally {
         await a.close();
       }
-      const refused = await connect(`etcds://127.0.0.1:${port}?ca=${join(dir, 'ca.pem')}`, { namespace: 'tls' }).catch((e: unknown) => e);
+      const refused = await connect(`etcds://localhost:${port}?ca=${join(dir, 'ca.pem')}`, { namespace: 'tls' }).catch((e: unknown) => e);
       expect((refused as ConcordError).code).toBe('ERR_CONNECTION');
       await expect(connect(`etcds://127.0.0.1:${port}?ca=${join(dir, 'ca.pem')}&cert=${join(dir, 'client.pem')}`)).rejects.toMatchObject({
         code: 'ERR_INVALID_URL',
