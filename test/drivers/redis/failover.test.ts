@@ -42,7 +42,9 @@ describe.skipIf(!availability.ok)(`redis sentinel failover${availability.ok ? ''
         30_000,
         'Sentinel to know the replica',
       );
-      const a = await connect(sentinel.url, { member: 'a', namespace, sessionTtlMs: 30_000 });
+      // A TTL longer than the failover can take (Sentinel may need tens of seconds on a loaded host): the session key
+      // the replica was sent must still be alive when it is promoted, so only the unreplicated grant is lost.
+      const a = await connect(sentinel.url, { member: 'a', namespace, sessionTtlMs: 120_000 });
       open.push(a);
       const first = await a.lock('l').acquire();
       await first.release();
