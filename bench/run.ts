@@ -7,7 +7,9 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
-const ALL = ['placement', 'sqlite', 'redis', 'etcd', 'zookeeper', 'postgres', 'mysql'];
+const ALL = ['placement', 'sqlite', 'redis', 'etcd', 'zookeeper', 'postgres', 'mysql', 'diagnostics'];
+// Sections in BENCHMARKS.md order; shared.md gathers the shared-lock numbers of several drivers' runs by hand.
+const SECTIONS = ['placement', 'sqlite', 'redis', 'etcd', 'zookeeper', 'postgres', 'mysql', 'shared', 'diagnostics'];
 const root = fileURLToPath(new URL('..', import.meta.url));
 const chosen = process.argv.slice(2);
 const names = chosen.length > 0 ? chosen : ALL;
@@ -27,7 +29,7 @@ for (const name of names) {
   }
 }
 
-const sections = ALL.filter((name) => existsSync(`${root}bench/results/${name}.md`)).map((name) =>
+const sections = SECTIONS.filter((name) => existsSync(`${root}bench/results/${name}.md`)).map((name) =>
   readFileSync(`${root}bench/results/${name}.md`, 'utf8').trim(),
 );
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
