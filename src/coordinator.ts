@@ -3,7 +3,7 @@ import { ConcordError, abortedError, closedError, invalidArgument, isConcordErro
 import { sleep, unlessAborted, withTimeout } from './clock.js';
 import { debug } from './debug.js';
 import { driverCallChannel, sessionChannel, traceDriver, type SessionMessage } from './diagnostics.js';
-import type { Driver, DriverEvents, LockKind } from './driver.js';
+import type { Driver, DriverEvents, LockKind, LockWaiter } from './driver.js';
 import { GroupHandle, type GroupHost, type Membership } from './group.js';
 import { LockHandle, SemaphoreHandle } from './lock/handle.js';
 import { LockRegistry } from './lock/registry.js';
@@ -18,6 +18,7 @@ import type {
   HeldLock,
   Lock,
   LockInfo,
+  Waiter,
   LocksOptions,
   Semaphore,
   SemaphoreOptions,
@@ -438,6 +439,7 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
           .sort((a, b) => (a.token < b.token ? -1 : a.token > b.token ? 1 : 0)),
         waiting: lock.waiting,
         ...(lock.limit === undefined ? {} : { limit: lock.limit }),
+        ...(lock.oldestWaiter === undefined || lock.waiting === 0 ? {} : { oldestWaiter: waiterOf(lock.oldestWaiter) }),
       }))
       .sort((a, b) => (a.kind === b.kind ? (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) : KIND_ORDER[a.kind] - KIND_ORDER[b.kind]));
   }
@@ -505,4 +507,9 @@ function checkListener(event: unknown, listener: unknown): void {
     throw invalidArgument('event', `must be one of ${[...EVENTS].join(', ')}, got ${describe(event)}`);
   }
   if (typeof listener !== 'function') throw invalidArgument('listener', `must be a function, got ${describe(listener)}`);
+}
+
+/** A driver's waiter as the API reports it: a time that clocks apart made negative reads as 0. */
+function waiterOf({ member, waitedMs }: LockWaiter): Waiter {
+  return waitedMs === undefined || !Number.isFinite(waitedMs) ? { member } : { member, waitedMs: Math.max(0, waitedMs) };
 }

@@ -107,6 +107,17 @@ export interface LockHolder {
   readonly shared?: boolean;
 }
 
+/** The contender longest in line behind a lock's holders, as a driver reports it. */
+export interface LockWaiter {
+  /** Its member id. */
+  readonly member: string;
+  /**
+   * How long it has waited, ms (0 or more): by the backend's clock where the backend keeps time, else from the time
+   * its host wrote into its request. Absent when the request carries no time (one made by an older release).
+   */
+  readonly waitedMs?: number;
+}
+
 /** One lock as a driver lists it: its holder (none while free) and how many contenders wait behind. */
 export interface LockListing {
   /** 'lock' for a named lock, 'semaphore' for a semaphore, 'leader' for a group's leadership. */
@@ -119,6 +130,8 @@ export interface LockListing {
   readonly limit?: number;
   /** Live contenders waiting behind the holder. */
   readonly waiting: number;
+  /** The first of them in line; present when `waiting` is above 0. */
+  readonly oldestWaiter?: LockWaiter;
 }
 
 /** Ends a subscription; idempotent. */

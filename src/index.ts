@@ -62,6 +62,7 @@ export type {
   SemaphoreOptions,
   SessionInfo,
   SessionState,
+  Waiter,
   WatchOptions,
 } from './types.js';
 export type * from './driver.js';

@@ -422,6 +422,20 @@ export interface LockInfo {
   readonly limit?: number;
   /** How many contenders wait behind the holders. */
   readonly waiting: number;
+  /** The contender first in line behind the holders (the one that has waited longest); present while any waits. */
+  readonly oldestWaiter?: Waiter;
+}
+
+/** A contender waiting for a lock, a permit or leadership, as `coordinator.locks()` reports it. */
+export interface Waiter {
+  /** Its member id. */
+  readonly member: string;
+  /**
+   * How long it has waited so far, ms: by the backend's clock where the backend keeps time (PostgreSQL, MySQL, Redis),
+   * else from the time its host wrote into its request (ZooKeeper's node creation time is the server's wall clock).
+   * Absent when its request carries no time (one made by an older release of concord).
+   */
+  readonly waitedMs?: number;
 }
 
 /** What `coordinator.locks()` lists. */

@@ -64,6 +64,8 @@ interface Request {
   readonly slot: number;
   readonly shared: boolean;
   readonly limit: number;
+  /** When it entered the line (performance.now()). */
+  readonly since: number;
   /** Set once granted. */
   token: bigint | undefined;
   /** A queued acquire's callbacks (absent for a grant made at once). */
@@ -329,7 +331,7 @@ export class MemoryServer {
       this.#gc(key, lock);
       return undefined;
     }
-    const request: Request = { session, member, slot: mode.slot, shared: mode.shared, limit: mode.limit, token: undefined };
+    const request: Request = { session, member, slot: mode.slot, shared: mode.shared, limit: mode.limit, since: performance.now(), token: undefined };
     lock.line.push(request);
     return this.#grant(lock, request);
   }
@@ -351,7 +353,7 @@ export class MemoryServer {
     this.#checkLimit(name, lock, mode);
     const line = [...lock.line, mode];
     if (holdsAt(line) === line.length) {
-      const request: Request = { session, member, slot: mode.slot, shared: mode.shared, limit: mode.limit, token: undefined };
+      const request: Request = { session, member, slot: mode.slot, shared: mode.shared, limit: mode.limit, since: performance.now(), token: undefined };
       lock.line.push(request);
       return Promise.resolve(this.#grant(lock, request));
     }
@@ -370,6 +372,7 @@ export class MemoryServer {
         slot: mode.slot,
         shared: mode.shared,
         limit: mode.limit,
+        since: performance.now(),
         token: undefined,
         resolve: (token) => {
           signal.removeEventListener('abort', onAbort);
@@ -470,7 +473,16 @@ export class MemoryServer {
       if (lock.line.length === 0) continue;
       const holders = heldBy(lock);
       const limit = lockKind === 'semaphore' ? lock.line[0]?.limit : undefined;
-      listed.push({ kind: lockKind, name, holders, waiting: lock.line.length - holders.length, ...(limit ? { limit } : {}) });
+      const first = lock.line.find((request) => request.token === undefined);
+      const oldestWaiter = first && { member: first.member, waitedMs: performance.now() - first.since };
+      listed.push({
+        kind: lockKind,
+        name,
+        holders,
+        waiting: lock.line.length - holders.length,
+        ...(limit ? { limit } : {}),
+        ...(oldestWaiter ? { oldestWaiter } : {}),
+      });
     }
     return listed;
   }

@@ -120,7 +120,17 @@ export function describeShared(t: SharedContext): void {
         { member: 'a', token: p2.token, shared: true },
         { member: 'b', token: p3.token, shared: true },
       ]);
-      expect(await c.locks({ kind: 'semaphore' })).toEqual([{ kind: 'semaphore', name: 's', limit: 3, holders, waiting: 2 }]);
+      // c entered the line first: it is the oldest waiter.
+      expect(await c.locks({ kind: 'semaphore' })).toEqual([
+        {
+          kind: 'semaphore',
+          name: 's',
+          limit: 3,
+          holders,
+          waiting: 2,
+          oldestWaiter: { member: 'c', waitedMs: expect.any(Number) as number },
+        },
+      ]);
       // A lock of the same name is another thing entirely.
       const sameName = await c.lock('s').tryAcquire();
       expect(sameName).toBeDefined();

@@ -320,6 +320,55 @@ export function describeConformance(target: ConformanceTarget): void {
         expect(await a.lock('l').holder()).toBe('b');
       });
 
+      it('locks() names the oldest waiter of a lock and of a leadership, and how long it has waited', async () => {
+        fresh();
+        const a = await coordinator('a');
+        const b = await coordinator('b');
+        const c = await coordinator('c');
+        const held = await a.lock('l').acquire();
+        const leadership = await a.group('g').campaign();
+        let queued = once(b, kQueued);
+        const entered = performance.now();
+        const bWaits = b.lock('l').acquire();
+        await queued;
+        queued = once(c, kQueued);
+        const cWaits = c.lock('l').acquire();
+        await queued;
+        queued = once(c, kQueued);
+        const cCampaigns = c.group('g').campaign();
+        await queued;
+        // Some time passes for the clocks to show (read again until it does; no fixed sleep).
+        const listed = await eventually(
+          () => a.locks(),
+          (locks) => (locks.find((l) => l.kind === 'lock')?.oldestWaiter?.waitedMs ?? -1) >= 30,
+          expiryWait,
+          "b's wait to show 30 ms",
+        );
+        const lock = listed.find((l) => l.kind === 'lock');
+        const elapsed = performance.now() - entered;
+        expect(lock?.waiting).toBe(2);
+        expect(lock?.oldestWaiter?.member).toBe('b'); // entered before c, however long c has waited too
+        // No longer than b has been in line here, give or take the backend's clock granularity.
+        expect(lock?.oldestWaiter?.waitedMs).toBeLessThanOrEqual(elapsed + 100);
+        const leader = listed.find((l) => l.kind === 'leader');
+        expect(leader?.oldestWaiter?.member).toBe('c');
+        expect(leader?.oldestWaiter?.waitedMs).toBeGreaterThanOrEqual(0);
+        await held.release();
+        const bHeld = await bWaits;
+        const after = await b.locks({ kind: 'lock' });
+        expect(after[0]?.oldestWaiter?.member).toBe('c');
+        await bHeld.release();
+        await (await cWaits).release();
+        await leadership.resign();
+        await (await cCampaigns).resign();
+        await eventually(
+          () => c.locks(),
+          (locks) => locks.every((l) => l.oldestWaiter === undefined),
+          expiryWait,
+          'no waiter listed once all are released',
+        );
+      });
+
       it('locks() lists who holds what and how many wait, by kind and prefix', async () => {
         fresh();
         const a = await coordinator('a');
@@ -333,7 +382,13 @@ export function describeConformance(target: ConformanceTarget): void {
         await queued;
         const leadership = await c.group('g').campaign();
         expect(await b.locks()).toEqual([
-          { kind: 'lock', name: 'jobs/1', holders: [{ member: 'a', token: job.token, shared: false }], waiting: 1 },
+          {
+            kind: 'lock',
+            name: 'jobs/1',
+            holders: [{ member: 'a', token: job.token, shared: false }],
+            waiting: 1,
+            oldestWaiter: { member: 'b', waitedMs: expect.any(Number) as number },
+          },
           { kind: 'lock', name: 'other', holders: [{ member: 'a', token: other.token, shared: false }], waiting: 0 },
           { kind: 'leader', name: 'g', holders: [{ member: 'c', token: leadership.term, shared: false }], waiting: 0 },
         ]);
