@@ -317,12 +317,12 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
           const s = slots[i];
           if (!s?.child?.pid) return;
           s.paused = true;
-          process.kill(s.child.pid, 'SIGSTOP');
+          signalChild(s.child.pid, 'SIGSTOP');
         },
         resume: (i) => {
           const s = slots[i];
           if (!s?.child?.pid) return;
-          process.kill(s.child.pid, 'SIGCONT');
+          signalChild(s.child.pid, 'SIGCONT');
           s.paused = false;
         },
         kill: async (i) => {
@@ -356,7 +356,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRes
     // Heal whatever is left (every episode heals itself; this is a belt for the braces).
     for (const s of slots) {
       for (const link of active.links(s.index)) link.pass();
-      if (s.paused && s.child?.pid) process.kill(s.child.pid, 'SIGCONT');
+      if (s.paused && s.child?.pid) signalChild(s.child.pid, 'SIGCONT');
       s.paused = false;
     }
     recordNemesis({ at: now(), episode: -1, kind: 'heal', phase: 'heal', client: -1, detail: 'the nemesis is done; everything healed' });
@@ -576,4 +576,16 @@ export function disagreements(
     }
   });
   return problems;
+}
+
+/**
+ * Stops or resumes a client. One that has already exited (it was exiting as it was chosen: its exit is recorded and
+ * judged by the checkers) is not the nemesis's concern.
+ */
+function signalChild(pid: number, signal: 'SIGSTOP' | 'SIGCONT'): void {
+  try {
+    process.kill(pid, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
 }
