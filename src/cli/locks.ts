@@ -1,16 +1,16 @@
 /** concord locks: who holds each lock, semaphore and leadership, in which mode, with which fencing token, and how many wait. */
-import type { Holder, LockInfo, LocksOptions } from '../types.js';
+import type { Holder, LockInfo, LocksOptions, Waiter } from '../types.js';
 import type { CommandSpec, Parsed } from './args.js';
 import { BACKEND_OPTIONS, HELP_OPTION, JSON_OPTION, open, type Context } from './context.js';
-import { UsageError, out, table, toJson } from './output.js';
+import { UsageError, formatMs, out, table, toJson } from './output.js';
 
 export const spec: CommandSpec = {
   name: 'locks',
-  summary: 'List the locks, semaphores and leaderships that are held or waited for: holders, tokens, how many wait.',
+  summary: 'List the locks, semaphores and leaderships that are held or waited for: holders, tokens, who waits.',
   description: [
     'One row per holder. MODE is shared for a shared hold of a lock and for a semaphore permit, exclusive otherwise;',
     "LIMIT is a semaphore's most holders at once. A group's leadership shows as kind leader, named after the group, with",
-    "the leader's term as its token.",
+    "the leader's term as its token. OLDEST WAITER is the first contender in line and how long it has waited so far.",
   ].join('\n'),
   positionals: [],
   options: [
@@ -35,12 +35,18 @@ export function modeText(holder: Holder): string {
   return holder.shared ? 'shared' : 'exclusive';
 }
 
+/** A waiter as the tables show it: its member, and how long it has waited where the backend says. */
+export function waiterText(waiter: Waiter | undefined): string {
+  if (waiter === undefined) return '-';
+  return waiter.waitedMs === undefined ? waiter.member : `${waiter.member} (${formatMs(waiter.waitedMs)})`;
+}
+
 /**
  * One row per holder, sorted by token (a lock waited for while nobody holds it gets a row of its own); waiting on the
  * first row. Every other cell is filled ('-' when it does not apply), so that the columns split on runs of spaces.
  */
 export function lockRows(locks: readonly LockInfo[]): string[][] {
-  const rows = [['NAME', 'KIND', 'HOLDER', 'MODE', 'TOKEN', 'LIMIT', 'WAITING']];
+  const rows = [['NAME', 'KIND', 'HOLDER', 'MODE', 'TOKEN', 'LIMIT', 'WAITING', 'OLDEST WAITER']];
   for (const lock of locks) {
     const holders = lock.holders.length > 0 ? lock.holders : [undefined];
     const limit = lock.limit === undefined ? '-' : String(lock.limit);
@@ -53,6 +59,7 @@ export function lockRows(locks: readonly LockInfo[]): string[][] {
         holder ? String(holder.token) : '-',
         limit,
         i === 0 ? String(lock.waiting) : '',
+        i === 0 ? waiterText(lock.oldestWaiter) : '',
       ]);
     });
   }

@@ -1,17 +1,18 @@
 /**
  * concord status: the backend at a glance: groups with member counts, leaders with terms, held locks and semaphore
- * permits, and waiters.
+ * permits, and waiters with the one that has waited longest.
  */
 import { isConcordError } from '../errors.js';
-import type { Coordinator, Holder, LockInfo } from '../types.js';
+import type { Coordinator, Holder, LockInfo, Waiter } from '../types.js';
 import type { CommandSpec, Parsed } from './args.js';
 import { BACKEND_OPTIONS, HELP_OPTION, JSON_OPTION, open, type Context } from './context.js';
-import { modeText } from './locks.js';
+import { modeText, waiterText } from './locks.js';
 import { out, table, toJson } from './output.js';
 
 export const spec: CommandSpec = {
   name: 'status',
   summary: 'Show the backend at a glance: groups with member counts, leaders with terms, locks, semaphores and waiters.',
+  description: 'The oldest waiter is the contender that has waited longest for any lock, semaphore or leadership.',
   positionals: [],
   options: [JSON_OPTION, ...BACKEND_OPTIONS, HELP_OPTION],
   examples: ['concord status', 'concord status --url redis://127.0.0.1:6379 --json'],
@@ -25,6 +26,8 @@ export interface Status {
   readonly leaders: readonly LockInfo[];
   readonly locks: readonly LockInfo[];
   readonly semaphores: readonly LockInfo[];
+  /** The contender that has waited longest, and for what; absent while nobody waits. */
+  readonly oldestWaiter?: Waiter & { readonly kind: LockInfo['kind']; readonly name: string };
   /** False when the driver cannot list its locks (a driver of your own without that step): no leaders or locks then. */
   readonly locksListed: boolean;
 }
@@ -47,6 +50,7 @@ export async function readStatus(coordinator: Coordinator, signal?: AbortSignal)
       }
     }),
   );
+  const oldest = oldestOf(all);
   return {
     url: coordinator.url,
     watch: coordinator.features.watch,
@@ -54,8 +58,19 @@ export async function readStatus(coordinator: Coordinator, signal?: AbortSignal)
     leaders: all.filter((lock) => lock.kind === 'leader'),
     locks: all.filter((lock) => lock.kind === 'lock'),
     semaphores: all.filter((lock) => lock.kind === 'semaphore'),
+    ...(oldest ? { oldestWaiter: { kind: oldest.kind, name: oldest.name, ...oldest.waiter } } : {}),
     locksListed: listed !== undefined,
   };
+}
+
+/** The lock whose first waiter has waited longest (one whose wait is not timed counts only when none is). */
+function oldestOf(locks: readonly LockInfo[]): { kind: LockInfo['kind']; name: string; waiter: Waiter } | undefined {
+  let oldest: { kind: LockInfo['kind']; name: string; waiter: Waiter } | undefined;
+  for (const { kind, name, oldestWaiter: waiter } of locks) {
+    if (waiter === undefined) continue;
+    if (oldest === undefined || (waiter.waitedMs ?? -1) > (oldest.waiter.waitedMs ?? -1)) oldest = { kind, name, waiter };
+  }
+  return oldest;
 }
 
 function plural(count: number, word: string): string {
@@ -96,6 +111,11 @@ function holderRows(
 
 export function statusLines(status: Status): string[] {
   const lines = [`backend  ${status.url} (changes ${status.watch === 'push' ? 'pushed' : 'polled'})`, `         ${summary(status)}`];
+  const oldest = status.oldestWaiter;
+  if (oldest)
+    lines.push(
+      `         oldest waiter ${waiterText(oldest)}, for ${oldest.kind === 'leader' ? 'the leadership of' : oldest.kind} ${oldest.name}`,
+    );
   if (status.groups.length > 0) {
     lines.push('', ...table([['GROUP', 'MEMBERS'], ...status.groups.map((group) => [group.name, String(group.members)])]));
   }

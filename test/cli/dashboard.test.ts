@@ -223,6 +223,8 @@ for (const backend of BACKENDS) {
         await page.waitForFunction(`document.querySelector('tr[data-lock="jobs/nightly"] .waiting')?.textContent === '1'`, {
           timeout: 20_000,
         });
+        // The waiter is named, with how long it has waited.
+        expect(await text('tr[data-lock="jobs/nightly"] .oldest')).toMatch(/^locker-b \(\d+(\.\d)? m?s\)$/);
         await held.release();
         const taken = await next;
         expect(taken.token).toBeGreaterThan(held.token);

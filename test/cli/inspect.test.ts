@@ -23,6 +23,9 @@ const zookeeper: Backend = {
 };
 
 /** A URL of the backend with a password in it, for the backends that take one there. */
+/** A waiter cell of `concord locks`: node-b and how long it has waited. */
+const WAITED = /^node-b \((\d+ ms|\d+\.\d\d s)\)$/;
+
 const PASSWORDS: Readonly<Record<string, (url: string) => string>> = {
   redis: (url) => url.replace('redis://', 'redis://:hunter2@'),
   zookeeper: (url) => url.replace('zookeeper://', 'zookeeper://concord:hunter2@'),
@@ -94,14 +97,29 @@ for (const backend of [...BACKENDS, zookeeper]) {
         JSON.parse(JSON.stringify(await a?.locks(), (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))),
       );
       expect(JSON.parse(prefixed.stdout)).toEqual([
-        { name: 'jobs/nightly', kind: 'lock', holders: [{ member: 'node-a', token: String(jobToken), shared: false }], waiting: 1 },
+        {
+          name: 'jobs/nightly',
+          kind: 'lock',
+          holders: [{ member: 'node-a', token: String(jobToken), shared: false }],
+          waiting: 1,
+          oldestWaiter: { member: 'node-b', waitedMs: expect.any(Number) as number },
+        },
       ]);
       const rows = lines(text.stdout).map((line) => line.split(/\s{2,}/));
-      expect(rows[0]).toEqual(['NAME', 'KIND', 'HOLDER', 'MODE', 'TOKEN', 'LIMIT', 'WAITING']);
-      expect(rows).toContainEqual(['jobs/nightly', 'lock', 'node-a', 'exclusive', String(jobToken), '-', '1']);
-      expect(rows).toContainEqual(['workers', 'leader', 'node-a', 'exclusive', String(term), '-', '0']);
+      expect(rows[0]).toEqual(['NAME', 'KIND', 'HOLDER', 'MODE', 'TOKEN', 'LIMIT', 'WAITING', 'OLDEST WAITER']);
+      expect(rows).toContainEqual([
+        'jobs/nightly',
+        'lock',
+        'node-a',
+        'exclusive',
+        String(jobToken),
+        '-',
+        '1',
+        expect.stringMatching(WAITED),
+      ]);
+      expect(rows).toContainEqual(['workers', 'leader', 'node-a', 'exclusive', String(term), '-', '0', '-']);
       expect(lines(leaders.stdout).slice(1)).toEqual([
-        expect.stringMatching(new RegExp(`^workers\\s+leader\\s+node-a\\s+exclusive\\s+${term}\\s+-\\s+0$`)),
+        expect.stringMatching(new RegExp(`^workers\\s+leader\\s+node-a\\s+exclusive\\s+${term}\\s+-\\s+0\\s+-$`)),
       ]);
       stop.abort();
     });
@@ -128,11 +146,19 @@ for (const backend of [...BACKENDS, zookeeper]) {
       });
       expect(status.locks).toEqual([
         { name: 'cache', kind: 'lock', holders: [{ member: 'node-b', token: String(cacheToken), shared: false }], waiting: 0 },
-        { name: 'jobs/nightly', kind: 'lock', holders: [{ member: 'node-a', token: String(jobToken), shared: false }], waiting: 1 },
+        {
+          name: 'jobs/nightly',
+          kind: 'lock',
+          holders: [{ member: 'node-a', token: String(jobToken), shared: false }],
+          waiting: 1,
+          oldestWaiter: { member: 'node-b', waitedMs: expect.any(Number) as number },
+        },
       ]);
+      expect(status.oldestWaiter).toEqual({ kind: 'lock', name: 'jobs/nightly', member: 'node-b', waitedMs: expect.any(Number) as number });
       const shown = lines(text.stdout);
       expect(shown[0]).toBe(`backend  ${open[0]?.url ?? ''} (changes ${open[0]?.features.watch === 'push' ? 'pushed' : 'polled'})`);
       expect(shown[1]?.trim()).toBe('1 group, 2 members, 1 leader, 2 locks held, 1 waiting');
+      expect(shown[2]?.trim()).toMatch(/^oldest waiter node-b \((\d+ ms|\d+\.\d\d s)\), for lock jobs\/nightly$/);
       expect(shown).toContainEqual(expect.stringMatching(/^workers\s+2$/));
       expect(shown).toContainEqual(expect.stringMatching(new RegExp(`^workers\\s+node-a\\s+${term}\\s+0$`)));
       expect(shown).toContainEqual(expect.stringMatching(new RegExp(`^jobs/nightly\\s+node-a\\s+${jobToken}\\s+1$`)));
@@ -176,6 +202,7 @@ for (const backend of [...BACKENDS, zookeeper]) {
             { member: 'node-b', token: r2, shared: true },
           ],
           waiting: 1,
+          oldestWaiter: { member: 'node-c', waitedMs: expect.any(Number) as number },
         },
         {
           name: 'pool',
@@ -196,16 +223,17 @@ for (const backend of [...BACKENDS, zookeeper]) {
         },
       ]);
       expect(lines(text.stdout).map((line) => line.split(/\s{2,}/))).toEqual([
-        ['NAME', 'KIND', 'HOLDER', 'MODE', 'TOKEN', 'LIMIT', 'WAITING'],
-        ['schema', 'lock', 'node-a', 'shared', r1, '-', '1'],
+        ['NAME', 'KIND', 'HOLDER', 'MODE', 'TOKEN', 'LIMIT', 'WAITING', 'OLDEST WAITER'],
+        ['schema', 'lock', 'node-a', 'shared', r1, '-', '1', expect.stringMatching(/^node-c \(/) as string],
         ['schema', 'lock', 'node-b', 'shared', r2, '-'],
-        ['pool', 'semaphore', 'node-a', 'shared', p1, '3', '0'],
+        ['pool', 'semaphore', 'node-a', 'shared', p1, '3', '0', '-'],
         ['pool', 'semaphore', 'node-b', 'shared', p2, '3'],
-        ['schema', 'semaphore', 'node-c', 'shared', String(same.token), '1', '0'],
+        ['schema', 'semaphore', 'node-c', 'shared', String(same.token), '1', '0', '-'],
       ]);
       expect(lines(semaphores.stdout).map((line) => line.split(/\s{2,}/)[0])).toEqual(['NAME', 'pool', 'pool', 'schema']);
       const shown = lines(status.stdout);
       expect(shown[1]?.trim()).toBe('0 groups, 0 members, 0 leaders, 1 lock held, 3 permits held, 1 waiting');
+      expect(shown[2]?.trim()).toMatch(/^oldest waiter node-c \(.+\), for lock schema$/);
       const rows = shown.map((line) => line.split(/\s{2,}/));
       expect(rows).toContainEqual(['LOCK', 'HOLDER', 'MODE', 'TOKEN', 'WAITING']);
       expect(rows).toContainEqual(['schema', 'node-a', 'shared', r1, '1']);

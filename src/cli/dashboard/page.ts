@@ -26,7 +26,7 @@ export const PAGE_HTML = `<!doctype html>
   <section>
     <h2>Locks, semaphores and leaders</h2>
     <table id="locks">
-      <thead><tr><th>name</th><th>kind</th><th>holder</th><th>mode</th><th>token</th><th>held</th><th>waiting</th></tr></thead>
+      <thead><tr><th>name</th><th>kind</th><th>holder</th><th>mode</th><th>token</th><th>held</th><th>waiting</th><th>oldest waiter</th></tr></thead>
       <tbody></tbody>
     </table>
     <p id="locks-note" class="note"></p>
@@ -130,7 +130,15 @@ function renderLock(lock) {
       el('td', { class: holder.shared ? 'mode shared' : 'mode' }, holder.shared === undefined ? '-' : holder.shared ? 'shared' : 'exclusive'),
       el('td', { class: 'token' }, holder.token),
       el('td', { class: 'held' }, i === 0 ? held : ''),
-      el('td', { class: 'waiting' }, i === 0 ? String(lock.waiting) : '')));
+      el('td', { class: 'waiting' }, i === 0 ? String(lock.waiting) : ''),
+      el('td', { class: 'oldest' }, i === 0 ? waiterText(lock.oldestWaiter) : '')));
+}
+
+function waiterText(waiter) {
+  if (!waiter) return '';
+  if (waiter.waitedMs === undefined) return waiter.member;
+  const ms = waiter.waitedMs;
+  return waiter.member + ' (' + (ms < 1000 ? Math.round(ms) + ' ms' : (ms / 1000).toFixed(1) + ' s') + ')';
 }
 
 function render(state) {

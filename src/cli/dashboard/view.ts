@@ -27,6 +27,8 @@ export interface LockView {
   readonly kind: 'lock' | 'semaphore' | 'leader';
   readonly holders: readonly { readonly member: string; readonly token: string; readonly shared: boolean }[];
   readonly waiting: number;
+  /** The first contender in line, and how long it has waited when the backend says. */
+  readonly oldestWaiter?: { readonly member: string; readonly waitedMs?: number };
   readonly limit?: number;
 }
 
@@ -220,6 +222,7 @@ export class LiveView {
       kind: lock.kind,
       holders: lock.holders.map((holder) => ({ member: holder.member, token: String(holder.token), shared: holder.shared })),
       waiting: lock.waiting,
+      ...(lock.oldestWaiter === undefined ? {} : { oldestWaiter: lock.oldestWaiter }),
       ...(lock.limit === undefined ? {} : { limit: lock.limit }),
     }));
     // Leader changes come from watchLeader; the log reports who took and who let go of named locks and semaphore
