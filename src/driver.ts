@@ -130,7 +130,7 @@ export interface LockListing {
   readonly limit?: number;
   /** Live contenders waiting behind the holder. */
   readonly waiting: number;
-  /** The first of them in line; present when `waiting` is above 0. */
+  /** The first of them in line; present when `waiting` is above 0 (unless an older release's request names no member). */
   readonly oldestWaiter?: LockWaiter;
 }
 

@@ -422,7 +422,10 @@ export interface LockInfo {
   readonly limit?: number;
   /** How many contenders wait behind the holders. */
   readonly waiting: number;
-  /** The contender first in line behind the holders (the one that has waited longest); present while any waits. */
+  /**
+   * The contender first in line behind the holders (the one that has waited longest); present while any waits, unless
+   * the first is a request made by an older release of concord that does not name its member.
+   */
   readonly oldestWaiter?: Waiter;
 }
 

@@ -14,6 +14,7 @@ import {
   type LockHolder,
   type LockKind,
   type LockListing,
+  type LockWaiter,
   type LockMode,
   type Revision,
   type Unsubscribe,
@@ -533,7 +534,7 @@ export class SqliteDriver implements Driver {
     let granted: bigint | undefined;
     if (add) {
       const { sessionId, member, mode } = add;
-      this.#st.insertRequest.run(this.#ns, kind, name, sessionId, mode.slot, mode.limit, member, ++token);
+      this.#st.insertRequest.run(this.#ns, kind, name, sessionId, mode.slot, mode.limit, member, ++token, monotonicMs());
       granted = BigInt(token);
     }
     if (token !== fence) this.#st.advanceFence.run(token, this.#ns, kind, name);
@@ -567,7 +568,8 @@ export class SqliteDriver implements Driver {
         if (lock && lock.session === null && this.#st.hasWaiters.get(this.#ns, kind, name) === undefined) {
           return { token: this.#grant(kind, name, sessionId, member, lock.fence) };
         }
-        return { waiter: Number(this.#st.insertWaiter.run(this.#ns, kind, name, sessionId).lastInsertRowid), generation };
+        const id = this.#st.insertWaiter.run(this.#ns, kind, name, sessionId, member, monotonicMs()).lastInsertRowid;
+        return { waiter: Number(id), generation };
       });
     }, signal);
     if ('token' in entry) return entry.token;
@@ -623,7 +625,17 @@ export class SqliteDriver implements Driver {
       const token = this.#promote(kind, name, fence, line, rows, { sessionId, member, mode });
       if (token !== undefined) return { token };
     }
-    const id = this.#st.insertRequest.run(this.#ns, kind, name, sessionId, mode.slot, mode.limit, member, null).lastInsertRowid;
+    const id = this.#st.insertRequest.run(
+      this.#ns,
+      kind,
+      name,
+      sessionId,
+      mode.slot,
+      mode.limit,
+      member,
+      null,
+      monotonicMs(),
+    ).lastInsertRowid;
     return { waiter: Number(id), generation };
   }
 
@@ -761,7 +773,7 @@ export class SqliteDriver implements Driver {
   listLocks(kind: LockKind | undefined, prefix: string): Promise<LockListing[]> {
     return this.#call(() => {
       this.#reap();
-      type Listed = { kind: LockKind; name: string; holders: LockHolder[]; waiting: number; limit?: number };
+      type Listed = { kind: LockKind; name: string; holders: LockHolder[]; waiting: number; limit?: number; oldestWaiter?: LockWaiter };
       const byLock = new Map<string, Listed>();
       const entry = (row: { kind: string; name: string }): Listed | undefined => {
         if ((kind !== undefined && row.kind !== kind) || !row.name.startsWith(prefix)) return undefined;
@@ -780,6 +792,13 @@ export class SqliteDriver implements Driver {
           if (!found) continue;
           found.waiting = row.n;
           if (row.kind === 'semaphore' && row.lim > 0) found.limit = row.lim;
+        }
+        const now = monotonicMs();
+        for (const row of this.#st.firstWaiters.all(this.#ns)) {
+          const found = entry(row);
+          // A waiter queued by an earlier version names no member.
+          if (!found || row.member === null) continue;
+          found.oldestWaiter = row.since === null ? { member: row.member } : { member: row.member, waitedMs: now - row.since };
         }
         for (const found of byLock.values()) found.holders.sort((a, b) => (a.token < b.token ? -1 : a.token > b.token ? 1 : 0));
         return [...byLock.values()];

@@ -19,9 +19,11 @@ const OPEN_ATTEMPTS = 3;
 
 /**
  * 2: a lock's line holds shared holds and semaphore permits as well as waiters (concord_waiters' slot, shared, lim,
- * member and token). Version 1 processes may go on sharing a migrated file: see migrate().
+ * member and token). 3: every request names its member and when it entered the line (concord_waiters' since, on the
+ * host's monotonic clock), so a listing can say who has waited longest. Processes of versions 1 and 2 may go on
+ * sharing a migrated file: see migrate().
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS concord_meta (key TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID;
@@ -48,7 +50,8 @@ CREATE TABLE IF NOT EXISTS concord_locks (
 CREATE INDEX IF NOT EXISTS concord_locks_session ON concord_locks (session) WHERE session IS NOT NULL;
 CREATE TABLE IF NOT EXISTS concord_waiters (
   id INTEGER PRIMARY KEY AUTOINCREMENT, ns TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, session TEXT NOT NULL,
-  slot INTEGER NOT NULL DEFAULT 0, shared INTEGER NOT NULL DEFAULT 0, lim INTEGER NOT NULL DEFAULT 0, member TEXT, token INTEGER
+  slot INTEGER NOT NULL DEFAULT 0, shared INTEGER NOT NULL DEFAULT 0, lim INTEGER NOT NULL DEFAULT 0, member TEXT, token INTEGER,
+  since INTEGER
 );
 CREATE INDEX IF NOT EXISTS concord_waiters_lock ON concord_waiters (ns, kind, name, id);
 CREATE INDEX IF NOT EXISTS concord_waiters_session ON concord_waiters (session);
@@ -56,13 +59,17 @@ INSERT OR IGNORE INTO concord_meta (key, value) VALUES ('schema', ${String(SCHEM
 INSERT OR IGNORE INTO concord_meta (key, value) VALUES ('trimmed', 0);
 `;
 
-/** The columns version 2 added to concord_waiters; a version 1 row (an exclusive waiter) reads as these defaults. */
+/**
+ * The columns versions 2 and 3 added to concord_waiters; a version 1 row (an exclusive waiter) reads as these defaults,
+ * and a row of either earlier version has no since (and an exclusive waiter's no member).
+ */
 const LINE_COLUMNS: ReadonlyArray<readonly [string, string]> = [
   ['slot', 'INTEGER NOT NULL DEFAULT 0'],
   ['shared', 'INTEGER NOT NULL DEFAULT 0'],
   ['lim', 'INTEGER NOT NULL DEFAULT 0'],
   ['member', 'TEXT'],
   ['token', 'INTEGER'],
+  ['since', 'INTEGER'],
 ];
 
 /**

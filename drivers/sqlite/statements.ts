@@ -48,6 +48,14 @@ export interface WaitingRow {
   readonly lim: number;
 }
 
+/** The first request waiting in a line: its member and when it entered (null in a row of an earlier version). */
+export interface FirstWaiterRow {
+  readonly kind: string;
+  readonly name: string;
+  readonly member: string | null;
+  readonly since: number | null;
+}
+
 /** A shared hold or a permit, listed. */
 export interface SharedHoldRow {
   readonly kind: string;
@@ -153,6 +161,13 @@ export function prepare(db: Connection) {
       db,
       'SELECT kind, name, sum(token IS NULL) AS n, max(lim) AS lim FROM concord_waiters WHERE ns = ? GROUP BY kind, name',
     ),
+    /** The first request still waiting in each line of a namespace (listing). */
+    firstWaiters: statement<[string], FirstWaiterRow>(
+      db,
+      `SELECT kind, name, member, since FROM concord_waiters w
+        WHERE ns = ? AND token IS NULL
+          AND id = (SELECT min(id) FROM concord_waiters x WHERE x.ns = w.ns AND x.kind = w.kind AND x.name = w.name AND x.token IS NULL)`,
+    ),
     /** Every shared hold and permit of a namespace (listing). */
     sharedHolds: statement<[string], SharedHoldRow>(
       db,
@@ -192,9 +207,9 @@ export function prepare(db: Connection) {
          FROM concord_locks l WHERE l.ns = ? AND l.kind = ? AND l.name = ?`,
     ),
     waiter: statement<[number, string], number>(db, 'SELECT id FROM concord_waiters WHERE id = ? AND session = ?', true),
-    insertWaiter: statement<[string, string, string, string]>(
+    insertWaiter: statement<[string, string, string, string, string, number]>(
       db,
-      'INSERT INTO concord_waiters (ns, kind, name, session) VALUES (?, ?, ?, ?)',
+      'INSERT INTO concord_waiters (ns, kind, name, session, member, since) VALUES (?, ?, ?, ?, ?, ?)',
     ),
     deleteWaiter: statement<[number]>(db, 'DELETE FROM concord_waiters WHERE id = ?'),
     /** The session's earliest exclusive place in the lock's queue (a wait interrupted by a failure leaves one). */
@@ -218,9 +233,9 @@ export function prepare(db: Connection) {
       db,
       'SELECT id, token FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ? AND session = ? AND slot = ? ORDER BY id LIMIT 1',
     ),
-    insertRequest: statement<[string, string, string, string, number, number, string, number | null]>(
+    insertRequest: statement<[string, string, string, string, number, number, string, number | null, number]>(
       db,
-      'INSERT INTO concord_waiters (ns, kind, name, session, slot, shared, lim, member, token) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)',
+      'INSERT INTO concord_waiters (ns, kind, name, session, slot, shared, lim, member, token, since) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?)',
     ),
     grantRequest: statement<[number, number]>(db, 'UPDATE concord_waiters SET token = ? WHERE id = ?'),
     /** A shared grant took the next token: the counter moves, and so does the version (watchers look). */

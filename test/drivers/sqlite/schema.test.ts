@@ -156,11 +156,15 @@ describe('sqlite: a file of schema version 1', () => {
     const a = await coordinator('a');
     const db = database();
     const columns = db.prepare<[], string>("SELECT name FROM pragma_table_info('concord_waiters')", true).all();
-    expect(columns).toEqual(expect.arrayContaining(['slot', 'shared', 'lim', 'member', 'token']));
+    expect(columns).toEqual(expect.arrayContaining(['slot', 'shared', 'lim', 'member', 'token', 'since']));
     expect(db.prepare("SELECT value FROM concord_meta WHERE key = 'schema'", true).get()).toBe(SCHEMA_VERSION);
     // It is an exclusive waiter ahead of newcomers of either mode.
     expect(await a.lock('l').tryAcquire({ shared: true })).toBeUndefined();
     expect(await a.lock('l').tryAcquire()).toBeUndefined();
+    // A version 1 waiter names neither its member nor when it came: it is counted, not named.
+    const [listed] = await a.locks();
+    expect(listed).toMatchObject({ name: 'l', waiting: 1 });
+    expect(listed?.oldestWaiter).toBeUndefined();
     const token = v1.attempt('l', waiter);
     expect(token).toBeDefined();
     expect(await a.lock('l').holders()).toEqual([{ member: 'v1', token, shared: false }]);
