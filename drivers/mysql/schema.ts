@@ -45,6 +45,12 @@ export const MYSQL_SCHEMA: readonly string[] = Object.freeze([
   'PREPARE concord_upgrade FROM @concord_upgrade',
   'EXECUTE concord_upgrade',
   'DEALLOCATE PREPARE concord_upgrade',
+  // Version 3 (how long a request has waited), the same way.
+  `SET @concord_upgrade = (SELECT IF(COUNT(*) = 0, 'ALTER TABLE concord_waiters ADD COLUMN since BIGINT NULL', 'SELECT 1')
+  FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'concord_waiters' AND column_name = 'since')`,
+  'PREPARE concord_upgrade FROM @concord_upgrade',
+  'EXECUTE concord_upgrade',
+  'DEALLOCATE PREPARE concord_upgrade',
   `INSERT INTO concord_schema (version) SELECT ${String(SCHEMA_VERSION)} FROM DUAL WHERE NOT EXISTS (SELECT 1 FROM concord_schema)`,
   `UPDATE concord_schema SET version = ${String(SCHEMA_VERSION)} WHERE version < ${String(SCHEMA_VERSION)}`,
 ]);

@@ -36,6 +36,8 @@ export const POSTGRES_SCHEMA: readonly string[] = Object.freeze([
   `ALTER TABLE concord_waiters ADD COLUMN IF NOT EXISTS slot integer NOT NULL DEFAULT 0,
   ADD COLUMN IF NOT EXISTS shared smallint NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS lim integer NOT NULL DEFAULT 0,
   ADD COLUMN IF NOT EXISTS member text, ADD COLUMN IF NOT EXISTS token bigint`,
+  // Version 3 (how long a request has waited).
+  'ALTER TABLE concord_waiters ADD COLUMN IF NOT EXISTS since bigint',
   `INSERT INTO concord_schema (version) SELECT ${String(SCHEMA_VERSION)} WHERE NOT EXISTS (SELECT 1 FROM concord_schema)`,
   `UPDATE concord_schema SET version = ${String(SCHEMA_VERSION)} WHERE version < ${String(SCHEMA_VERSION)}`,
 ]);

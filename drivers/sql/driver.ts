@@ -37,6 +37,7 @@ import {
   type LockHolder,
   type LockKind,
   type LockListing,
+  type LockWaiter,
   type LockMode,
   type Revision,
   type Unsubscribe,
@@ -805,7 +806,7 @@ export class SqlDriver implements Driver {
       if (mine) await query('UPDATE concord_waiters SET token = ? WHERE id = ?', [token.toString(), big(mine.id).toString()]);
       else {
         await query(
-          'INSERT INTO concord_waiters (ns, kind, name, session, slot, shared, lim, member, token) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)',
+          `INSERT INTO concord_waiters (ns, kind, name, session, slot, shared, lim, member, token, since) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ${this.#q.nowMs})`,
           [...key, sessionId, mode.slot, mode.limit, member, token.toString()],
         );
       }
@@ -823,7 +824,7 @@ export class SqlDriver implements Driver {
     }
     if (queue && !mine) {
       await query(
-        `INSERT INTO concord_waiters (ns, kind, name, session, slot, shared, lim, member) VALUES (?, ?, ?, ?, ?, ?, ?, ?)${this.#q.returningId}`,
+        `INSERT INTO concord_waiters (ns, kind, name, session, slot, shared, lim, member, since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ${this.#q.nowMs})${this.#q.returningId}`,
         [...key, sessionId, mode.slot, mode.shared ? 1 : 0, mode.limit, member],
       );
     }
@@ -963,7 +964,7 @@ export class SqlDriver implements Driver {
   async listLocks(kind: LockKind | undefined, prefix: string): Promise<LockListing[]> {
     const kindClause = (table: string): string => (kind === undefined ? '' : ` AND ${table}.kind = ?`);
     const args = kind === undefined ? [this.#ns] : [this.#ns, kind];
-    const [held, waiting] = await this.#tx('none', async (query) => [
+    const [held, waiting, first] = await this.#tx('none', async (query) => [
       (
         await query(
           `SELECT l.kind AS kind, l.name AS name, l.member AS member, l.token AS token, 0 AS shared
@@ -985,9 +986,21 @@ export class SqlDriver implements Driver {
           args,
         )
       ).rows,
+      // The first live request still waiting in each line, and how long it has, by the server's clock.
+      (
+        await query(
+          `SELECT w.kind AS kind, w.name AS name, w.member AS member, ${this.#q.nowMs} - w.since AS waited_ms
+             FROM concord_waiters w JOIN concord_sessions s ON s.id = w.session
+            WHERE w.ns = ?${kindClause('w')} AND w.token IS NULL AND s.expires_at > ${this.#q.nowMs}
+              AND w.id = (SELECT MIN(x.id) FROM concord_waiters x JOIN concord_sessions xs ON xs.id = x.session
+                           WHERE x.ns = w.ns AND x.kind = w.kind AND x.name = w.name AND x.token IS NULL
+                             AND xs.expires_at > ${this.#q.nowMs})`,
+          args,
+        )
+      ).rows,
     ]);
     // Prefixes are matched here, not with LIKE, whose escaping differs between the dialects.
-    type Entry = { kind: LockKind; name: string; holders: LockHolder[]; waiting: number; limit?: number };
+    type Entry = { kind: LockKind; name: string; holders: LockHolder[]; waiting: number; limit?: number; oldestWaiter?: LockWaiter };
     const byLock = new Map<string, Entry>();
     const entry = (row: Record<string, unknown>): Entry | undefined => {
       const name = str(row.name);
@@ -1006,6 +1019,13 @@ export class SqlDriver implements Driver {
       if (!found) continue;
       found.waiting = Number(row.n);
       if (found.kind === 'semaphore') found.limit = Number(row.lim);
+    }
+    for (const row of first) {
+      const found = entry(row);
+      // A waiter queued by version 1 names no member; one of version 2 has no time.
+      if (!found || row.member === null) continue;
+      found.oldestWaiter =
+        row.waited_ms === null ? { member: str(row.member) } : { member: str(row.member), waitedMs: Number(row.waited_ms) };
     }
     for (const found of byLock.values()) found.holders.sort(byToken);
     return [...byLock.values()];

@@ -11,8 +11,11 @@
  *    who may alter the tables, or by running the printed script. Coordinators of version 1 still running meanwhile
  *    keep working beside version 2 ones: they write exclusive waiters, and read a granted shared row as a waiter
  *    ahead of them, so they never take a lock a shared holder holds.
+ * 3: concord_waiters.since, when a request entered the line (the server's clock, ms), so a listing can say how long
+ *    the first waiter has waited. Added as a nullable column the same way; rows written before it are listed without
+ *    a wait time.
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /** Tables every version keeps, in the order they are created (for messages and `concord schema`). */
 export const TABLES = Object.freeze([

@@ -2,7 +2,7 @@
  * A database made by schema version 1 (before shared locks): the first connect of this release upgrades it in place
  * (a waiter that version 1 wrote is still served, in order), and so does the script `concord schema` prints, run once
  * or twice. On the machine's PostgreSQL and MariaDB, in a database of the test's own. Version 1 is the current tables
- * without the columns version 2 added to concord_waiters, at version 1.
+ * without the columns versions 2 and 3 added to concord_waiters, at version 1.
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +17,7 @@ import { mysqlUrl, postgresUrl, requireReachable } from '../../support/servers.j
 const postgres = await requireReachable('postgres');
 const mariadb = await requireReachable('mysql');
 
-const ADDED = ['slot', 'shared', 'lim', 'member', 'token'];
+const ADDED = ['slot', 'shared', 'lim', 'member', 'token', 'since'];
 
 interface Database {
   readonly url: string;
