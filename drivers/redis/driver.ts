@@ -17,6 +17,7 @@ import type {
   LockHolder,
   LockKind,
   LockListing,
+  LockWaiter,
   LockMode,
   Revision,
   Unsubscribe,
@@ -511,15 +512,23 @@ class RedisDriver implements Driver {
     }
     const wanted = [...found].filter((lk) => lk.slice(lk.indexOf(':') + 1).startsWith(prefix));
     if (wanted.length === 0) return [];
-    const reply = (await this.#run('locks', wanted)) as Array<[string, string, number, string[]]>;
+    const reply = (await this.#run('locks', wanted)) as Array<[string, string, number, string[], string, number]>;
     const listed: LockListing[] = [];
-    for (const [lk, limit, waiting, flat] of reply) {
+    for (const [lk, limit, waiting, flat, first, waitedMs] of reply) {
       const holders = holdersOf(flat);
       if (holders.length === 0 && waiting === 0) continue;
       const split = lk.indexOf(':');
       const kind = lk.slice(0, split) as LockKind;
       const name = lk.slice(split + 1);
-      listed.push(limit === '' ? { kind, name, holders, waiting } : { kind, name, holders, limit: Number(limit), waiting });
+      const oldest: LockWaiter | undefined = first === '' ? undefined : waitedMs < 0 ? { member: first } : { member: first, waitedMs };
+      listed.push({
+        kind,
+        name,
+        holders,
+        ...(limit === '' ? {} : { limit: Number(limit) }),
+        waiting,
+        ...(oldest ? { oldestWaiter: oldest } : {}),
+      });
     }
     return listed;
   }

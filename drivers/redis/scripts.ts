@@ -20,6 +20,7 @@
  *   P q:<kind>:<name>   list of waiting requests (rids), FIFO: the line behind the holders
  *   P qt:<kind>:<name>  zset rid -> expiry of the waiter's entry (server ms), refreshed while it waits
  *   P qn:<kind>:<name>  hash rid -> the waiting call's nonce, so a waiter trusts only a grant meant for this wait
+ *   P qs:<kind>:<name>  hash rid -> when the request entered the line (server ms), for listings
  *   channel P c:<kind>:<name>: `g <rid> <nonce> <token>` when granted, `r` when a hold ends and nobody is granted (watchers)
  *   channel P w:<driver id>: `<nonce> <token>` when a queued call of that driver is granted the lock (waiters)
  *
@@ -184,6 +185,7 @@ local function prune(lk, now)
     redis.call('LPOP', q)
     redis.call('ZREM', qt, head)
     redis.call('HDEL', P .. 'qn:' .. lk, head)
+    redis.call('HDEL', P .. 'qs:' .. lk, head)
   end
 end
 
@@ -191,11 +193,16 @@ local function dequeue(lk, rid)
   if redis.call('ZREM', P .. 'qt:' .. lk, rid) == 1 then
     redis.call('LREM', P .. 'q:' .. lk, 0, rid)
     redis.call('HDEL', P .. 'qn:' .. lk, rid)
+    redis.call('HDEL', P .. 'qs:' .. lk, rid)
   end
 end
 
-local function enqueue(lk, rid, expiry, nonce)
-  if redis.call('ZADD', P .. 'qt:' .. lk, expiry, rid) == 1 then redis.call('RPUSH', P .. 'q:' .. lk, rid) end
+-- A new entry records when it entered the line (now, server ms); a refresh keeps that time.
+local function enqueue(lk, rid, expiry, nonce, now)
+  if redis.call('ZADD', P .. 'qt:' .. lk, expiry, rid) == 1 then
+    redis.call('RPUSH', P .. 'q:' .. lk, rid)
+    redis.call('HSET', P .. 'qs:' .. lk, rid, now)
+  end
   redis.call('HSET', P .. 'qn:' .. lk, rid, nonce)
 end
 
@@ -406,8 +413,11 @@ if holder and holder ~= sid then
     if redis.call('EXISTS', P .. 's:' .. sid) == 0 then return redis.error_reply('CONCORD ERR_SESSION_LOST') end
     if ARGV[5] == 'wait' then
       local t = redis.call('TIME')
-      local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[6])
-      if redis.call('ZADD', P .. 'qt:' .. lk, expiry, sid) == 1 then redis.call('RPUSH', q, sid) end
+      local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      if redis.call('ZADD', P .. 'qt:' .. lk, now + tonumber(ARGV[6]), sid) == 1 then
+        redis.call('RPUSH', q, sid)
+        redis.call('HSET', P .. 'qs:' .. lk, sid, now)
+      end
       redis.call('HSET', P .. 'qn:' .. lk, sid, ARGV[7])
     end
     return {0, pttl}
@@ -439,6 +449,7 @@ if exp and member then
     redis.call('LPOP', q)
     redis.call('ZREM', qt, head)
     redis.call('HDEL', qn, head)
+    redis.call('HDEL', P .. 'qs:' .. lk, head)
     redis.call('SREM', P .. 'sl:' .. sid, lk)
 ${FENCE}
     local token = fence(lk, t, h[2])
@@ -627,7 +638,10 @@ if h[1] == sid then
 end
 -- Nobody holds it (no shared holder either) and nobody live waits: ours.
 if not h[1] and redis.call('EXISTS', l) == 0 and not prune(lk, nil) then return {1, grant(lk, sid, member, nonce)} end
-if mode == 'wait' then enqueue(lk, sid, nowms() + tonumber(ARGV[6]), nonce) end
+if mode == 'wait' then
+  local now = nowms()
+  enqueue(lk, sid, now + tonumber(ARGV[6]), nonce, now)
+end
 return {0, holderTtl(lk)}`,
 
   /**
@@ -654,7 +668,10 @@ if not h[1] and not prune(lk, nil) then
   if h[2] then n = n - 1 end
   if limit == 0 or n < limit then return {1, grantShared(lk, rid, member, nonce, nil, limit)} end
 end
-if mode == 'wait' then enqueue(lk, rid, nowms() + tonumber(ARGV[6]), nonce) end
+if mode == 'wait' then
+  local now = nowms()
+  enqueue(lk, rid, now + tonumber(ARGV[6]), nonce, now)
+end
 return {0, holderTtl(lk)}`,
 
   /**
@@ -709,7 +726,8 @@ return 0`,
 
   /**
    * ARGV: P, then lk... Read-only: for each, {lk, the semaphore's limit ('' for a lock), how many live waiters queue,
-   * {member, token, shared ('1' | '0')...} of its live holders}.
+   * {member, token, shared ('1' | '0')...} of its live holders, the first live waiter's member ('' when none) and ms
+   * it has waited (-1 when its entry has no time: made by an older release)}.
    */
   locks: `
 local out = {}
@@ -736,7 +754,21 @@ for i = 2, #ARGV do
   for _, rid in ipairs(redis.call('ZRANGEBYSCORE', P .. 'qt:' .. lk, now, '+inf')) do
     if alive(sidOf(rid)) then waiting = waiting + 1 end
   end
-  out[#out + 1] = {lk, fields.k or '', waiting, holders}
+  local first, waited = '', -1
+  if waiting > 0 then
+    local qt = P .. 'qt:' .. lk
+    for _, rid in ipairs(redis.call('LRANGE', P .. 'q:' .. lk, 0, -1)) do
+      local exp = redis.call('ZSCORE', qt, rid)
+      local member = redis.call('GET', P .. 's:' .. sidOf(rid))
+      if exp and tonumber(exp) >= now and member then
+        first = member
+        local since = redis.call('HGET', P .. 'qs:' .. lk, rid)
+        if since then waited = now - tonumber(since) end
+        break
+      end
+    end
+  end
+  out[#out + 1] = {lk, fields.k or '', waiting, holders, first, waited}
 end
 return out`,
 
@@ -804,6 +836,7 @@ export const SCRIPT_COMMANDS = [
   'ZREM',
   'RPUSH',
   'LINDEX',
+  'LRANGE',
   'LREM',
   'LPOP',
   'XADD',
@@ -850,6 +883,7 @@ try('ZRANGEBYSCORE', z, '-inf', '+inf', 'LIMIT', '0', '1')
 try('ZREM', z, 'm')
 try('RPUSH', l, 'm')
 try('LINDEX', l, '0')
+try('LRANGE', l, '0', '-1')
 try('LREM', l, '0', 'm')
 try('LPOP', l)
 try('XADD', x, 'MAXLEN', '~', '10', '*', 'n', '1')

@@ -427,7 +427,7 @@ describe.skipIf(!availability.ok)('redis specifics', () => {
       controller.abort();
       expect(await waiting).toBe('ERR_ABORTED');
       // The acquire rejects at the abort; its clean-up script follows on b's connection, which the admin may overtake.
-      const queueKeys = (): Promise<number> => admin.exists('{tidy}:q:lock:l', '{tidy}:qt:lock:l', '{tidy}:qn:lock:l');
+      const queueKeys = (): Promise<number> => admin.exists('{tidy}:q:lock:l', '{tidy}:qt:lock:l', '{tidy}:qn:lock:l', '{tidy}:qs:lock:l');
       await eventually(queueKeys, (n) => n === 0, 10_000, 'the aborted wait to leave the queue');
       await expect(b.lock('l').acquire({ timeoutMs: 50 })).rejects.toMatchObject({ code: 'ERR_LOCK_TIMEOUT' });
       await eventually(queueKeys, (n) => n === 0, 10_000, 'the timed-out wait to leave the queue');
