@@ -16,7 +16,15 @@
 import { Wakeup, limitMismatch } from '../../src/kit/index.js';
 import { abortedError } from '../../src/errors.js';
 import { debug } from '../../src/debug.js';
-import { EXCLUSIVE, type DriverEvents, type LockHolder, type LockKind, type LockListing, type LockMode } from '../../src/driver.js';
+import {
+  EXCLUSIVE,
+  type DriverEvents,
+  type LockHolder,
+  type LockKind,
+  type LockListing,
+  type LockMode,
+  type LockWaiter,
+} from '../../src/driver.js';
 import { isCode, ZkError, type Connection } from './connection.js';
 import { ensure } from './groups.js';
 import { agreeing, holdersOf, lineOf, prefixOf, standingOf, type Request } from './line.js';
@@ -403,8 +411,17 @@ export class LockStore {
     }
   }
 
-  /** The line (of requests that count) and its holders, by token; undefined when nobody holds or waits. */
-  async #read(connection: Connection, kind: LockKind, name: string): Promise<{ line: Request[]; holders: LockHolder[] } | undefined> {
+  /**
+   * The line (of requests that count) and its holders, by token; undefined when nobody holds or waits. With `first`,
+   * also the first waiter behind the holders: its member and its wait by its node's ctime (the server's wall clock at
+   * its creation), one read more when anyone waits.
+   */
+  async #read(
+    connection: Connection,
+    kind: LockKind,
+    name: string,
+    first = false,
+  ): Promise<{ line: Request[]; holders: LockHolder[]; oldestWaiter?: LockWaiter } | undefined> {
     const parent = this.#paths.lock(kind, name);
     for (;;) {
       let line: Request[];
@@ -418,13 +435,21 @@ export class LockStore {
       const held = holdersOf(line);
       try {
         // Holders are a prefix of the line, which is in creation order: in token order already.
-        const holders = await Promise.all(
-          held.map(async (request) => {
-            const { data, stat } = await connection.getData(`${parent}/${request.node}`);
-            return holderOf(request, data.toString(), long(stat.mzxid));
-          }),
-        );
-        return { line, holders };
+        const waiter = first ? line[held.length] : undefined;
+        const [holders, oldestWaiter] = await Promise.all([
+          Promise.all(
+            held.map(async (request) => {
+              const { data, stat } = await connection.getData(`${parent}/${request.node}`);
+              return holderOf(request, data.toString(), long(stat.mzxid));
+            }),
+          ),
+          waiter &&
+            connection.getData(`${parent}/${waiter.node}`).then(({ data, stat }): LockWaiter => ({
+              member: data.toString(),
+              waitedMs: Math.max(0, Date.now() - Number(long(stat.ctime))),
+            })),
+        ]);
+        return oldestWaiter ? { line, holders, oldestWaiter } : { line, holders };
       } catch (error) {
         if (!isCode(error, CODES.NO_NODE)) throw error; // released meanwhile: look again
       }
@@ -455,11 +480,18 @@ export class LockStore {
   }
 
   async #listing(connection: Connection, kind: LockKind, name: string): Promise<LockListing | undefined> {
-    const read = await this.#read(connection, kind, name);
+    const read = await this.#read(connection, kind, name, true);
     if (!read) return undefined;
-    const { line, holders } = read;
+    const { line, holders, oldestWaiter } = read;
     const limit = line[0]?.limit ?? 0;
-    return { kind, name, holders, waiting: line.length - holders.length, ...(kind === 'semaphore' && limit > 0 ? { limit } : {}) };
+    return {
+      kind,
+      name,
+      holders,
+      waiting: line.length - holders.length,
+      ...(kind === 'semaphore' && limit > 0 ? { limit } : {}),
+      ...(oldestWaiter ? { oldestWaiter } : {}),
+    };
   }
 
   /** Arms a watch on the lock's contenders (or on its creation); `fire` when they change. */

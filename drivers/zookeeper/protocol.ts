@@ -41,6 +41,8 @@ export interface AclEntry {
 export interface Stat {
   readonly czxid: Buffer;
   readonly mzxid: Buffer;
+  /** When the node was created: ms since the epoch, by the server's wall clock. */
+  readonly ctime: Buffer;
   readonly version: number;
   readonly cversion: number;
   readonly ephemeralOwner: Buffer;
