@@ -18,6 +18,7 @@ import {
   type LockKind,
   type LockListing,
   type LockMode,
+  type LockWaiter,
   type Revision,
   type Unsubscribe,
   type WatchSink,
@@ -35,7 +36,7 @@ import type { Capabilities, Member } from '../../src/types.js';
 import { etcdConfig } from './config.js';
 import { HeldLocks } from './held.js';
 import { MIN_TTL_MS, features } from './index.js';
-import { Keys, modeOf, prefixEnd } from './keys.js';
+import { Keys, modeOf, parseContender, prefixEnd } from './keys.js';
 import { LockQueue } from './queue.js';
 import { SharedLine } from './shared.js';
 import { Deadlines, Rpc, hostFailover, type CallOptions, type Etcd3Module } from './rpc.js';
@@ -475,7 +476,7 @@ class EtcdDriver implements Driver {
     // The first in line always holds, and has the smallest token of the holders.
     const first = kvsOf(response, 0)[0];
     if (!first) return undefined;
-    const holder = { member: first.value.toString(), token: BigInt(first.create_revision) };
+    const holder = { member: parseContender(first.value.toString()).member, token: BigInt(first.create_revision) };
     return modeOf(kind, prefix, first.key.toString()).shared ? { ...holder, shared: true } : holder;
   }
 
@@ -502,10 +503,18 @@ class EtcdDriver implements Driver {
       if (entry) entry.requests.push(kv);
       else byLock.set(id, { kind: lockKind, name, requests: [kv] });
     }
+    const now = Date.now();
     return [...byLock.values()].map(({ kind: lockKind, name, requests }) => {
       const { holders, limit } = holdersOf(lockKind, this.#keys.locks(lockKind, name), requests);
       const listing: LockListing = { kind: lockKind, name, holders, waiting: requests.length - holders.length };
-      return lockKind === 'semaphore' ? { ...listing, limit } : listing;
+      // The first behind the holders; its wait by the time its host wrote into its key, against this host's clock.
+      const first = requests[holders.length];
+      const oldestWaiter = first && waiterOf(first.value.toString(), now);
+      return {
+        ...listing,
+        ...(lockKind === 'semaphore' ? { limit } : {}),
+        ...(oldestWaiter ? { oldestWaiter } : {}),
+      };
     });
   }
 
@@ -536,10 +545,17 @@ function isShared(kind: LockKind, slot: number): boolean {
 function holdersOf(kind: LockKind, prefix: string, requests: readonly IKeyValue[]): { holders: LockHolder[]; limit: number } {
   const modes = requests.map((kv) => modeOf(kind, prefix, kv.key.toString()));
   const holders = requests.slice(0, holdsAt(modes)).map((kv, i): LockHolder => {
-    const holder = { member: kv.value.toString(), token: BigInt(kv.create_revision) };
+    const holder = { member: parseContender(kv.value.toString()).member, token: BigInt(kv.create_revision) };
     return modes[i]?.shared ? { ...holder, shared: true } : holder;
   });
   return { holders, limit: modes[0]?.limit ?? 0 };
+}
+
+/** A waiting request from its key's value; no wait when the value has no time (an older release's). */
+function waiterOf(value: string, now: number): LockWaiter {
+  const { member, enteredMs } = parseContender(value);
+  // Hosts' clocks differ: a wait never shows below 0.
+  return enteredMs === undefined ? { member } : { member, waitedMs: Math.max(0, now - enteredMs) };
 }
 
 export async function createDriver(context: DriverContext): Promise<Driver> {

@@ -4,8 +4,9 @@
  *
  *   <ns>/groups/<group>                      group marker
  *   <ns>/members/<group>/<member>            membership, on the session lease, value = JSON capabilities
- *   <ns>/locks/<kind>/<name>/<lease hex>     one contender, on the session lease, value = member id: an exclusive
- *                                            lock or leadership (slot 0)
+ *   <ns>/locks/<kind>/<name>/<lease hex>     one contender, on the session lease, value = member id, or for a request
+ *                                            that entered the line to wait, member id "\n" when (see contenderValue):
+ *                                            an exclusive lock or leadership (slot 0)
  *   <ns>/locks/lock/<name>/shared/<lease hex>/<slot>
  *                                            a shared hold of a lock, in the same line (no hex digit starts "shared",
  *                                            so the exclusive requests are the range <name>/0 .. <name>/g)
@@ -92,6 +93,25 @@ export class Keys {
     // kind / name / lease, or kind / name / (shared | limit) / lease / slot
     return (parts.length === 3 ? parts[2] : parts[3]) ?? '';
   }
+}
+
+/**
+ * A contender key's value. etcd keeps no time of its own for a key, so a request that enters the line to wait (the
+ * queued path: acquire, not tryLock) records when it did, in ms since the epoch by its host's clock, after the member
+ * id and a newline: locks() tells the first waiter's wait from it. A member id has no control characters, so the first
+ * newline ends it.
+ */
+export function contenderValue(member: string, enteredMs?: number): string {
+  return enteredMs === undefined ? member : `${member}\n${String(Math.round(enteredMs))}`;
+}
+
+/** A contender key's value read back: the member id, and when it entered the line if it says (an older release's does not). */
+export function parseContender(value: string): { member: string; enteredMs?: number } {
+  const newline = value.indexOf('\n');
+  if (newline < 0) return { member: value };
+  const member = value.slice(0, newline);
+  const enteredMs = Number(value.slice(newline + 1));
+  return Number.isSafeInteger(enteredMs) ? { member, enteredMs } : { member };
 }
 
 /** A key range [start, end). */

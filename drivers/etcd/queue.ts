@@ -19,7 +19,7 @@ import type { LockKind } from '../../src/driver.js';
 import { ConcordError, abortedError } from '../../src/errors.js';
 import { Wakeup } from '../../src/kit/index.js';
 import type { HeldLocks } from './held.js';
-import { leaseHex, type Keys } from './keys.js';
+import { contenderValue, leaseHex, type Keys } from './keys.js';
 import type { Rpc } from './rpc.js';
 import { absent, b, createdAt, del, emptyPrefix, get, kvsOf, lowest, onLease } from './txn.js';
 import type { WatchHub } from './watch.js';
@@ -117,7 +117,8 @@ export class LockQueue {
     // (The core makes a plain tryLock attempt first when nobody in this process contends, so this is the queued path.)
     // With the lease gone the put fails: ERR_SESSION_LOST.
     const enter = async (): Promise<Entered> => {
-      const put: IRequestOp = { request_put: { key: b(own), value: b(member), lease: sessionId } };
+      // The value records when we entered the line, for locks() (a key of ours already there keeps its own).
+      const put: IRequestOp = { request_put: { key: b(own), value: b(contenderValue(member, Date.now())), lease: sessionId } };
       const entry = await this.#rpc.txn('lock', 'always', {
         compare: [absent(own)],
         success: [put, get(own), lowest(prefix, 'Descend', 2)],

@@ -17,7 +17,7 @@ import type { LockKind, LockMode } from '../../src/driver.js';
 import { abortedError } from '../../src/errors.js';
 import { Wakeup, limitMismatch } from '../../src/kit/index.js';
 import type { HeldLocks } from './held.js';
-import { exclusiveRange, leaseHex, modeOf, prefixEnd, prefixRange, type KeyRange, type Keys } from './keys.js';
+import { contenderValue, exclusiveRange, leaseHex, modeOf, prefixEnd, prefixRange, type KeyRange, type Keys } from './keys.js';
 import { createdOf, type Checked, type Entered, type LockQueue } from './queue.js';
 import type { Rpc } from './rpc.js';
 import { absent, b, count, countOf, emptyPrefix, emptyRange, get, keysIn, kvsOf, lowest, unchangedSince } from './txn.js';
@@ -137,7 +137,7 @@ export class SharedLine {
     return async () => {
       const entry = await this.#rpc.txn('shared lock', 'always', {
         compare: [absent(own)],
-        success: [put(own, member, sessionId), get(own), lastWriter],
+        success: [put(own, member, sessionId, Date.now()), get(own), lastWriter],
         failure: [get(own), lastWriter],
       });
       const mine = createdOf(entry, entry.succeeded ? 1 : 0);
@@ -193,7 +193,7 @@ export class SharedLine {
     return async () => {
       const entry = await this.#rpc.txn('permit', 'always', {
         compare: [absent(own), emptyRange(others[0]), emptyRange(others[1])],
-        success: [put(own, member, sessionId), get(own), count(prefix)],
+        success: [put(own, member, sessionId, Date.now()), get(own), count(prefix)],
         failure: [get(own), keysIn(others[0], undefined, 1), keysIn(others[1], undefined, 1)],
       });
       if (!entry.succeeded) this.#assertLimit(name, mode.limit, entry, 1);
@@ -325,7 +325,7 @@ export class SharedLine {
   }
 }
 
-/** Puts a request key on the session's lease; its value is the member id. */
-function put(key: string, member: string, sessionId: string): IRequestOp {
-  return { request_put: { key: b(key), value: b(member), lease: sessionId } };
+/** Puts a request key on the session's lease; its value is the member id, and when it entered the line to wait (keys.ts). */
+function put(key: string, member: string, sessionId: string, enteredMs?: number): IRequestOp {
+  return { request_put: { key: b(key), value: b(contenderValue(member, enteredMs)), lease: sessionId } };
 }

@@ -1,7 +1,8 @@
 /**
  * etcd: the holder hears it from the backend. A lock or leadership whose key is deleted from outside, a revoked lease,
- * a waiter whose queue entry an operator deletes, and every kind of watch (group, lock, leader, a held lock's own)
- * across a compaction and a restart of etcd. One etcd server; an admin client of the tests plays the operator.
+ * a waiter whose queue entry an operator deletes, what a contender key's value says (an older release's too), and
+ * every kind of watch (group, lock, leader, a held lock's own) across a compaction and a restart of etcd. One etcd
+ * server; an admin client of the tests plays the operator.
  */
 import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
@@ -41,11 +42,11 @@ describe.skipIf(!availability.ok)(
       open.push(c);
       return c;
     };
-    /** Contender keys of a lock (kind 'lock') or a group's leadership (kind 'leader'): key -> member. */
+    /** Contender keys of a lock (kind 'lock') or a group's leadership (kind 'leader'): key -> value (member, and a waiter's entry time). */
     const contenders = (kind: 'lock' | 'leader', name: string): Promise<Record<string, string>> =>
       admin.getAll().prefix(`${namespace}/locks/${kind}/${name}/`).strings();
     const keyOf = async (kind: 'lock' | 'leader', name: string, member: string): Promise<string> => {
-      const found = Object.entries(await contenders(kind, name)).find(([, value]) => value === member);
+      const found = Object.entries(await contenders(kind, name)).find(([, value]) => value.split('\n')[0] === member);
       if (!found) throw new Error(`no contender key of ${member} for ${kind} ${name}`);
       return found[0];
     };
@@ -211,6 +212,46 @@ describe.skipIf(!availability.ok)(
       await held.release();
       const next = await deadline(waiting, 30_000, 'the waiter to acquire');
       expect(next.token).toBeGreaterThan(held.token);
+      await next.release();
+    });
+
+    // ---- what a contender key's value says
+
+    it("a contender key's value: a waiter's names its member and when it entered the line; an older release's only the member", async () => {
+      fresh();
+      const a = await coordinator('a');
+      const b = await coordinator('b');
+      const held = await a.lock('l').acquire();
+      // An older release's waiter: its key's value is the member id alone.
+      const old = `${namespace}/locks/lock/l/00000000deadbeef`;
+      await admin.put(old).value('old');
+      const queued = queuedOn(b);
+      const entered = Date.now();
+      const waiting = b.lock('l').acquire({ timeoutMs: 30_000 });
+      await queued;
+      const [, time] = (await contenders('lock', 'l'))[await keyOf('lock', 'l', 'b')]?.split('\n') ?? [];
+      expect(Number(time)).toBeGreaterThanOrEqual(entered);
+      expect(await a.locks({ kind: 'lock' })).toEqual([
+        {
+          kind: 'lock',
+          name: 'l',
+          holders: [{ member: 'a', token: held.token, shared: false }],
+          waiting: 2,
+          oldestWaiter: { member: 'old' },
+        },
+      ]);
+      await held.release();
+      expect(await a.lock('l').holder()).toBe('old');
+      const listed = await a.locks({ kind: 'lock' });
+      expect(listed[0]?.oldestWaiter?.member).toBe('b');
+      expect(listed[0]?.oldestWaiter?.waitedMs).toBeGreaterThanOrEqual(0);
+      await admin.delete().key(old);
+      const next = await deadline(waiting, 30_000, 'b to acquire');
+      // Its key still says when it entered: the holder is the member alone.
+      expect(await a.lock('l').holder()).toBe('b');
+      expect(await a.locks({ kind: 'lock' })).toEqual([
+        { kind: 'lock', name: 'l', holders: [{ member: 'b', token: next.token, shared: false }], waiting: 0 },
+      ]);
       await next.release();
     });
 
