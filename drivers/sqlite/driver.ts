@@ -798,7 +798,9 @@ export class SqliteDriver implements Driver {
           const found = entry(row);
           // A waiter queued by an earlier version names no member.
           if (!found || row.member === null) continue;
-          found.oldestWaiter = row.since === null ? { member: row.member } : { member: row.member, waitedMs: now - row.since };
+          // A time taken in another time namespace is on another monotonic clock: the wait is not told.
+          const ours = row.timens === null || row.timens === '' || TIME_NS === '' || row.timens === TIME_NS;
+          found.oldestWaiter = row.since === null || !ours ? { member: row.member } : { member: row.member, waitedMs: now - row.since };
         }
         for (const found of byLock.values()) found.holders.sort((a, b) => (a.token < b.token ? -1 : a.token > b.token ? 1 : 0));
         return [...byLock.values()];

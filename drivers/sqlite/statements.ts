@@ -48,12 +48,16 @@ export interface WaitingRow {
   readonly lim: number;
 }
 
-/** The first request waiting in a line: its member and when it entered (null in a row of an earlier version). */
+/**
+ * The first request waiting in a line: its member and when it entered (null in a row of an earlier version), and the
+ * time namespace of its session, whose monotonic clock that is (null once the session is gone).
+ */
 export interface FirstWaiterRow {
   readonly kind: string;
   readonly name: string;
   readonly member: string | null;
   readonly since: number | null;
+  readonly timens: string | null;
 }
 
 /** A shared hold or a permit, listed. */
@@ -164,9 +168,10 @@ export function prepare(db: Connection) {
     /** The first request still waiting in each line of a namespace (listing). */
     firstWaiters: statement<[string], FirstWaiterRow>(
       db,
-      `SELECT kind, name, member, since FROM concord_waiters w
-        WHERE ns = ? AND token IS NULL
-          AND id = (SELECT min(id) FROM concord_waiters x WHERE x.ns = w.ns AND x.kind = w.kind AND x.name = w.name AND x.token IS NULL)`,
+      `SELECT w.kind AS kind, w.name AS name, w.member AS member, w.since AS since, s.timens AS timens
+         FROM concord_waiters w LEFT JOIN concord_sessions s ON s.id = w.session
+        WHERE w.ns = ? AND w.token IS NULL
+          AND w.id = (SELECT min(id) FROM concord_waiters x WHERE x.ns = w.ns AND x.kind = w.kind AND x.name = w.name AND x.token IS NULL)`,
     ),
     /** Every shared hold and permit of a namespace (listing). */
     sharedHolds: statement<[string], SharedHoldRow>(

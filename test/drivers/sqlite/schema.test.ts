@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { connect, type Coordinator } from '../../../src/index.js';
 import type { Connection } from '../../../drivers/sqlite/engine.js';
 import { SCHEMA_VERSION } from '../../../drivers/sqlite/schema.js';
@@ -199,5 +199,31 @@ describe('sqlite: a file of schema version 1', () => {
     expect(v1.mayTake('l')).toBe(false);
     await after.release();
     expect(v1.mayTake('l')).toBe(true);
+  });
+});
+
+describe('sqlite: how long the first waiter has waited', () => {
+  it('is told from the time its request entered, and not for a row without one or one timed on another clock', async () => {
+    const a = await coordinator('a');
+    const b = await coordinator('b');
+    const held = await a.lock('l').acquire();
+    const waiting = b.lock('l').acquire();
+    await vi.waitFor(async () => {
+      expect((await a.locks())[0]?.waiting).toBe(1);
+    });
+    expect((await a.locks())[0]?.oldestWaiter).toEqual({ member: 'b', waitedMs: expect.any(Number) as number });
+    const db = database();
+    // A shared request written by version 2 names its member but has no time: it is named, its wait is not told.
+    const since = db.prepare<[], number>('SELECT since FROM concord_waiters WHERE token IS NULL', true).get();
+    db.prepare('UPDATE concord_waiters SET since = NULL WHERE token IS NULL').run();
+    expect((await a.locks())[0]?.oldestWaiter).toEqual({ member: 'b' });
+    // A time taken in another time namespace is on another monotonic clock.
+    db.prepare('UPDATE concord_waiters SET since = ? WHERE token IS NULL').run(since ?? 0);
+    db.prepare(
+      "UPDATE concord_sessions SET timens = 'time:[1]' WHERE id = (SELECT session FROM concord_waiters WHERE token IS NULL)",
+    ).run();
+    expect((await a.locks())[0]?.oldestWaiter).toEqual({ member: 'b' });
+    await held.release();
+    await (await waiting).release();
   });
 });
