@@ -4,8 +4,8 @@
  *
  * - `ssl-mode`: `DISABLED` (the default) and `PREFERRED` connect without TLS (`mysql2` cannot fall back between the
  *   two); `REQUIRED` encrypts without checking the certificate, unless `ssl-ca` is given (then as `VERIFY_CA`);
- *   `VERIFY_CA` and `VERIFY_IDENTITY` check the certificate against the CA and the host name (`mysql2` cannot check
- *   one without the other). Values are case-insensitive.
+ *   `VERIFY_CA` checks the certificate against the CA; `VERIFY_IDENTITY` checks the host name too (`mysql2` checks
+ *   it only when told to: `verifyIdentity`). Values are case-insensitive.
  * - `ssl=true` is `VERIFY_IDENTITY` (`sslverify=false` makes it `REQUIRED`), `ssl=false` is `DISABLED`.
  */
 import { readFileSync } from 'node:fs';
@@ -86,6 +86,8 @@ export function sslOptions(tls: MysqlTls, read: (path: string) => string = (path
       ? { cert: readPem(tls.cert, 'cert', read), key: readPem(tls.key, 'key', read) }
       : {}),
     rejectUnauthorized: tls.mode !== 'required',
+    // Without it mysql2 accepts a certificate the CA signed for any other host.
+    ...(tls.mode === 'verify_identity' ? { verifyIdentity: true } : {}),
   };
 }
 

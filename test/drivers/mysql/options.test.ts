@@ -30,11 +30,15 @@ describe('mysql TLS parameters', () => {
     expect(ssl('ssl-mode=REQUIRED&ssl-ca=/ca.pem')).toEqual({ ca: 'PEM of /ca.pem', rejectUnauthorized: true });
   });
 
-  it('VERIFY_CA and VERIFY_IDENTITY check the certificate; ssl=true is VERIFY_IDENTITY', () => {
-    expect(ssl('ssl-mode=VERIFY_IDENTITY&ssl-ca=/ca.pem')).toEqual({ ca: 'PEM of /ca.pem', rejectUnauthorized: true });
+  it('VERIFY_CA checks the certificate, VERIFY_IDENTITY the host name too; ssl=true is VERIFY_IDENTITY', () => {
+    expect(ssl('ssl-mode=VERIFY_IDENTITY&ssl-ca=/ca.pem')).toEqual({
+      ca: 'PEM of /ca.pem',
+      rejectUnauthorized: true,
+      verifyIdentity: true,
+    });
     expect(ssl('sslmode=verify-ca')).toEqual({ rejectUnauthorized: true });
-    expect(ssl('ssl=true')).toEqual({ rejectUnauthorized: true });
-    expect(ssl('ssl=true&sslca=/ca.pem')).toEqual({ ca: 'PEM of /ca.pem', rejectUnauthorized: true });
+    expect(ssl('ssl=true')).toEqual({ rejectUnauthorized: true, verifyIdentity: true });
+    expect(ssl('ssl=true&sslca=/ca.pem')).toEqual({ ca: 'PEM of /ca.pem', rejectUnauthorized: true, verifyIdentity: true });
   });
 
   it('takes a client certificate and key, under either spelling', () => {
@@ -42,6 +46,7 @@ describe('mysql TLS parameters', () => {
       cert: 'PEM of /c.pem',
       key: 'PEM of /k.pem',
       rejectUnauthorized: true,
+      verifyIdentity: true,
     });
   });
 
