@@ -1195,11 +1195,39 @@ function postgresReady(bin: string, port: number): Promise<boolean> {
   });
 }
 
+/** A server certificate and its key (PEM files); the server gets copies in its own folder, the key at mode 0600. */
+export interface ServerTls {
+  readonly cert: string;
+  readonly key: string;
+  /** CA file the server trusts for client certificates. */
+  readonly ca?: string;
+}
+
+/** Copies the TLS files into a server's folder, owned by the user it runs as (servers refuse a key others can read). */
+function installTls(tls: ServerTls, dir: string, user: { uid: number; gid: number } | undefined): void {
+  const copy = (from: string, name: string, mode: number): void => {
+    const to = path.join(dir, name);
+    fs.copyFileSync(from, to);
+    fs.chmodSync(to, mode);
+    if (user) fs.chownSync(to, user.uid, user.gid);
+  };
+  copy(tls.cert, 'tls-cert.pem', 0o644);
+  copy(tls.key, 'tls-key.pem', 0o600);
+  if (tls.ca !== undefined) copy(tls.ca, 'tls-ca.pem', 0o644);
+}
+
+export interface PostgresOptions {
+  /** Serve TLS (ssl=on) with this certificate; clients may still connect without. */
+  tls?: ServerTls;
+  /** pg_hba.conf lines put before initdb's own (which trust every local and loopback connection). */
+  hba?: readonly string[];
+}
+
 /**
  * A PostgreSQL server of its own (initdb in a temporary folder, trust authentication, database `postgres`), with the
  * server's default durability. kill() takes the postmaster and every backend down at once, as a crash would.
  */
-export function startPostgres(): Promise<ServerHandle> {
+export function startPostgres(opts: PostgresOptions = {}): Promise<ServerHandle> {
   const bin = postgresBinDir();
   if (!bin) throw new Error(`postgres not found: ${INSTALL_HINTS.postgres}`);
   return startWithFreshPorts(3, async () => {
@@ -1215,10 +1243,16 @@ export function startPostgres(): Promise<ServerHandle> {
       startTimeoutMs: 30_000,
       processGroup: true,
       prepare: () => {
+        if (opts.tls) installTls(opts.tls, dir, user);
         if (fs.existsSync(path.join(data, 'PG_VERSION'))) return;
         const initdb = ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync'];
         const { file, args } = runAs(user, path.join(bin, 'initdb'), initdb);
         runSync(file, args, 'initdb', path.join(dir, 'server.log'));
+        if (opts.hba?.length) {
+          // The first matching line wins: these go first.
+          const hba = path.join(data, 'pg_hba.conf');
+          fs.writeFileSync(hba, `${opts.hba.join('\n')}\n${fs.readFileSync(hba, 'utf8')}`);
+        }
       },
       command: () =>
         runAs(user, path.join(bin, 'postgres'), [
@@ -1234,6 +1268,17 @@ export function startPostgres(): Promise<ServerHandle> {
           'max_connections=60',
           '-c',
           'shared_buffers=16MB',
+          ...(opts.tls
+            ? [
+                '-c',
+                'ssl=on',
+                '-c',
+                `ssl_cert_file=${path.join(dir, 'tls-cert.pem')}`,
+                '-c',
+                `ssl_key_file=${path.join(dir, 'tls-key.pem')}`,
+                ...(opts.tls.ca !== undefined ? ['-c', `ssl_ca_file=${path.join(dir, 'tls-ca.pem')}`] : []),
+              ]
+            : []),
         ]),
       ready: () => postgresReady(bin, port),
     });
@@ -1246,11 +1291,18 @@ async function mariadbReady(port: number): Promise<boolean> {
   return greeting.length > 5 && greeting.charCodeAt(4) === 10;
 }
 
+export interface MariadbOptions {
+  /** Serve TLS with this certificate (--ssl-cert, --ssl-key, --ssl-ca); clients may still connect without. */
+  tls?: ServerTls;
+  /** More mariadbd options, after the defaults (a later option wins). */
+  args?: readonly string[];
+}
+
 /**
  * A MariaDB server of its own (mariadb-install-db in a temporary folder; root without a password over TCP, database
  * `test`), with the server's default durability (InnoDB flushes its log at each commit).
  */
-export function startMariadb(): Promise<ServerHandle> {
+export function startMariadb(opts: MariadbOptions = {}): Promise<ServerHandle> {
   const bin = firstBinary(MYSQL_BIN);
   const install = firstBinary(['mariadb-install-db', 'mysql_install_db']);
   if (!bin || !install) throw new Error(`mariadbd not found: ${INSTALL_HINTS.mysql}`);
@@ -1278,6 +1330,7 @@ export function startMariadb(): Promise<ServerHandle> {
           ].join('\n'),
         );
         if (user) fs.chownSync(init, user.uid, user.gid);
+        if (opts.tls) installTls(opts.tls, dir, user);
         if (fs.existsSync(path.join(data, 'mysql'))) return;
         const args = ['--no-defaults', `--datadir=${data}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...asUser];
         runSync(install, args, 'mariadb-install-db', path.join(dir, 'server.log'));
@@ -1297,7 +1350,15 @@ export function startMariadb(): Promise<ServerHandle> {
           '--innodb-buffer-pool-size=32M',
           '--innodb-use-native-aio=0',
           '--max-connections=200',
+          ...(opts.tls
+            ? [
+                `--ssl-cert=${path.join(dir, 'tls-cert.pem')}`,
+                `--ssl-key=${path.join(dir, 'tls-key.pem')}`,
+                ...(opts.tls.ca !== undefined ? [`--ssl-ca=${path.join(dir, 'tls-ca.pem')}`] : []),
+              ]
+            : []),
           ...asUser,
+          ...(opts.args ?? []),
         ],
       }),
       ready: () => mariadbReady(port),
