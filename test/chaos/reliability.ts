@@ -100,14 +100,16 @@ The faults: SIGSTOP of a client (at random, or whoever holds a lock or a permit,
 of a client and a new process in its place; a client's own fault proxies cutting its connections, partitioning it
 (connections reset when it heals, as TCP would once either side gave up), delaying every byte (sometimes by more than
 the TTL) or dropping the server's replies; the server SIGKILLed and restarted (Redis with \`appendonly yes\`,
-\`appendfsync always\`; etcd keeps its data folder) or SIGSTOPped (Redis); one etcd member, or the leader, SIGKILLed and
-restarted; a Redis Sentinel failover (the master SIGKILLed, the replica promoted, the old master back as a replica);
-another SQLite connection holding the write lock. Two lanes of faults run at once, so they combine.
+\`appendfsync always\`; etcd and ZooKeeper keep their data folders) or SIGSTOPped (Redis); one member of etcd's or
+ZooKeeper's three, or the leader, SIGKILLed and restarted; a Redis Sentinel failover (the master SIGKILLed, the replica
+promoted, the old master back as a replica); another SQLite connection holding the write lock. PostgreSQL and MySQL
+campaigns run against the database server the machine already runs, which they do not kill: the fault tests
+(\`test/drivers/postgres/faults.test.ts\`, \`test/drivers/mysql/faults.test.ts\`) kill and restart servers of their own.
+Two lanes of faults run at once, so they combine.
 
 ## Defects the campaigns found
 
-Both were in the core, and both are fixed; \`test/chaos/regressions.test.ts\` keeps a deterministic test of each that
-failed before its fix.
+Each is fixed; \`test/chaos/regressions.test.ts\` keeps a deterministic test of each that failed before its fix.
 
 **A partitioner's leave that could not reach the backend was forgotten.** \`partitioner.close()\` resolved even when
 its leave failed (the link down, or the session lost meanwhile), and the coordinator still counted the group as
@@ -122,4 +124,16 @@ not connected, \`restored\` was announced only if it was connected when the re-j
 (\`--seed 1403\`, a client's session lost while the etcd leader was killed) found it. Now a replacement session stays
 unrestored until one re-join pass has run without the link dropping; a reconnection starts another pass, and only
 then is \`restored\` announced.
+
+**A shared hold whose release failed could be handed out again with its old token.** When a shared hold's or permit's
+release did not reach the backend (the SQLite file busy past the driver's budget), the core freed its slot at once, so
+the next shared request of the same process took that slot, found the old row and returned its token, and the retried
+release then freed what the new holder thought it held. SQLite campaigns found it (\`--seed 1\` with a shared hold,
+\`--seed 3\` with a permit). Now a slot is free again only once its release has reached the backend or its session
+has ended; a new request meanwhile takes another slot.
+
+**A ZooKeeper group snapshot whose reads failed as the link dropped left a rejection unhandled.** The snapshot read
+the members in parallel and awaited them one by one, so when the link dropped with several reads in flight, the ones
+not yet awaited rejected with nobody listening, and the client process crashed. A ZooKeeper campaign found it; the
+reads are now awaited together.
 `);
