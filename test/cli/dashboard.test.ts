@@ -241,8 +241,8 @@ for (const backend of BACKENDS) {
           page.waitForFunction(`${rows}[0]?.querySelector('.held')?.textContent === ${JSON.stringify(text)}`, { timeout: 20_000 });
         await held('2/3');
         expect(await page.evaluate(`${rows}.map((row) => [...row.querySelectorAll('td')].map((cell) => cell.textContent))`)).toEqual([
-          ['transcode', 'semaphore', 'permit-a', 'shared', String(permits[0]?.token), '2/3', '0'],
-          ['transcode', 'semaphore', 'permit-b', 'shared', String(permits[1]?.token), '', ''],
+          ['transcode', 'semaphore', 'permit-a', 'shared', String(permits[0]?.token), '2/3', '0', ''],
+          ['transcode', 'semaphore', 'permit-b', 'shared', String(permits[1]?.token), '', '', ''],
         ]);
         await permits[0]?.release();
         await held('1/3');
