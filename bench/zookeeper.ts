@@ -167,11 +167,16 @@ interface RawClient {
   close(): void;
   mkdirp(path: string, callback: (error: Error | null) => void): void;
   create(path: string, data: Buffer, mode: number, callback: (error: Error | null, path: string) => void): void;
+  getChildren(path: string, watcher: () => void, callback: (error: Error | null, children: string[]) => void): void;
   remove(path: string, callback: (error: Error | null) => void): void;
 }
 
-/** The least a ZooKeeper lock recipe does: create an ephemeral-sequential node, then delete it (the package's own calls). */
-async function floorSubject(hosts: string, parent: string): Promise<Subject> {
+/**
+ * The least a ZooKeeper lock recipe does: create an ephemeral-sequential node, then delete it (the package's own
+ * calls). With \`list\`, the least a fair one does: the creation and a watched listing of the line sent back to back
+ * (the recipe must see that nobody is ahead), then the deletion.
+ */
+async function floorSubject(hosts: string, parent: string, list = false): Promise<Subject> {
   const name = 'node-zookeeper-client';
   const { default: zookeeper } = (await import(name)) as { default: { createClient(hosts: string, options: object): RawClient } };
   const client = zookeeper.createClient(hosts, { sessionTimeout: 10_000 });
@@ -183,18 +188,32 @@ async function floorSubject(hosts: string, parent: string): Promise<Subject> {
     client.mkdirp(parent, (error) => (error ? reject(error) : resolve()));
   });
   let node = '';
+  const create = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      client.create(`${parent}/n-`, Buffer.alloc(0), 3, (error, path) => {
+        if (error) reject(error);
+        else {
+          node = path;
+          resolve();
+        }
+      });
+    });
+  const listing = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      client.getChildren(
+        parent,
+        () => undefined,
+        (error) => (error ? reject(error) : resolve()),
+      );
+    });
   return {
-    name: 'floor (create ephemeral-sequential + delete)',
-    acquire: () =>
-      new Promise((resolve, reject) => {
-        client.create(`${parent}/n-`, Buffer.alloc(0), 3, (error, path) => {
-          if (error) reject(error);
-          else {
-            node = path;
-            resolve();
-          }
-        });
-      }),
+    name: list
+      ? 'floor + listing (create ephemeral-sequential and list the line back to back, then delete)'
+      : 'floor (create ephemeral-sequential + delete)',
+    acquire: async () => {
+      if (list) await Promise.all([create(), listing()]);
+      else await create();
+    },
     release: () =>
       new Promise((resolve, reject) => {
         client.remove(node, (error) => (error ? reject(error) : resolve()));
@@ -306,6 +325,7 @@ try {
   // 1. uncontended
   const single: Subject[] = [
     await floorSubject(oneHost, `/${ns}-floor`),
+    await floorSubject(oneHost, `/${ns}-floor-list`, true),
     concordLock(await connect(oneUrl, { namespace: ns, member: 'u' }), 'u1'),
     concordElection(await connect(oneUrl, { namespace: ns, member: 'e' }), 'e1'),
     concordShared(await connect(oneUrl, { namespace: ns, member: 's' }), 's1', 'concord shared lock'),
@@ -389,6 +409,14 @@ try {
   out(
     `concord's uncontended lock sends the create of its ephemeral-sequential contender and the listing of the line back to back (ZooKeeper answers one connection in order), reads the token from the create reply's zxid, and deletes the node to release: the floor's two writes plus a read that rides along (whose watch on the line also tells a held node's deletion, so an uncontended hold sends nothing more). Every subject of this table talks to the same follower. Curator's InterProcessMutex creates, then lists, then deletes; tooz's lock is kazoo's Lock recipe. A shared hold or a permit first in line costs what an exclusive lock does; one behind other holders (granted with them, it may see its grant after a later request did) takes its token from a write of its own node, one more round trip.`,
   );
+  const listed = unc.get(single[1]?.name ?? '');
+  const lock = unc.get(single[2]?.name ?? '');
+  if (floor && listed && lock) {
+    out();
+    out(
+      `Target: <= 1.1x the floor: ${lock.p50 / floor.p50 <= 1.1 ? 'met' : 'missed'} (${(lock.p50 / floor.p50).toFixed(2)}x). A fair recipe cannot skip the listing (it must see that nobody is ahead of its node), and the listing alone, sent by the bare client beside the creation, costs ${(listed.p50 / floor.p50).toFixed(2)}x the floor; concord's lock is ${(lock.p50 / listed.p50).toFixed(2)}x that: the rest is the core's and the driver's own work.`,
+    );
+  }
   out();
   out(`### Hand-off: holder's release -> blocked waiter holds the lock`);
   out();
