@@ -331,7 +331,15 @@ export class MemoryServer {
       this.#gc(key, lock);
       return undefined;
     }
-    const request: Request = { session, member, slot: mode.slot, shared: mode.shared, limit: mode.limit, since: performance.now(), token: undefined };
+    const request: Request = {
+      session,
+      member,
+      slot: mode.slot,
+      shared: mode.shared,
+      limit: mode.limit,
+      since: performance.now(),
+      token: undefined,
+    };
     lock.line.push(request);
     return this.#grant(lock, request);
   }
@@ -353,7 +361,15 @@ export class MemoryServer {
     this.#checkLimit(name, lock, mode);
     const line = [...lock.line, mode];
     if (holdsAt(line) === line.length) {
-      const request: Request = { session, member, slot: mode.slot, shared: mode.shared, limit: mode.limit, since: performance.now(), token: undefined };
+      const request: Request = {
+        session,
+        member,
+        slot: mode.slot,
+        shared: mode.shared,
+        limit: mode.limit,
+        since: performance.now(),
+        token: undefined,
+      };
       lock.line.push(request);
       return Promise.resolve(this.#grant(lock, request));
     }
