@@ -73,6 +73,11 @@ interface Request {
   readonly reject?: (error: ConcordError) => void;
 }
 
+/** A request entering the line now. */
+function newRequest(session: string, member: string, mode: LockMode): Request {
+  return { session, member, slot: mode.slot, shared: mode.shared, limit: mode.limit, since: performance.now(), token: undefined };
+}
+
 /** The granted requests of a lock as holders, by token. */
 function heldBy(lock: LockState): LockHolder[] {
   const holders: LockHolder[] = [];
@@ -331,15 +336,7 @@ export class MemoryServer {
       this.#gc(key, lock);
       return undefined;
     }
-    const request: Request = {
-      session,
-      member,
-      slot: mode.slot,
-      shared: mode.shared,
-      limit: mode.limit,
-      since: performance.now(),
-      token: undefined,
-    };
+    const request = newRequest(session, member, mode);
     lock.line.push(request);
     return this.#grant(lock, request);
   }
@@ -361,15 +358,7 @@ export class MemoryServer {
     this.#checkLimit(name, lock, mode);
     const line = [...lock.line, mode];
     if (holdsAt(line) === line.length) {
-      const request: Request = {
-        session,
-        member,
-        slot: mode.slot,
-        shared: mode.shared,
-        limit: mode.limit,
-        since: performance.now(),
-        token: undefined,
-      };
+      const request = newRequest(session, member, mode);
       lock.line.push(request);
       return Promise.resolve(this.#grant(lock, request));
     }
@@ -383,13 +372,7 @@ export class MemoryServer {
         reject(new ConcordError('ERR_ABORTED', 'the wait was aborted', { cause: signal.reason }));
       };
       const request: Request = {
-        session,
-        member,
-        slot: mode.slot,
-        shared: mode.shared,
-        limit: mode.limit,
-        since: performance.now(),
-        token: undefined,
+        ...newRequest(session, member, mode),
         resolve: (token) => {
           signal.removeEventListener('abort', onAbort);
           resolve(token);

@@ -19,6 +19,8 @@ export interface TestCertificates {
   readonly otherCa: string;
   /** The server's certificate and its key (PEM files). */
   readonly server: { readonly cert: string; readonly key: string };
+  /** A client certificate the CA signed (for clientAuth) and its key, when asked for. */
+  readonly client?: { readonly cert: string; readonly key: string };
   remove(): void;
 }
 
@@ -29,8 +31,11 @@ export function tlsAvailability(kind: 'postgres' | 'mysql'): Availability {
   return requireBinary('openssl', 'apt-get install -y openssl');
 }
 
-/** Makes the files in a fresh temporary folder (EC P-256 keys: quick to generate; valid for two days). */
-export function makeCertificates(): TestCertificates {
+/**
+ * Makes the files in a fresh temporary folder (EC P-256 keys: quick to generate; valid for two days): ca.pem,
+ * other-ca.pem, server.pem and server.key, and with \`client\` (its common name) client.pem and client.key.
+ */
+export function makeCertificates(options: { readonly client?: string } = {}): TestCertificates {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-certs-'));
   const ssl = (args: string[]): void => {
     execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
@@ -41,24 +46,29 @@ export function makeCertificates(): TestCertificates {
       ssl(['req', '-x509', ...ec, '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2', '-subj', `/CN=concord test ${name}`]);
     }
     fs.writeFileSync(path.join(dir, 'server.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-    ssl(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost']);
-    ssl([
-      'x509',
-      '-req',
-      '-in',
-      'server.csr',
-      '-CA',
-      'ca.pem',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-out',
-      'server.pem',
-      '-days',
-      '2',
-      '-extfile',
-      'server.ext',
-    ]);
+    fs.writeFileSync(path.join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
+    const signed = (who: string, commonName: string): void => {
+      ssl(['req', ...ec, '-keyout', `${who}.key`, '-out', `${who}.csr`, '-subj', `/CN=${commonName}`]);
+      ssl([
+        'x509',
+        '-req',
+        '-in',
+        `${who}.csr`,
+        '-CA',
+        'ca.pem',
+        '-CAkey',
+        'ca.key',
+        '-CAcreateserial',
+        '-out',
+        `${who}.pem`,
+        '-days',
+        '2',
+        '-extfile',
+        `${who}.ext`,
+      ]);
+    };
+    signed('server', 'localhost');
+    if (options.client !== undefined) signed('client', options.client);
   } catch (error) {
     fs.rmSync(dir, { recursive: true, force: true });
     const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? '';
@@ -69,6 +79,7 @@ export function makeCertificates(): TestCertificates {
     ca: path.join(dir, 'ca.pem'),
     otherCa: path.join(dir, 'other-ca.pem'),
     server: { cert: path.join(dir, 'server.pem'), key: path.join(dir, 'server.key') },
+    ...(options.client === undefined ? {} : { client: { cert: path.join(dir, 'client.pem'), key: path.join(dir, 'client.key') } }),
     remove: () => fs.rmSync(dir, { recursive: true, force: true }),
   };
 }

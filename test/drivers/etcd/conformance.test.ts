@@ -1,12 +1,12 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConcordError, connect } from '../../../src/index.js';
 import { driver as etcd } from '../../../drivers/etcd/index.js';
 import { FaultProxy } from '../../support/proxy.js';
+import { makeCertificates } from '../../support/tls.js';
 import { etcdctlBinary, freePort, isReachable, requireServer, startEtcd, type ServerHandle } from '../../support/servers.js';
 import { Collector, deadline, eventually, once } from '../../support/wait.js';
 import { servedTarget } from '../../conformance/served.js';
@@ -161,32 +161,8 @@ describe.skipIf(!availability.ok)('etcd driver specifics', () => {
     let etcd: ChildProcess | undefined;
     let port = 0;
     beforeAll(async () => {
-      dir = mkdtempSync(join(tmpdir(), 'concord-etcd-tls-'));
-      const ssl = (args: string[]): string => sh('openssl', args, dir);
-      const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-      ssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=concord test CA']);
-      writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-      writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
-      for (const who of ['server', 'client']) {
-        ssl(['req', ...ec, '-keyout', `${who}.key`, '-out', `${who}.csr`, '-subj', `/CN=${who === 'server' ? '127.0.0.1' : 'root'}`]);
-        ssl([
-          'x509',
-          '-req',
-          '-in',
-          `${who}.csr`,
-          '-CA',
-          'ca.pem',
-          '-CAkey',
-          'ca.key',
-          '-CAcreateserial',
-          '-out',
-          `${who}.pem`,
-          '-days',
-          '2',
-          '-extfile',
-          `${who}.ext`,
-        ]);
-      }
+      // A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate (CN root) it signed.
+      dir = makeCertificates({ client: 'root' }).dir;
       port = await freePort();
       const peer = await freePort();
       etcd = spawn(
