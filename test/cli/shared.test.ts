@@ -129,16 +129,18 @@ describe.skipIf(!sqliteAvailable)(
           ],
           limit: 2,
           waiting: 1,
+          oldestWaiter: { member: 'sem-3', waitedMs: expect.any(Number) as unknown },
         },
       ]);
       const rows = lines(text.stdout).map((line) => line.split(/\s{2,}/));
-      expect(rows[0]).toEqual(['NAME', 'KIND', 'HOLDER', 'MODE', 'TOKEN', 'LIMIT', 'WAITING']);
+      expect(rows[0]).toEqual(['NAME', 'KIND', 'HOLDER', 'MODE', 'TOKEN', 'LIMIT', 'WAITING', 'OLDEST WAITER']);
       expect(rows.filter((row) => row[0] === 'pool')).toEqual([
-        ['pool', 'semaphore', expect.stringMatching(/^sem-[12]$/), 'shared', String(t1), '2', '1'],
+        ['pool', 'semaphore', expect.stringMatching(/^sem-[12]$/), 'shared', String(t1), '2', '1', expect.stringMatching(/^sem-3 \(/)],
         ['pool', 'semaphore', expect.stringMatching(/^sem-[12]$/), 'shared', String(t2), '2'],
       ]);
       const shown = lines(status.stdout);
       expect(shown).toContainEqual(expect.stringMatching(/, 2 permits held, 1 waiting$/));
+      expect(shown).toContainEqual(expect.stringMatching(/^\s+oldest waiter sem-3 \(.+\), for semaphore pool$/));
       expect(shown).toContainEqual(expect.stringMatching(/^SEMAPHORE\s+HOLDER\s+TOKEN\s+HELD\s+WAITING$/));
       expect(shown).toContainEqual(expect.stringMatching(new RegExp(`^pool\\s+sem-[12]\\s+${t1}\\s+2/2\\s+1$`)));
 
