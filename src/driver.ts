@@ -112,8 +112,9 @@ export interface LockWaiter {
   /** Its member id. */
   readonly member: string;
   /**
-   * How long it has waited, ms (0 or more): by the backend's clock where the backend keeps time, else from the time
-   * its host wrote into its request. Absent when the request carries no time (one made by an older release).
+   * How long it has waited, ms: by the backend's clock where the backend keeps time, else from the time its host
+   * wrote into its request (below 0 when clocks disagree: the core reports that as 0). Absent when the request carries
+   * no time (one made by an older release).
    */
   readonly waitedMs?: number;
 }

@@ -554,8 +554,7 @@ function holdersOf(kind: LockKind, prefix: string, requests: readonly IKeyValue[
 /** A waiting request from its key's value; no wait when the value has no time (an older release's). */
 function waiterOf(value: string, now: number): LockWaiter {
   const { member, enteredMs } = parseContender(value);
-  // Hosts' clocks differ: a wait never shows below 0.
-  return enteredMs === undefined ? { member } : { member, waitedMs: Math.max(0, now - enteredMs) };
+  return enteredMs === undefined ? { member } : { member, waitedMs: now - enteredMs };
 }
 
 export async function createDriver(context: DriverContext): Promise<Driver> {

@@ -446,7 +446,7 @@ export class LockStore {
           waiter &&
             connection.getData(`${parent}/${waiter.node}`).then(({ data, stat }): LockWaiter => ({
               member: data.toString(),
-              waitedMs: Math.max(0, Date.now() - Number(long(stat.ctime))),
+              waitedMs: Date.now() - Number(long(stat.ctime)),
             })),
         ]);
         return oldestWaiter ? { line, holders, oldestWaiter } : { line, holders };
