@@ -295,37 +295,26 @@ async function uncontended(subjects: readonly Subject[], rounds: number, perRoun
   return new Map([...samples].map(([k, v]) => [k, stats(v)]));
 }
 
-/** A concord leader process is SIGKILLed; how long until a campaigner here leads. */
-async function concordFailover(url: string, hosts: string, runs: number): Promise<Failover> {
+/** One failover: when the leader was killed, when its successor led, and when ZooKeeper deleted its node (hrtime ns). */
+interface FailoverRun {
+  readonly killedAt: bigint;
+  readonly ledAt: bigint;
+  readonly gone: Promise<bigint>;
+}
+
+/** Runs `run` `runs` times with a raw client beside it that watches the leader's node. */
+async function failovers(hosts: string, runs: number, run: (observer: RawClient) => Promise<FailoverRun>): Promise<Failover> {
   const led: number[] = [];
   const deleted: number[] = [];
   const reaction: number[] = [];
   const observer = await rawClient(hosts);
   try {
-    for (let run = 0; run < runs; run++) {
-      const name = `failover-${randomBytes(3).toString('hex')}`;
-      const leader = lineChild(process.execPath, ['--import', 'tsx', SELF, 'leader', url, name]);
-      await leader.expect('leading');
-      const c = await connect(url, { namespace: 'failover', member: 'successor', sessionTtlMs: FAILOVER_TTL_MS });
-      const queued = new Promise<void>((resolve) => {
-        (c as unknown as EventEmitter).once(kQueued, () => {
-          resolve();
-        });
-      });
-      const leadership = c.group(name).campaign();
-      await queued;
-      const { gone } = await headDeleted(observer, `/failover/leaders/${name}`);
-      const t0 = process.hrtime.bigint();
-      leader.kill();
-      const held = await leadership;
-      const at = process.hrtime.bigint();
+    for (let i = 0; i < runs; i++) {
+      const { killedAt, ledAt, gone } = await run(observer);
       const removed = await gone;
-      led.push(Number(at - t0) / 1e6);
-      deleted.push(Number(removed - t0) / 1e6);
-      reaction.push(Number(at - removed) / 1e6);
-      await held.resign();
-      await leader.exited;
-      await c.close();
+      led.push(Number(ledAt - killedAt) / 1e6);
+      deleted.push(Number(removed - killedAt) / 1e6);
+      reaction.push(Number(ledAt - removed) / 1e6);
     }
   } finally {
     observer.close();
@@ -333,35 +322,49 @@ async function concordFailover(url: string, hosts: string, runs: number): Promis
   return { led: stats(led), deleted: stats(deleted), reaction: stats(reaction) };
 }
 
+/** A concord leader process is SIGKILLed; how long until a campaigner here leads. */
+function concordFailover(url: string, hosts: string, runs: number): Promise<Failover> {
+  return failovers(hosts, runs, async (observer) => {
+    const name = `failover-${randomBytes(3).toString('hex')}`;
+    const leader = lineChild(process.execPath, ['--import', 'tsx', SELF, 'leader', url, name]);
+    await leader.expect('leading');
+    const c = await connect(url, { namespace: 'failover', member: 'successor', sessionTtlMs: FAILOVER_TTL_MS });
+    const queued = new Promise<void>((resolve) => {
+      (c as unknown as EventEmitter).once(kQueued, () => {
+        resolve();
+      });
+    });
+    const leadership = c.group(name).campaign();
+    await queued;
+    const { gone } = await headDeleted(observer, `/failover/leaders/${name}`);
+    const killedAt = process.hrtime.bigint();
+    leader.kill();
+    const held = await leadership;
+    const ledAt = process.hrtime.bigint();
+    await held.resign();
+    await leader.exited;
+    await c.close();
+    return { killedAt, ledAt, gone };
+  });
+}
+
 /** A Curator LeaderLatch process is SIGKILLed; how long until the LeaderLatch of another process leads. */
-async function curatorFailover(classpath: string, hosts: string, runs: number): Promise<Failover> {
-  const led: number[] = [];
-  const deleted: number[] = [];
-  const reaction: number[] = [];
-  const observer = await rawClient(hosts);
-  try {
-    for (let run = 0; run < runs; run++) {
-      const path = `/bench-failover/${randomBytes(3).toString('hex')}`;
-      const java = (mode: string): ReturnType<typeof lineChild> =>
-        lineChild('java', ['-cp', classpath, 'CuratorBench', mode, hosts, path, String(FAILOVER_TTL_MS)]);
-      const leader = java('lead');
-      await leader.expect('leading');
-      const follower = java('follow');
-      await follower.expect('queued');
-      const { gone } = await headDeleted(observer, path);
-      const t0 = process.hrtime.bigint();
-      leader.kill();
-      const at = BigInt((await follower.expect('led ')).slice(4));
-      const removed = await gone;
-      led.push(Number(at - t0) / 1e6);
-      deleted.push(Number(removed - t0) / 1e6);
-      reaction.push(Number(at - removed) / 1e6);
-      await Promise.all([leader.exited, follower.exited]);
-    }
-  } finally {
-    observer.close();
-  }
-  return { led: stats(led), deleted: stats(deleted), reaction: stats(reaction) };
+function curatorFailover(classpath: string, hosts: string, runs: number): Promise<Failover> {
+  return failovers(hosts, runs, async (observer) => {
+    const path = `/bench-failover/${randomBytes(3).toString('hex')}`;
+    const java = (mode: string): ReturnType<typeof lineChild> =>
+      lineChild('java', ['-cp', classpath, 'CuratorBench', mode, hosts, path, String(FAILOVER_TTL_MS)]);
+    const leader = java('lead');
+    await leader.expect('leading');
+    const follower = java('follow');
+    await follower.expect('queued');
+    const { gone } = await headDeleted(observer, path);
+    const killedAt = process.hrtime.bigint();
+    leader.kill();
+    const ledAt = BigInt((await follower.expect('led ')).slice(4));
+    await Promise.all([leader.exited, follower.exited]);
+    return { killedAt, ledAt, gone };
+  });
 }
 
 // ---- the run
