@@ -110,7 +110,7 @@ function intercept(client: RedisClient, method: 'auth' | 'info', filter: (reply:
  * which ioredis then treats as ready, as it would anyway; a user name Redis 5 cannot take fails with a message of
  * ours (concord needs Redis 6).
  */
-function quiet(client: RedisClient): void {
+export function quiet(client: RedisClient): void {
   intercept(client, 'auth', (reply) =>
     reply.catch((error: unknown) => {
       const text = error instanceof Error ? error.message : String(error);

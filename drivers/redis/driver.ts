@@ -29,6 +29,7 @@ import { createClient, open, quietSentinelConnector, quit, type RedisConstructor
 import { isNoScript, toConcordError, type ErrorContext } from './errors.js';
 import { HeldLocks } from './held.js';
 import { features } from './index.js';
+import { SlotLocator, slotConnector } from './cluster.js';
 import { redisSettings, type RedisSettings } from './options.js';
 import { probeServer } from './probe.js';
 import { Subscriber } from './pubsub.js';
@@ -47,7 +48,10 @@ class RedisDriver implements Driver {
   readonly #context: DriverContext;
   readonly #prefix: string;
   readonly #ttlMs: number;
+  /** Behind Sentinel or in a cluster: the master may move (a READONLY reply is not a refusal). */
   readonly #sentinel: boolean;
+  /** KEYS of every script: the routing key, and in a cluster a key that never exists (cluster.ts says why). */
+  readonly #scriptKeys: readonly string[];
   readonly #cmd: RedisClient;
   readonly #subscriber: Subscriber;
   /** The server publishes expired-key events (E and x). */
@@ -76,7 +80,8 @@ class RedisDriver implements Driver {
     this.#context = context;
     this.#prefix = `{${context.namespace}}:`;
     this.#ttlMs = context.sessionTtlMs;
-    this.#sentinel = settings.base.sentinels !== undefined;
+    this.#sentinel = settings.base.sentinels !== undefined || settings.clusterNodes !== undefined;
+    this.#scriptKeys = settings.clusterNodes ? [`${this.#prefix}ss`, `${this.#prefix}moving`] : [`${this.#prefix}ss`];
     this.#cmd = createClient(Redis, settings.base, 'command', context.sessionTtlMs);
     this.#subscriber = new Subscriber(
       createClient(Redis, settings.base, 'subscriber', context.sessionTtlMs),
@@ -112,10 +117,30 @@ class RedisDriver implements Driver {
     this.#cmd.on('ready', () => {
       if (!wasDown) return;
       wasDown = false;
+      this.#followMaster();
       // A server restarted without persistence forgot every session, and a promoted replica may lack the latest
       // grants: say so now, not at the next renewal.
       this.#checkSessions();
     });
+  }
+
+  /**
+   * In a cluster, the command connection found the namespace's slot on another master (a failover, or the slot was
+   * moved while the old master lives on): the other connections follow, so keyspace notifications and flushes are
+   * heard from the node that holds the keys.
+   */
+  #followMaster(): void {
+    const locator = this.#settings.locator;
+    if (!locator) return;
+    const master = locator.connectedTo.get('concord-command');
+    const others: RedisClient[] = [this.#subscriber.client, ...(this.#readerClient ? [this.#readerClient] : [])];
+    for (const client of others) {
+      const at = locator.connectedTo.get(client.options.connectionName ?? '');
+      if (at !== undefined && at !== master && client.status === 'ready') {
+        debug('redis cluster: %s moves from %s to %s', client.options.connectionName, at, master);
+        client.disconnect(true);
+      }
+    }
   }
 
   /** Opens both connections and runs the connect-time checks (probe.ts); the grant channel is subscribed meanwhile. */
@@ -153,22 +178,22 @@ class RedisDriver implements Driver {
   async #run(name: ScriptName, args: readonly string[], context?: ErrorContext): Promise<unknown> {
     if (this.#closed) throw connectionClosed('redis');
     const script = SCRIPTS[name];
+    const keys = this.#scriptKeys;
     const argv = [this.#prefix, ...args];
-    const routing = `${this.#prefix}ss`;
     try {
       // EVAL the first time on each connection: an EVALSHA answered NOSCRIPT and then sent again as EVAL would run
       // after commands sent in between, reordering (say) a release behind the next acquire.
       if (!this.#loaded.has(name)) {
-        const reply: unknown = await this.#cmd.eval(script.source, 1, routing, ...argv);
+        const reply: unknown = await this.#cmd.eval(script.source, keys.length, ...keys, ...argv);
         this.#loaded.add(name);
         return reply;
       }
       try {
-        return await this.#cmd.evalsha(script.sha, 1, routing, ...argv);
+        return await this.#cmd.evalsha(script.sha, keys.length, ...keys, ...argv);
       } catch (error) {
         if (!isNoScript(error)) throw error;
         this.#loaded.clear();
-        return await this.#cmd.eval(script.source, 1, routing, ...argv);
+        return await this.#cmd.eval(script.source, keys.length, ...keys, ...argv);
       }
     } catch (error) {
       throw toConcordError(error, context, this.#sentinel);
@@ -582,6 +607,15 @@ export async function createDriver(context: DriverContext): Promise<Driver> {
   const module = await importClient<{ Redis: RedisConstructor; SentinelConnector: unknown }>('ioredis', context.url.protocol.slice(0, -1));
   if (settings.base.sentinels)
     settings = { ...settings, base: { ...settings.base, Connector: quietSentinelConnector(module.SentinelConnector) } };
+  if (settings.clusterNodes) {
+    const locator = new SlotLocator(module.Redis, settings.base, settings.clusterNodes, `{${context.namespace}}:ss`);
+    const reconnectOnError = (error: Error): boolean => {
+      // MOVED: the slot is served elsewhere now; READONLY: our master became a replica.
+      if (error.message.startsWith('MOVED')) locator.moved(error.message);
+      return /^(MOVED|READONLY)\b/.test(error.message);
+    };
+    settings = { ...settings, locator, base: { ...settings.base, Connector: slotConnector(locator), reconnectOnError } };
+  }
   const { signal } = context;
   if (signal.aborted) throw abortedError(signal, 'connecting');
   const driver = new RedisDriver(module.Redis, settings, context);

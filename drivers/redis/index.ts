@@ -1,5 +1,5 @@
 /**
- * redis://, rediss://, redis+sentinel:// — Redis 6+ with ioredis.
+ * redis://, rediss://, redis+sentinel://, redis+cluster:// — Redis 6+ with ioredis (a cluster: see cluster.ts).
  *
  * Everything lives under one key prefix `{namespace}:` (scripts.ts lists the keys). Every change is one Lua script,
  * so each step is atomic; groups log their changes to a stream that watches read with XREAD BLOCK; locks keep a
@@ -73,7 +73,7 @@ export const features: Features = Object.freeze({
 /** The Redis driver, as `connect()` and the capability matrix know it. */
 export const driver: DriverDescriptor = Object.freeze({
   name: 'Redis',
-  schemes: ['redis', 'rediss', 'redis+sentinel'],
+  schemes: ['redis', 'rediss', 'redis+sentinel', 'redis+cluster'],
   features,
   clientPackage: 'ioredis',
   crashDetection: {

@@ -4,19 +4,22 @@
  *   redis://[user[:password]@]host[:port][/db]
  *   rediss://...?ca=/path/ca.pem&cert=/path/cert.pem&key=/path/key.pem&servername=x&rejectUnauthorized=false
  *   redis+sentinel://[user[:password]@]h:p[,h:p...]/MASTER[?db=N&sentinelPassword=...&sentinelUsername=...&tls=true]
+ *   redis+cluster://[user[:password]@]h:p[,h:p...][?tls=true] (any nodes of the cluster; database 0 only, as Redis Cluster)
  *
  * Driver parameters (all optional): keyspaceEvents=false (never touch notify-keyspace-events), allowEviction=true
  * (connect even to a server that may evict any key; see index.ts). The core's connectTimeoutMs bounds connecting; it
  * also bounds each TCP connection attempt here.
  *
- * A parameter that would be ignored is refused: sentinelPassword, sentinelUsername and tls only mean something on a
- * redis+sentinel:// url (rediss:// is TLS), and the TLS parameters need rediss:// or redis+sentinel://...?tls=true.
+ * A parameter that would be ignored is refused: sentinelPassword and sentinelUsername only mean something on a
+ * redis+sentinel:// url, tls on redis+sentinel:// and redis+cluster:// (rediss:// is TLS), and the TLS parameters need
+ * rediss:// or tls=true.
  */
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import type { RedisOptions } from 'ioredis';
 import { ConcordError } from '../../src/errors.js';
 import { hostList } from '../../src/url.js';
+import type { SlotLocator } from './cluster.js';
 
 export interface RedisSettings {
   /** Options shared by every connection of a driver (each connection adds its own). */
@@ -25,10 +28,15 @@ export interface RedisSettings {
   readonly keyspaceEvents: boolean;
   /** Connect even when the server may evict any key (maxmemory with an allkeys-* policy). */
   readonly allowEviction: boolean;
+  /** redis+cluster://: the nodes the url names, asked for the master of the namespace's slot (cluster.ts). */
+  readonly clusterNodes?: ReadonlyArray<{ readonly host: string; readonly port: number }>;
+  /** Set by the driver for redis+cluster://: where the namespace's slot is served. */
+  readonly locator?: SlotLocator;
 }
 
 const TLS_PARAMS = ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized'];
 const SENTINEL_PARAMS = ['sentinelPassword', 'sentinelUsername', 'tls'];
+const CLUSTER_REFUSED = ['sentinelPassword', 'sentinelUsername', 'db'];
 const KNOWN = new Set([...TLS_PARAMS, ...SENTINEL_PARAMS, 'keyspaceEvents', 'db', 'allowEviction']);
 
 function bad(message: string): ConcordError {
@@ -101,7 +109,23 @@ export function redisSettings(url: URL, raw: string, params: URLSearchParams, tt
     noDelay: true,
   };
   let db = 0;
-  if (scheme === 'redis+sentinel') {
+  let clusterNodes: RedisSettings['clusterNodes'];
+  if (scheme === 'redis+cluster') {
+    const refused = CLUSTER_REFUSED.find((p) => params.has(p));
+    if (refused !== undefined) {
+      throw bad(
+        `url parameter ${refused} has no meaning on a redis+cluster url${refused === 'db' ? ' (a cluster has database 0 only)' : ''}`,
+      );
+    }
+    const path = url.pathname.replace(/^\/+/, '').replace(/\/+$/, '');
+    if (path !== '') throw bad('a redis+cluster url has no path (a cluster has database 0 only): redis+cluster://host:port[,host:port]');
+    clusterNodes = hostList(raw, 6379);
+    if (clusterNodes.length === 0) throw bad('a redis+cluster url lists nodes of the cluster: redis+cluster://host:port[,host:port]');
+    const tls = flag(params, 'tls', false);
+    const tlsParam = tls ? undefined : TLS_PARAMS.find((p) => params.has(p));
+    if (tlsParam !== undefined) throw bad(`url parameter ${tlsParam} needs tls=true on a redis+cluster url`);
+    if (tls) base.tls = tlsOptions(params);
+  } else if (scheme === 'redis+sentinel') {
     const master = decode(url.pathname.replace(/^\/+/, '').replace(/\/+$/, ''));
     if (master === '') throw bad('a redis+sentinel url names its master: redis+sentinel://host:port[,host:port]/MASTER');
     const hosts = hostList(raw, 26379);
@@ -132,7 +156,9 @@ export function redisSettings(url: URL, raw: string, params: URLSearchParams, tt
         `url parameter ${sentinelParam} is for redis+sentinel:// urls only${sentinelParam === 'tls' ? ' (use rediss:// for TLS)' : ''}`,
       );
     }
-    if (url.hostname === 'multi-host.invalid') throw bad(`a ${scheme} url has one host; use redis+sentinel:// for several`);
+    if (url.hostname === 'multi-host.invalid') {
+      throw bad(`a ${scheme} url has one host; use redis+sentinel:// or redis+cluster:// for several`);
+    }
     const path = url.pathname.replace(/^\/+/, '').replace(/\/+$/, '');
     if (path !== '') db = integer(path, 'database index', 0, 1_000_000);
     if (params.has('db')) db = integer(params.get('db') ?? '', 'parameter db', 0, 1_000_000);
@@ -146,5 +172,11 @@ export function redisSettings(url: URL, raw: string, params: URLSearchParams, tt
     const tlsParam = scheme === 'rediss' ? undefined : TLS_PARAMS.find((p) => params.has(p));
     if (tlsParam !== undefined) throw bad(`url parameter ${tlsParam} needs a rediss:// url`);
   }
-  return { base, db, keyspaceEvents: flag(params, 'keyspaceEvents', true), allowEviction: flag(params, 'allowEviction', false) };
+  return {
+    base,
+    db,
+    keyspaceEvents: flag(params, 'keyspaceEvents', true),
+    allowEviction: flag(params, 'allowEviction', false),
+    ...(clusterNodes ? { clusterNodes } : {}),
+  };
 }
