@@ -52,8 +52,9 @@ export function createClient(Redis: RedisConstructor, base: RedisOptions, role: 
     // In-flight commands fail when the connection drops; the core decides what a failure means.
     maxRetriesPerRequest: 0,
     retryStrategy: (times: number) => Math.min(5 * 2 ** Math.min(times, 10), backoffCapMs),
-    // Behind Sentinel, READONLY means the master moved (a failover): connect again, through the sentinels.
-    reconnectOnError: (error: Error) => sentinel && error.message.startsWith('READONLY'),
+    // Behind Sentinel, READONLY means the master moved (a failover): connect again, through the sentinels. A cluster's
+    // connector brings its own (for MOVED too).
+    reconnectOnError: base.reconnectOnError ?? ((error: Error) => sentinel && error.message.startsWith('READONLY')),
     // CLIENT SETINFO: unknown before Redis 7.2, and one more exchange before a connection is usable.
     disableClientInfo: true,
     // A dropped connection is closed at once: the default waits 2 s for a peer that may never answer, and keeps the
