@@ -16,7 +16,7 @@ import { withTimeout } from '../../src/clock.js';
 import { debug } from '../../src/debug.js';
 import { ConcordError, abortedError } from '../../src/errors.js';
 import type { Driver, DriverContext } from '../../src/driver.js';
-import type { Dialect, FailureKind, Query, Result, SqlBackend, WakeHandlers, WakeSource } from '../sql/backend.js';
+import type { AttemptRequest, Dialect, FailureKind, Query, Result, SqlBackend, WakeHandlers, WakeSource } from '../sql/backend.js';
 import { SqlDriver } from '../sql/driver.js';
 import { SCHEMA_VERSION } from '../sql/schema.js';
 import { features } from './index.js';
@@ -159,6 +159,24 @@ class PostgresBackend implements SqlBackend {
     return {
       sql: `WITH changed AS (${sql} RETURNING 1) SELECT pg_notify(?, ?) FROM (SELECT 1 FROM changed LIMIT 1) AS c`,
       params: [...params, channelOf(namespace), topic],
+    };
+  }
+
+  attemptCall(request: AttemptRequest): { sql: string; params: readonly unknown[] } {
+    return {
+      sql: 'SELECT o_status, o_token, o_wait_ms, o_lim FROM concord_attempt(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      params: [
+        request.namespace,
+        request.kind,
+        request.name,
+        request.session,
+        request.member,
+        request.queue,
+        request.slot,
+        request.shared,
+        request.limit,
+        channelOf(request.namespace),
+      ],
     };
   }
 

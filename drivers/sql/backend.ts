@@ -31,6 +31,20 @@ export interface Dialect {
   readonly returningId: string;
 }
 
+/** One look at a lock's line, as the driver asks it of a backend that makes it in one call (SqlBackend.attemptCall). */
+export interface AttemptRequest {
+  readonly namespace: string;
+  readonly kind: string;
+  readonly name: string;
+  readonly session: string;
+  readonly member: string;
+  /** Join the line when not granted. */
+  readonly queue: boolean;
+  readonly slot: number;
+  readonly shared: boolean;
+  readonly limit: number;
+}
+
 /** Where the driver's wake-ups come from; topics are `g:<group>` and `l:<kind>:<name>`. */
 export interface WakeSource {
   /** The driver is interested in a topic (a MySQL poller reads only these); returns the end of that interest. */
@@ -76,6 +90,12 @@ export interface SqlBackend {
     namespace: string,
     topic: string,
   ): { sql: string; params: readonly unknown[] } | undefined;
+  /**
+   * Optional: one statement that makes a whole look at a lock's line (a server-side routine of the schema), returning
+   * one row: o_status 'token' (o_token), 'wait' (o_wait_ms or NULL), 'gone' (the session is not live) or 'limit'
+   * (o_lim, the limit the line's requests name; nothing was changed). Without it the driver runs its own transaction.
+   */
+  attemptCall?(request: AttemptRequest): { sql: string; params: readonly unknown[] };
   /** Starts delivering wake-ups for the namespace. */
   listen(namespace: string, handlers: WakeHandlers): Promise<WakeSource>;
   classify(error: unknown): FailureKind;

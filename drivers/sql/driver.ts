@@ -832,8 +832,38 @@ export class SqlDriver implements Driver {
     return { waitMs };
   }
 
+  /** One look at the line: a server-side routine's one call where the backend has one, else #attempt's transaction. */
+  async #look(kind: LockKind, name: string, sessionId: string, member: string, queue: boolean, mode: LockMode): Promise<Attempt> {
+    const call = this.#backend.attemptCall?.({
+      namespace: this.#ns,
+      kind,
+      name,
+      session: sessionId,
+      member,
+      queue,
+      slot: mode.slot,
+      shared: mode.shared,
+      limit: mode.limit,
+    });
+    if (!call) return this.#tx('write', (query) => this.#attempt(query, kind, name, sessionId, member, queue, mode));
+    const { rows } = await this.#tx('none', (query) => query(call.sql, call.params));
+    const row = rows[0];
+    switch (row === undefined ? undefined : str(row.o_status)) {
+      case 'token':
+        return { token: big(row?.o_token) };
+      case 'wait':
+        return { waitMs: row?.o_wait_ms === null || row?.o_wait_ms === undefined ? undefined : Number(row.o_wait_ms) };
+      case 'gone':
+        throw sessionGone();
+      case 'limit':
+        throw limitMismatch(name, mode.limit, Number(row?.o_lim));
+      default:
+        throw new ConcordError('ERR_CONNECTION', `${this.#backend.label}: a lock attempt answered nothing`);
+    }
+  }
+
   async tryLock(kind: LockKind, name: string, sessionId: string, member: string, mode: LockMode = EXCLUSIVE): Promise<bigint | undefined> {
-    const result = await this.#tx('write', (query) => this.#attempt(query, kind, name, sessionId, member, false, mode));
+    const result = await this.#look(kind, name, sessionId, member, false, mode);
     return 'token' in result ? result.token : undefined;
   }
 
@@ -862,7 +892,7 @@ export class SqlDriver implements Driver {
       await this.#wake?.baseline?.(lockTopic(kind, name));
       for (;;) {
         if (signal.aborted) throw abortedError(signal);
-        const result = await this.#tx('write', (query) => this.#attempt(query, kind, name, sessionId, member, true, mode));
+        const result = await this.#look(kind, name, sessionId, member, true, mode);
         if ('token' in result) return result.token;
         if (!announced) {
           announced = true;

@@ -14,8 +14,11 @@
  * 3: concord_waiters.since, when a request entered the line (the server's clock, ms), so a listing can say how long
  *    the first waiter has waited. Added as a nullable column the same way; rows written before it are listed without
  *    a wait time.
+ * 4: a lock attempt in one round trip. PostgreSQL: the function concord_attempt, the driver's look at a line as one
+ *    call (CREATE OR REPLACE, so the same statement creates and upgrades it); no table changes, so coordinators of
+ *    version 3 still running keep working beside version 4 ones, running the same look as their own transaction.
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /** Tables every version keeps, in the order they are created (for messages and `concord schema`). */
 export const TABLES = Object.freeze([
