@@ -19,13 +19,64 @@ const INSERTION_LIMIT = 24;
  * A node's draw for a key: murmur3's finalizer on keyHash ^ nodeHash without its last xor-shift (which only stirs the
  * low 16 bits, irrelevant to an order decided by the high ones), as a signed 32-bit integer. Staying in int32 keeps V8
  * off doubles: 4x faster in the node loop than unsigned values; dropping the last step, another 15%.
+ *
+ * The first xor-shift is linear over xor, so (k ^ h) ^ ((k ^ h) >>> 16) = pre(k) ^ pre(h) with pre(x) = x ^ (x >>> 16):
+ * node hashes are stored pre-mixed and the key is pre-mixed once per lookup, leaving two multiplies per node.
  */
-function rank(keyHash: number, nodeHash: number): number {
-  let x = keyHash ^ nodeHash;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  return Math.imul(x, 0xc2b2ae35);
+function rank(keyMix: number, nodeMix: number): number {
+  const x = Math.imul(keyMix ^ nodeMix, 0x85ebca6b);
+  return Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+}
+
+/** The first xor-shift of the finalizer, applied to the key hash and to each node hash alone (see rank). */
+function premix(hash: number): number {
+  return hash ^ (hash >>> 16);
+}
+
+/**
+ * The slot in [start, end) (end > start) whose rank is largest, the smallest slot on a tie. Four nodes per iteration,
+ * all ranked before any comparison: the multiplies of different nodes overlap instead of waiting on each branch
+ * (25% faster at 100 nodes than one node per iteration).
+ */
+function bestSlot(keyMix: number, mixes: Int32Array, start: number, end: number): number {
+  let best = start;
+  let bestRank = rank(keyMix, mixes[start]!);
+  let i = start + 1;
+  for (; i + 3 < end; i += 4) {
+    const x0 = Math.imul(keyMix ^ mixes[i]!, 0x85ebca6b);
+    const x1 = Math.imul(keyMix ^ mixes[i + 1]!, 0x85ebca6b);
+    const x2 = Math.imul(keyMix ^ mixes[i + 2]!, 0x85ebca6b);
+    const x3 = Math.imul(keyMix ^ mixes[i + 3]!, 0x85ebca6b);
+    const r0 = Math.imul(x0 ^ (x0 >>> 13), 0xc2b2ae35);
+    const r1 = Math.imul(x1 ^ (x1 >>> 13), 0xc2b2ae35);
+    const r2 = Math.imul(x2 ^ (x2 >>> 13), 0xc2b2ae35);
+    const r3 = Math.imul(x3 ^ (x3 >>> 13), 0xc2b2ae35);
+    // Strict > in slot order keeps the smallest slot on a tie.
+    if (r0 > bestRank) {
+      bestRank = r0;
+      best = i;
+    }
+    if (r1 > bestRank) {
+      bestRank = r1;
+      best = i + 1;
+    }
+    if (r2 > bestRank) {
+      bestRank = r2;
+      best = i + 2;
+    }
+    if (r3 > bestRank) {
+      bestRank = r3;
+      best = i + 3;
+    }
+  }
+  for (; i < end; i++) {
+    const r = rank(keyMix, mixes[i]!);
+    if (r > bestRank) {
+      bestRank = r;
+      best = i;
+    }
+  }
+  return best;
 }
 
 /** The logarithmic score ln(u) / w, with u = (rank + 2^31 + 0.5) / 2^32 in (0, 1), increasing with the rank. */
@@ -54,12 +105,13 @@ export class Rendezvous extends WeightedNodes implements Placement {
   /** Node ids, sorted; every other array is indexed like this one unless it says otherwise. */
   private ids: string[] = [];
   private readonly positions = new Map<string, number>();
-  private hashes = new Int32Array(0);
+  // premix(murmur3(id)) of each node.
+  private mixes = new Int32Array(0);
   private nodeWeights = new Float64Array(0);
   // Nodes grouped by weight (ascending id within a group): group g spans [groupStart[g], groupStart[g + 1]).
   private groupStart = new Int32Array(1);
   private groupWeight = new Float64Array(0);
-  private groupHashes = new Int32Array(0);
+  private groupMixes = new Int32Array(0);
   private groupIndex = new Int32Array(0);
   // Scratch for getNodes, sized to the node count.
   private scores = new Float64Array(0);
@@ -114,37 +166,17 @@ export class Rendezvous extends WeightedNodes implements Placement {
 
   /** Index of the best node for a key hash. */
   private primary(keyHash: number): number {
-    if (this.groupWeight.length === 1) {
-      // One weight: the largest rank wins; strict > keeps the smaller id on a tie.
-      const hashes = this.hashes;
-      let best = 0;
-      let bestRank = rank(keyHash, hashes[0]!);
-      for (let i = 1; i < hashes.length; i++) {
-        const r = rank(keyHash, hashes[i]!);
-        if (r > bestRank) {
-          bestRank = r;
-          best = i;
-        }
-      }
-      return best;
-    }
+    const keyMix = premix(keyHash);
+    // One weight: the largest rank wins.
+    if (this.groupWeight.length === 1) return bestSlot(keyMix, this.mixes, 0, this.mixes.length);
     const starts = this.groupStart;
-    const groupHashes = this.groupHashes;
+    const groupMixes = this.groupMixes;
     const groupIndex = this.groupIndex;
     let best = -1;
     let bestScore = -Infinity;
     for (let g = 0; g < this.groupWeight.length; g++) {
-      const end = starts[g + 1]!;
-      let winner = starts[g]!;
-      let winnerRank = rank(keyHash, groupHashes[winner]!);
-      for (let j = winner + 1; j < end; j++) {
-        const r = rank(keyHash, groupHashes[j]!);
-        if (r > winnerRank) {
-          winnerRank = r;
-          winner = j;
-        }
-      }
-      const score = logScore(winnerRank, this.groupWeight[g]!);
+      const winner = bestSlot(keyMix, groupMixes, starts[g]!, starts[g + 1]!);
+      const score = logScore(rank(keyMix, groupMixes[winner]!), this.groupWeight[g]!);
       const index = groupIndex[winner]!;
       if (score > bestScore || (score === bestScore && index < best)) {
         bestScore = score;
@@ -157,12 +189,13 @@ export class Rendezvous extends WeightedNodes implements Placement {
   /** The `want` best non-skipped nodes, best first. */
   private ranked(keyHash: number, want: number): string[] {
     const n = this.ids.length;
-    const hashes = this.hashes;
+    const mixes = this.mixes;
     const weights = this.nodeWeights;
     const scores = this.scores;
     const uniform = this.groupWeight.length === 1;
+    const keyMix = premix(keyHash);
     for (let i = 0; i < n; i++) {
-      const r = rank(keyHash, hashes[i]!);
+      const r = rank(keyMix, mixes[i]!);
       // Same order as primary(): the rank itself when all weights are equal, else ln(u) / w.
       scores[i] = uniform ? r : logScore(r, weights[i]!);
     }
@@ -200,12 +233,12 @@ export class Rendezvous extends WeightedNodes implements Placement {
     const n = ids.length;
     this.ids = ids;
     this.positions.clear();
-    this.hashes = new Int32Array(n);
+    this.mixes = new Int32Array(n);
     this.nodeWeights = new Float64Array(n);
     for (let i = 0; i < n; i++) {
       const id = ids[i]!;
       this.positions.set(id, i);
-      this.hashes[i] = murmur3(id);
+      this.mixes[i] = premix(murmur3(id));
       this.nodeWeights[i] = this.weights.get(id)!;
     }
     const distinct = [...new Set(this.nodeWeights)].sort((a, b) => a - b);
@@ -215,11 +248,11 @@ export class Rendezvous extends WeightedNodes implements Placement {
     for (let i = 0; i < n; i++) this.groupStart[groupOf.get(this.nodeWeights[i]!)! + 1]!++;
     for (let g = 0; g < this.groupWeight.length; g++) this.groupStart[g + 1]! += this.groupStart[g]!;
     const fill = this.groupStart.slice(0, -1);
-    this.groupHashes = new Int32Array(n);
+    this.groupMixes = new Int32Array(n);
     this.groupIndex = new Int32Array(n);
     for (let i = 0; i < n; i++) {
       const slot = fill[groupOf.get(this.nodeWeights[i]!)!]!++;
-      this.groupHashes[slot] = this.hashes[i]!;
+      this.groupMixes[slot] = this.mixes[i]!;
       this.groupIndex[slot] = i;
     }
     this.scores = new Float64Array(n);
