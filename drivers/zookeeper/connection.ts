@@ -84,6 +84,7 @@ export class Connection extends EventEmitter {
   #closed = false;
   #expired = false;
   #id = '';
+  #links = 0;
 
   private constructor(libraries: Libraries, options: ConnectionOptions) {
     super();
@@ -162,6 +163,7 @@ export class Connection extends EventEmitter {
     switch (state) {
       case STATES.CONNECTED:
         this.#id = long(this.#client.getSessionId()).toString(16).padStart(16, '0');
+        this.#links++;
         debug('zookeeper session %s connected', this.#id);
         this.emit('connected');
         break;
@@ -188,6 +190,11 @@ export class Connection extends EventEmitter {
   /** The session id, 16 hex digits: node names of this session's lock contenders start with it. */
   get id(): string {
     return this.#id;
+  }
+
+  /** Counts the times the link came up: a watch set on an earlier link may have missed events while it was down. */
+  get links(): number {
+    return this.#links;
   }
 
   /** The session timeout the server granted, ms. */

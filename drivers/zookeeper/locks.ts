@@ -4,6 +4,10 @@
  * one node whose change may let it hold (no herd). The uncontended path is one round trip (the create and the listing
  * are sent back to back and the server answers both in order) plus the delete on release.
  *
+ * A session that used a lock alone skips the listing the next time (see Chain): a sequential node's number is the
+ * count of children ever created under its parent, so when the new node's number is the one the session expected,
+ * nobody entered the line since the session's last request, which was alone and is deleted: the new node is alone too.
+ *
  * Tokens. An exclusive request's token is its node's czxid, read from the create reply's header: the requests ahead
  * of it, all gone before it holds, were created earlier. Shared holds granted together see their grant in any order,
  * so a shared request that did not hold from its creation on, first in line, takes its token when it sees its grant:
@@ -27,7 +31,7 @@ import {
 } from '../../src/driver.js';
 import { isCode, ZkError, type Connection } from './connection.js';
 import { ensure } from './groups.js';
-import { agreeing, holdersOf, lineOf, prefixOf, standingOf, type Request } from './line.js';
+import { agreeing, holdersOf, lineOf, parseRequest, prefixOf, standingOf, type Request } from './line.js';
 import { Paths, decodeName } from './paths.js';
 import { CODES, MODES, long, type Stat } from './protocol.js';
 
@@ -48,7 +52,40 @@ interface Contender {
    * deletion included, fires it, so a held node needs no watch of its own until then.
    */
   lineWatched: boolean;
+  /** A listing (or the sequence number) showed this node alone in its line: its release may start a chain. */
+  alone: boolean;
+  /** Entered with no listing (see Chain): no line watch covers it, and its own watch waits for HELD_WATCH_DELAY_MS. */
+  quick: boolean;
+  /** The timer that sets its own watch. */
+  deferred?: NodeJS.Timeout;
 }
+
+/**
+ * What a session knows of a lock's line between its own requests. ZooKeeper numbers a sequential node with its
+ * parent's count of child creations (deletions do not count), so after the session's node numbered `s` was alone and
+ * was deleted, its next node is numbered s + 1 exactly when no other node was created meanwhile, and is then alone.
+ * That holds within one incarnation of the lock node (a container, removed once empty and made anew by the next
+ * request, numbering from 0 again): a data watch on it, set while the session's node still kept it alive, says it was
+ * not removed, since ZooKeeper delivers a watch's event before the reply to any later request of the same session. The
+ * watch also fires on a grant write to the lock node, which only contention makes.
+ */
+interface Chain {
+  /** The number the session's next node gets if nobody else entered the line; undefined while unknown. */
+  next: number | undefined;
+  /** The lock node's data watch is set and has not fired, on this link of the connection. */
+  live: boolean;
+  readonly link: number;
+}
+
+/**
+ * How long a hold entered with no listing goes before its node gets a watch of its own (a request): a short hold is
+ * released before then and costs nothing more than the floor's create and delete; a deletion from outside is told
+ * this much later at most.
+ */
+const HELD_WATCH_DELAY_MS = 10;
+
+/** Chains kept at most (a few per lock a session uses; the oldest go first). */
+const CHAINS = 1024;
 
 /** A listing of the line and what it says about grant writes. */
 interface Listing {
@@ -85,13 +122,18 @@ export class LockStore {
   readonly #waiting = new Map<string, Contender>();
   /** Requests whose create got no answer, with their session: a node may exist that we do not know the name of. */
   readonly #uncertain = new Map<string, string>();
+  /** By session and lock node: see Chain. */
+  readonly #chains = new Map<string, Chain>();
 
   constructor(paths: Paths, events: DriverEvents) {
     this.#paths = paths;
     this.#events = events;
   }
 
-  /** Creates this session's request node and lists the line, in one round trip. */
+  /**
+   * Creates this session's request node and lists the line, in one round trip; with no listing at all when the
+   * node's sequence number shows it alone (see Chain).
+   */
   async #enter(
     connection: Connection,
     kind: LockKind,
@@ -102,14 +144,21 @@ export class LockStore {
     const parent = this.#paths.lock(kind, name);
     const key = keyOf(kind, name, connection.id, mode.slot);
     for (;;) {
+      const chain = this.#chain(connection, parent);
+      const expected = chain?.next;
+      if (chain) chain.next = undefined; // the release of this request sets it again
       const creating = connection.create(`${parent}/${prefixOf(connection.id, mode)}`, Buffer.from(member), MODES.EPHEMERAL_SEQUENTIAL);
       // The listing watches the line: an uncontended hold then learns of its node's deletion with no request more.
       const line: { contender?: Contender; fired: boolean } = { fired: false };
-      const listing = connection.getChildren(parent, () => {
-        line.fired = true;
-        if (line.contender) this.#lineChanged(line.contender);
-      });
-      listing.catch(() => undefined);
+      const list = (): Promise<{ children: string[]; stat: Stat }> => {
+        const listing = connection.getChildren(parent, () => {
+          line.fired = true;
+          if (line.contender) this.#lineChanged(line.contender);
+        });
+        listing.catch(() => undefined);
+        return listing;
+      };
+      let listing = expected === undefined ? list() : undefined;
       let created: { path: string; czxid: bigint };
       try {
         created = await creating;
@@ -120,18 +169,74 @@ export class LockStore {
         await ensure(connection, parent, MODES.CONTAINER);
         continue;
       }
-      const contender: Contender = { connection, kind, name, mode, member, path: created.path, token: created.czxid, lineWatched: false };
+      const node = basename(created.path);
+      const contender: Contender = {
+        connection,
+        kind,
+        name,
+        mode,
+        member,
+        path: created.path,
+        token: created.czxid,
+        lineWatched: false,
+        alone: false,
+        quick: false,
+      };
       line.contender = contender;
+      // The chain's watch would have fired before this reply if the lock node had been removed or marked meanwhile.
+      if (expected !== undefined && this.#chain(connection, parent) === chain && parseRequest(node)?.sequence === expected) {
+        contender.alone = true;
+        contender.quick = true;
+        return { contender, listing: { children: [node], marked: 0n, exact: true } };
+      }
+      listing ??= list();
       try {
         const { children, stat } = await listing;
         contender.lineWatched = !line.fired;
-        const exact = long(stat.pzxid) === created.czxid && lineOf(children)[0]?.node === basename(created.path);
+        const exact = long(stat.pzxid) === created.czxid && lineOf(children)[0]?.node === node;
         return { contender, listing: { children, marked: long(stat.mzxid), exact } };
       } catch (error) {
         this.#waiting.set(key, contender);
         throw error;
       }
     }
+  }
+
+  /** The session's chain on a lock node, if it is still good: its watch set and unfired, on the current link. */
+  #chain(connection: Connection, parent: string): Chain | undefined {
+    const key = `${connection.id}\u0000${parent}`;
+    const chain = this.#chains.get(key);
+    if (chain && (!chain.live || chain.link !== connection.links || !connection.connected)) {
+      this.#chains.delete(key);
+      return undefined;
+    }
+    return chain;
+  }
+
+  /**
+   * Starts a chain on a lock node: sets its data watch. Called while this session's node keeps the node alive, and
+   * sent before that node's delete, so the watch is on the incarnation the node was in.
+   */
+  #startChain(connection: Connection, parent: string): Promise<Chain | undefined> {
+    const key = `${connection.id}\u0000${parent}`;
+    const chain: Chain = { next: undefined, live: true, link: connection.links };
+    const watching = connection.exists(parent, () => {
+      chain.live = false;
+      if (this.#chains.get(key) === chain) this.#chains.delete(key);
+    });
+    return watching.then(
+      (stat) => {
+        if (!stat || !chain.live) return undefined;
+        this.#chains.delete(key);
+        this.#chains.set(key, chain);
+        if (this.#chains.size > CHAINS) {
+          const oldest = this.#chains.keys().next().value;
+          if (oldest !== undefined) this.#chains.delete(oldest);
+        }
+        return chain;
+      },
+      () => undefined,
+    );
   }
 
   /**
@@ -304,18 +409,36 @@ export class LockStore {
         throw error;
       }
     }
+    if (listing.children.length === 1 && listing.children[0] === basename(path)) contender.alone = true;
     this.#hold(contender);
     return true;
   }
 
   #hold(contender: Contender): void {
     this.#held.set(keyOf(contender.kind, contender.name, contender.connection.id, contender.mode.slot), contender);
-    if (!contender.lineWatched) this.#watchHeld(contender);
+    if (contender.lineWatched) return;
+    if (!contender.quick) {
+      this.#watchHeld(contender);
+      return;
+    }
+    contender.deferred = setTimeout(() => {
+      contender.deferred = undefined;
+      this.#watchHeld(contender);
+    }, HELD_WATCH_DELAY_MS);
+    contender.deferred.unref();
+  }
+
+  /** Drops a held (or waiting) request's pending watch timer. */
+  #settle(contender: Contender | undefined): void {
+    if (contender?.deferred === undefined) return;
+    clearTimeout(contender.deferred);
+    contender.deferred = undefined;
   }
 
   /** The line changed since the listing that entered `contender`: a held node now needs a watch of its own. */
   #lineChanged(contender: Contender): void {
     contender.lineWatched = false;
+    this.#settle(contender);
     if (this.#held.get(keyOf(contender.kind, contender.name, contender.connection.id, contender.mode.slot)) === contender) {
       this.#watchHeld(contender);
     }
@@ -344,7 +467,12 @@ export class LockStore {
     const held = this.#held.get(key);
     if (held?.token !== token) return;
     this.#held.delete(key);
+    this.#settle(held);
     if (!connection || connection.closed) return; // the node ends with its session
+    // A node that was alone starts (or goes on with) a chain: its watch is sent ahead of the delete when not set.
+    const parent = this.#paths.lock(kind, name);
+    let chain: Chain | undefined | Promise<Chain | undefined>;
+    if (held.alone) chain = this.#chain(connection, parent) ?? this.#startChain(connection, parent);
     try {
       await connection.delete(held.path);
     } catch (error) {
@@ -352,12 +480,16 @@ export class LockStore {
       this.#held.set(key, held);
       throw error;
     }
+    const kept = await chain;
+    const sequence = parseRequest(basename(held.path))?.sequence;
+    if (kept && sequence !== undefined && this.#chain(connection, parent) === kept) kept.next = sequence + 1;
   }
 
   async cancelLock(connection: Connection | undefined, kind: LockKind, name: string, slot = 0): Promise<void> {
     if (!connection || connection.closed) return;
     const key = keyOf(kind, name, connection.id, slot);
     const known = this.#waiting.get(key) ?? this.#held.get(key);
+    this.#settle(this.#held.get(key));
     this.#waiting.delete(key);
     this.#held.delete(key);
     if (known && !this.#uncertain.has(key)) {
@@ -507,8 +639,13 @@ export class LockStore {
 
   /** Every lock of a session that ended: forgotten (ZooKeeper removed the nodes with the session). */
   forget(session: string): void {
-    for (const [key, contender] of this.#held) if (contender.connection.id === session) this.#held.delete(key);
+    for (const [key, contender] of this.#held) {
+      if (contender.connection.id !== session) continue;
+      this.#settle(contender);
+      this.#held.delete(key);
+    }
     for (const [key, contender] of this.#waiting) if (contender.connection.id === session) this.#waiting.delete(key);
     for (const [key, owner] of this.#uncertain) if (owner === session) this.#uncertain.delete(key);
+    for (const key of this.#chains.keys()) if (key.startsWith(`${session}\u0000`)) this.#chains.delete(key);
   }
 }
