@@ -143,6 +143,40 @@ describe.skipIf(!availability.ok)('zookeeper driver specifics', () => {
     }
   });
 
+  it('a session that held a lock alone waits when another entered the line since, or the lock node was made anew', async () => {
+    const a = await connect(running().url, { member: 'a', namespace: 'chain' });
+    const b = await connect(running().url, { member: 'b', namespace: 'chain' });
+    const tree = await rawClient(running().port);
+    try {
+      // Another session entered since a's last hold: a's next node is not numbered as a expects.
+      await (await a.lock('l').acquire()).release();
+      const theirs = await b.lock('l').acquire();
+      expect(await a.lock('l').tryAcquire()).toBeUndefined();
+      const waiting = a.lock('l').acquire();
+      await theirs.release();
+      const mine = await waiting;
+      expect(mine.token).toBeGreaterThan(theirs.token);
+      await mine.release();
+      // The lock node removed and made anew: b's node there is numbered 0, and a's next one is numbered as a expects
+      // (one past its node 0 in the old node), so only the watch on the lock node tells a that b is ahead.
+      const first = await a.lock('r').acquire();
+      const [old] = await tree.children('/chain/locks/r');
+      expect(old).toMatch(/-0000000000$/);
+      await first.release();
+      await tree.remove('/chain/locks/r');
+      await tree.create('/chain/locks/r');
+      const held = await b.lock('r').acquire();
+      expect(await a.lock('r').tryAcquire()).toBeUndefined();
+      expect(await a.lock('r').holder()).toBe('b');
+      await held.release();
+      await (await a.lock('r').acquire()).release();
+    } finally {
+      tree.close();
+      await a.close();
+      await b.close();
+    }
+  });
+
   it('a held node deleted from outside is lost whether or not the line changed since it was entered', async () => {
     const a = await connect(running().url, { member: 'a', namespace: 'outside2' });
     const b = await connect(running().url, { member: 'b', namespace: 'outside2' });

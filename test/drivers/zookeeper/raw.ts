@@ -6,6 +6,7 @@ interface RawClient {
   close(): void;
   getChildren(path: string, callback: (error: Error | null, children: string[]) => void): void;
   remove(path: string, callback: (error: Error | null) => void): void;
+  create(path: string, callback: (error: Error | null) => void): void;
 }
 
 interface RawModule {
@@ -15,6 +16,8 @@ interface RawModule {
 export interface Tree {
   children(path: string): Promise<string[]>;
   remove(path: string): Promise<void>;
+  /** A persistent node with no data. */
+  create(path: string): Promise<void>;
   close(): void;
 }
 
@@ -37,6 +40,13 @@ export async function rawClient(port: number): Promise<Tree> {
     remove: (path) =>
       new Promise((resolve, reject) => {
         client.remove(path, (error) => {
+          if (error) reject(error);
+          else resolve();
+        });
+      }),
+    create: (path) =>
+      new Promise((resolve, reject) => {
+        client.create(path, (error) => {
           if (error) reject(error);
           else resolve();
         });
