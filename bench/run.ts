@@ -1,18 +1,19 @@
 /**
  * npm run bench: runs every benchmark in its own process, one after another (they would disturb each other side by
- * side), then writes BENCHMARKS.md from their sections. `npm run bench -- redis etcd` runs only those.
+ * side), then writes BENCHMARKS.md from their sections. `npm run bench -- redis etcd` runs only those;
+ * `npm run bench -- --write` runs none and only writes BENCHMARKS.md from the results files.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
-const ALL = ['placement', 'sqlite', 'redis', 'etcd', 'zookeeper', 'postgres', 'mysql', 'diagnostics'];
+const ALL = ['placement', 'sqlite', 'redis', 'etcd', 'zookeeper', 'postgres', 'mysql', 'diagnostics', 'scale'];
 // Sections in BENCHMARKS.md order; shared.md gathers the shared-lock numbers of several drivers' runs by hand.
-const SECTIONS = ['placement', 'sqlite', 'redis', 'etcd', 'zookeeper', 'postgres', 'mysql', 'shared', 'diagnostics'];
+const SECTIONS = ['placement', 'sqlite', 'redis', 'etcd', 'zookeeper', 'postgres', 'mysql', 'shared', 'scale', 'diagnostics'];
 const root = fileURLToPath(new URL('..', import.meta.url));
 const chosen = process.argv.slice(2);
-const names = chosen.length > 0 ? chosen : ALL;
+const names = chosen.includes('--write') ? [] : chosen.length > 0 ? chosen : ALL;
 
 for (const name of names) {
   const script = `bench/${name}.ts`;
