@@ -17,7 +17,7 @@ import { withTimeout } from '../../src/clock.js';
 import { debug } from '../../src/debug.js';
 import { ConcordError, abortedError } from '../../src/errors.js';
 import type { Driver, DriverContext } from '../../src/driver.js';
-import type { Dialect, FailureKind, Query, Result, SqlBackend, WakeHandlers, WakeSource } from '../sql/backend.js';
+import type { AttemptRequest, Dialect, FailureKind, Query, Result, SqlBackend, WakeHandlers, WakeSource } from '../sql/backend.js';
 import { SqlDriver } from '../sql/driver.js';
 import { SCHEMA_VERSION } from '../sql/schema.js';
 import { features } from './index.js';
@@ -57,7 +57,16 @@ export function classify(error: unknown): FailureKind {
   return 'refused';
 }
 
+/** Several statements in one query answer one result each: the rows are those of the last that returned rows. */
+function isMulti(value: unknown[]): boolean {
+  return value.some((item) => Array.isArray(item) || (item as { constructor?: { name?: string } }).constructor?.name === 'ResultSetHeader');
+}
+
 function resultOf(value: unknown): Result {
+  if (Array.isArray(value) && isMulti(value)) {
+    const last = value.filter((item) => Array.isArray(item)).at(-1);
+    return { rows: (last ?? []) as Array<Record<string, unknown>>, count: 0 };
+  }
   if (Array.isArray(value)) return { rows: value as Array<Record<string, unknown>>, count: 0 };
   const header = value as ResultSetHeader;
   return { rows: [], count: header.affectedRows, ...(header.insertId ? { insertId: BigInt(header.insertId) } : {}) };
@@ -100,7 +109,15 @@ class MysqlBackend implements SqlBackend {
     };
     try {
       if (mode === 'none') {
-        const value = await fn(query);
+        let value: T;
+        try {
+          value = await fn(query);
+        } catch (error) {
+          // A batch that opened a transaction and failed inside it (a lock wait timeout undoes only the statement)
+          // must not hand its connection back mid-transaction.
+          if (serverErrno(error) !== undefined) await send('ROLLBACK');
+          throw error;
+        }
         finish(true);
         return value;
       }
@@ -157,6 +174,46 @@ class MysqlBackend implements SqlBackend {
       namespace,
       topic,
     ]);
+  }
+
+  notifyIfChanged(sql: string, params: readonly unknown[], namespace: string, topic: string): { sql: string; params: readonly unknown[] } {
+    // One round trip: the change, its note only if it changed a row, one commit.
+    return {
+      sql: `START TRANSACTION; ${sql}; SET @concord_changed = ROW_COUNT();
+        INSERT INTO concord_notes (ns, topic, version) SELECT ?, ?, 1 FROM DUAL WHERE @concord_changed > 0
+          ON DUPLICATE KEY UPDATE version = version + 1;
+        COMMIT`,
+      params: [...params, namespace, topic],
+    };
+  }
+
+  /**
+   * The uncontended exclusive acquire in one round trip (the counter as read FOR UPDATE: the assignments of one UPDATE
+   * see each other in MySQL, not in MariaDB with SIMULTANEOUS_ASSIGNMENT): the first statements of the driver's look (the session row
+   * LOCK IN SHARE MODE, the lock row FOR UPDATE, the line read), and the grant only when the lock row is free and the
+   * line is empty or holds this request alone; anything else ('look') is left to the driver's full look. Leadership
+   * is left out (its grants are announced).
+   */
+  attemptCall(request: AttemptRequest): { sql: string; params: readonly unknown[] } | undefined {
+    if (request.shared || request.kind === 'leader' || request.slot !== 0) return undefined;
+    const key = [request.namespace, request.kind, request.name];
+    return {
+      sql: `SET @concord_live = 0, @concord_fence = NULL, @concord_queued = 1, @concord_mine = 0, @concord_granted = 0;
+        START TRANSACTION;
+        SELECT 1 INTO @concord_live FROM concord_sessions WHERE id = ? AND expires_at > ${dialect.nowMs} LOCK IN SHARE MODE;
+        SELECT fence INTO @concord_fence FROM concord_locks WHERE ns = ? AND kind = ? AND name = ? FOR UPDATE;
+        SELECT COUNT(*), COALESCE(SUM(session = ? AND slot = 0 AND shared = 0 AND token IS NULL), 0) INTO @concord_queued, @concord_mine
+          FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ?;
+        UPDATE concord_locks SET fence = @concord_fence + 1, session = ?, member = ?, token = @concord_fence + 1
+          WHERE ns = ? AND kind = ? AND name = ? AND session IS NULL AND @concord_live = 1
+            AND (@concord_queued = 0 OR (@concord_queued = 1 AND @concord_mine = 1));
+        SET @concord_granted = ROW_COUNT();
+        DELETE FROM concord_waiters WHERE @concord_granted = 1 AND ns = ? AND kind = ? AND name = ? AND session = ? AND slot = 0;
+        COMMIT;
+        SELECT CASE WHEN @concord_live = 0 THEN 'gone' WHEN @concord_granted = 1 THEN 'token' ELSE 'look' END AS o_status,
+          @concord_fence + 1 AS o_token, NULL AS o_wait_ms, NULL AS o_lim`,
+      params: [request.session, ...key, request.session, ...key, request.session, request.member, ...key, ...key, request.session],
+    };
   }
 
   listen(namespace: string, handlers: WakeHandlers): Promise<WakeSource> {

@@ -109,6 +109,9 @@ export function poolOptions(context: Pick<DriverContext, 'url' | 'params' | 'con
     idleTimeout: 30_000,
     connectTimeout: Math.max(1000, Math.min(context.connectTimeoutMs, 30_000)),
     enableKeepAlive: true,
+    // The release and the uncontended acquire are one round trip of several statements (driver.ts); values are still
+    // escaped by the client, never pasted in.
+    multipleStatements: true,
     supportBigNumbers: true,
     bigNumberStrings: true,
     dateStrings: true,

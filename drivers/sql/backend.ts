@@ -92,10 +92,11 @@ export interface SqlBackend {
   ): { sql: string; params: readonly unknown[] } | undefined;
   /**
    * Optional: one statement that makes a whole look at a lock's line (a server-side routine of the schema), returning
-   * one row: o_status 'token' (o_token), 'wait' (o_wait_ms or NULL), 'gone' (the session is not live) or 'limit'
-   * (o_lim, the limit the line's requests name; nothing was changed). Without it the driver runs its own transaction.
+   * one row: o_status 'token' (o_token), 'wait' (o_wait_ms or NULL), 'gone' (the session is not live), 'limit'
+   * (o_lim, the limit the line's requests name; nothing was changed) or 'look' (only a fast path was tried, and it did
+   * not apply: nothing was changed). Without it, or when it returns undefined, the driver runs its own transaction.
    */
-  attemptCall?(request: AttemptRequest): { sql: string; params: readonly unknown[] };
+  attemptCall?(request: AttemptRequest): { sql: string; params: readonly unknown[] } | undefined;
   /** Starts delivering wake-ups for the namespace. */
   listen(namespace: string, handlers: WakeHandlers): Promise<WakeSource>;
   classify(error: unknown): FailureKind;

@@ -845,10 +845,13 @@ export class SqlDriver implements Driver {
       shared: mode.shared,
       limit: mode.limit,
     });
-    if (!call) return this.#tx('write', (query) => this.#attempt(query, kind, name, sessionId, member, queue, mode));
+    const full = (): Promise<Attempt> => this.#tx('write', (query) => this.#attempt(query, kind, name, sessionId, member, queue, mode));
+    if (!call) return full();
     const { rows } = await this.#tx('none', (query) => query(call.sql, call.params));
     const row = rows[0];
     switch (row === undefined ? undefined : str(row.o_status)) {
+      case 'look':
+        return full();
       case 'token':
         return { token: big(row?.o_token) };
       case 'wait':
