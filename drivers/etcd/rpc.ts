@@ -125,13 +125,13 @@ export class Rpc {
    * One RPC with a deadline, retried on another host when that is safe; failures become ConcordErrors. While
    * connecting, it gives up as soon as the connect signal aborts.
    */
-  async call<T>(what: string, retry: Retry, call: (options: CallOptions) => Promise<T>): Promise<T> {
+  async call<T>(what: string, retry: Retry, call: (options: CallOptions, attempt: number) => Promise<T>): Promise<T> {
     const signal = this.#connecting;
     for (let attempt = 1; ; attempt++) {
       if (this.#closed) throw connectionClosed('etcd');
       if (signal?.aborted) throw abortedError(signal, 'connecting');
       try {
-        const response = await unlessAborted(call({ deadline: this.#deadlines.next() }), signal, 'connecting');
+        const response = await unlessAborted(call({ deadline: this.#deadlines.next() }, attempt), signal, 'connecting');
         this.#observe(response);
         return response;
       } catch (error) {
@@ -151,8 +151,9 @@ export class Rpc {
     }
   }
 
-  txn(what: string, retry: Retry, request: TxnRequest): Promise<ITxnResponse> {
-    return this.call(what, retry, (options) => this.#client.kv.txn(request, options));
+  /** One transaction; `retried`, when given, is sent instead of `request` by every attempt after the first. */
+  txn(what: string, retry: Retry, request: TxnRequest, retried: TxnRequest = request): Promise<ITxnResponse> {
+    return this.call(what, retry, (options, attempt) => this.#client.kv.txn(attempt === 1 ? request : retried, options));
   }
 
   /** ERR_REFUSED for what etcd will refuse again however often it is asked: credentials and permissions. */
