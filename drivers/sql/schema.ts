@@ -17,6 +17,7 @@
  * 4: a lock attempt in one round trip. PostgreSQL: the function concord_attempt, the driver's look at a line as one
  *    call (CREATE OR REPLACE, so the same statement creates and upgrades it); no table changes, so coordinators of
  *    version 3 still running keep working beside version 4 ones, running the same look as their own transaction.
+ *    MySQL: no change (its one-round-trip look is a batch of statements, no stored routine: no DELIMITER in the script).
  */
 export const SCHEMA_VERSION = 4;
 
