@@ -36,7 +36,8 @@ async function pool(count: number, width: number, task: (i: number) => Promise<v
 
 async function open(from: number, count: number, prefix: string): Promise<Coordinator[]> {
   const opened: Coordinator[] = new Array<Coordinator>(count);
-  await pool(count, 25, async (i) => {
+  // Ten connects at a time per process: wider, and a busy server let connects of etcd and PostgreSQL time out.
+  await pool(count, 10, async (i) => {
     opened[i] = await connect(url, { namespace, member: `${prefix}${String(from + i)}` });
   });
   coordinators.push(...opened);
