@@ -14,7 +14,9 @@
  *      loads it (this one, the machine's `node`, or a Node line under ~/.cache/concord/node-NN, as the tests find them);
  *   6. shared locks and semaphores: an uncontended shared acquire + release (and a permit's) against the exclusive
  *      lock's, interleaved; and 8 processes waiting shared behind one exclusive holder, from its release to the last
- *      of the 8 holding, against the same hand-off to one process waiting exclusive.
+ *      of the 8 holding, against the same hand-off to one process waiting exclusive;
+ *   7. idle processes: the CPU (process.cpuUsage, user + system) that 10 processes spend doing nothing for 10 s, each
+ *      with one coordinator, with and without an open watch (a partitioner has one), side by side.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import type { EventEmitter } from 'node:events';
@@ -29,6 +31,15 @@ import { connect, type HeldLock } from '../src/index.js';
 import { ms, sleep, stats, watchLatency, type Stats } from './support.js';
 
 const SELF = fileURLToPath(import.meta.url);
+
+/** Where an idle watching process's time goes (from --cpu-prof and strace of one; see the driver's notify.ts). */
+const IDLE_NOTE =
+  "Where the time went: before, a watching process read `PRAGMA data_version` every 10 ms and the sessions table every 50 ms (the 10 ms poll was the fallback to file notifications, which already woke it for every commit), and checked the file's identity (a bigint stat) every 50 ms with or without a watch: about 120 wake-ups a second. A profile of one (--cpu-prof) put only a fraction of its CPU in JavaScript (the stat's Date objects, the reads: about 20 µs a wake-up together, measured in a loop); the rest was the wake-ups themselves, timers and the event loop in the kernel and libuv. Now file notifications on the -wal file itself are the wake-up (a watch of its directory also woke the process for every unrelated file written in /tmp) and the poll only a bound should one be lost: every 500 ms while notifications are seen to announce other processes' commits (every 10 ms once the poll finds a commit none announced, until three in a row are), with the reaping of dead sessions, and the identity check every second while the file is watched. What is left (strace of one of the 10 watching processes): about 4 notifications a second, the other processes' session renewals (each of 10 processes renews every TTL/3; every commit wakes every watcher, which reads data_version and the group's change log, finding nothing), each followed when it finds nothing new by up to 3 looks again at 1, 4 and 16 ms (a notification comes at the -wal write, before the commit is published in the -shm); 2 polls; and at each reap, a kill(pid, 0) and a read of /proc/PID/stat per live session (about a sixth of the rest, measured by leaving reaping out). A process without a watch pays its own renewals and Node's idle cost only.";
+
+/** A share of one core, in percent. */
+function pct(x: number): string {
+  return `${x.toFixed(2)}%`;
+}
 
 /** The mkdir lock: creating a directory is atomic; waiters poll. */
 async function mkdirAcquire(path: string, pollMs: number): Promise<void> {
@@ -126,6 +137,34 @@ if (process.argv[2] === 'wait') {
   process.exit(0);
 }
 
+// ---- child: one coordinator doing nothing; with WATCH 1 it joins group g and watches it. Says `ready`, then on
+// "go" and on "stop" of stdin; at the stop prints {cpuMs, wallMs} for the time between (`idle URL MEMBER WATCH`)
+if (process.argv[2] === 'idle') {
+  const [target = '', member = '', watching = '0'] = process.argv.slice(3);
+  const c = await connect(target, { member });
+  const watch = watching === '1' ? c.group('g').watch({ initial: false }) : undefined;
+  if (watch) {
+    await c.group('g').join({ create: true });
+    // Read as a partitioner reads them: every event, here the other idle processes' joins.
+    const seen = new Set<string>();
+    void (async () => {
+      for await (const event of watch) seen.add(event.member);
+    })();
+  }
+  process.stdout.write('ready\n');
+  const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+  await lines.next();
+  const cpu = process.cpuUsage();
+  const wall = performance.now();
+  await lines.next();
+  const used = process.cpuUsage(cpu);
+  const wallMs = performance.now() - wall;
+  await watch?.close();
+  await c.close();
+  process.stdout.write(`${JSON.stringify({ cpuMs: (used.user + used.system) / 1000, wallMs })}\n`, () => process.exit(0));
+  await new Promise(() => undefined);
+}
+
 async function timed(count: number, once: () => Promise<void> | void): Promise<Stats> {
   for (let i = 0; i < Math.min(50, count); i++) await once();
   const samples: number[] = [];
@@ -171,6 +210,35 @@ async function contend(
     return { child, ready, result };
   });
   await Promise.all(children.map((c) => c.ready));
+  for (const c of children) c.child.stdin.write('go\n');
+  await sleep(durationMs);
+  for (const c of children) c.child.stdin.write('stop\n');
+  return Promise.all(children.map((c) => c.result));
+}
+
+/**
+ * `processes` idle processes of one coordinator each (watching group g or not), started together and measured over
+ * the same `durationMs`: each one's share of a core, in percent.
+ */
+async function idleCpu(target: string, processes: number, watching: boolean, durationMs: number): Promise<number[]> {
+  const children = Array.from({ length: processes }, (_v, i) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', SELF, 'idle', target, `idle${String(i)}`, watching ? '1' : '0'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const lines = createInterface({ input: child.stdout });
+    const ready = new Promise<void>((resolve) => lines.once('line', () => resolve()));
+    const result = new Promise<number>((resolve) => {
+      lines.on('line', (line) => {
+        if (!line.startsWith('{')) return;
+        const { cpuMs, wallMs } = JSON.parse(line) as { cpuMs: number; wallMs: number };
+        resolve((cpuMs / wallMs) * 100);
+      });
+    });
+    return { child, ready, result };
+  });
+  await Promise.all(children.map((c) => c.ready));
+  // Start-up work (compiling, the first statements) settles before the measured time.
+  await sleep(1000);
   for (const c of children) c.child.stdin.write('go\n');
   await sleep(durationMs);
   for (const c of children) c.child.stdin.write('stop\n');
@@ -364,6 +432,9 @@ try {
   // 4. watch
   const watched = await watchLatency(url, 100);
 
+  // 7. idle processes, with and without a watch, side by side (the same 10 s, so load falls on both alike)
+  const [idleWatching, idleBare] = await Promise.all([idleCpu(url, 10, true, 10_000), idleCpu(url, 10, false, 10_000)]);
+
   // 6. shared locks and semaphores
   const s = await connect(url, { member: 'bench' });
   const [exclusiveTwin, sharedTwin, permitTwin] = await interleaved(1000, [
@@ -421,7 +492,7 @@ try {
     '',
     '| subject | n | p50 | p99 | mean |',
     '|---|---|---|---|---|',
-    handoffLine('concord (file notification, data_version polled every 10 ms as fallback)', handoffs(concordPair)),
+    handoffLine('concord (file notification of the -wal; data_version polled every 500 ms as fallback)', handoffs(concordPair)),
     handoffLine('mkdir lock, polling every 10 ms', handoffs(mkdirPair)),
     '',
     'n is the number of hand-offs in 3 s. With the mkdir lock the releasing process mostly takes the lock straight back (no queue), so the other one rarely gets it; concord alternates (FIFO).',
@@ -436,6 +507,24 @@ try {
     '### A join seen by a watcher in another process',
     '',
     `join() called -> the watcher process has the event: n ${String(watched.n)}, p50 ${ms(watched.p50)}, p99 ${ms(watched.p99)}, mean ${ms(watched.mean)}.`,
+    '',
+    '### Idle processes',
+    '',
+    'CPU spent by a process with one coordinator doing nothing, over the same 10 s: 10 processes each with an open watch (a partitioner has one) and 10 without, side by side (user + system, process.cpuUsage; % of one core).',
+    '',
+    '| subject | mean per process | max | all 10 together |',
+    '|---|---|---|---|',
+    ...(
+      [
+        ['watching group g', idleWatching],
+        ['no watch', idleBare],
+      ] as const
+    ).map(
+      ([name, x]) =>
+        `| ${name} | ${pct(x.reduce((a, b) => a + b, 0) / x.length)} | ${pct(Math.max(...x))} | ${pct(x.reduce((a, b) => a + b, 0))} |`,
+    ),
+    '',
+    IDLE_NOTE,
     '',
     '### The two engines',
     '',

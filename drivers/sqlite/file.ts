@@ -5,7 +5,11 @@
 import { statSync, watch, type BigIntStats, type FSWatcher } from 'node:fs';
 import { debug } from '../../src/debug.js';
 
-/** How often a connection checks, without any other wake-up, that the path still names the file it opened. */
+/**
+ * How often a connection checks, without any other wake-up, that the path still names the file it opened: while the
+ * file is watched, only for what its notifications do not cover (a directory above it renamed); else for everything.
+ */
+export const FILE_CHECK_WATCHED_MS = 1000;
 export const FILE_CHECK_MS = 50;
 
 /**
@@ -35,25 +39,41 @@ export function sameFile(a: FileIdentity | undefined, b: FileIdentity): boolean 
 
 /**
  * Calls `check` when the file at `path` may have been deleted or replaced: its deletion, or a rename over it, is an
- * event on it; a timer covers file systems without notifications. Neither keeps the process alive.
+ * event on it (the unlink changes its link count); a timer covers what no event on the file announces, every
+ * FILE_CHECK_MS on file systems without notifications. Neither keeps the process alive.
  */
 export class FileGuard {
   #watcher: FSWatcher | undefined;
-  readonly #timer: NodeJS.Timeout;
+  #timer: NodeJS.Timeout;
+  readonly #check: () => void;
 
   constructor(path: string, check: () => void) {
+    this.#check = check;
     try {
-      this.#watcher = watch(path, { persistent: false }, check);
-      this.#watcher.on('error', (error) => {
+      const watcher = watch(path, { persistent: false }, check);
+      watcher.on('error', (error) => {
         debug('sqlite watch of %s failed, checking every %d ms only: %s', path, FILE_CHECK_MS, error.message);
-        this.#watcher?.close();
+        watcher.close();
+        if (this.#watcher !== watcher) return;
         this.#watcher = undefined;
+        this.#every(FILE_CHECK_MS);
       });
+      this.#watcher = watcher;
     } catch (error) {
       debug('sqlite cannot watch %s, checking every %d ms only: %s', path, FILE_CHECK_MS, (error as Error).message);
     }
-    this.#timer = setInterval(check, FILE_CHECK_MS);
-    this.#timer.unref();
+    this.#timer = this.#start(this.#watcher ? FILE_CHECK_WATCHED_MS : FILE_CHECK_MS);
+  }
+
+  #start(ms: number): NodeJS.Timeout {
+    const timer = setInterval(this.#check, ms);
+    timer.unref();
+    return timer;
+  }
+
+  #every(ms: number): void {
+    clearInterval(this.#timer);
+    this.#timer = this.#start(ms);
   }
 
   close(): void {

@@ -1,9 +1,11 @@
 /**
  * How a driver hears of changes to the file: commits of its own process's drivers on the same file are told directly
  * (a microtask); other processes' commits are noticed by reading `PRAGMA data_version` when the directory's file
- * notification says the -wal file changed, and every POLL_MS as the fallback. One poller per driver, running only
- * while something waits or watches; each wake-up delivers new change-log rows to group watches, tells lock listeners
- * whose lock's version moved, and reaps dead sessions.
+ * notification says the database or its -wal file changed, and by a fallback poll: every FALLBACK_POLL_MS while
+ * notifications are known to work, every POLL_MS while they are not (none could be set up, the watch failed, or the
+ * poll found a commit no notification announced). One poller per driver, running only while something waits or
+ * watches; each wake-up delivers new change-log rows to group watches, tells lock listeners whose lock's version
+ * moved, and reaps dead sessions.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
@@ -12,10 +14,26 @@ import type { LockKind, Unsubscribe, WatchSink } from '../../src/driver.js';
 import { parseCapabilities } from '../../src/kit/index.js';
 import type { ChangeRow, Statements } from './statements.js';
 
-/** How often the poller reads PRAGMA data_version. */
-const POLL_MS = 10;
-/** How often a waiting or watching driver looks for dead sessions (no commit announces a killed process). */
+/** How often the poller reads PRAGMA data_version while file notifications are not known to work. */
+export const POLL_MS = 10;
+/**
+ * How often it reads it while they work: only a bound on the delay should one be lost. Each poll is a stat, a pragma
+ * and a read of the sessions (about 0.1 ms of CPU here), so an idle watching process costs a few per second.
+ */
+export const FALLBACK_POLL_MS = 500;
+/**
+ * How often a waiting or watching driver looks for dead sessions (no commit announces a killed process) while it
+ * polls fast; every FALLBACK_POLL_MS while notifications work. A queued acquire also looks at each of its re-checks.
+ */
 export const REAP_EVERY_MS = 50;
+/** Commits announced by a notification, in a row, after which notifications are trusted again. */
+const TRUST_AFTER = 3;
+/**
+ * After a notification that found no new commit, looks again after these delays: a writer's write to the -wal is
+ * notified before it publishes the commit in the WAL index (the -shm, shared memory that no notification covers), so
+ * the first look can come too early, and a writer preempted in between takes a while.
+ */
+const RECHECK_MS = [1, 4, 16] as const;
 
 /** What the notifier needs of its driver. */
 export interface NotifyHost {
@@ -56,7 +74,17 @@ export class Notifier {
   readonly #groupWatches = new Set<GroupWatch>();
   readonly #lockWatches = new Map<string, LockWatch>();
   #poller: NodeJS.Timeout | undefined;
+  /** The poller's interval now: FALLBACK_POLL_MS while notifications are trusted, else POLL_MS. */
+  #pollMs = POLL_MS;
   #fileWatch: FSWatcher | undefined;
+  /** Whether file notifications are taken to announce every commit of another process. */
+  #trusted = false;
+  /** When the last notification of the database or its -wal came (performance.now()). */
+  #heardAt = -Infinity;
+  /** Commits found by a notification's wake-up since the poll last found one first. */
+  #announced = 0;
+  /** The next look again after a notification that found nothing new. */
+  #recheck: NodeJS.Timeout | undefined;
   #kickQueued = false;
   #scanQueued = false;
   #dataVersion = -1;
@@ -85,6 +113,8 @@ export class Notifier {
   }
 
   #poke(): void {
+    // Announced: the poll finding this commit first is no sign of a lost notification.
+    this.#heardAt = performance.now();
     if (this.#scanQueued || !this.busy) return;
     this.#scanQueued = true;
     queueMicrotask(() => {
@@ -146,6 +176,7 @@ export class Notifier {
     clearInterval(this.#poller);
     this.#poller = undefined;
     this.#unwatchFile();
+    clearTimeout(this.#recheck);
     for (const entry of [...this.#lockWatches.values()]) for (const listener of [...entry.listeners]) listener();
     this.#groupWatches.clear();
     this.#lockWatches.clear();
@@ -221,44 +252,85 @@ export class Notifier {
    */
   #startPoller(): void {
     if (this.#poller || !this.#host.open()) return;
-    this.#poller = setInterval(() => {
-      this.#tick();
-    }, POLL_MS);
     this.#watchFile();
+    this.#schedule();
+  }
+
+  /** (Re)starts the poller at the interval the trust in notifications calls for. */
+  #schedule(): void {
+    const ms = this.#trusted ? FALLBACK_POLL_MS : POLL_MS;
+    if (this.#poller && this.#pollMs === ms) return;
+    clearInterval(this.#poller);
+    this.#pollMs = ms;
+    this.#poller = setInterval(() => {
+      this.#tick(false);
+    }, ms);
+  }
+
+  /** Notifications lost one, or can no longer come: the poll is the wake-up until they prove themselves again. */
+  #distrust(why: string): void {
+    this.#announced = 0;
+    if (!this.#trusted) return;
+    debug('sqlite %s: %s; polling every %d ms', this.#host.path, why, POLL_MS);
+    this.#trusted = false;
+    if (this.#poller) this.#schedule();
   }
 
   /**
    * A commit by another process writes the -wal file: a file notification makes the poller look at once, so a
-   * hand-off between processes costs well under the poll interval. The poll stays as the fallback (notifications
-   * can be dropped, and some file systems have none). The directory is watched, as the -wal file comes and goes.
+   * hand-off between processes costs well under the poll interval, and the poll can be slow while they come (on the
+   * file systems SQLite's WAL mode works on, every writer is on this host, and its kernel sees every write). The
+   * poll stays as the fallback: a notification may be dropped (the queue overflowing), and some file systems have
+   * none. The -wal file itself is watched (it stays while any connection, this one included, has the database open),
+   * not its directory, which may be a busy one (/tmp) whose every other change would wake this process too; where it
+   * cannot be, the directory, filtered by name.
    */
   #watchFile(): void {
     const path = this.#host.path;
-    const names = new Set([basename(path), `${basename(path)}-wal`]);
+    const wal = `${path}-wal`;
+    let fileWatch: FSWatcher;
     try {
-      this.#fileWatch = watch(dirname(path), { persistent: false }, (_event, file) => {
-        if (file !== null && names.has(file)) this.#kick();
-      });
-      this.#fileWatch.on('error', (error) => {
-        debug('sqlite file watch of %s failed, polling only: %s', path, error.message);
-        this.#unwatchFile();
-      });
+      try {
+        fileWatch = watch(wal, { persistent: false }, () => {
+          this.#kick();
+        });
+      } catch (error) {
+        debug('sqlite cannot watch %s, watching its directory: %s', wal, (error as Error).message);
+        const names = new Set([basename(path), basename(wal)]);
+        fileWatch = watch(dirname(path), { persistent: false }, (_event, file) => {
+          if (file !== null && names.has(file)) this.#kick();
+        });
+      }
     } catch (error) {
       debug('sqlite cannot watch %s, polling only: %s', path, (error as Error).message);
+      this.#distrust('no file notifications');
+      return;
     }
+    fileWatch.on('error', (error) => {
+      debug('sqlite file watch of %s failed, polling only: %s', path, error.message);
+      if (this.#fileWatch === fileWatch) this.#unwatchFile();
+    });
+    this.#fileWatch = fileWatch;
+    this.#trusted = true;
+    this.#announced = 0;
+    if (this.#poller) this.#schedule();
   }
 
   #unwatchFile(): void {
     this.#fileWatch?.close();
     this.#fileWatch = undefined;
+    this.#distrust('file notifications stopped');
   }
 
   #kick(): void {
+    this.#heardAt = performance.now();
+    clearTimeout(this.#recheck);
+    this.#recheck = undefined;
     if (this.#kickQueued) return;
     this.#kickQueued = true;
     setImmediate(() => {
       this.#kickQueued = false;
-      if (this.#poller) this.#tick();
+      if (this.#poller) this.#tick(true, 0);
     });
   }
 
@@ -267,19 +339,54 @@ export class Notifier {
       clearInterval(this.#poller);
       this.#poller = undefined;
       this.#unwatchFile();
+      clearTimeout(this.#recheck);
+      this.#recheck = undefined;
     }
   }
 
-  #tick(): void {
+  /**
+   * One look: `notified` when a file notification woke it (`round` counts the looks again after it), else the
+   * fallback poll.
+   */
+  #tick(notified: boolean, round = 0): void {
     // Every wake-up first checks that the path still names this connection's file.
     if (!this.#host.attached() || !this.#host.verify()) return;
     try {
       const version = this.#host.statements().dataVersion.get() ?? -1;
-      // Recorded only once a scan went through: a failed one is tried again on the next tick, not the next commit.
-      if (version !== this.#dataVersion && this.#scan()) this.#dataVersion = version;
-      this.#host.reap(REAP_EVERY_MS);
+      if (version !== this.#dataVersion) {
+        if (this.#dataVersion !== -1) this.#judge(notified);
+        // Recorded only once a scan went through: a failed one is tried again on the next tick, not the next commit.
+        if (this.#scan()) this.#dataVersion = version;
+      } else if (notified) {
+        const delayMs = RECHECK_MS[round];
+        if (delayMs !== undefined) {
+          this.#recheck = setTimeout(() => {
+            this.#recheck = undefined;
+            if (this.#poller) this.#tick(true, round + 1);
+          }, delayMs);
+        }
+      }
+      // Reaping is a read of every session and a liveness check of each one's process: at most every poll.
+      this.#host.reap(this.#trusted ? FALLBACK_POLL_MS : REAP_EVERY_MS);
     } catch (error) {
       debug('sqlite poll of %s failed: %s', this.#host.path, (error as Error).message);
+    }
+  }
+
+  /**
+   * Another process committed: was it announced? The poll finding it with no notification in a whole interval means
+   * one was lost (a commit within the last instant, its notification not yet read, is announced by a neighbour in
+   * all but an idle file, and a wrong verdict only costs polling). Announced ones in a row restore the trust.
+   */
+  #judge(notified: boolean): void {
+    if (notified) {
+      if (!this.#trusted && this.#fileWatch && ++this.#announced >= TRUST_AFTER) {
+        debug('sqlite %s: file notifications announce commits again; polling every %d ms', this.#host.path, FALLBACK_POLL_MS);
+        this.#trusted = true;
+        if (this.#poller) this.#schedule();
+      }
+    } else if (performance.now() - this.#heardAt > this.#pollMs) {
+      this.#distrust('the poll found a commit no file notification announced');
     }
   }
 

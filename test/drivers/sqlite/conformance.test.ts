@@ -23,7 +23,7 @@ describeConformance({
   },
   url,
   shortTtlMs: 400,
-  // A crashed coordinator of a live process ends by TTL; a watcher's reaper finds it within about 50 ms.
+  // A crashed coordinator of a live process ends by TTL; a watcher's reaper finds it within FALLBACK_POLL_MS.
   detectionDelayMs: driver.crashDetection.delayMs,
   async connectFaulty(options) {
     const coordinator = await connect(url(), options);
