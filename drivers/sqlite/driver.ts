@@ -41,7 +41,7 @@ import { features } from './index.js';
 import { Notifier } from './notify.js';
 import { databasePath } from './path.js';
 import { BUSY_TIMEOUT_MS, open, seedFence, type Opened } from './schema.js';
-import { prepare, type LineRow, type SessionRow, type Statements } from './statements.js';
+import { prepare, type LineRow, type LockRow, type SessionRow, type Statements } from './statements.js';
 
 /** Calls that read what a dead session may still hold reap first, at most this often. */
 const REAP_GAP_MS = 2;
@@ -467,12 +467,19 @@ export class SqliteDriver implements Driver {
       this.#reap();
       return this.#write(() => {
         this.#requireSession(sessionId);
-        this.#st.ensureLock.run(this.#ns, kind, name, seedFence());
-        const lock = this.#st.lock.get(this.#ns, kind, name);
+        const lock = this.#lockRow(kind, name);
         if (!lock || lock.session !== null || this.#st.hasWaiters.get(this.#ns, kind, name) !== undefined) return undefined;
         return this.#grant(kind, name, sessionId, member, lock.fence);
       });
     });
+  }
+
+  /** Inside a write transaction: the lock's row, created on the name's first use (read first: it mostly exists). */
+  #lockRow(kind: LockKind, name: string): LockRow | undefined {
+    const lock = this.#st.lock.get(this.#ns, kind, name);
+    if (lock !== undefined) return lock;
+    this.#st.ensureLock.run(this.#ns, kind, name, seedFence());
+    return this.#st.lock.get(this.#ns, kind, name);
   }
 
   /** Inside a write transaction, with the lock free: the next token goes to this session. */
@@ -560,12 +567,16 @@ export class SqliteDriver implements Driver {
       const generation = this.#generation;
       return this.#write((): { token: bigint } | { waiter: number; generation: number } => {
         this.#requireSession(sessionId);
-        this.#st.ensureLock.run(this.#ns, kind, name, seedFence());
-        if (shared) return this.#enterShared(kind, name, sessionId, member, shared, generation);
-        const kept = this.#st.sessionWaiter.get(this.#ns, kind, name, sessionId);
+        if (shared) {
+          this.#st.ensureLock.run(this.#ns, kind, name, seedFence());
+          return this.#enterShared(kind, name, sessionId, member, shared, generation);
+        }
+        const lock = this.#lockRow(kind, name);
+        // An empty line has no place of ours either.
+        const waiting = this.#st.hasWaiters.get(this.#ns, kind, name) !== undefined;
+        const kept = waiting ? this.#st.sessionWaiter.get(this.#ns, kind, name, sessionId) : undefined;
         if (kept !== undefined && kept !== null) return { waiter: kept, generation };
-        const lock = this.#st.lock.get(this.#ns, kind, name);
-        if (lock && lock.session === null && this.#st.hasWaiters.get(this.#ns, kind, name) === undefined) {
+        if (lock && lock.session === null && !waiting) {
           return { token: this.#grant(kind, name, sessionId, member, lock.fence) };
         }
         const id = this.#st.insertWaiter.run(this.#ns, kind, name, sessionId, member, monotonicMs()).lastInsertRowid;

@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS concord_locks (
   session TEXT, member TEXT, token INTEGER, version INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (ns, kind, name)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS concord_locks_session ON concord_locks (session) WHERE session IS NOT NULL;
+-- Was an index of holders by session: every grant and release then wrote its page too (two pages a commit, not one),
+-- for the benefit of a session's end only, which now reads the (small) table instead.
+DROP INDEX IF EXISTS concord_locks_session;
 CREATE TABLE IF NOT EXISTS concord_waiters (
   id INTEGER PRIMARY KEY AUTOINCREMENT, ns TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, session TEXT NOT NULL,
   slot INTEGER NOT NULL DEFAULT 0, shared INTEGER NOT NULL DEFAULT 0, lim INTEGER NOT NULL DEFAULT 0, member TEXT, token INTEGER,
