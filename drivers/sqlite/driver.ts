@@ -59,6 +59,8 @@ const LEFTOVER_WAIT_MS = 2000;
 /** The change log keeps at least this many recent entries; a watch further behind resynchronises. */
 const LOG_KEEP = 4096;
 const LOG_TRIM_EVERY = 256;
+/** How many names found taken a driver remembers (see tryLock). */
+const CONTENDED_KEEP = 256;
 
 export class SqliteDriver implements Driver {
   readonly features = features;
@@ -85,6 +87,8 @@ export class SqliteDriver implements Driver {
   /** How long a call retries a busy file; below the session TTL, which bounds how long the core waits for a cancel. */
   readonly #busyBudgetMs: number;
   #lastReap = 0;
+  /** Names a try last found taken (kind NUL name), oldest first. */
+  readonly #contended = new Set<string>();
 
   constructor(context: DriverContext, engine: Engine, opened: Opened, path: string) {
     this.#context = context;
@@ -463,15 +467,32 @@ export class SqliteDriver implements Driver {
 
   tryLock(kind: LockKind, name: string, sessionId: string, member: string, mode?: LockMode): Promise<bigint | undefined> {
     if (mode?.shared) return this.#tryShared(kind, name, sessionId, member, mode);
+    const key = `${kind}\u0000${name}`;
     return this.#call(() => {
       this.#reap();
+      // A name found taken last time is looked at in a read transaction first (never blocked, and blocking no one):
+      // under contention the write lock is then left to the holder's release and the head waiter's grant.
+      if (this.#contended.has(key)) {
+        if (this.#db.transaction('deferred', () => !this.#free(kind, name))) return undefined;
+        this.#contended.delete(key);
+      }
       return this.#write(() => {
         this.#requireSession(sessionId);
         const lock = this.#lockRow(kind, name);
-        if (!lock || lock.session !== null || this.#st.hasWaiters.get(this.#ns, kind, name) !== undefined) return undefined;
+        if (!lock || lock.session !== null || this.#st.hasWaiters.get(this.#ns, kind, name) !== undefined) {
+          this.#contended.add(key);
+          if (this.#contended.size > CONTENDED_KEEP) this.#contended.delete(this.#contended.values().next().value ?? key);
+          return undefined;
+        }
         return this.#grant(kind, name, sessionId, member, lock.fence);
       });
     });
+  }
+
+  /** Whether kind/name is free with nobody in line (a row not created yet is). */
+  #free(kind: LockKind, name: string): boolean {
+    const lock = this.#st.lock.get(this.#ns, kind, name);
+    return (lock === undefined || lock.session === null) && this.#st.hasWaiters.get(this.#ns, kind, name) === undefined;
   }
 
   /** Inside a write transaction: the lock's row, created on the name's first use (read first: it mostly exists). */
