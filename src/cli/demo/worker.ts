@@ -20,7 +20,11 @@ export const spec: CommandSpec = {
     { name: 'tasks', type: 'integer', value: 'N', min: 1, description: 'number of tasks' },
     { name: 'work-ms', type: 'integer', value: 'MS', min: 0, default: 20, description: 'average CPU time per task' },
     { name: 'algorithm', type: 'string', value: 'NAME', default: 'rendezvous', description: 'placement algorithm' },
-    { name: 'unsafe-no-locks', type: 'boolean', description: 'skip the task locks and the completion check (a negative control)' },
+    {
+      name: 'unsafe-no-locks',
+      type: 'boolean',
+      description: 'skip the task locks, the partition and the completion check (a negative control)',
+    },
     ...BACKEND_OPTIONS,
   ],
   examples: [],
@@ -149,7 +153,7 @@ export async function run(args: Parsed, context: Context): Promise<number> {
     while (!stop.signal.aborted) {
       let next: number | undefined;
       for (let task = 1; task <= tasks; task++) {
-        if (!done.has(task) && partitioner.isMine(taskKey(task))) {
+        if (!done.has(task) && (unsafe || partitioner.isMine(taskKey(task)))) {
           next = task;
           break;
         }
@@ -159,7 +163,8 @@ export async function run(args: Parsed, context: Context): Promise<number> {
         continue;
       }
       if (unsafe) {
-        // No lock, no question to the ledger: whatever this worker believes it owns, it runs.
+        // No lock, no question to the ledger, no owner: every worker runs every task, so the check must see doubles
+        // (with views that agree at once, trusting the partition alone could hide them).
         debug('demo worker: unsafe task %d with view %j', next, partitioner.members());
         const digest = work(taskKey(next), workMs);
         await parent.request((id) => ({ type: 'done', id, task: next, token: '0', digest }));
