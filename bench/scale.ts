@@ -20,9 +20,8 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
-import { join as joinPath } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -32,11 +31,9 @@ import { connect, DEFAULTS, type HeldLock } from '../src/index.js';
 import { ms, sleep, stats } from './support.js';
 import {
   fourLetterWord,
-  freePort,
-  isReachable,
-  LOOPBACK,
   startEtcd,
   startMariadb,
+  startPostgres,
   startRedis,
   startZooKeeper,
   type ServerHandle,
@@ -209,88 +206,17 @@ async function zookeeperBackend(): Promise<Backend> {
 }
 
 /**
- * A private PostgreSQL: test/support's startPostgres allows 60 connections, and 1,000 coordinators need about two
- * each (the LISTEN connection, on which renewals run, and a pooled one); with pg_stat_statements, which counts each
+ * A PostgreSQL of its own: test/support's default allows 60 connections, and 1,000 coordinators need about two each
+ * (the LISTEN connection, on which renewals run, and a pooled one); with pg_stat_statements, which counts each
  * statement as it ends (pg_stat_database's counts reach the view up to 10 s late from an idle backend).
  */
 async function postgresBackend(): Promise<Backend> {
-  const bin = readdirSync('/usr/lib/postgresql')
-    .map((v) => `/usr/lib/postgresql/${v}/bin`)
-    .filter((d) => existsSync(`${d}/postgres`))
-    .sort()
-    .pop();
-  if (bin === undefined) throw new Error('postgres not found: apt-get install postgresql');
-  const dir = mkdtempSync(joinPath(tmpdir(), 'concord-scale-pg-'));
-  const data = joinPath(dir, 'data');
-  const asUser = (file: string, args: string[]): [string, string[]] => {
-    if (process.getuid?.() !== 0) return [file, args];
-    const ids = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).stdout.trim();
-    const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).stdout.trim();
-    chownSync(dir, Number(ids), Number(gid));
-    return ['setpriv', [`--reuid=${ids}`, `--regid=${gid}`, '--clear-groups', '--', file, ...args]];
-  };
-  const [initFile, initArgs] = asUser(`${bin}/initdb`, [
-    '-D',
-    data,
-    '-U',
-    'postgres',
-    '-A',
-    'trust',
-    '-E',
-    'UTF8',
-    '--locale=C',
-    '--no-sync',
-  ]);
-  const init = spawnSync(initFile, initArgs, { encoding: 'utf8' });
-  if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr}`);
-  const port = await freePort();
-  const [file, args] = asUser(`${bin}/postgres`, [
-    '-D',
-    data,
-    '-p',
-    String(port),
-    '-c',
-    `listen_addresses=${LOOPBACK}`,
-    '-c',
-    `unix_socket_directories=${dir}`,
-    '-c',
-    'max_connections=3000',
-    '-c',
-    'shared_buffers=64MB',
-    '-c',
-    'shared_preload_libraries=pg_stat_statements',
-  ]);
-  const child: ChildProcess = spawn(file, args, { stdio: 'ignore', detached: true });
-  const url = `postgres://postgres@${LOOPBACK}:${String(port)}/postgres`;
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGINT'); // fast shutdown: backends are told to end
-      await exited;
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  process.once('exit', () => {
-    if (child.exitCode === null) child.kill('SIGKILL');
+  const server: ServerHandle = await startPostgres({
+    args: ['-c', 'max_connections=3000', '-c', 'shared_buffers=64MB', '-c', 'shared_preload_libraries=pg_stat_statements'],
   });
-  let admin: pg.Client | undefined;
-  for (let i = 0; i < 300 && admin === undefined; i++) {
-    if (await isReachable(LOOPBACK, port, 200)) {
-      const c = new pg.Client({ connectionString: url });
-      try {
-        await c.connect();
-        admin = c;
-      } catch {
-        await c.end().catch(() => undefined);
-      }
-    }
-    if (admin === undefined) await sleep(100);
-  }
-  if (admin === undefined) {
-    await stop();
-    throw new Error('private postgres did not start');
-  }
-  const client = admin;
+  const url = server.url;
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
   await client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
   const { rows } = await client.query<{ v: string }>("SELECT current_setting('server_version') AS v");
   let reads = 0;
@@ -299,7 +225,7 @@ async function postgresBackend(): Promise<Backend> {
     title: 'PostgreSQL',
     version: `PostgreSQL ${rows[0]?.v ?? '?'}`,
     url,
-    pid: child.pid ?? -1,
+    pid: server.pid,
     requestsWhat: 'statements (pg_stat_statements calls, BEGIN and COMMIT included, this reader excluded)',
     requests: async () => {
       const r = await client.query<{ n: string | null }>('SELECT sum(calls) AS n FROM pg_stat_statements');
@@ -308,7 +234,7 @@ async function postgresBackend(): Promise<Backend> {
     },
     stop: async () => {
       await client.end().catch(() => undefined);
-      await stop();
+      await server.stop();
     },
   };
 }

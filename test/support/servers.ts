@@ -1221,6 +1221,8 @@ export interface PostgresOptions {
   tls?: ServerTls;
   /** pg_hba.conf lines put before initdb's own (which trust every local and loopback connection). */
   hba?: readonly string[];
+  /** More postgres options, after the defaults (a later `-c` wins), e.g. `['-c', 'max_connections=3000']`. */
+  args?: readonly string[];
 }
 
 /**
@@ -1279,6 +1281,7 @@ export function startPostgres(opts: PostgresOptions = {}): Promise<ServerHandle>
                 ...(opts.tls.ca !== undefined ? ['-c', `ssl_ca_file=${path.join(dir, 'tls-ca.pem')}`] : []),
               ]
             : []),
+          ...(opts.args ?? []),
         ]),
       ready: () => postgresReady(bin, port),
     });
