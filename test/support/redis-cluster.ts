@@ -8,24 +8,13 @@
  * node's redis.conf): a coordinator turns them on only on the master it talks to, and a promoted replica would
  * otherwise have none.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { findBinary, freePort, LOOPBACK, logTail, tcpExchange } from './servers.js';
+import { findBinary, startRedis, type ServerHandle } from './servers.js';
 
-export interface ClusterNode {
-  readonly host: string;
-  readonly port: number;
-  readonly dir: string;
-  readonly running: boolean;
-  /** SIGKILL, waits for exit; the folder (and nodes.conf) stays. */
-  kill(): Promise<void>;
-  /** Starts again on the same port and waits until it answers PING. */
-  restart(): Promise<void>;
-}
+/** A node of the cluster: a server of its own (servers.ts); kill() keeps its folder and nodes.conf for restart(). */
+export type ClusterNode = ServerHandle;
 
 export interface RedisCluster {
   /** `redis+cluster://` listing the three first nodes. */
@@ -45,105 +34,21 @@ export interface RedisClusterOptions {
   nodeTimeoutMs?: number;
 }
 
-const live = new Set<ChildProcess>();
-let hooked = false;
-
-function killAll(): void {
-  for (const child of live) {
-    try {
-      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  live.clear();
-}
-
-class Node implements ClusterNode {
-  readonly host = LOOPBACK;
-  #child: ChildProcess | undefined;
-  #exited: Promise<void> = Promise.resolve();
-
-  constructor(
-    readonly port: number,
-    readonly dir: string,
-    readonly nodeTimeoutMs: number,
-    readonly bin: string,
-  ) {}
-
-  get running(): boolean {
-    return this.#child !== undefined;
-  }
-
-  async start(): Promise<void> {
-    if (!hooked) {
-      hooked = true;
-      process.on('exit', killAll);
-    }
-    const log = path.join(this.dir, 'server.log');
-    const out = fs.openSync(log, 'a');
-    const child = spawn(
-      this.bin,
-      [
-        '--port',
-        String(this.port),
-        '--bind',
-        LOOPBACK,
-        '--dir',
-        this.dir,
-        '--daemonize',
-        'no',
-        '--logfile',
-        '',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--cluster-enabled',
-        'yes',
-        '--cluster-config-file',
-        'nodes.conf',
-        '--cluster-node-timeout',
-        String(this.nodeTimeoutMs),
-        // A replica may take over however long it was cut off (restarted nodes too).
-        '--cluster-replica-validity-factor',
-        '0',
-        '--notify-keyspace-events',
-        'KEgx',
-        '--enable-debug-command',
-        'local',
-      ],
-      { cwd: this.dir, stdio: ['ignore', out, out] },
-    );
-    fs.closeSync(out);
-    this.#child = child;
-    live.add(child);
-    this.#exited = new Promise<void>((resolve) => {
-      child.once('exit', () => {
-        live.delete(child);
-        if (this.#child === child) this.#child = undefined;
-        resolve();
-      });
-    });
-    const deadline = performance.now() + 10_000;
-    while (performance.now() < deadline && this.#child === child) {
-      const reply = await tcpExchange(this.port, 'PING\r\n', (r) => r.includes('\r\n'));
-      if (reply.startsWith('+PONG')) return;
-      await sleep(50);
-    }
-    await this.kill();
-    throw new Error(`redis-server (cluster node) on port ${this.port} did not start:\n${logTail(log)}`);
-  }
-
-  async kill(): Promise<void> {
-    if (this.#child?.pid !== undefined) process.kill(this.#child.pid, 'SIGKILL');
-    await this.#exited;
-  }
-
-  async restart(): Promise<void> {
-    await this.kill();
-    await this.start();
-  }
+/** Cluster mode on top of startRedis' own flags. */
+function clusterArgs(nodeTimeoutMs: number): string[] {
+  return [
+    '--cluster-enabled',
+    'yes',
+    '--cluster-config-file',
+    'nodes.conf',
+    '--cluster-node-timeout',
+    String(nodeTimeoutMs),
+    // A replica may take over however long it was cut off (restarted nodes too).
+    '--cluster-replica-validity-factor',
+    '0',
+    '--notify-keyspace-events',
+    'KEgx',
+  ];
 }
 
 async function adminOf(node: ClusterNode): Promise<Redis> {
@@ -202,22 +107,18 @@ export function redisClusterAvailable(): { ok: true } | { ok: false; reason: str
 }
 
 export async function startRedisCluster(options: RedisClusterOptions = {}): Promise<RedisCluster> {
-  const bin = findBinary('redis-server');
   const cli = findBinary('redis-cli');
-  if (!bin || !cli) throw new Error('redis-server and redis-cli not found: apt-get install -y redis-server redis-tools');
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'concord-redis-cluster-'));
-  const nodes: Node[] = [];
-  for (let i = 0; i < 6; i++) {
-    const dir = path.join(root, `node${String(i)}`);
-    fs.mkdirSync(dir);
-    nodes.push(new Node(await freePort(), dir, options.nodeTimeoutMs ?? 1000, bin));
-  }
+  if (!findBinary('redis-server') || !cli)
+    throw new Error('redis-server and redis-cli not found: apt-get install -y redis-server redis-tools');
+  const args = clusterArgs(options.nodeTimeoutMs ?? 1000);
+  const started = await Promise.allSettled(Array.from({ length: 6 }, () => startRedis({ args })));
+  const nodes = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   const stop = async (): Promise<void> => {
-    await Promise.all(nodes.map((n) => n.kill()));
-    if (!process.env.CONCORD_KEEP_TMP) fs.rmSync(root, { recursive: true, force: true });
+    await Promise.all(nodes.map((n) => n.stop()));
   };
   try {
-    await Promise.all(nodes.map((n) => n.start()));
+    const failed = started.find((s) => s.status === 'rejected');
+    if (failed) throw failed.reason;
     const created = spawnSync(
       cli,
       ['--cluster', 'create', ...nodes.map((n) => `${n.host}:${String(n.port)}`), '--cluster-replicas', '1', '--cluster-yes'],

@@ -669,6 +669,8 @@ async function launch(spec: LaunchSpec): Promise<ManagedServer> {
 export interface RedisOptions {
   /** AOF with fsync always, so acknowledged writes survive kill() + restart(). Default false: no persistence. */
   persistence?: boolean;
+  /** More redis-server options, after the defaults (a later option wins), e.g. `['--cluster-enabled', 'yes']`. */
+  args?: readonly string[];
 }
 
 export function startRedis(opts: RedisOptions = {}): Promise<ServerHandle> {
@@ -706,6 +708,7 @@ export function startRedis(opts: RedisOptions = {}): Promise<ServerHandle> {
           'always',
           '--enable-debug-command',
           'local', // lets tests use DEBUG SLEEP and friends
+          ...(opts.args ?? []),
         ],
       }),
       ready: () => redisReady(port),
