@@ -241,10 +241,8 @@ export class SqlDriver implements Driver {
   }
 
   /** Locks a group's change counter (creating it), serialising the writers of the group's log. */
-  async #lockLog(query: Query, group: string): Promise<bigint> {
-    await query(this.#q.insertIgnore('concord_logs', ['ns', 'grp', 'seq']), [this.#ns, group, 0]);
-    const { rows } = await query('SELECT seq FROM concord_logs WHERE ns = ? AND grp = ? FOR UPDATE', [this.#ns, group]);
-    return big(rows[0]?.seq ?? 0);
+  #lockLog(query: Query, group: string): Promise<bigint> {
+    return this.#lockLogIn(query, this.#ns, group);
   }
 
   /** Appends a change under the lock #lockLog took; `seq` is the counter as read there, returns the new one. */
@@ -338,10 +336,18 @@ export class SqlDriver implements Driver {
     return true;
   }
 
-  /** #lockLog for a session of any namespace (reapers end sessions of every namespace). */
+  /**
+   * #lockLog for a session of any namespace (reapers end sessions of every namespace). The row is locked first and
+   * created only when missing: MySQL's INSERT IGNORE takes a shared lock on an existing row, so two writers that both
+   * inserted first would each hold it shared and deadlock upgrading it (100 concurrent joins to one group did).
+   */
   async #lockLogIn(query: Query, ns: string, group: string): Promise<bigint> {
-    await query(this.#q.insertIgnore('concord_logs', ['ns', 'grp', 'seq']), [ns, group, 0]);
-    const { rows } = await query('SELECT seq FROM concord_logs WHERE ns = ? AND grp = ? FOR UPDATE', [ns, group]);
+    const counter = 'SELECT seq FROM concord_logs WHERE ns = ? AND grp = ? FOR UPDATE';
+    let { rows } = await query(counter, [ns, group]);
+    if (rows.length === 0) {
+      await query(this.#q.insertIgnore('concord_logs', ['ns', 'grp', 'seq']), [ns, group, 0]);
+      ({ rows } = await query(counter, [ns, group]));
+    }
     return big(rows[0]?.seq ?? 0);
   }
 

@@ -21,6 +21,8 @@ export interface SqlFaultTarget {
   readonly availability: Availability;
   readonly start: () => Promise<ServerHandle>;
   readonly defaultPort: number;
+  /** Deadlocks the server has detected since it started (each one cost a transaction a retry). */
+  readonly deadlocks: (url: string) => Promise<number>;
 }
 
 /** Records when each of a set of promises settled, in one process: the order is what the test asserts. */
@@ -224,6 +226,17 @@ export function describeSqlFaults(target: SqlFaultTarget): void {
       expect(await holder.lock('l').holder()).toBe('waiter');
       await next.release();
     }, 90_000);
+
+    it('20 coordinators joining one group at once: every join lands and the server counts no deadlock', async () => {
+      fresh();
+      const first = await coordinator('m00');
+      await first.group('g').join({ create: true });
+      const rest = await Promise.all(Array.from({ length: 19 }, (_, i) => coordinator(`m${String(i + 1).padStart(2, '0')}`)));
+      const before = await target.deadlocks(server.url);
+      await Promise.all(rest.map((c) => c.group('g').join()));
+      expect(await target.deadlocks(server.url)).toBe(before);
+      expect((await first.group('g').members()).map((m) => m.id)).toHaveLength(20);
+    }, 120_000);
 
     it('4 processes x 500 acquisitions: no two holds overlap and tokens strictly increase', async () => {
       fresh();
