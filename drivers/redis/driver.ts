@@ -273,10 +273,10 @@ class RedisDriver implements Driver {
     return sid;
   }
 
-  /** Renews, and checks on the way that the session still holds every lock it was granted. */
+  /** Renews, and checks on the way that the session still holds the locks no keyspace notification watches. */
   async renewSession(sessionId: string): Promise<boolean> {
     const ttl = this.#sessions.get(sessionId) ?? Math.ceil(this.#ttlMs);
-    const pairs = this.#held.pairsOf(sessionId);
+    const pairs = this.#held.unwatchedPairsOf(sessionId);
     const reply = await this.#run('renewSession', [sessionId, String(ttl), String(REAP_LIMIT), ...pairs]);
     if (!Array.isArray(reply)) {
       this.#forget(sessionId);

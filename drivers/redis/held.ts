@@ -1,9 +1,10 @@
 /**
  * The locks this driver's sessions hold, watched while held: a lock key deleted or taken over from outside ends the
  * holder's lock (DriverEvents.lockLost). Two ways of hearing it: a keyspace notification on the key (when the server
- * sends them), within about a round trip of the deletion; and the check every renewal makes (the renewal script
- * reports the locks the session no longer holds), which also runs at once after a flush, a reconnect or a
- * notification (`check`).
+ * sends them), within about a round trip of the deletion; and the check renewals make (the renewal script reports the
+ * locks the session no longer holds) of the holds no notification covers, which also runs at once for every hold
+ * after a flush or a reconnect, and for one hold after a notification about its key (`check`, `checkSoon`). A session
+ * holding 10,000 watched locks renews with the same one-key script as a session holding none.
  */
 import { debug } from '../../src/debug.js';
 import { isConcordError } from '../../src/errors.js';
@@ -53,6 +54,9 @@ export class HeldLocks {
   readonly #keyWatches = new Map<string, KeyWatch>();
   #keyWatchTimer: NodeJS.Timeout | undefined;
   #checkQueued = false;
+  /** What the queued check looks at: every hold, or these hold keys. */
+  #checkEvery = false;
+  readonly #checkKeys = new Set<string>();
   #closed = false;
   /** The server sends keyspace events for deleted keys, and this user may subscribe to them. */
   watchKeys = false;
@@ -90,10 +94,27 @@ export class HeldLocks {
     for (const [holdKey, held] of [...this.#held]) if (held.sessionId === sessionId) this.release(holdKey);
   }
 
-  /** Hold key, token for every hold the session has, as the scripts take them. */
-  pairsOf(sessionId: string): string[] {
+  /** Hold key, token for every hold the session has (of `only`, when given), as the scripts take them. */
+  pairsOf(sessionId: string, only?: ReadonlySet<string>): string[] {
     const pairs: string[] = [];
-    for (const [holdKey, held] of this.#held) if (held.sessionId === sessionId) pairs.push(holdKey, held.token);
+    for (const [holdKey, held] of this.#held) {
+      if (held.sessionId === sessionId && (only === undefined || only.has(holdKey))) pairs.push(holdKey, held.token);
+    }
+    return pairs;
+  }
+
+  /**
+   * The pairs a renewal checks: the session's holds whose deletion no notification would tell of (not yet watched, or
+   * the subscriber is down: its reconnection checks every hold anyway).
+   */
+  unwatchedPairsOf(sessionId: string): string[] {
+    const up = this.#subscriber.up;
+    const pairs: string[] = [];
+    for (const [holdKey, held] of this.#held) {
+      if (held.sessionId !== sessionId) continue;
+      if (up && this.#keyWatches.get(holdKey)?.stop !== undefined) continue;
+      pairs.push(holdKey, held.token);
+    }
     return pairs;
   }
 
@@ -111,24 +132,37 @@ export class HeldLocks {
     }
   }
 
-  /** One check for a burst of notifications. */
-  checkSoon(): void {
-    if (this.#checkQueued || this.#closed) return;
+  /**
+   * One check for a burst of notifications: of every hold, or only of `holdKey` (and the others named in the burst),
+   * so that watching 10,000 new holds costs 10,000 hold checks, not one check of everything held per watch.
+   */
+  checkSoon(holdKey?: string): void {
+    if (this.#closed) return;
+    if (holdKey === undefined) this.#checkEvery = true;
+    else this.#checkKeys.add(holdKey);
+    if (this.#checkQueued) return;
     this.#checkQueued = true;
     queueMicrotask(() => {
       this.#checkQueued = false;
-      void this.check([]);
+      const only = this.#checkEvery ? undefined : new Set(this.#checkKeys);
+      this.#checkEvery = false;
+      this.#checkKeys.clear();
+      void this.#check([], only);
     });
   }
 
   /** Asks the backend whether the held locks, and the given sessions, still exist. */
-  async check(sessionIds: Iterable<string>): Promise<void> {
+  check(sessionIds: Iterable<string>): Promise<void> {
+    return this.#check(sessionIds, undefined);
+  }
+
+  async #check(sessionIds: Iterable<string>, only: ReadonlySet<string> | undefined): Promise<void> {
     if (this.#closed) return;
     const sids = new Set<string>(sessionIds);
-    for (const held of this.#held.values()) sids.add(held.sessionId);
+    for (const [holdKey, held] of this.#held) if (only === undefined || only.has(holdKey)) sids.add(held.sessionId);
     await Promise.all(
       [...sids].map(async (sid) => {
-        const pairs = this.pairsOf(sid);
+        const pairs = this.pairsOf(sid, only);
         let reply: unknown;
         try {
           reply = await this.#hooks.check(sid, pairs);
@@ -185,7 +219,7 @@ export class HeldLocks {
       .add(`${this.#keyChannel}${lockKey}`, (event) => {
         // Grants and shared holds coming and going write the hash (hset, hdel); anything else done to a held lock's
         // key is looked at.
-        if (!event.startsWith('h') && this.#held.has(holdKey)) this.checkSoon();
+        if (!event.startsWith('h') && this.#held.has(holdKey)) this.checkSoon(holdKey);
       })
       .then(
         (stop) => {
@@ -194,7 +228,7 @@ export class HeldLocks {
             return;
           }
           watch.stop = stop;
-          this.checkSoon();
+          this.checkSoon(holdKey);
         },
         (error: unknown) => {
           if (this.#keyWatches.get(holdKey) === watch) this.#keyWatches.delete(holdKey);

@@ -42,6 +42,8 @@ export class Subscriber {
   readonly #hooks: SubscriberHooks;
   readonly #sentinel: boolean;
   #wasDown = false;
+  /** Connected, with every channel subscribed again after the last drop: messages are being heard. */
+  #up = true;
   /** Settles once the current connection is ready for SUBSCRIBE (flush notifications asked for first). */
   #prepared: Promise<void> = Promise.resolve();
 
@@ -60,6 +62,7 @@ export class Subscriber {
     });
     client.on('close', () => {
       this.#wasDown = true;
+      this.#up = false;
     });
     client.on('ready', () => {
       if (!this.#wasDown) return;
@@ -77,6 +80,11 @@ export class Subscriber {
   start(): Promise<void> {
     this.#prepared = this.#prepare();
     return this.#prepared;
+  }
+
+  /** False from a drop until every channel is subscribed again: messages sent meanwhile went unheard. */
+  get up(): boolean {
+    return this.#up;
   }
 
   /** True when the channel is subscribed or being subscribed: `add` then costs no round trip. */
@@ -110,6 +118,7 @@ export class Subscriber {
       debug('resubscribing %d channels failed: %s', channels.length, (error as Error).message);
       return;
     }
+    this.#up = true;
     this.#hooks.reconnected();
   }
 

@@ -101,6 +101,35 @@ describe.skipIf(!availability.ok)(`redis: the holder hears it${availability.ok ?
     expect(delayMs).toBeLessThan(1000);
   });
 
+  it('a session holding 100 watched locks renews without looking at them (sessions are renewed, not locks), and still hears a deletion', async () => {
+    fresh();
+    const holder = await coordinator('holder', { sessionTtlMs: 900 });
+    const names = Array.from({ length: 100 }, (_, i) => `k${String(i)}`);
+    const held = await Promise.all(names.map((name) => holder.lock(name).acquire()));
+    await Promise.all(names.map((name) => watched(name)));
+    const stats = async (): Promise<Map<string, number>> => {
+      const info = (await admin.call('INFO', 'commandstats')) as string;
+      return new Map([...info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].map((m) => [m[1] ?? '', Number(m[2])]));
+    };
+    /** Waits for `count` renewals (each PEXPIREs the session key) counted since the last CONFIG RESETSTAT. */
+    const renewals = (count: number): Promise<unknown> =>
+      eventually(stats, (s) => (s.get('pexpire') ?? 0) >= count, 10_000, `${String(count)} renewals`);
+    // The first watch checks may still be on their way: let one renewal pass, then count from zero.
+    await admin.call('CONFIG', 'RESETSTAT');
+    await renewals(1);
+    await admin.call('CONFIG', 'RESETSTAT');
+    await renewals(3);
+    const counted = await stats();
+    // Before: every renewal ran one HMGET per held lock (300 here).
+    expect(counted.get('hmget') ?? 0).toBe(0);
+    expect(counted.get('hget') ?? 0).toBe(0);
+    const lost = aborted(held[42]!.signal, 10_000);
+    expect(await admin.del(lockKey('k42'))).toBe(1);
+    expect(((await lost) as ConcordError).code).toBe('ERR_LOCK_LOST');
+    for (const [i, lock] of held.entries()) if (i !== 42) expect(lock.signal.aborted).toBe(false);
+    await Promise.all(held.map((lock) => lock.release()));
+  });
+
   it('a lock key deleted from outside with keyspace notifications off: the holder is told at its next renewal', async () => {
     fresh();
     const ttl = 1500;
