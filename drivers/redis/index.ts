@@ -21,9 +21,10 @@
  * notifications). Lock waiters also re-check when the holder's session is due to expire.
  *
  * Held locks: each is watched while held, by a keyspace notification on its key (when the server emits them; the
- * driver turns on `Kg` with `Ex` where CONFIG SET is allowed) and by a check in every renewal, so a lock key deleted
- * or taken over from outside ends the holder's lock (DriverEvents.lockLost) within about a round trip of the deletion,
- * or at the next renewal without notifications. A flush (FLUSHALL, FLUSHDB) sends no keyspace notification, but it
+ * driver turns on `Kg` with `Ex` where CONFIG SET is allowed), and otherwise (not watched yet, refused, subscriber
+ * down) by a check in every renewal, so a lock key deleted or taken over from outside ends the holder's lock
+ * (DriverEvents.lockLost) within about a round trip of the deletion, or at the next renewal without notifications. A
+ * renewal of a session whose locks are all watched sends no lock at all: its cost does not grow with the locks held. A flush (FLUSHALL, FLUSHDB) sends no keyspace notification, but it
  * invalidates client-side caches: the subscriber connection turns on client tracking for that alone (pubsub.ts) and
  * then checks its sessions, so the holders hear of it within a round trip. A reconnected command connection checks the
  * same (the server may have restarted, or a replica that never saw the latest grants may have been promoted).
