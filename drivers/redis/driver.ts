@@ -9,7 +9,7 @@ import type { Redis as RedisClient } from 'ioredis';
 import { importClient } from '../../src/client.js';
 import { sleep } from '../../src/clock.js';
 import { debug } from '../../src/debug.js';
-import { abortedError } from '../../src/errors.js';
+import { ConcordError, abortedError } from '../../src/errors.js';
 import type {
   Driver,
   DriverContext,
@@ -73,6 +73,16 @@ class RedisDriver implements Driver {
   readonly #grants = new Map<string, (token: string) => void>();
   #grantChannel: Unsubscribe | undefined;
   #closed = false;
+  /** ?replicas=N (0: not asked for): grants count, and releases end, once N replicas have them (WAIT). */
+  readonly #replicas: number;
+  /** How long one WAIT may take: everything sent after it on the command connection waits behind it. */
+  readonly #replicaWaitMs: number;
+  /** Counts closes of the command connection: a WAIT covers only the writes of its own connection. */
+  #generation = 0;
+  /** Scripts sent on the command connection so far. */
+  #sent = 0;
+  /** The last WAIT sent, with how many scripts had been sent before it (it covers those). */
+  #lastWait: { readonly sent: number; readonly generation: number; readonly reply: Promise<unknown> } | undefined;
 
   constructor(Redis: RedisConstructor, settings: RedisSettings, context: DriverContext) {
     this.#Redis = Redis;
@@ -80,6 +90,9 @@ class RedisDriver implements Driver {
     this.#context = context;
     this.#prefix = `{${context.namespace}}:`;
     this.#ttlMs = context.sessionTtlMs;
+    this.#replicas = settings.replicas;
+    // A sixth of the TTL at most: a renewal queued behind a WAIT or two still lands in time.
+    this.#replicaWaitMs = Math.ceil(Math.max(50, Math.min(context.sessionTtlMs / 6, 2000)));
     this.#sentinel = settings.base.sentinels !== undefined || settings.clusterNodes !== undefined;
     this.#scriptKeys = settings.clusterNodes ? [`${this.#prefix}ss`, `${this.#prefix}moving`] : [`${this.#prefix}ss`];
     this.#cmd = createClient(Redis, settings.base, 'command', context.sessionTtlMs);
@@ -112,6 +125,7 @@ class RedisDriver implements Driver {
     let wasDown = false;
     this.#cmd.on('close', () => {
       wasDown = true;
+      this.#generation++;
       this.#loaded.clear();
     });
     this.#cmd.on('ready', () => {
@@ -184,19 +198,74 @@ class RedisDriver implements Driver {
       // EVAL the first time on each connection: an EVALSHA answered NOSCRIPT and then sent again as EVAL would run
       // after commands sent in between, reordering (say) a release behind the next acquire.
       if (!this.#loaded.has(name)) {
+        this.#sent++;
         const reply: unknown = await this.#cmd.eval(script.source, keys.length, ...keys, ...argv);
         this.#loaded.add(name);
         return reply;
       }
       try {
+        this.#sent++;
         return await this.#cmd.evalsha(script.sha, keys.length, ...keys, ...argv);
       } catch (error) {
         if (!isNoScript(error)) throw error;
         this.#loaded.clear();
+        this.#sent++;
         return await this.#cmd.eval(script.source, keys.length, ...keys, ...argv);
       }
     } catch (error) {
       throw toConcordError(error, context, this.#sentinel);
+    }
+  }
+
+  /**
+   * ?replicas=N: true once N replicas have every script this connection sent so far, in `generation` (read before the
+   * first of them was sent); false when they fell short within #replicaWaitMs or the connection was replaced
+   * meanwhile. One WAIT serves every caller whose scripts were sent before it.
+   */
+  async #replicated(generation: number): Promise<boolean> {
+    if (this.#closed) throw connectionClosed('redis');
+    if (generation !== this.#generation) return false;
+    let wait = this.#lastWait;
+    if (wait?.generation !== generation || wait.sent < this.#sent) {
+      wait = { sent: this.#sent, generation, reply: this.#cmd.call('WAIT', String(this.#replicas), String(this.#replicaWaitMs)) };
+      this.#lastWait = wait;
+    }
+    let acked: number;
+    try {
+      acked = Number(await wait.reply);
+    } catch (error) {
+      throw toConcordError(error, undefined, this.#sentinel);
+    }
+    if (acked < this.#replicas) debug('redis: %d of %d replicas confirmed within %d ms', acked, this.#replicas, this.#replicaWaitMs);
+    return generation === this.#generation && acked >= this.#replicas;
+  }
+
+  /**
+   * ?replicas=N, after a script sent on this connection from `generation` wrote a grant or a release: it stands once N
+   * replicas have it; else ERR_CONNECTION (the core retries, and reports no grant meanwhile).
+   */
+  async #written(generation: number): Promise<void> {
+    if (this.#replicas === 0 || (await this.#replicated(generation))) return;
+    throw new ConcordError(
+      'ERR_CONNECTION',
+      `redis: fewer than the ${String(this.#replicas)} replicas asked for (?replicas) confirmed the write within ${String(this.#replicaWaitMs)} ms`,
+    );
+  }
+
+  /**
+   * ?replicas=N, before a waiting call reports its grant: true once N replicas have it, false when the request does
+   * not hold it with that token (any more, or on this master: a failover lost it). The grant may have been written by
+   * another connection (a release or a reap handing it on), which a WAIT of ours would not cover, so confirm checks
+   * the hold and writes on our connection first; replicas apply the stream in order, so ours covers the grant. While
+   * the replicas fall short, it tries again (each try waits up to #replicaWaitMs) until the call is aborted.
+   */
+  async #confirm(key: string, id: string, token: string, signal: AbortSignal): Promise<boolean> {
+    if (this.#replicas === 0) return true;
+    for (;;) {
+      if (signal.aborted) throw abortedError(signal);
+      const generation = this.#generation;
+      if ((await this.#run('confirm', [key, id, token])) !== 1) return false;
+      if (await this.#replicated(generation)) return true;
     }
   }
 
@@ -367,12 +436,15 @@ class RedisDriver implements Driver {
 
   async tryLock(kind: LockKind, name: string, sessionId: string, member: string, mode?: LockMode): Promise<bigint | undefined> {
     const nonce = String(++this.#nonce);
+    // A granting reply of a 'try' (its nonce is new) means this very script wrote the grant: a WAIT covers it.
+    const generation = this.#generation;
     if (mode?.shared) {
       const key = lockKey(kind, name);
       const args = [key, requestId(sessionId, mode.slot), member, 'try', '0', nonce, String(mode.limit)];
       const [held, value] = (await this.#run('acquireShared', args)) as [number, number | string];
       if (held === 2) throw limitMismatch(name, mode.limit, Number(value));
       if (held !== 1) return undefined;
+      await this.#written(generation);
       return this.#granted(kind, name, sessionId, String(value), holdKey(key, mode.slot));
     }
     const [held, value] = (await this.#run('acquire', [lockKey(kind, name), sessionId, member, 'try', '0', nonce])) as [
@@ -380,6 +452,7 @@ class RedisDriver implements Driver {
       number | string,
     ];
     if (held !== 1) return undefined;
+    await this.#written(generation);
     return this.#granted(kind, name, sessionId, String(value));
   }
 
@@ -428,9 +501,14 @@ class RedisDriver implements Driver {
           number,
           number | string,
         ];
-        if (held === 1) return this.#granted(kind, name, sessionId, String(value), hold);
         if (held === 2) throw limitMismatch(name, mode?.limit ?? 0, Number(value));
-        if (granted !== undefined) return this.#granted(kind, name, sessionId, granted, hold);
+        // Held here may be a grant another connection made (handed on to this wait): #confirm, not a WAIT alone.
+        const token = held === 1 ? String(value) : granted;
+        if (token !== undefined) {
+          if (await this.#confirm(key, id, token, signal)) return this.#granted(kind, name, sessionId, token, hold);
+          granted = undefined;
+          continue;
+        }
         if (!listening) {
           // Queued before we listened: subscribe, then look again, so a grant in between is not missed.
           await this.#listenForGrants();
@@ -441,7 +519,10 @@ class RedisDriver implements Driver {
         const holderMs = Number(value);
         const recheckMs = holderMs >= 0 ? Math.min(holderMs + 2, refreshMs) : refreshMs;
         await wakeup.wait(recheckMs, signal);
-        if (granted !== undefined) return this.#granted(kind, name, sessionId, granted, hold);
+        if (granted !== undefined) {
+          if (await this.#confirm(key, id, granted, signal)) return this.#granted(kind, name, sessionId, granted, hold);
+          granted = undefined;
+        }
       }
     } catch (error) {
       if (signal.aborted) {
@@ -492,7 +573,9 @@ class RedisDriver implements Driver {
     const shared = isShared(kind, slot);
     const hold = shared ? holdKey(key, slot) : key;
     if (this.#held.holds(hold, sessionId)) this.#held.release(hold);
+    const generation = this.#generation;
     await this.#run('cancel', [key, shared ? requestId(sessionId, slot) : sessionId]);
+    await this.#written(generation);
   }
 
   async unlock(kind: LockKind, name: string, sessionId: string, token: bigint, slot = 0): Promise<void> {
@@ -501,12 +584,18 @@ class RedisDriver implements Driver {
     if (isShared(kind, slot)) {
       const hold = holdKey(key, slot);
       if (this.#held.holds(hold, sessionId, value)) this.#held.release(hold);
+      const generation = this.#generation;
       await this.#run('unlockShared', [key, requestId(sessionId, slot), value]);
+      await this.#written(generation);
       return;
     }
     // Before the release is sent: the deletion it causes is ours, not news.
     if (this.#held.holds(key, sessionId, value)) this.#held.release(key);
+    const generation = this.#generation;
     await this.#run('unlock', [key, sessionId, value]);
+    // A release a promoted replica never saw would leave the lock held there by a session that let it go; failing
+    // here, the core sends it again.
+    await this.#written(generation);
   }
 
   async lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined> {

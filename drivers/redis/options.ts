@@ -7,12 +7,13 @@
  *   redis+cluster://[user[:password]@]h:p[,h:p...][?tls=true] (any nodes of the cluster; database 0 only, as Redis Cluster)
  *
  * Driver parameters (all optional): keyspaceEvents=false (never touch notify-keyspace-events), allowEviction=true
- * (connect even to a server that may evict any key; see index.ts). The core's connectTimeoutMs bounds connecting; it
+ * (connect even to a server that may evict any key; see index.ts), and on redis+sentinel:// and redis+cluster:// urls
+ * replicas=N (a grant counts once N replicas have it; see index.ts). The core's connectTimeoutMs bounds connecting; it
  * also bounds each TCP connection attempt here.
  *
  * A parameter that would be ignored is refused: sentinelPassword and sentinelUsername only mean something on a
  * redis+sentinel:// url, tls on redis+sentinel:// and redis+cluster:// (rediss:// is TLS), and the TLS parameters need
- * rediss:// or tls=true.
+ * rediss:// or tls=true; replicas on redis:// and rediss:// (a single server has no replica that could be promoted).
  */
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
@@ -28,6 +29,8 @@ export interface RedisSettings {
   readonly keyspaceEvents: boolean;
   /** Connect even when the server may evict any key (maxmemory with an allkeys-* policy). */
   readonly allowEviction: boolean;
+  /** ?replicas=N: every grant and release waits (WAIT) until N replicas have it; 0 when not asked for. */
+  readonly replicas: number;
   /** redis+cluster://: the nodes the url names, asked for the master of the namespace's slot (cluster.ts). */
   readonly clusterNodes?: ReadonlyArray<{ readonly host: string; readonly port: number }>;
   /** Set by the driver for redis+cluster://: where the namespace's slot is served. */
@@ -37,7 +40,7 @@ export interface RedisSettings {
 const TLS_PARAMS = ['ca', 'cert', 'key', 'servername', 'rejectUnauthorized'];
 const SENTINEL_PARAMS = ['sentinelPassword', 'sentinelUsername', 'tls'];
 const CLUSTER_REFUSED = ['sentinelPassword', 'sentinelUsername', 'db'];
-const KNOWN = new Set([...TLS_PARAMS, ...SENTINEL_PARAMS, 'keyspaceEvents', 'db', 'allowEviction']);
+const KNOWN = new Set([...TLS_PARAMS, ...SENTINEL_PARAMS, 'keyspaceEvents', 'db', 'allowEviction', 'replicas']);
 
 function bad(message: string): ConcordError {
   return new ConcordError('ERR_INVALID_URL', message);
@@ -109,6 +112,7 @@ export function redisSettings(url: URL, raw: string, params: URLSearchParams, tt
     noDelay: true,
   };
   let db = 0;
+  let replicas = 0;
   let clusterNodes: RedisSettings['clusterNodes'];
   if (scheme === 'redis+cluster') {
     const refused = CLUSTER_REFUSED.find((p) => params.has(p));
@@ -125,12 +129,14 @@ export function redisSettings(url: URL, raw: string, params: URLSearchParams, tt
     const tlsParam = tls ? undefined : TLS_PARAMS.find((p) => params.has(p));
     if (tlsParam !== undefined) throw bad(`url parameter ${tlsParam} needs tls=true on a redis+cluster url`);
     if (tls) base.tls = tlsOptions(params);
+    if (params.has('replicas')) replicas = integer(params.get('replicas') ?? '', 'parameter replicas', 1, 1000);
   } else if (scheme === 'redis+sentinel') {
     const master = decode(url.pathname.replace(/^\/+/, '').replace(/\/+$/, ''));
     if (master === '') throw bad('a redis+sentinel url names its master: redis+sentinel://host:port[,host:port]/MASTER');
     const hosts = hostList(raw, 26379);
     if (hosts.length === 0) throw bad('a redis+sentinel url lists its sentinels: redis+sentinel://host:port[,host:port]/MASTER');
     if (params.has('db')) db = integer(params.get('db') ?? '', 'parameter db', 0, 1_000_000);
+    if (params.has('replicas')) replicas = integer(params.get('replicas') ?? '', 'parameter replicas', 1, 1000);
     const tls = flag(params, 'tls', false);
     const tlsParam = tls ? undefined : TLS_PARAMS.find((p) => params.has(p));
     if (tlsParam !== undefined) throw bad(`url parameter ${tlsParam} needs tls=true on a redis+sentinel url`);
@@ -156,6 +162,9 @@ export function redisSettings(url: URL, raw: string, params: URLSearchParams, tt
         `url parameter ${sentinelParam} is for redis+sentinel:// urls only${sentinelParam === 'tls' ? ' (use rediss:// for TLS)' : ''}`,
       );
     }
+    if (params.has('replicas')) {
+      throw bad(`url parameter replicas is for redis+sentinel:// and redis+cluster:// urls only (a ${scheme} url names one server)`);
+    }
     if (url.hostname === 'multi-host.invalid') {
       throw bad(`a ${scheme} url has one host; use redis+sentinel:// or redis+cluster:// for several`);
     }
@@ -177,6 +186,7 @@ export function redisSettings(url: URL, raw: string, params: URLSearchParams, tt
     db,
     keyspaceEvents: flag(params, 'keyspaceEvents', true),
     allowEviction: flag(params, 'allowEviction', false),
+    replicas,
     ...(clusterNodes ? { clusterNodes } : {}),
   };
 }

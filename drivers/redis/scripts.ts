@@ -21,6 +21,8 @@
  *   P qt:<kind>:<name>  zset rid -> expiry of the waiter's entry (server ms), refreshed while it waits
  *   P qn:<kind>:<name>  hash rid -> the waiting call's nonce, so a waiter trusts only a grant meant for this wait
  *   P qs:<kind>:<name>  hash rid -> when the request entered the line (server ms), for listings
+ *   P r              with ?replicas=N only: the last confirmed grant's token, written by confirm so that a WAIT on
+ *                    the confirming connection covers the grant (PX one minute)
  *   channel P c:<kind>:<name>: `g <rid> <nonce> <token>` when granted, `r` when a hold ends and nobody is granted (watchers)
  *   channel P w:<driver id>: `<nonce> <token>` when a queued call of that driver is granted the lock (waiters)
  *
@@ -708,6 +710,26 @@ else
   if h[1] == rid and h[2] == nonce then free(lk, rid, nil) return 1 end
 end
 promote(lk, nil, nil, nil, false)
+return 1`,
+
+  /**
+   * ARGV: P, lk, rid, token. With ?replicas=N, before a grant is reported: 1 when the request holds the lock with that
+   * token, after a write of this connection's own (a WAIT covers only its connection's writes, and the stream a
+   * replica applies is in order, so covering this write covers the grant, whichever connection made it); else 0.
+   */
+  confirm: `
+local lk, rid, token = ARGV[2], ARGV[3], ARGV[4]
+local l = P .. 'l:' .. lk
+local held
+if isShared(rid) then
+  local v = redis.call('HGET', l, rid)
+  held = v and parseHold(v) == token
+else
+  local h = redis.call('HMGET', l, 's', 't')
+  held = h[1] == rid and h[2] == token
+end
+if not held then return 0 end
+redis.call('SET', P .. 'r', token, 'PX', 60000)
 return 1`,
 
   /** ARGV: P, lk, sid, token */
