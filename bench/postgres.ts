@@ -3,14 +3,61 @@
  * driver and Python tooz's pgsql driver, against one server this script starts. Run: npx tsx bench/postgres.ts
  * Prints a markdown section and writes it to bench/results/postgres.md (see bench/sql.ts for what is measured).
  */
+import advisoryLockPackage from 'advisory-lock';
 import pg from 'pg';
 import { startPostgres } from '../test/support/servers.js';
-import { runSqlBench } from './sql.js';
+import { runSqlBench, type NpmPeer } from './sql.js';
 
 async function client(url: string): Promise<pg.Client> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   return c;
+}
+
+/**
+ * The npm `advisory-lock` package: pg_advisory_lock on a 64-bit hash of the name, a new connection per lock() (the lock
+ * belongs to the connection), closed by the unlock.
+ */
+function advisoryLockPeer(): NpmPeer {
+  const admins: pg.Client[] = [];
+  return {
+    name: 'npm advisory-lock 2 (lock() + unlock())',
+    subject(url, lockName) {
+      // A CommonJS module whose export is `exports.default`.
+      const mutex = advisoryLockPackage.default(url)(lockName);
+      let unlock: (() => Promise<void>) | undefined;
+      return {
+        name: 'npm advisory-lock 2 (lock() + unlock())',
+        acquire: async () => {
+          unlock = await mutex.lock();
+        },
+        release: async () => {
+          await unlock?.();
+          unlock = undefined;
+        },
+        close: async () => {
+          await unlock?.();
+        },
+      };
+    },
+    blocked(url) {
+      return async () => {
+        const admin = await client(url);
+        admins.push(admin);
+        for (;;) {
+          const { rows } = await admin.query<{ n: number }>(
+            "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+          );
+          if ((rows[0]?.n ?? 0) > 0) break;
+        }
+        await admin.end();
+        admins.splice(admins.indexOf(admin), 1);
+      };
+    },
+    async close() {
+      await Promise.all(admins.splice(0).map((a) => a.end()));
+    },
+  };
 }
 
 await runSqlBench({
@@ -68,6 +115,7 @@ await runSqlBench({
   toozUrl: (url) => url.replace(/^postgres:/, 'postgresql:'),
   toozModules: 'tooz, psycopg2',
   toozHandoffs: 30,
+  npmPeer: advisoryLockPeer(),
   jitterMs: { handoff: 0, watch: 0 },
   idleNote:
     "A renewal is two statements (the UPDATE of the session row, then a look for expired sessions to reap), as the server's statement log shows with nothing else in between; the transaction count also holds the server's own background work. The LISTEN connection costs nothing while it waits.",

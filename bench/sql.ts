@@ -39,6 +39,8 @@ export interface SqlTarget {
   readonly toozUrl: (url: string) => string;
   readonly toozModules: string;
   readonly toozHandoffs: number;
+  /** The npm package users pick for this database's locks, when there is one: measured beside concord. */
+  readonly npmPeer?: NpmPeer;
   /** Random pauses (a poll interval) before each hand-off and join, so that polls are met at every phase. */
   readonly jitterMs: { readonly handoff: number; readonly watch: number };
   /** How the target times compare with the issue's: uncontended <= 2x floor, hand-off p50, watch p50, idle q/s. */
@@ -47,6 +49,15 @@ export interface SqlTarget {
   readonly idleNote: string;
   /** Where the time of an uncontended acquire + release goes, for the text. */
   readonly explain: string;
+}
+
+/** An npm lock package as a subject, and how to see its waiter blocked on the server (for the hand-off). */
+export interface NpmPeer {
+  readonly name: string;
+  subject(url: string, lockName: string): Subject;
+  /** Resolves once some connection waits for a lock on the server. */
+  blocked(url: string): () => Promise<void>;
+  close(): Promise<void>;
 }
 
 const SHARED = 'concord shared lock';
@@ -218,6 +229,7 @@ export async function runSqlBench(target: SqlTarget): Promise<void> {
       concordLock(await connect(url, { namespace: ns, member: 'u' }), 'u1'),
       concordShared(await connect(url, { namespace: ns, member: 's' }), 's1'),
       concordPermit(await connect(url, { namespace: ns, member: 'p' }), 'p1'),
+      ...(target.npmPeer ? [target.npmPeer.subject(url, `${ns}-npm`)] : []),
     ];
     const unc = await uncontended(single, 6, 100);
     for (const s of single) await s.close();
@@ -235,6 +247,11 @@ export async function runSqlBench(target: SqlTarget): Promise<void> {
     const concordHandoff = await handoff(concordLock(ca, 'h'), concordLock(cb, 'h'), queuedB, 100, target.jitterMs.handoff);
     await ca.close();
     await cb.close();
+    const peer = target.npmPeer;
+    const peerHandoff = peer
+      ? await handoff(peer.subject(url, `${ns}-npm-h`), peer.subject(url, `${ns}-npm-h`), peer.blocked(url), 100, 0)
+      : undefined;
+    await peer?.close();
 
     progress('watch latency');
     const watch = await watchLatency(url, 100, target.jitterMs.watch);
@@ -290,6 +307,9 @@ export async function runSqlBench(target: SqlTarget): Promise<void> {
     out(`| subject | n | p50 | p99 | mean |`);
     out(`|---|---|---|---|---|`);
     out(`| concord lock | ${concordHandoff.n} | ${ms(concordHandoff.p50)} | ${ms(concordHandoff.p99)} | ${ms(concordHandoff.mean)} |`);
+    if (peer && peerHandoff) {
+      out(`| ${peer.name} | ${peerHandoff.n} | ${ms(peerHandoff.p50)} | ${ms(peerHandoff.p99)} | ${ms(peerHandoff.mean)} |`);
+    }
     if (typeof py !== 'string') {
       const t = stats(py.handoff);
       out(`| Python tooz | ${t.n} | ${ms(t.p50)} | ${ms(t.p99)} | ${ms(t.mean)} |`);
