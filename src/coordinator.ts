@@ -310,17 +310,15 @@ export class CoordinatorImpl extends EventEmitter implements Coordinator, GroupH
 
   guard<T>(promise: Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const interrupt = (error: ConcordError): void => {
-        reject(error);
-      };
-      this.#guarded.add(interrupt);
+      // The promise's own reject is the interrupt: no closure of its own per request.
+      this.#guarded.add(reject);
       promise.then(
         (value) => {
-          this.#guarded.delete(interrupt);
+          this.#guarded.delete(reject);
           resolve(value);
         },
         (error: unknown) => {
-          this.#guarded.delete(interrupt);
+          this.#guarded.delete(reject);
           reject(error instanceof ConcordError ? error : new ConcordError('ERR_CONNECTION', String(error), { cause: error }));
         },
       );

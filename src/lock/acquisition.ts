@@ -59,6 +59,8 @@ export class Acquisition implements ActiveAcquisition {
   /** Monotonic ms by which it must be held, if the caller set a timeout. */
   readonly #deadline: number | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** The abort listener on the caller's signal; made only when there is a signal (most acquisitions have none). */
+  #abortListener: (() => void) | undefined;
   #phase: Phase = 'turn';
   #session = '';
   /** It holds the local turn of the name. */
@@ -88,12 +90,25 @@ export class Acquisition implements ActiveAcquisition {
   async run(): Promise<HeldLockImpl> {
     const locks = this.#host.registry;
     locks.active.add(this);
-    this.#signal?.addEventListener('abort', this.#onAbort, { once: true });
+    const signal = this.#signal;
+    if (signal) {
+      this.#abortListener = (): void => {
+        this.#onAbort();
+      };
+      signal.addEventListener('abort', this.#abortListener, { once: true });
+    }
     if (this.#deadline !== undefined) {
-      this.#timer = setTimeout(this.#onTimeout, Math.max(0, this.#deadline - performance.now()));
+      this.#timer = setTimeout(
+        () => {
+          this.end(timeoutError());
+        },
+        Math.max(0, this.#deadline - performance.now()),
+      );
     }
     try {
-      await this.#takeTurn();
+      // The local turn is usually free: taken at once, without a wait to await.
+      const turn = this.#takeTurn();
+      if (turn) await turn;
       for (;;) {
         try {
           return await this.#inSession();
@@ -110,19 +125,15 @@ export class Acquisition implements ActiveAcquisition {
       throw this.#ended ?? asConcordError(error);
     } finally {
       locks.active.delete(this);
-      clearTimeout(this.#timer);
-      this.#signal?.removeEventListener('abort', this.#onAbort);
+      if (this.#timer) clearTimeout(this.#timer);
+      if (this.#abortListener) signal?.removeEventListener('abort', this.#abortListener);
     }
   }
 
-  readonly #onAbort = (): void => {
+  #onAbort(): void {
     const what = this.kind === 'leader' ? 'leadership of' : this.kind === 'semaphore' ? 'a permit of semaphore' : 'lock';
     this.end(abortedError(this.#signal, `acquiring ${what} "${this.name}"`));
-  };
-
-  readonly #onTimeout = (): void => {
-    this.end(timeoutError());
-  };
+  }
 
   end(reason: ConcordError): void {
     if (this.#ended) return;
@@ -150,28 +161,24 @@ export class Acquisition implements ActiveAcquisition {
     return this.#round.signal;
   }
 
-  /** Awaits a backend request, unless the acquisition is interrupted first (the request is tracked for clean-up). */
+  /**
+   * Awaits a backend request, unless the acquisition is interrupted first (the request is tracked for clean-up). The
+   * promise's own reject is the interrupt: no closure of its own per request.
+   */
   #race<T>(promise: Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const interrupt = (error: ConcordError): void => {
-        this.#interrupt = undefined;
-        reject(error);
-      };
-      const settle = (): void => {
-        if (this.#interrupt === interrupt) this.#interrupt = undefined;
-      };
       promise.then(
         (value) => {
-          settle();
+          if (this.#interrupt === reject) this.#interrupt = undefined;
           resolve(value);
         },
         (error: unknown) => {
-          settle();
+          if (this.#interrupt === reject) this.#interrupt = undefined;
           reject(asConcordError(error));
         },
       );
-      if (this.#ended) interrupt(this.#ended);
-      else this.#interrupt = interrupt;
+      if (this.#ended) reject(this.#ended);
+      else this.#interrupt = reject;
     });
   }
 
@@ -180,46 +187,67 @@ export class Acquisition implements ActiveAcquisition {
     this.#inFlight = request;
   }
 
-  async #takeTurn(): Promise<void> {
+  /** Takes the local turn of the name: at once (undefined), or once the promise resolves. */
+  #takeTurn(): Promise<void> | undefined {
     const want = this.#want;
     if (want) {
       // Shared holds and permits of one process coexist: each takes a free slot of its own and waits on the backend.
       const slot = this.#host.registry.enterFreeSlot(this.kind, this.name, this.kind === 'semaphore' ? 0 : 1);
       this.#mode = { slot, shared: true, limit: want.limit };
       this.#entered = true;
-      return;
+      return undefined;
     }
     const queue = this.#host.registry.queue(this.#key);
-    if (!queue.tryEnter()) {
-      // Held or awaited by someone else in this process; our own clean-up after an abandoned wait is not "taken".
-      if (this.#once && !queue.onlyCleaning) throw timeoutError();
-      this.#phase = 'turn';
-      await queue.enter(this.#waitSignal());
+    if (queue.tryEnter()) {
+      this.#entered = true;
+      return undefined;
     }
-    this.#entered = true;
+    // Held or awaited by someone else in this process; our own clean-up after an abandoned wait is not "taken".
+    if (this.#once && !queue.onlyCleaning) throw timeoutError();
+    this.#phase = 'turn';
+    return queue.enter(this.#waitSignal()).then(() => {
+      this.#entered = true;
+    });
   }
 
   async #inSession(): Promise<HeldLockImpl> {
     const host = this.#host;
     this.#phase = 'session';
-    this.#session = this.#once ? host.usableSession() : await this.#usableSession();
-    if (host.registry.uncancelled.size > 0) await host.registry.cancelPending(host, slotKey(this.kind, this.name, this.#mode.slot));
+    // The session is usually live: no wait to await (and so nothing can change before the attempt below).
+    const session = this.#once ? host.usableSession() : this.#liveSession();
+    let waited = session === undefined;
+    this.#session = session ?? (await host.nextSession(this.#waitSignal()));
+    if (host.registry.uncancelled.size > 0) {
+      await host.registry.cancelPending(host, slotKey(this.kind, this.name, this.#mode.slot));
+      waited = true;
+    }
     // A lock this process queued for a moment ago goes straight to the backend's queue.
     if (this.#once || !host.driver.acquireLock || !host.registry.recentlyContended(this.#key)) {
-      const token = await this.#tryOnce();
+      // One plain attempt (inline: the uncontended path), the token, or undefined when it is taken.
+      this.#phase = 'trying';
+      if (waited) this.#assertCurrent();
+      const attempt = this.#tryLock();
+      this.#ask(attempt);
+      let token: bigint | undefined;
+      try {
+        token = await this.#race(attempt);
+      } catch (error) {
+        await this.#tryFailed(error);
+      }
       if (token !== undefined) return this.#hold(token);
       if (this.#once) throw timeoutError();
     }
     return this.#hold(await this.#contend());
   }
 
-  async #usableSession(): Promise<string> {
+  /** The live session's id, or undefined while a lost one is being replaced. */
+  #liveSession(): string | undefined {
     try {
       return this.#host.usableSession();
     } catch (error) {
       if (!isConcordError(error, 'ERR_SESSION_LOST')) throw error;
+      return undefined;
     }
-    return this.#host.nextSession(this.#waitSignal());
   }
 
   /** The driver's tryLock in this acquisition's mode; exclusive requests name none, as before shared locks existed. */
@@ -230,27 +258,18 @@ export class Acquisition implements ActiveAcquisition {
       : driver.tryLock(this.kind, this.name, this.#session, member);
   }
 
-  /** One plain attempt: the token, or undefined when it is taken (or the link failed and waiting will tell). */
-  async #tryOnce(): Promise<bigint | undefined> {
-    const host = this.#host;
-    this.#phase = 'trying';
-    this.#assertCurrent();
-    const attempt = this.#tryLock();
-    this.#ask(attempt);
-    try {
-      return await this.#race(attempt);
-    } catch (error) {
-      if (error === replaced || this.#ended) throw error;
-      if (isConcordError(error, 'ERR_SESSION_LOST')) {
-        // The backend no longer knows the session: once the machine agrees, carry on in the replacement.
-        const lost = await host.sessionRefused(this.#session);
-        if (lost && !this.#once && !this.#ended) throw replaced;
-        throw error;
-      }
-      // A dropped connection is not the end of a wait: the backend wait takes over, and the session machine decides.
-      if (!this.#once && isConcordError(error, 'ERR_CONNECTION')) return undefined;
+  /** The plain attempt failed: resolves when waiting will tell (a dropped link), else throws what to throw. */
+  async #tryFailed(error: unknown): Promise<void> {
+    if (error === replaced || this.#ended) throw error;
+    if (isConcordError(error, 'ERR_SESSION_LOST')) {
+      // The backend no longer knows the session: once the machine agrees, carry on in the replacement.
+      const lost = await this.#host.sessionRefused(this.#session);
+      if (lost && !this.#once && !this.#ended) throw replaced;
       throw error;
     }
+    // A dropped connection is not the end of a wait: the backend wait takes over, and the session machine decides.
+    if (!this.#once && isConcordError(error, 'ERR_CONNECTION')) return;
+    throw error;
   }
 
   /** The waiting part: the driver's fair queue, or a notified retry loop. */

@@ -46,6 +46,9 @@ function checked(signal: AbortSignal, check: () => void): AbortSignal {
   return signal;
 }
 
+/** How a hold ended: lost with its session or from outside, dropped by close(), or released. */
+type Ending = 'lost' | 'closed' | 'released';
+
 export class HeldLockImpl implements HeldLock {
   readonly name: string;
   readonly token: bigint;
@@ -59,9 +62,11 @@ export class HeldLockImpl implements HeldLock {
   // Created on first use of `signal`: most holders never look, and a controller plus its abort is a large share of
   // an uncontended acquire and release.
   #controller: AbortController | undefined;
-  #reason: (() => ConcordError) | undefined;
+  /** How the hold ended, once it has: its error is made only when someone asks (most never do). */
+  #ending: Ending | undefined;
   #released: Promise<void> | undefined;
-  readonly #acquiredAt = performance.now();
+  readonly #acquiredAt: number;
+  #slotLeft = false;
 
   constructor(host: LockHost, kind: LockKind, name: string, sessionId: string, token: bigint, slot = 0, shared = false) {
     this.#host = host;
@@ -71,6 +76,7 @@ export class HeldLockImpl implements HeldLock {
     this.name = name;
     this.#sessionId = sessionId;
     this.token = token;
+    this.#acquiredAt = performance.now();
     host.registry.held.add(this);
   }
 
@@ -81,7 +87,7 @@ export class HeldLockImpl implements HeldLock {
       checked(this.#controller.signal, () => {
         this.#host.checkSession();
       });
-      if (this.#reason) this.#controller.abort(this.#reason());
+      if (this.#ending) this.#controller.abort(this.#reason(this.#ending));
     }
     return this.#controller.signal;
   }
@@ -95,7 +101,24 @@ export class HeldLockImpl implements HeldLock {
   /** Throws the reason the lock ended (ERR_LOCK_LOST, ERR_LEADERSHIP_LOST, ERR_CLOSED, ERR_ABORTED) unless it is valid. */
   assertValid(): void {
     if (this.valid) return;
-    throw this.#reason?.() ?? new ConcordError('ERR_LOCK_LOST', `${this.#what()} is no longer held`);
+    throw this.#ending ? this.#reason(this.#ending) : new ConcordError('ERR_LOCK_LOST', `${this.#what()} is no longer held`);
+  }
+
+  /** Why the hold ended, as the error its signal aborts with. */
+  #reason(ending: Ending): ConcordError {
+    switch (ending) {
+      case 'lost':
+        return this.kind === 'leader'
+          ? new ConcordError('ERR_LEADERSHIP_LOST', `leadership of group "${this.name}" was lost`)
+          : new ConcordError('ERR_LOCK_LOST', `${this.#what()} was lost`);
+      case 'closed':
+        return new ConcordError('ERR_CLOSED', 'the coordinator was closed');
+      case 'released':
+        return new ConcordError(
+          'ERR_ABORTED',
+          this.kind === 'leader' ? `leadership of group "${this.name}" was resigned` : `${this.#what()} was released`,
+        );
+    }
   }
 
   /** What this hold is, for messages. */
@@ -111,18 +134,14 @@ export class HeldLockImpl implements HeldLock {
     if (lostChannel.hasSubscribers) {
       lostChannel.publish({ member: this.#host.member, kind: this.kind, name: this.name, token: this.token } satisfies LostMessage);
     }
-    this.#finish(() =>
-      this.kind === 'leader'
-        ? new ConcordError('ERR_LEADERSHIP_LOST', `leadership of group "${this.name}" was lost`)
-        : new ConcordError('ERR_LOCK_LOST', `${this.#what()} was lost`),
-    );
+    this.#finish('lost');
   }
 
   /** The coordinator is closing and ends the session, which frees the lock on the backend. */
   drop(): void {
     if (this.#released) return;
     this.#released = Promise.resolve();
-    this.#finish(() => new ConcordError('ERR_CLOSED', 'the coordinator was closed'));
+    this.#finish('closed');
   }
 
   release(): Promise<void> {
@@ -139,21 +158,14 @@ export class HeldLockImpl implements HeldLock {
     return (this.#released = releaseChannel.tracePromise(() => this.#release(), context));
   }
 
-  async #release(): Promise<void> {
+  #release(): Promise<void> {
     // A shared hold or permit keeps its slot until the release has reached the backend: a new request of this process
     // taking the same slot meanwhile could meet this hold's entry there. (It takes another free slot instead.)
-    this.#finish(
-      () =>
-        new ConcordError(
-          'ERR_ABORTED',
-          this.kind === 'leader' ? `leadership of group "${this.name}" was resigned` : `${this.#what()} was released`,
-        ),
-      !this.shared,
-    );
-    await this.#unlock();
+    this.#finish('released', !this.shared);
+    return this.#unlock();
   }
 
-  readonly #unlock = async (): Promise<void> => {
+  async #unlock(): Promise<void> {
     try {
       // Bounded by the session and close(): a lost session frees the lock anyway, and release() must settle.
       await this.#host.guard(
@@ -165,28 +177,31 @@ export class HeldLockImpl implements HeldLock {
     } catch (error) {
       // A lock whose release did not reach the backend would block others until our session ends: retry later.
       if (isConcordError(error, 'ERR_CONNECTION')) {
-        this.#host.registry.unreleased.set(this.#unlock, this.#leaveSlot);
+        this.#host.registry.unreleased.set(
+          () => this.#unlock(),
+          () => {
+            this.#leaveSlot();
+          },
+        );
       } else {
         this.#leaveSlot();
       }
       debug('release of %s "%s" failed: %s', this.kind, this.name, (error as Error).message);
     }
-  };
-
-  #slotLeft = false;
+  }
 
   /** Passes this hold's slot on to the next local request; once. */
-  readonly #leaveSlot = (): void => {
+  #leaveSlot(): void {
     if (this.#slotLeft) return;
     this.#slotLeft = true;
     this.#host.registry.leave(slotKey(this.kind, this.name, this.#slot));
-  };
+  }
 
-  #finish(reason: () => ConcordError, leaveSlot = true): void {
+  #finish(ending: Ending, leaveSlot = true): void {
     this.#host.registry.held.delete(this);
-    this.#reason = reason;
+    this.#ending = ending;
     const controller = this.#controller;
-    if (controller && !abortedOf.call(controller.signal)) controller.abort(reason());
+    if (controller && !abortedOf.call(controller.signal)) controller.abort(this.#reason(ending));
     if (leaveSlot) this.#leaveSlot();
   }
 
