@@ -10,7 +10,8 @@
  *      (concord's semaphore against redis-semaphore's Semaphore, limit 3 with two permits held throughout);
  *   3. 4 clients contending on one lock for a fixed time: throughput and max/min acquisitions per client;
  *   4. a join seen by a watcher in another process (monotonic clock shared by the processes of one host);
- *   5. 1,000 members in one group heartbeating at default settings: Redis CPU and client CPU.
+ *   5. 1,000 members in one group heartbeating at default settings: Redis CPU and client CPU;
+ *   6. what ?replicas=1 costs an uncontended acquire + release, behind Sentinel with one replica (redis-replicas.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -25,6 +26,7 @@ import { connect, type Coordinator, type HeldLock } from '../src/index.js';
 import { concordLock, handoff, ms, sleep, stats, watchLatency, type Stats, type Subject } from './support.js';
 import { kQueued, type CoordinatorImpl } from '../src/coordinator.js';
 import { startRedis, type ServerHandle } from '../test/support/servers.js';
+import { replicasSection } from './redis-replicas.js';
 
 // ---- subjects
 
@@ -608,6 +610,8 @@ try {
   await admin.quit();
   await server.stop();
 }
+out();
+for (const line of await replicasSection()) out(line);
 
 const text = `${lines.join('\n')}\n`;
 process.stdout.write(text);

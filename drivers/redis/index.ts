@@ -29,6 +29,17 @@
  * then checks its sessions, so the holders hear of it within a round trip. A reconnected command connection checks the
  * same (the server may have restarted, or a replica that never saw the latest grants may have been promoted).
  *
+ * Replicas: Redis replicates asynchronously, so a grant the dying master acknowledged may never reach the promoted
+ * replica, which can then grant the lock again. With ?replicas=N (redis+sentinel:// and redis+cluster:// only) a grant
+ * is reported only once N replicas have it, and a release ends only then: the script that wrote it is followed by
+ * `WAIT N` on the same connection. A waiter handed a lock by another client's release or reap confirms it itself: WAIT
+ * covers only its own connection's writes, so it first runs a script that checks the hold and writes (the stream a
+ * replica applies is in order, so that write covers the grant), then WAITs. Fewer than N replicas within a sixth of the
+ * TTL (2 s at most): the grant is not reported (a waiting acquire tries again until its timeout or signal, one attempt
+ * rejects with ERR_CONNECTION, and the core gives back what was granted when it gives up) and a release fails with
+ * ERR_CONNECTION (the core sends it again). It holds for a promoted replica among those that confirmed. Cost: about
+ * 1.7x an uncontended acquire + release with one replica on the same host (bench/results/redis.md).
+ *
  * Refusals: replies retrying will not change (OOM, READONLY from a replica named by a redis:// url, NOPERM, WRONGTYPE)
  * are ERR_REFUSED with the server's message, which ends a waiting acquire; so are credentials the server refuses at
  * connect (WRONGPASS, NOAUTH), as with etcd; everything else is ERR_CONNECTION. Behind Sentinel, READONLY means the

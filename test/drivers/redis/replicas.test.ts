@@ -183,8 +183,9 @@ describe.skipIf(!availability.ok)(`redis ?replicas behind Sentinel${availability
       const intervals = new Map<string, HoldInterval[]>(names.map((name) => [name, []]));
       const stop = new AbortController();
       let grants = 0;
-      // From the cut until the replica is promoted, a holder keeps its lock: a grant lost in the failover is then
-      // still held when the promoted replica grants the lock again.
+      // A holder of a granted after the cut keeps it until the replica is promoted (a grant lost in the failover is then
+      // still held when the promoted replica grants the lock again); b keeps changing hands, so the master grants
+      // what the replica never sees.
       let cut = false;
       let promotedNow = (): void => undefined;
       const promoted = new Promise<void>((resolve) => {
@@ -197,8 +198,9 @@ describe.skipIf(!availability.ok)(`redis ?replicas behind Sentinel${availability
           clients.push(await connect(url, { member: `c${String(i)}`, namespace, sessionTtlMs: 20_000 }));
         }
         const loops = clients.map(async (client, i) => {
-          for (let round = 0; !stop.signal.aborted; round++) {
-            const name = names[(i + round) % names.length] ?? 'a';
+          // Two clients per lock: a client waiting for a held across the failover never holds up b.
+          const name = names[i % names.length] ?? 'a';
+          while (!stop.signal.aborted) {
             let held;
             try {
               held = await client.lock(name).acquire({ timeoutMs: 20_000, signal: stop.signal });
@@ -206,13 +208,14 @@ describe.skipIf(!availability.ok)(`redis ?replicas behind Sentinel${availability
               continue;
             }
             const start = process.hrtime.bigint();
+            const holdAcross = cut && name === 'a';
             // Held until the release is sent, or until the holder is told it lost the lock, whichever comes first.
             let lostAt: bigint | undefined;
             held.signal.addEventListener('abort', () => {
               lostAt = process.hrtime.bigint();
             });
             grants++;
-            await (cut ? promoted : new Promise((resolve) => setImmediate(resolve)));
+            await (holdAcross ? promoted : new Promise((resolve) => setImmediate(resolve)));
             const end = lostAt ?? process.hrtime.bigint();
             intervals.get(name)?.push({ client: client.member, token: held.token, start, end });
             await held.release().catch(() => undefined);
