@@ -444,7 +444,7 @@ class RedisDriver implements Driver {
       const [held, value] = (await this.#run('acquireShared', args)) as [number, number | string];
       if (held === 2) throw limitMismatch(name, mode.limit, Number(value));
       if (held !== 1) return undefined;
-      await this.#written(generation);
+      if (this.#replicas > 0) await this.#written(generation);
       return this.#granted(kind, name, sessionId, String(value), holdKey(key, mode.slot));
     }
     const [held, value] = (await this.#run('acquire', [lockKey(kind, name), sessionId, member, 'try', '0', nonce])) as [
@@ -452,7 +452,8 @@ class RedisDriver implements Driver {
       number | string,
     ];
     if (held !== 1) return undefined;
-    await this.#written(generation);
+    // Without ?replicas, no await of its own: the uncontended path pays for none.
+    if (this.#replicas > 0) await this.#written(generation);
     return this.#granted(kind, name, sessionId, String(value));
   }
 
@@ -586,7 +587,7 @@ class RedisDriver implements Driver {
       if (this.#held.holds(hold, sessionId, value)) this.#held.release(hold);
       const generation = this.#generation;
       await this.#run('unlockShared', [key, requestId(sessionId, slot), value]);
-      await this.#written(generation);
+      if (this.#replicas > 0) await this.#written(generation);
       return;
     }
     // Before the release is sent: the deletion it causes is ours, not news.
@@ -595,7 +596,7 @@ class RedisDriver implements Driver {
     await this.#run('unlock', [key, sessionId, value]);
     // A release a promoted replica never saw would leave the lock held there by a session that let it go; failing
     // here, the core sends it again.
-    await this.#written(generation);
+    if (this.#replicas > 0) await this.#written(generation);
   }
 
   async lockHolder(kind: LockKind, name: string): Promise<LockHolder | undefined> {

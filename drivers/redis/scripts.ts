@@ -396,10 +396,13 @@ end
 const FAST: { readonly [K in ScriptName]?: string } = {
   acquire: `
 local P, lk, sid = ARGV[1], ARGV[2], ARGV[3]
-local l, q = P .. 'l:' .. lk, P .. 'q:' .. lk
+local l, q, s = P .. 'l:' .. lk, P .. 'q:' .. lk, P .. 's:' .. sid
+-- Three questions in one call: EXISTS counts a key each time it is named, so the lock and its line add 0 to 2 and
+-- our session 3 when it is alive. A dead session is refused whatever else holds (as in the full body).
+local n = redis.call('EXISTS', l, q, s, s, s)
+if n < 3 then return redis.error_reply('CONCORD ERR_SESSION_LOST') end
 -- Free and nobody queued: grant at once (the full body's grant, seeding included, for a lock nobody holds).
-if redis.call('EXISTS', l, q) == 0 then
-  if redis.call('EXISTS', P .. 's:' .. sid) == 0 then return redis.error_reply('CONCORD ERR_SESSION_LOST') end
+if n == 3 then
   -- FENCE, inlined (no previous holder here).
 ${FENCE_INLINE}
   redis.call('HSET', l, 's', sid, 'm', ARGV[4], 't', token, 'w', ARGV[7])
@@ -412,7 +415,6 @@ local holder = redis.call('HGET', l, 's')
 if holder and holder ~= sid then
   local pttl = redis.call('PTTL', P .. 's:' .. holder)
   if pttl ~= -2 then
-    if redis.call('EXISTS', P .. 's:' .. sid) == 0 then return redis.error_reply('CONCORD ERR_SESSION_LOST') end
     if ARGV[5] == 'wait' then
       local t = redis.call('TIME')
       local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -467,8 +469,14 @@ end`,
 local P, lk, rid = ARGV[1], ARGV[2], ARGV[3]
 local l, q = P .. 'l:' .. lk, P .. 'q:' .. lk
 local limit = tonumber(ARGV[8])
+local c = string.find(rid, '/', 1, true)
+local sid = string.sub(rid, 1, c - 1)
+local s = P .. 's:' .. sid
+-- As the exclusive fast path: the lock and its line count 0 to 2, our live session 3; a dead one is refused.
+local live = redis.call('EXISTS', l, q, s, s, s)
+if live < 3 then return redis.error_reply('CONCORD ERR_SESSION_LOST') end
 -- Nobody in line; or only shared holders, below this very limit, and nobody queued: hold at once.
-local join = redis.call('EXISTS', l, q) == 0
+local join = live == 3
 if not join and redis.call('EXISTS', q) == 0 then
   local h = redis.call('HMGET', l, 's', 'k', rid)
   local k = h[2] or '0'
@@ -479,9 +487,6 @@ if not join and redis.call('EXISTS', q) == 0 then
   end
 end
 if join then
-  local c = string.find(rid, '/', 1, true)
-  local sid = string.sub(rid, 1, c - 1)
-  if redis.call('EXISTS', P .. 's:' .. sid) == 0 then return redis.error_reply('CONCORD ERR_SESSION_LOST') end
   -- FENCE, inlined (as the exclusive fast path: tokens before it are below the counter, or below the clock).
 ${FENCE_INLINE}
   local v = token .. ' ' .. ARGV[7] .. ' ' .. ARGV[4]
