@@ -89,6 +89,8 @@ export class SqliteDriver implements Driver {
   #lastReap = 0;
   /** Names a try last found taken (kind NUL name), oldest first. */
   readonly #contended = new Set<string>();
+  /** Set inside a write transaction that made a change a watcher or waiter of another process may care about. */
+  #announce = false;
 
   constructor(context: DriverContext, engine: Engine, opened: Opened, path: string) {
     this.#context = context;
@@ -240,11 +242,21 @@ export class SqliteDriver implements Driver {
     }
   }
 
-  /** A write transaction that took the write lock before reading. Our own commits do not move our data_version. */
+  /**
+   * A write transaction that took the write lock before reading. Our own commits do not move our data_version. Other
+   * processes hear of it when it made a change they may care about (see #announce).
+   */
   #write<T>(fn: () => T): T {
+    this.#announce = false;
     const result = this.#db.transaction('immediate', fn);
-    this.#notifier.changed();
+    this.#notifier.changed(this.#announce);
     return result;
+  }
+
+  /** Inside a write transaction: the lock's version moves, which its waiters and watchers look for. */
+  #bump(ns: string, kind: string, name: string): void {
+    this.#st.bumpLock.run(ns, kind, name);
+    this.#announce = true;
   }
 
   // ---- reaping
@@ -259,6 +271,7 @@ export class SqliteDriver implements Driver {
     const now = monotonicMs();
     const rows = this.#st.sessions.all();
     const dead = rows.filter((row) => deathOf(toOwner(row), now) !== undefined).map((row) => row.id);
+    this.#notifier.legacy(rows.some((row) => row.touches !== 1 && !dead.includes(row.id)));
     if (dead.length > 0) {
       this.#write(() => {
         const at = monotonicMs();
@@ -287,16 +300,18 @@ export class SqliteDriver implements Driver {
   /** Inside a write transaction: the session and everything hanging off it go, and watchers are told. */
   #endSession(id: string): void {
     const st = this.#st;
+    this.#announce = true;
     for (const m of st.sessionMembers.all(id)) this.#logChange(m.ns, m.grp, 'leave', m.member, null);
     st.deleteSessionMembers.run(id);
     st.freeSessionLocks.run(id);
     const waited = st.sessionWaitedLocks.all(id);
     st.deleteSessionWaiters.run(id);
-    for (const lock of waited) st.bumpLock.run(lock.ns, lock.kind, lock.name);
+    for (const lock of waited) this.#bump(lock.ns, lock.kind, lock.name);
     st.deleteSession.run(id);
   }
 
   #logChange(ns: string, group: string, type: 'join' | 'update' | 'leave', member: string, capabilities: string | null): void {
+    this.#announce = true;
     const id = Number(this.#st.insertChange.run(ns, group, type, member, capabilities).lastInsertRowid);
     if (id % LOG_TRIM_EVERY === 0 && id > LOG_KEEP) {
       this.#st.trimChanges.run(id - LOG_KEEP);
@@ -507,6 +522,8 @@ export class SqliteDriver implements Driver {
   #grant(kind: LockKind, name: string, sessionId: string, member: string, fence: number): bigint {
     const token = fence + 1;
     this.#st.grant.run(sessionId, member, token, token, this.#ns, kind, name);
+    // Only an election watches who holds; a waiter waits for a release, which is announced.
+    if (kind === 'leader') this.#announce = true;
     return BigInt(token);
   }
 
@@ -565,7 +582,11 @@ export class SqliteDriver implements Driver {
       this.#st.insertRequest.run(this.#ns, kind, name, sessionId, mode.slot, mode.limit, member, ++token, monotonicMs());
       granted = BigInt(token);
     }
-    if (token !== fence) this.#st.advanceFence.run(token, this.#ns, kind, name);
+    if (token !== fence) {
+      this.#st.advanceFence.run(token, this.#ns, kind, name);
+      // Requests granted here find their token at their next look.
+      this.#announce = true;
+    }
     return granted;
   }
 
@@ -724,7 +745,7 @@ export class SqliteDriver implements Driver {
     try {
       this.#run(() => {
         this.#write(() => {
-          if (this.#st.deleteWaiter.run(waiter).changes > 0) this.#st.bumpLock.run(this.#ns, kind, name);
+          if (this.#st.deleteWaiter.run(waiter).changes > 0) this.#bump(this.#ns, kind, name);
         });
       });
     } catch (error) {
@@ -737,9 +758,7 @@ export class SqliteDriver implements Driver {
       return this.#call(() => {
         if (this.#st.slotRequest.get(this.#ns, kind, name, sessionId, slot) === undefined) return;
         this.#write(() => {
-          if (this.#st.deleteSlotRequests.run(this.#ns, kind, name, sessionId, slot).changes > 0) {
-            this.#st.bumpLock.run(this.#ns, kind, name);
-          }
+          if (this.#st.deleteSlotRequests.run(this.#ns, kind, name, sessionId, slot).changes > 0) this.#bump(this.#ns, kind, name);
         });
       });
     }
@@ -752,7 +771,8 @@ export class SqliteDriver implements Driver {
         const left = this.#st.deleteSessionLockWaiters.run(this.#ns, kind, name, sessionId).changes;
         // Granted meanwhile: released as a release does, which tells watchers (the version moves).
         const freed = this.#st.freeSessionLock.run(this.#ns, kind, name, sessionId).changes;
-        if (left > 0 && freed === 0) this.#st.bumpLock.run(this.#ns, kind, name);
+        if (freed > 0) this.#announce = true;
+        if (left > 0 && freed === 0) this.#bump(this.#ns, kind, name);
       });
     });
   }
@@ -761,15 +781,16 @@ export class SqliteDriver implements Driver {
     if (isShared(kind, slot)) {
       return this.#call(() => {
         this.#write(() => {
-          if (this.#st.releaseShared.run(this.#ns, kind, name, sessionId, Number(token)).changes > 0) {
-            this.#st.bumpLock.run(this.#ns, kind, name);
-          }
+          if (this.#st.releaseShared.run(this.#ns, kind, name, sessionId, Number(token)).changes > 0) this.#bump(this.#ns, kind, name);
         });
       });
     }
     return this.#call(() => {
       // A single UPDATE is atomic: it frees the lock only if this session still holds it with this token.
-      if (this.#st.unlock.run(this.#ns, kind, name, sessionId, Number(token)).changes > 0) this.#notifier.changed();
+      if (this.#st.unlock.run(this.#ns, kind, name, sessionId, Number(token)).changes === 0) return;
+      // Announced where someone may care: an election, or a line (read after the release: a waiter that queues later
+      // looks at the lock itself once queued).
+      this.#notifier.changed(kind === 'leader' || this.#st.hasWaiters.get(this.#ns, kind, name) !== undefined);
     });
   }
 

@@ -17,11 +17,14 @@
  *   while it watches (every FALLBACK_POLL_MS while file notifications work, at most every REAP_EVERY_MS), and at each
  *   re-check while it waits for a lock (every 100 ms). Reaping publishes the leaves to the change log. A session from another
  *   time namespace (another CLOCK_MONOTONIC) is not judged by its TTL, only by its process's death.
- * - Changes by other processes are noticed by reading `PRAGMA data_version` when the directory's file notification
- *   says the database or its -wal file changed, and by a fallback poll (features.watch is 'poll'): every
- *   FALLBACK_POLL_MS (500 ms) while notifications are known to work, every POLL_MS (10 ms) while they are not (none
- *   could be set up, or the poll found a commit that no notification announced; three announced ones in a row bring
- *   the slow poll back). So an idle watching process wakes a few times a second. Drivers of one process on one file
+ * - Changes by other processes that a watcher or waiter cares about (change-log rows, a lock's version moving where
+ *   someone may wait or watch, a session's end) are announced by touching a side file, `<db>-concord` (made on
+ *   demand, empty), once committed; watchers watch it, so renewals wake nobody. A fallback poll of `PRAGMA
+ *   data_version` (features.watch is 'poll') bounds a lost notification: every FALLBACK_POLL_MS (500 ms) while
+ *   notifications are known to work, every POLL_MS (10 ms) while they are not (none could be set up, or the poll found
+ *   a change watched here that no notification announced; three announced ones in a row bring the slow poll back).
+ *   While a live session belongs to a process of an earlier version (schema 3 or below: it touches nothing), the -wal
+ *   is watched too, as those versions did. So an idle watching process wakes about twice a second. Drivers of one process on one file
  *   tell each other directly. One poller per driver, running only while something waits or watches, and keeping the
  *   process alive meanwhile (nothing else would: there is no socket).
  * - Membership changes go to a change log written in the same transaction; its id is the revision (with the number

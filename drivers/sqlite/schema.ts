@@ -20,16 +20,19 @@ const OPEN_ATTEMPTS = 3;
 /**
  * 2: a lock's line holds shared holds and semaphore permits as well as waiters (concord_waiters' slot, shared, lim,
  * member and token). 3: every request names its member and when it entered the line (concord_waiters' since, on the
- * host's monotonic clock), so a listing can say who has waited longest. Processes of versions 1 and 2 may go on
- * sharing a migrated file: see migrate().
+ * host's monotonic clock), so a listing can say who has waited longest. 4: every session says whether its process
+ * touches the side file after the commits watchers care about (concord_sessions' touches), so a watcher knows while
+ * it must also listen to every commit (notify.ts). Processes of versions 1 to 3 may go on sharing a migrated file:
+ * see migrate().
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS concord_meta (key TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS concord_sessions (
   id TEXT PRIMARY KEY, ns TEXT NOT NULL, ttl_ms INTEGER NOT NULL, expires_at INTEGER NOT NULL,
-  pid INTEGER NOT NULL, boot TEXT NOT NULL, pidns TEXT NOT NULL, timens TEXT NOT NULL DEFAULT ''
+  pid INTEGER NOT NULL, boot TEXT NOT NULL, pidns TEXT NOT NULL, timens TEXT NOT NULL DEFAULT '',
+  touches INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS concord_groups (ns TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (ns, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS concord_members (
@@ -84,6 +87,8 @@ function migrate(db: Connection): void {
   const columns = db.prepare<[], string>("SELECT name FROM pragma_table_info('concord_sessions')", true).all();
   // Sessions written without it are taken to share our clock, as before.
   if (!columns.includes('timens')) db.exec("ALTER TABLE concord_sessions ADD COLUMN timens TEXT NOT NULL DEFAULT ''");
+  // An earlier version's session (written without it) touches nothing: watchers then listen to every commit too.
+  if (!columns.includes('touches')) db.exec('ALTER TABLE concord_sessions ADD COLUMN touches INTEGER NOT NULL DEFAULT 0');
   const line = db.prepare<[], string>("SELECT name FROM pragma_table_info('concord_waiters')", true).all();
   for (const [name, type] of LINE_COLUMNS) {
     if (!line.includes(name)) db.exec(`ALTER TABLE concord_waiters ADD COLUMN ${name} ${type}`);

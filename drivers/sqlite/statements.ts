@@ -16,6 +16,8 @@ export interface SessionRow {
   readonly pidns: string;
   readonly timens: string;
   readonly expires_at: number;
+  /** 1: its process touches the side file after the commits watchers care about (notify.ts); 0: an earlier version's. */
+  readonly touches: number;
 }
 
 export interface ChangeRow {
@@ -95,14 +97,17 @@ export function prepare(db: Connection) {
     // sessions
     insertSession: statement<[string, string, number, number, number, string, string, string]>(
       db,
-      'INSERT INTO concord_sessions (id, ns, ttl_ms, expires_at, pid, boot, pidns, timens) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO concord_sessions (id, ns, ttl_ms, expires_at, pid, boot, pidns, timens, touches) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)',
     ),
     renewSession: statement<[number, string, number]>(
       db,
       'UPDATE concord_sessions SET expires_at = ? + ttl_ms WHERE id = ? AND expires_at > ?',
     ),
-    sessions: statement<[], SessionRow>(db, 'SELECT id, pid, boot, pidns, timens, expires_at FROM concord_sessions'),
-    session: statement<[string], SessionRow>(db, 'SELECT id, pid, boot, pidns, timens, expires_at FROM concord_sessions WHERE id = ?'),
+    sessions: statement<[], SessionRow>(db, 'SELECT id, pid, boot, pidns, timens, expires_at, touches FROM concord_sessions'),
+    session: statement<[string], SessionRow>(
+      db,
+      'SELECT id, pid, boot, pidns, timens, expires_at, touches FROM concord_sessions WHERE id = ?',
+    ),
     deleteSession: statement<[string]>(db, 'DELETE FROM concord_sessions WHERE id = ?'),
     sessionMembers: statement<[string], { ns: string; grp: string; member: string }>(
       db,
