@@ -926,6 +926,13 @@ function report(drivers: readonly DriverResult[]): { md: string; plot: string } 
     out(`- ${d.title}: ${found.join('; ')}.`);
   }
   out();
+  const postgres = drivers.find((d) => d.key === 'postgres');
+  if (postgres?.errors.some((e) => e.includes('could not connect'))) {
+    out(
+      "PostgreSQL runs one server process per connection, and each coordinator has two (its pool's, and the LISTEN connection that carries notifications): 1,000 coordinators are 2,000 backend processes, more than this 2-core host started within the 10 s connect timeout.",
+    );
+    out();
+  }
   const redis = drivers.find((d) => d.key === 'redis');
   if (redis && !growth(lockPoints(redis, (r) => r.requestsPerWindow)).startsWith('constant')) {
     out(
