@@ -143,6 +143,8 @@ export class SqlDriver implements Driver {
   readonly #readers = new Map<string, GroupReader>();
   readonly #lockListeners = new Map<string, Set<() => void>>();
   readonly #interest = new Map<string, { count: number; end: () => void }>();
+  /** Lock requests (kind, name, session, slot) whose last look failed on the connection: it may have committed. */
+  readonly #unanswered = new Set<string>();
   /** A reap at the next expiry this driver has in view (a watched member, a holder a waiter waits for). */
   #reapTimer: NodeJS.Timeout | undefined;
   #reapAt = Infinity;
@@ -734,7 +736,7 @@ export class SqlDriver implements Driver {
   ): Promise<Attempt> {
     await this.#requireSession(query, sessionId);
     const key = [this.#ns, kind, name];
-    const lockRow = 'SELECT fence, session FROM concord_locks WHERE ns = ? AND kind = ? AND name = ? FOR UPDATE';
+    const lockRow = 'SELECT fence, session, token FROM concord_locks WHERE ns = ? AND kind = ? AND name = ? FOR UPDATE';
     let { rows } = await query(lockRow, key);
     if (rows.length === 0) {
       // First use of this name: create its row (a concurrent first use may win the insert), then lock it.
@@ -756,7 +758,7 @@ export class SqlDriver implements Driver {
         changed = true;
       }
     }
-    // Held exclusively by this very session (another local hold, or a grant the core gave up on and will cancel): wait.
+    // Held exclusively by this very session for a shared request of it (another slot): wait.
     const held = waitMs !== undefined || holder === sessionId;
     const requests = await query(
       `SELECT w.id AS id, w.session AS session, w.slot AS slot, w.shared AS shared, w.lim AS lim, w.token AS token,
@@ -779,6 +781,15 @@ export class SqlDriver implements Driver {
     // row of this session and slot is this request's).
     let at = line.findLastIndex((w) => str(w.session) === sessionId && Number(w.slot) === mode.slot);
     const mine = line[at];
+    if (holder === sessionId && !mode.shared && isExclusive(kind, mode.slot) && lock.token !== null) {
+      // The lock row held by this very session, for this request's own slot: the core passes an exclusive turn on
+      // only once the release before it has landed, and cancels an abandoned grant before the next request looks, so
+      // this is this request's own grant whose answer was lost (a dropped connection, a statement given up after the
+      // query timeout that committed all the same). Waiting for it would wait for ever.
+      if (mine) await query('DELETE FROM concord_waiters WHERE id = ?', [big(mine.id).toString()]);
+      if (changed || mine) await this.#notify(query, lockTopic(kind, name));
+      return { token: big(lock.token) };
+    }
     if (mine && mine.token !== null) {
       // Granted before (its look committed, but the answer was lost: a retry after a dropped connection).
       if (changed) await this.#notify(query, lockTopic(kind, name));
@@ -838,19 +849,49 @@ export class SqlDriver implements Driver {
     return { waitMs };
   }
 
-  /** One look at the line: a server-side routine's one call where the backend has one, else #attempt's transaction. */
+  /**
+   * One look at the line: a server-side routine's one call where the backend has one, else #attempt's transaction.
+   * After a look whose answer was lost, the next one of the same request is #attempt's, which knows a grant of its
+   * own it finds in the lock row (a routine waits for it).
+   */
   async #look(kind: LockKind, name: string, sessionId: string, member: string, queue: boolean, mode: LockMode): Promise<Attempt> {
-    const call = this.#backend.attemptCall?.({
-      namespace: this.#ns,
-      kind,
-      name,
-      session: sessionId,
-      member,
-      queue,
-      slot: mode.slot,
-      shared: mode.shared,
-      limit: mode.limit,
-    });
+    const request = `${kind}\u0000${name}\u0000${sessionId}\u0000${String(mode.slot)}`;
+    const routine = !this.#unanswered.has(request);
+    try {
+      const result = await this.#lookOnce(kind, name, sessionId, member, queue, mode, routine);
+      this.#unanswered.delete(request);
+      return result;
+    } catch (error) {
+      if (error instanceof ConcordError && error.code === 'ERR_CONNECTION') {
+        if (this.#unanswered.size >= 1024) this.#unanswered.clear();
+        this.#unanswered.add(request);
+      }
+      throw error;
+    }
+  }
+
+  async #lookOnce(
+    kind: LockKind,
+    name: string,
+    sessionId: string,
+    member: string,
+    queue: boolean,
+    mode: LockMode,
+    routine: boolean,
+  ): Promise<Attempt> {
+    const call = !routine
+      ? undefined
+      : this.#backend.attemptCall?.({
+          namespace: this.#ns,
+          kind,
+          name,
+          session: sessionId,
+          member,
+          queue,
+          slot: mode.slot,
+          shared: mode.shared,
+          limit: mode.limit,
+        });
     const full = (): Promise<Attempt> => this.#tx('write', (query) => this.#attempt(query, kind, name, sessionId, member, queue, mode));
     if (!call) return full();
     const { rows } = await this.#tx('none', (query) => query(call.sql, call.params));

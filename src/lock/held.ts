@@ -159,9 +159,10 @@ export class HeldLockImpl implements HeldLock {
   }
 
   #release(): Promise<void> {
-    // A shared hold or permit keeps its slot until the release has reached the backend: a new request of this process
-    // taking the same slot meanwhile could meet this hold's entry there. (It takes another free slot instead.)
-    this.#finish('released', !this.shared);
+    // The hold keeps its slot until the release has reached the backend: a new request of this process taking the
+    // same slot meanwhile would meet this hold's entry there, which a driver cannot tell from a grant of its own whose
+    // answer was lost. (A shared hold or permit takes another free slot instead; an exclusive one waits its turn.)
+    this.#finish('released', false);
     return this.#unlock();
   }
 
