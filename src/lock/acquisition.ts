@@ -110,8 +110,35 @@ export class Acquisition implements ActiveAcquisition {
       const turn = this.#takeTurn();
       if (turn) await turn;
       for (;;) {
+        // One round in the live session (inline rather than a method: one async layer fewer on every acquisition).
         try {
-          return await this.#inSession();
+          const host = this.#host;
+          this.#phase = 'session';
+          // The session is usually live: no wait to await (and so nothing can change before the attempt below).
+          const session = this.#once ? host.usableSession() : this.#liveSession();
+          let waited = session === undefined;
+          this.#session = session ?? (await host.nextSession(this.#waitSignal()));
+          if (locks.uncancelled.size > 0) {
+            await locks.cancelPending(host, slotKey(this.kind, this.name, this.#mode.slot));
+            waited = true;
+          }
+          // A lock this process queued for a moment ago goes straight to the backend's queue.
+          if (this.#once || !host.driver.acquireLock || !locks.recentlyContended(this.#key)) {
+            // One plain attempt (the uncontended path): the token, or undefined when it is taken.
+            this.#phase = 'trying';
+            if (waited) this.#assertCurrent();
+            const attempt = this.#tryLock();
+            this.#ask(attempt);
+            let token: bigint | undefined;
+            try {
+              token = await this.#race(attempt);
+            } catch (error) {
+              await this.#tryFailed(error);
+            }
+            if (token !== undefined) return this.#hold(token);
+            if (this.#once) throw timeoutError();
+          }
+          return this.#hold(await this.#contend());
         } catch (error) {
           if (error !== replaced || this.#ended) throw error;
           // What was asked in the old session ended with it on the backend.
@@ -208,36 +235,6 @@ export class Acquisition implements ActiveAcquisition {
     return queue.enter(this.#waitSignal()).then(() => {
       this.#entered = true;
     });
-  }
-
-  async #inSession(): Promise<HeldLockImpl> {
-    const host = this.#host;
-    this.#phase = 'session';
-    // The session is usually live: no wait to await (and so nothing can change before the attempt below).
-    const session = this.#once ? host.usableSession() : this.#liveSession();
-    let waited = session === undefined;
-    this.#session = session ?? (await host.nextSession(this.#waitSignal()));
-    if (host.registry.uncancelled.size > 0) {
-      await host.registry.cancelPending(host, slotKey(this.kind, this.name, this.#mode.slot));
-      waited = true;
-    }
-    // A lock this process queued for a moment ago goes straight to the backend's queue.
-    if (this.#once || !host.driver.acquireLock || !host.registry.recentlyContended(this.#key)) {
-      // One plain attempt (inline: the uncontended path), the token, or undefined when it is taken.
-      this.#phase = 'trying';
-      if (waited) this.#assertCurrent();
-      const attempt = this.#tryLock();
-      this.#ask(attempt);
-      let token: bigint | undefined;
-      try {
-        token = await this.#race(attempt);
-      } catch (error) {
-        await this.#tryFailed(error);
-      }
-      if (token !== undefined) return this.#hold(token);
-      if (this.#once) throw timeoutError();
-    }
-    return this.#hold(await this.#contend());
   }
 
   /** The live session's id, or undefined while a lost one is being replaced. */

@@ -94,6 +94,12 @@ export class LocalQueue {
  */
 const CONTENDED_MS = 1000;
 
+/**
+ * Idle local queues are kept (for this many names at most) rather than made again on the next acquisition: an
+ * uncontended acquire and release of a name then neither allocates one nor adds and deletes a map entry.
+ */
+const IDLE_QUEUES_KEPT = 64;
+
 export class LockRegistry {
   readonly #queues = new Map<string, LocalQueue>();
   readonly held = new Set<HeldLockImpl>();
@@ -145,7 +151,7 @@ export class LockRegistry {
     const queue = this.#queues.get(key);
     if (!queue) return;
     queue.leave();
-    if (queue.idle) this.#queues.delete(key);
+    if (queue.idle && this.#queues.size > IDLE_QUEUES_KEPT) this.#queues.delete(key);
   }
 
   /**
