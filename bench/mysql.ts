@@ -63,9 +63,15 @@ await runSqlBench({
   toozModules: 'tooz, pymysql',
   toozHandoffs: 4,
   jitterMs: { handoff: 10, watch: 55 },
-  idleNote: "The rest is the watch's poll of the change notes, one statement every 55 ms.",
+  coldWatch: {
+    count: 20,
+    pauseMs: 2200,
+    note: "The watcher is back at its idle pace then (a poll every 55 ms, the idle budget's bound): the join's commit plus half an interval on average. The table's run above joins within 2 s of the previous change (the leave before it), at the burst pace (every 10 ms): changes come in bursts (a join, the rebalance it starts, leaves), and that is when the idle budget is not the bound.",
+  },
+  idleNote:
+    "The rest is the watch's poll of the change notes, one statement every 55 ms while nothing changes (every 10 ms for 2 s after a change).",
   targets: { handoffMs: 10, watchMs: 30, idle: 'at most 20 statements/s' },
   explain:
-    "Where concord's time goes: the floor is one round trip each way and writes nothing. concord's uncontended acquire is one round trip of several statements in one transaction (the session row checked LOCK IN SHARE MODE by the server's clock, the lock row locked FOR UPDATE, the line read, the fencing counter bumped only if the row is free and the line empty, COMMIT; anything else falls back to the full look, one transaction of six round trips), and its release one round trip too (the guarded UPDATE, the change note bumped if it changed a row, COMMIT): two round trips, as the floor, plus two durable commits, the lower bound of a lock whose token survives a crash. In return: a fencing token from a durable counter, the holder's session judged by the server's clock, a fair queue. MySQL has no notifications: a waiter polls the change notes every 10 ms, a watcher every 55 ms (an idle watch's whole cost, kept under 20 statements/s). tooz's mysql lock is GET_LOCK, tied to one connection; a blocked tooz acquire retries once a second.",
+    "Where concord's time goes: the floor is one round trip each way and writes nothing. concord's uncontended acquire is one round trip of several statements in one transaction (the session row checked LOCK IN SHARE MODE by the server's clock, the lock row locked FOR UPDATE, the line read, the fencing counter bumped only if the row is free and the line empty, COMMIT; anything else falls back to the full look, one transaction of six round trips), and its release one round trip too (the guarded UPDATE, the change note bumped if it changed a row, COMMIT): two round trips, as the floor, plus two durable commits, the lower bound of a lock whose token survives a crash. In return: a fencing token from a durable counter, the holder's session judged by the server's clock, a fair queue. MySQL has no notifications: a coordinator polls the change notes of the topics it waits for or watches, one statement for all of them, at a fixed rate: every 5 ms while an acquire waits (for 2 s after its wait began or anything changed; every 10 ms in a longer quiet wait), every 10 ms for 2 s after a change, else every 55 ms (an idle watch's whole cost, kept under 20 statements/s). A hand-off is the release's commit, half a poll interval, the poll and the waiter's one-round-trip look; a waiting acquire costs the server 200 statements/s while it waits (100 in a quiet wait past 2 s). tooz's mysql lock is GET_LOCK, tied to one connection; a blocked tooz acquire retries once a second.",
 });
 process.exit(0);

@@ -43,6 +43,8 @@ export interface SqlTarget {
   readonly npmPeer?: NpmPeer;
   /** Random pauses (a poll interval) before each hand-off and join, so that polls are met at every phase. */
   readonly jitterMs: { readonly handoff: number; readonly watch: number };
+  /** Also measures joins after a quiet time (a watcher whose pace depends on how recently something changed). */
+  readonly coldWatch?: { readonly count: number; readonly pauseMs: number; readonly note: string };
   /** How the target times compare with the issue's: uncontended <= 2x floor, hand-off p50, watch p50, idle q/s. */
   readonly targets: { readonly handoffMs: number; readonly watchMs: number; readonly idle: string };
   /** What the idle load is made of, for the text. */
@@ -255,6 +257,9 @@ export async function runSqlBench(target: SqlTarget): Promise<void> {
 
     progress('watch latency');
     const watch = await watchLatency(url, 100, target.jitterMs.watch);
+    const coldWatch = target.coldWatch
+      ? await watchLatency(url, target.coldWatch.count, target.jitterMs.watch, target.coldWatch.pauseMs)
+      : undefined;
 
     progress('fairness');
     const contenders: Coordinator[] = await Promise.all([0, 1, 2, 3].map((i) => connect(url, { namespace: ns, member: `f${i}` })));
@@ -322,6 +327,12 @@ export async function runSqlBench(target: SqlTarget): Promise<void> {
     out(
       `join() called -> the watcher process has the event (process.hrtime, CLOCK_MONOTONIC on both sides): n ${watch.n}, p50 ${ms(watch.p50)}, p99 ${ms(watch.p99)}, mean ${ms(watch.mean)}. Target: p50 <= ${String(target.targets.watchMs)} ms.`,
     );
+    if (coldWatch && target.coldWatch) {
+      out();
+      out(
+        `After ${String(target.coldWatch.pauseMs)} ms without a change before each join: n ${coldWatch.n}, p50 ${ms(coldWatch.p50)}, p99 ${ms(coldWatch.p99)}, mean ${ms(coldWatch.mean)}. ${target.coldWatch.note}`,
+      );
+    }
     out();
     out(`### 4 coordinators contending on one lock for 4 s`);
     out();

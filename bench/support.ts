@@ -87,9 +87,10 @@ const WATCHER = fileURLToPath(new URL('./watcher.ts', import.meta.url));
 /**
  * From join() in this process to the event in a watcher process: both read process.hrtime (CLOCK_MONOTONIC, shared by
  * the processes of one host). One member joins and leaves `count` times; `jitterMs`: a random pause before each join,
- * so that a polling watcher is met at every phase of its poll.
+ * so that a polling watcher is met at every phase of its poll; `pauseMs`: a quiet time before each join on top (a
+ * watcher that polls faster for a while after a change is then back at its idle pace).
  */
-export async function watchLatency(url: string, count: number, jitterMs = 0): Promise<Stats> {
+export async function watchLatency(url: string, count: number, jitterMs = 0, pauseMs = 0): Promise<Stats> {
   const namespace = `bw${randomBytes(4).toString('hex')}`;
   const joiner = await connect(url, { namespace, member: 'joiner' });
   await joiner.group('g').create();
@@ -110,7 +111,7 @@ export async function watchLatency(url: string, count: number, jitterMs = 0): Pr
   if ((await next()) !== 'ready') throw new Error('watcher did not start');
   const samples: number[] = [];
   for (let i = 0; i < count; i++) {
-    if (jitterMs > 0) await sleep(Math.random() * jitterMs);
+    if (jitterMs > 0 || pauseMs > 0) await sleep(pauseMs + Math.random() * jitterMs);
     const t0 = process.hrtime.bigint();
     await joiner.group('g').join();
     const seen = (await next()).split(' ');

@@ -1,7 +1,8 @@
 /**
  * mysql://, mariadb:// — MySQL 8 and MariaDB 10.6+ with the `mysql2` package: every feature, fair locks with fencing
  * tokens from a durable counter, sessions judged by the server's clock; changes are polled (MySQL has no
- * notifications), every 10 ms while an acquire waits and every 55 ms while only watches are open.
+ * notifications), every 5 ms while an acquire waits (10 ms once it has waited 2 s with nothing changing), every 10 ms
+ * for 2 s after a change, else every 55 ms while only watches are open.
  *
  * @module concord/drivers/mysql
  */
