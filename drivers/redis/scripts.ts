@@ -7,7 +7,9 @@
  *   P ss             zset sid -> expiry (server ms): the sessions a live coordinator may have to reap
  *   P sm:<sid>       hash group -> member: the session's memberships
  *   P sl:<sid>       set of hold keys: `<kind>:<name>` for an exclusive hold, `<slot>/<kind>:<name>` for a shared
- *                    hold or a permit: what the session holds
+ *                    hold or a permit: what the session holds; and '' once a fast path has granted the session a
+ *                    hold, so that the set outlives its last hold (not made and deleted again on every acquire and
+ *                    release of an uncontended lock); it goes with the session
  *   P groups         set of group names
  *   P g:<group>      hash member -> `<sid> <capabilities JSON>`
  *   P x:<group>      stream of changes: n (sequence), t (j|u|l), m (member), c (capabilities JSON)
@@ -325,7 +327,9 @@ local function reapSession(sid, now)
   local sl = P .. 'sl:' .. sid
   for _, hk in ipairs(redis.call('SMEMBERS', sl)) do
     local slot, lk = string.match(hk, '^(%d+)/(.*)$')
-    if slot then
+    if hk == '' then
+      -- the placeholder of the fast paths: no hold
+    elseif slot then
       local rid = sid .. '/' .. slot
       if redis.call('HGET', P .. 'l:' .. lk, rid) then release(lk, rid, now) end
     else
@@ -406,7 +410,8 @@ if n == 3 then
   -- FENCE, inlined (no previous holder here).
 ${FENCE_INLINE}
   redis.call('HSET', l, 's', sid, 'm', ARGV[4], 't', token, 'w', ARGV[7])
-  redis.call('SADD', P .. 'sl:' .. sid, lk)
+  -- With the placeholder '' (see the top of this file): the release's SREM then never deletes the set.
+  redis.call('SADD', P .. 'sl:' .. sid, lk, '')
   redis.call('PUBLISH', P .. 'c:' .. lk, 'g ' .. sid .. ' ' .. ARGV[7] .. ' ' .. token)
   return {1, token}
 end
@@ -491,7 +496,7 @@ if join then
 ${FENCE_INLINE}
   local v = token .. ' ' .. ARGV[7] .. ' ' .. ARGV[4]
   if limit > 0 then redis.call('HSET', l, rid, v, 'k', ARGV[8]) else redis.call('HSET', l, rid, v) end
-  redis.call('SADD', P .. 'sl:' .. sid, string.sub(rid, c + 1) .. '/' .. lk)
+  redis.call('SADD', P .. 'sl:' .. sid, string.sub(rid, c + 1) .. '/' .. lk, '')
   redis.call('PUBLISH', P .. 'c:' .. lk, 'g ' .. rid .. ' ' .. ARGV[7] .. ' ' .. token)
   return {1, token}
 end`,
