@@ -29,10 +29,12 @@
  * then checks its sessions, so the holders hear of it within a round trip. A reconnected command connection checks the
  * same (the server may have restarted, or a replica that never saw the latest grants may have been promoted).
  *
- * Replicas: Redis replicates asynchronously, so a grant the dying master acknowledged may never reach the promoted
- * replica, which can then grant the lock again. With ?replicas=N (redis+sentinel:// and redis+cluster:// only) a grant
- * is reported only once N replicas have it, and a release ends only then: the script that wrote it is followed by
- * `WAIT N` on the same connection. A waiter handed a lock by another client's release or reap confirms it itself: WAIT
+ * Replicas: on a failover (Sentinel or Cluster) a lock whose grant the promoted replica has stays held: its holder's
+ * renewals carry on there when the failover takes less than the TTL (else the session is lost, and the holder is told
+ * before anyone else can take the lock). But Redis replicates asynchronously, so a grant the dying master acknowledged
+ * may never reach the promoted replica, which can then grant the lock again before the holder, reconnecting, is told
+ * it lost it. With ?replicas=N (redis+sentinel:// and redis+cluster:// only) a grant is reported only once N replicas
+ * have it, and a release ends only then: the script that wrote it is followed by `WAIT N` on the same connection. A waiter handed a lock by another client's release or reap confirms it itself: WAIT
  * covers only its own connection's writes, so it first runs a script that checks the hold and writes (the stream a
  * replica applies is in order, so that write covers the grant), then WAITs. Fewer than N replicas within a sixth of the
  * TTL (2 s at most): the grant is not reported (a waiting acquire tries again until its timeout or signal, one attempt
