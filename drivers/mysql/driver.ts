@@ -28,6 +28,8 @@ import { MYSQL_SCHEMA } from './schema.js';
 export const dialect: Dialect = Object.freeze({
   nowMs: 'CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)',
   forShare: 'LOCK IN SHARE MODE',
+  // A shared lock on the session row blocks its renewals too: take it only once the lock row is ours.
+  sessionAfterLockRow: true,
   insertIgnore: (table: string, columns: readonly string[]) =>
     `INSERT IGNORE INTO ${table} (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`,
   returningId: '',
@@ -189,8 +191,8 @@ class MysqlBackend implements SqlBackend {
 
   /**
    * The uncontended exclusive acquire in one round trip (the counter as read FOR UPDATE: the assignments of one UPDATE
-   * see each other in MySQL, not in MariaDB with SIMULTANEOUS_ASSIGNMENT): the first statements of the driver's look (the session row
-   * LOCK IN SHARE MODE, the lock row FOR UPDATE, the line read), and the grant only when the lock row is free and the
+   * see each other in MySQL, not in MariaDB with SIMULTANEOUS_ASSIGNMENT): the first statements of the driver's look (the lock row
+   * FOR UPDATE, then the session row LOCK IN SHARE MODE, the line read), and the grant only when the lock row is free and the
    * line is empty or holds this request alone; anything else ('look') is left to the driver's full look. Leadership
    * is left out (its grants are announced).
    */
@@ -200,8 +202,8 @@ class MysqlBackend implements SqlBackend {
     return {
       sql: `SET @concord_live = 0, @concord_fence = NULL, @concord_queued = 1, @concord_mine = 0, @concord_granted = 0;
         START TRANSACTION;
-        SELECT 1 INTO @concord_live FROM concord_sessions WHERE id = ? AND expires_at > ${dialect.nowMs} LOCK IN SHARE MODE;
         SELECT fence INTO @concord_fence FROM concord_locks WHERE ns = ? AND kind = ? AND name = ? FOR UPDATE;
+        SELECT 1 INTO @concord_live FROM concord_sessions WHERE id = ? AND expires_at > ${dialect.nowMs} LOCK IN SHARE MODE;
         SELECT COUNT(*), COALESCE(SUM(session = ? AND slot = 0 AND shared = 0 AND token IS NULL), 0) INTO @concord_queued, @concord_mine
           FROM concord_waiters WHERE ns = ? AND kind = ? AND name = ?;
         UPDATE concord_locks SET fence = @concord_fence + 1, session = ?, member = ?, token = @concord_fence + 1
@@ -212,7 +214,7 @@ class MysqlBackend implements SqlBackend {
         COMMIT;
         SELECT CASE WHEN @concord_live = 0 THEN 'gone' WHEN @concord_granted = 1 THEN 'token' ELSE 'look' END AS o_status,
           @concord_fence + 1 AS o_token, NULL AS o_wait_ms, NULL AS o_lim`,
-      params: [request.session, ...key, request.session, ...key, request.session, request.member, ...key, ...key, request.session],
+      params: [...key, request.session, request.session, ...key, request.session, request.member, ...key, ...key, request.session],
     };
   }
 

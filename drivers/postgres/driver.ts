@@ -30,7 +30,9 @@ const SCHEMA_LOCK = 0x636f6e63;
 
 export const dialect: Dialect = Object.freeze({
   nowMs: '(extract(epoch from clock_timestamp()) * 1000)::bigint',
-  forShare: 'FOR SHARE',
+  // A renewal's UPDATE of the expiry takes FOR NO KEY UPDATE, which KEY SHARE lets through; a reaper's DELETE does not.
+  forShare: 'FOR KEY SHARE',
+  sessionAfterLockRow: false,
   insertIgnore: (table: string, columns: readonly string[]) =>
     `INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')}) ON CONFLICT DO NOTHING`,
   returningId: ' RETURNING id',

@@ -43,7 +43,7 @@ DECLARE
   r record;
   i integer;
 BEGIN
-  PERFORM 1 FROM concord_sessions WHERE id = p_session AND expires_at > ${NOW_MS} FOR SHARE;
+  PERFORM 1 FROM concord_sessions WHERE id = p_session AND expires_at > ${NOW_MS} FOR KEY SHARE;
   IF NOT FOUND THEN
     o_status := 'gone';
     RETURN;
@@ -227,7 +227,8 @@ export const POSTGRES_SCHEMA: readonly string[] = Object.freeze([
   ADD COLUMN IF NOT EXISTS member text, ADD COLUMN IF NOT EXISTS token bigint`,
   // Version 3 (how long a request has waited).
   'ALTER TABLE concord_waiters ADD COLUMN IF NOT EXISTS since bigint',
-  // Version 4 (a lock attempt in one round trip): the function below, replaced whole by each version that changes it.
+  // Version 4 (a lock attempt in one round trip): the function below, replaced whole by each version that changes it
+  // (version 5: the session row taken FOR KEY SHARE).
   ATTEMPT_FUNCTION,
   `INSERT INTO concord_schema (version) SELECT ${String(SCHEMA_VERSION)} WHERE NOT EXISTS (SELECT 1 FROM concord_schema)`,
   `UPDATE concord_schema SET version = ${String(SCHEMA_VERSION)} WHERE version < ${String(SCHEMA_VERSION)}`,

@@ -23,8 +23,16 @@ export type FailureKind = 'retry' | 'refused' | 'connection';
 export interface Dialect {
   /** The server's clock in epoch milliseconds, as a bigint expression: every expiry is judged by it. */
   readonly nowMs: string;
-  /** Appended to a SELECT that reads a row other writers must not change until we commit. */
+  /**
+   * Appended to the SELECT of a live session row that keeps reapers (which delete it) off until we commit, and lets its
+   * renewals (which update its expiry) through where the backend can tell them apart.
+   */
   readonly forShare: string;
+  /**
+   * Whether a lock attempt checks its session after locking the lock row: where `forShare` also blocks renewals, a
+   * look waiting for a busy lock row must not hold its session row meanwhile.
+   */
+  readonly sessionAfterLockRow: boolean;
   /** `INSERT ... VALUES (...)` that does nothing (count 0) when the key exists. */
   insertIgnore(table: string, columns: readonly string[]): string;
   /** Appended to the waiter INSERT so the backend can report its id as Result.insertId. */

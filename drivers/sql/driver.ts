@@ -22,8 +22,10 @@
  *   the holders are always the first rows. Each request takes its own grant at its own look (woken by the release
  *   or grant before it), in line order. A lock held by an expired session is freed by the next attempt.
  * - Lock order, to keep deadlocks rare: the session row first (FOR SHARE by writers, deleted by reapers), then lock
- *   rows, then group counter rows in name order. A deadlock or serialization failure that still happens is retried
- *   here, never shown to the caller.
+ *   rows, then group counter rows in name order; except where a shared lock on the session row would also block its
+ *   renewals (MySQL), a lock attempt locks the lock row first and its session row after, so that a look waiting for
+ *   a busy lock row does not hold up its session's renewals meanwhile. A deadlock or serialization failure that still
+ *   happens is retried here, never shown to the caller.
  */
 import { randomBytes } from 'node:crypto';
 import { debug } from '../../src/debug.js';
@@ -734,7 +736,8 @@ export class SqlDriver implements Driver {
     queue: boolean,
     mode: LockMode,
   ): Promise<Attempt> {
-    await this.#requireSession(query, sessionId);
+    const late = this.#q.sessionAfterLockRow;
+    if (!late) await this.#requireSession(query, sessionId);
     const key = [this.#ns, kind, name];
     const lockRow = 'SELECT fence, session, token FROM concord_locks WHERE ns = ? AND kind = ? AND name = ? FOR UPDATE';
     let { rows } = await query(lockRow, key);
@@ -743,6 +746,7 @@ export class SqlDriver implements Driver {
       await query(this.#q.insertIgnore('concord_locks', ['ns', 'kind', 'name', 'fence']), [...key, 0]);
       ({ rows } = await query(lockRow, key));
     }
+    if (late) await this.#requireSession(query, sessionId);
     const lock = rows[0];
     if (!lock) throw new ConcordError('ERR_CONNECTION', `${this.#backend.label}: the lock row vanished`);
     let changed = false;

@@ -18,8 +18,12 @@
  *    call (CREATE OR REPLACE, so the same statement creates and upgrades it); no table changes, so coordinators of
  *    version 3 still running keep working beside version 4 ones, running the same look as their own transaction.
  *    MySQL: no change (its one-round-trip look is a batch of statements, no stored routine: no DELIMITER in the script).
+ * 5: a look waiting for a busy lock row no longer holds up its session's renewals. PostgreSQL: concord_attempt takes
+ *    the session row FOR KEY SHARE (a renewal's UPDATE goes through, a reaper's DELETE still waits), replaced by the
+ *    same CREATE OR REPLACE; coordinators of version 4 still running keep working beside version 5 ones. MySQL: no
+ *    change to the tables (its look takes the lock row before the session row, in the driver).
  */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 /** Tables every version keeps, in the order they are created (for messages and `concord schema`). */
 export const TABLES = Object.freeze([

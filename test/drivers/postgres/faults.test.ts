@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { requireServer, startPostgres } from '../../support/servers.js';
-import { describeSqlFaults } from '../sql/faults.js';
+import { describeSqlFaults, type RawSql } from '../sql/faults.js';
 
 async function deadlocks(url: string): Promise<number> {
   const client = new pg.Client({ connectionString: url });
@@ -13,4 +13,33 @@ async function deadlocks(url: string): Promise<number> {
   }
 }
 
-describeSqlFaults({ name: 'postgres', availability: requireServer('postgres'), start: startPostgres, defaultPort: 5432, deadlocks });
+async function raw(url: string): Promise<RawSql> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  return {
+    query: async (sql, params = []) => {
+      let i = 0;
+      const { rows } = await client.query<Record<string, unknown>>(
+        sql.replace(/\?/g, () => `$${String(++i)}`),
+        params as unknown[],
+      );
+      return rows;
+    },
+    end: () => client.end(),
+  };
+}
+
+describeSqlFaults({
+  name: 'postgres',
+  availability: requireServer('postgres'),
+  start: startPostgres,
+  defaultPort: 5432,
+  deadlocks,
+  raw,
+  lockWaits: async (client) => {
+    const [row] = await client.query(
+      "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+    );
+    return Number(row?.n);
+  },
+});

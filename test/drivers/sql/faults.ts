@@ -12,7 +12,7 @@ import { Child } from '../../support/child.js';
 import { checkIntervals, type HoldInterval } from '../../support/history.js';
 import { FaultProxy } from '../../support/proxy.js';
 import type { Availability, ServerHandle } from '../../support/servers.js';
-import { aborted, deadline, once } from '../../support/wait.js';
+import { aborted, deadline, eventually, once } from '../../support/wait.js';
 
 const LOCK_CHILD = fileURLToPath(new URL('../../support/lock-child.ts', import.meta.url));
 
@@ -23,6 +23,15 @@ export interface SqlFaultTarget {
   readonly defaultPort: number;
   /** Deadlocks the server has detected since it started (each one cost a transaction a retry). */
   readonly deadlocks: (url: string) => Promise<number>;
+  /** A connection of its own to the database, outside concord: `?` placeholders. */
+  readonly raw: (url: string) => Promise<RawSql>;
+  /** How many transactions of the database wait for a row lock, read over `raw`. */
+  readonly lockWaits: (raw: RawSql) => Promise<number>;
+}
+
+export interface RawSql {
+  query(sql: string, params?: readonly unknown[]): Promise<Array<Record<string, unknown>>>;
+  end(): Promise<void>;
 }
 
 /** Records when each of a set of promises settled, in one process: the order is what the test asserts. */
@@ -237,6 +246,46 @@ export function describeSqlFaults(target: SqlFaultTarget): void {
       expect(await target.deadlocks(server.url)).toBe(before);
       expect((await first.group('g').members()).map((m) => m.id)).toHaveLength(20);
     }, 120_000);
+
+    it('a look waiting for a lock row another transaction holds does not hold up its session renewals', async () => {
+      fresh();
+      const c = await coordinator('w', { sessionTtlMs: 1500 });
+      await (await c.lock('l').acquire()).release();
+      let lost = false;
+      c.on('lost', () => {
+        lost = true;
+      });
+      const blocker = await target.raw(server.url);
+      const look = await target.raw(server.url);
+      try {
+        await blocker.query('BEGIN');
+        await blocker.query("SELECT fence FROM concord_locks WHERE ns = ? AND kind = 'lock' AND name = 'l' FOR UPDATE", [namespace]);
+        // The session's own row: a lost session's successor would have another.
+        const [session] = await look.query('SELECT id FROM concord_sessions WHERE ns = ?', [namespace]);
+        const expiry = async (): Promise<number> =>
+          Number((await look.query('SELECT expires_at AS e FROM concord_sessions WHERE id = ?', [session?.id]))[0]?.e);
+        const acquiring = c.lock('l').acquire({ timeoutMs: 60_000 });
+        acquiring.catch(() => undefined);
+        await eventually(
+          () => target.lockWaits(look),
+          (n) => n > 0,
+          10_000,
+          "the acquire's look to wait for the lock row",
+        );
+        const from = await expiry();
+        // Renewals every 500 ms go on while the look waits (a look holding its session row shared blocked them all).
+        await eventually(expiry, (e) => e > from + 1000, 10_000, 'two renewals while the look waits');
+        expect(await target.lockWaits(look)).toBeGreaterThan(0);
+        await blocker.query('COMMIT');
+        const held = await deadline(acquiring, 30_000, 'the acquire once the row is free');
+        expect(lost).toBe(false);
+        expect(c.session.state).toBe('connected');
+        await held.release();
+      } finally {
+        await blocker.end();
+        await look.end();
+      }
+    }, 60_000);
 
     it('4 processes x 500 acquisitions: no two holds overlap and tokens strictly increase', async () => {
       fresh();
