@@ -90,6 +90,8 @@ describe('dashboard view', () => {
     await b.group('workers').join({ capabilities: {} });
     const leadership = await b.group('workers').campaign();
     const next = b.lock('jobs/x').acquire();
+    // b waits in the lock's line before a lets go: the lock passes straight from one to the other.
+    await until((s) => s.locks.find((lock) => lock.name === 'jobs/x')?.waiting === 1, 'b waiting for jobs/x');
     await first.release();
     const second = await next;
     const state = await until((s) => s.locks.find((lock) => lock.name === 'jobs/x')?.holders[0]?.member === 'b', 'the hand-off');
