@@ -1317,6 +1317,7 @@ export function startMariadb(opts: MariadbOptions = {}): Promise<ServerHandle> {
     const dir = makeTempDir('mariadb');
     const user = owner('mysql', dir);
     const data = path.join(dir, 'data');
+    const tmp = path.join(dir, 'tmp');
     const init = path.join(dir, 'init.sql');
     const asUser = user ? ['--user=mysql'] : [];
     return launch({
@@ -1336,9 +1337,20 @@ export function startMariadb(opts: MariadbOptions = {}): Promise<ServerHandle> {
           ].join('\n'),
         );
         if (user) fs.chownSync(init, user.uid, user.gid);
+        // A temporary folder of its own: a server starting up deletes the leftover temporary tables of its tmpdir,
+        // and with /tmp shared that was another server's bootstrap ("Unknown table 'mysql.tmp_user_sys'").
+        fs.mkdirSync(tmp, { recursive: true });
+        if (user) fs.chownSync(tmp, user.uid, user.gid);
         if (opts.tls) installTls(opts.tls, dir, user);
         if (fs.existsSync(path.join(data, 'mysql'))) return;
-        const args = ['--no-defaults', `--datadir=${data}`, '--auth-root-authentication-method=normal', '--skip-test-db', ...asUser];
+        const args = [
+          '--no-defaults',
+          `--datadir=${data}`,
+          `--tmpdir=${tmp}`,
+          '--auth-root-authentication-method=normal',
+          '--skip-test-db',
+          ...asUser,
+        ];
         runSync(install, args, 'mariadb-install-db', path.join(dir, 'server.log'));
       },
       command: () => ({
@@ -1346,6 +1358,7 @@ export function startMariadb(opts: MariadbOptions = {}): Promise<ServerHandle> {
         args: [
           '--no-defaults',
           `--datadir=${data}`,
+          `--tmpdir=${tmp}`,
           `--port=${port}`,
           `--bind-address=${LOOPBACK}`,
           `--socket=${path.join(dir, 'mysqld.sock')}`,
