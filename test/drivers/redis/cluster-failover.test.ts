@@ -11,9 +11,9 @@
  *   without it a double grant may happen, and is only logged. Either way both locks keep changing hands afterwards.
  */
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { ConcordError, connect, type Coordinator, type GroupEvent, type HeldLock } from '../../../src/index.js';
+import { FailoverLoad, tokenOn } from '../../support/failover-load.js';
 import { checkIntervals, type HoldInterval } from '../../support/history.js';
 import { redisClusterAvailable, startRedisCluster, type ClusterNode, type RedisCluster } from '../../support/redis-cluster.js';
 import { Collector, aborted, eventually } from '../../support/wait.js';
@@ -50,11 +50,6 @@ async function promotedTo(cluster: RedisCluster, slot: number, node: ClusterNode
     ms,
     `the cluster to promote ${String(node.port)}`,
   );
-}
-
-/** The exclusive holder's token of lock `name` on the node behind `admin`, if any. */
-function tokenOn(admin: Redis, namespace: string, name: string): Promise<string | null> {
-  return admin.hget(`{${namespace}}:l:lock:${name}`, 't');
 }
 
 interface Bench {
@@ -228,19 +223,8 @@ describe.skipIf(!availability.ok)(`redis cluster failover${availability.ok ? '' 
     it(`a failover under load ${replicas ? 'with ?replicas=1 grants no lock twice' : 'without ?replicas (a double grant may be seen)'}`, async () => {
       const { cluster, namespace, slot, master, replica } = await bench();
       const url = replicas ? `${cluster.url}?replicas=1` : cluster.url;
-      const names = ['a', 'b'];
       const clients: Coordinator[] = [];
-      const intervals = new Map<string, HoldInterval[]>(names.map((name) => [name, []]));
-      const stop = new AbortController();
-      let grants = 0;
-      // A holder of a granted after the cut keeps it until the replica is promoted (a grant lost in the failover is then
-      // still held when the promoted replica grants the lock again); b keeps changing hands, so the master grants what
-      // the replica never sees.
-      let cut = false;
-      let promotedNow = (): void => undefined;
-      const promoted = new Promise<void>((resolve) => {
-        promotedNow = resolve;
-      });
+      let load: FailoverLoad | undefined;
       const masterAdmin = await cluster.admin(master);
       const replicaAdmin = await cluster.admin(replica);
       try {
@@ -249,34 +233,12 @@ describe.skipIf(!availability.ok)(`redis cluster failover${availability.ok ? '' 
           // A TTL longer than the failover takes here: sessions outlive it, so only the cut-off grants are lost.
           clients.push(await connect(url, { member: `c${String(i)}`, namespace, sessionTtlMs: 20_000 }));
         }
-        const loops = clients.map(async (client, i) => {
-          // Two clients per lock: a client waiting for a held across the failover never holds up b.
-          const name = names[i % names.length] ?? 'a';
-          while (!stop.signal.aborted) {
-            let held;
-            try {
-              // Short: with ?replicas a grant the master made just before the cut is confirmed by nobody, and the
-              // waiter gives it back when it gives up, which hands the lock on where the replica cannot see it.
-              held = await client.lock(name).acquire({ timeoutMs: 5000, signal: stop.signal });
-            } catch {
-              continue;
-            }
-            const start = process.hrtime.bigint();
-            const holdAcross = cut && name === 'a';
-            // Held until the release is sent, or until the holder is told it lost the lock, whichever comes first.
-            let lostAt: bigint | undefined;
-            held.signal.addEventListener('abort', () => {
-              lostAt = process.hrtime.bigint();
-            });
-            grants++;
-            await (holdAcross ? promoted : new Promise((resolve) => setImmediate(resolve)));
-            const end = lostAt ?? process.hrtime.bigint();
-            intervals.get(name)?.push({ client: client.member, token: held.token, start, end });
-            await held.release().catch(() => undefined);
-          }
-        });
+        // Short: with ?replicas a grant the master made just before the cut is confirmed by nobody, and the waiter gives
+        // it back when it gives up, which hands the lock on where the replica cannot see it.
+        const running = new FailoverLoad(clients, 5000);
+        load = running;
         await eventually(
-          () => grants,
+          () => running.grants,
           (n) => n >= 40,
           20_000,
           'grants before the failover',
@@ -286,49 +248,39 @@ describe.skipIf(!availability.ok)(`redis cluster failover${availability.ok ? '' 
         // reaches the replica. (CONFIG SET is not saved: the node restarts with its usual limit.)
         await masterAdmin.call('CONFIG', 'SET', 'maxclients', '1');
         await masterAdmin.call('CLIENT', 'KILL', 'TYPE', 'replica');
-        cut = true;
+        running.cut();
         await eventually(
           async () =>
             Promise.all(
-              names.map(async (name) => [await tokenOn(masterAdmin, namespace, name), await tokenOn(replicaAdmin, namespace, name)]),
+              running.names.map(async (name) => [
+                await tokenOn(masterAdmin, namespace, name),
+                await tokenOn(replicaAdmin, namespace, name),
+              ]),
             ),
           (pairs) => pairs.some(([onMaster, onReplica]) => onMaster !== null && onMaster !== onReplica),
           20_000,
           'a grant the replica never saw',
         );
-        const before = grants;
         masterAdmin.disconnect();
         await master.kill();
         await promotedTo(cluster, slot, replica);
-        promotedNow();
+        running.promoted();
         // The old master comes back as the promoted replica's replica, so grants can be confirmed again.
         await master.restart();
         await replicaOf(cluster, replica);
-        const after = grants;
+        const after = running.grants;
         const rejoinedAt = process.hrtime.bigint();
         // Both locks change hands on the promoted replica (a release it never saw leaves no lock stuck).
-        const since = (name: string): number => (intervals.get(name) ?? []).filter((i) => i.start > rejoinedAt).length;
         await eventually(
-          () => [grants, ...names.map(since)],
+          () => [running.grants, ...running.names.map((name) => running.since(name, rejoinedAt))],
           ([n = 0, ...counts]) => n >= after + 20 && counts.every((count) => count >= 3),
           40_000,
           'grants of both locks after the failover',
         );
-        stop.abort();
-        await Promise.all(loops);
-        const violations = names.flatMap((name) => checkIntervals(intervals.get(name) ?? []).violations);
-        if (replicas) {
-          expect(violations).toEqual([]);
-        } else {
-          console.info(
-            `without ?replicas: ${String(grants)} grants (${String(grants - before)} after the replication link was cut), ${
-              violations.length > 0 ? `a double grant was seen: ${violations[0] ?? ''}` : 'no double grant was seen this time'
-            }`,
-          );
-        }
+        await running.stop();
+        running.check(replicas);
       } finally {
-        stop.abort();
-        promotedNow();
+        await load?.stop();
         masterAdmin.disconnect();
         replicaAdmin.disconnect();
         await Promise.all(clients.map((c) => c.close()));

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { ConcordError, connect, type Coordinator } from '../../../src/index.js';
-import { checkIntervals, type HoldInterval } from '../../support/history.js';
+import { FailoverLoad, tokenOn } from '../../support/failover-load.js';
 import { FaultProxy } from '../../support/proxy.js';
 import { freePort, requireServer, startRedis, startRedisReplica, startSentinel, type ServerHandle } from '../../support/servers.js';
 import { eventually } from '../../support/wait.js';
@@ -106,11 +106,6 @@ async function startSetup(): Promise<Setup> {
   return setup;
 }
 
-/** The token the server behind `admin` has for lock `name`'s exclusive holder, if any. */
-async function tokenOn(admin: Redis, namespace: string, name: string): Promise<string | null> {
-  return admin.hget(`{${namespace}}:l:lock:${name}`, 't');
-}
-
 describe.skipIf(!availability.ok)(`redis ?replicas behind Sentinel${availability.ok ? '' : ` (skipped: ${availability.reason})`}`, () => {
   it('a grant, a hand-off to a waiter and a release are on the replica when they resolve; a stalled replica holds a grant back', async () => {
     const setup = await startSetup();
@@ -178,62 +173,29 @@ describe.skipIf(!availability.ok)(`redis ?replicas behind Sentinel${availability
       const setup = await startSetup();
       const namespace = `v${randomBytes(5).toString('hex')}`;
       const url = replicas ? `${setup.sentinel.url}?replicas=1` : setup.sentinel.url;
-      const names = ['a', 'b'];
       const clients: Coordinator[] = [];
-      const intervals = new Map<string, HoldInterval[]>(names.map((name) => [name, []]));
-      const stop = new AbortController();
-      let grants = 0;
-      // A holder of a granted after the cut keeps it until the replica is promoted (a grant lost in the failover is then
-      // still held when the promoted replica grants the lock again); b keeps changing hands, so the master grants
-      // what the replica never sees.
-      let cut = false;
-      let promotedNow = (): void => undefined;
-      const promoted = new Promise<void>((resolve) => {
-        promotedNow = resolve;
-      });
+      let load: FailoverLoad | undefined;
       let extra: ServerHandle | undefined;
       try {
         for (let i = 0; i < 4; i++) {
           // A TTL longer than the failover takes here: sessions outlive it, so only the cut-off grants are lost.
           clients.push(await connect(url, { member: `c${String(i)}`, namespace, sessionTtlMs: 20_000 }));
         }
-        const loops = clients.map(async (client, i) => {
-          // Two clients per lock: a client waiting for a held across the failover never holds up b.
-          const name = names[i % names.length] ?? 'a';
-          while (!stop.signal.aborted) {
-            let held;
-            try {
-              held = await client.lock(name).acquire({ timeoutMs: 20_000, signal: stop.signal });
-            } catch {
-              continue;
-            }
-            const start = process.hrtime.bigint();
-            const holdAcross = cut && name === 'a';
-            // Held until the release is sent, or until the holder is told it lost the lock, whichever comes first.
-            let lostAt: bigint | undefined;
-            held.signal.addEventListener('abort', () => {
-              lostAt = process.hrtime.bigint();
-            });
-            grants++;
-            await (holdAcross ? promoted : new Promise((resolve) => setImmediate(resolve)));
-            const end = lostAt ?? process.hrtime.bigint();
-            intervals.get(name)?.push({ client: client.member, token: held.token, start, end });
-            await held.release().catch(() => undefined);
-          }
-        });
+        const running = new FailoverLoad(clients, 20_000);
+        load = running;
         await eventually(
-          () => grants,
+          () => running.grants,
           (n) => n >= 40,
           20_000,
           'grants before the failover',
         );
         // Replication stops just before the master dies: what it grants from now on never reaches the replica.
         setup.proxy.blackhole();
-        cut = true;
+        running.cut();
         await eventually(
           async () =>
             Promise.all(
-              names.map(async (name) => [
+              running.names.map(async (name) => [
                 await tokenOn(setup.masterAdmin, namespace, name),
                 await tokenOn(setup.replicaAdmin, namespace, name),
               ]),
@@ -242,7 +204,6 @@ describe.skipIf(!availability.ok)(`redis ?replicas behind Sentinel${availability
           10_000,
           'a grant the replica never saw',
         );
-        const before = grants;
         setup.masterAdmin.disconnect();
         await setup.master.kill();
         await eventually(
@@ -251,31 +212,20 @@ describe.skipIf(!availability.ok)(`redis ?replicas behind Sentinel${availability
           30_000,
           'Sentinel to promote the replica',
         );
-        promotedNow();
+        running.promoted();
         // The promoted master gets a replica of its own, so grants can be confirmed again.
         extra = await startRedisReplica({ host: setup.replica.host, port: setup.replica.port });
-        const after = grants;
+        const after = running.grants;
         await eventually(
-          () => grants,
+          () => running.grants,
           (n) => n >= after + 20,
           40_000,
           'grants after the failover',
         );
-        stop.abort();
-        await Promise.all(loops);
-        const violations = names.flatMap((name) => checkIntervals(intervals.get(name) ?? []).violations);
-        if (replicas) {
-          expect(violations).toEqual([]);
-        } else {
-          console.info(
-            `without ?replicas: ${String(grants)} grants (${String(grants - before)} after the replication link was cut), ${
-              violations.length > 0 ? `a double grant was seen: ${violations[0] ?? ''}` : 'no double grant was seen this time'
-            }`,
-          );
-        }
+        await running.stop();
+        running.check(replicas);
       } finally {
-        stop.abort();
-        promotedNow();
+        await load?.stop();
         await Promise.all(clients.map((c) => c.close()));
         await extra?.stop();
         await setup.stop();
