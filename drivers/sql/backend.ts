@@ -29,8 +29,8 @@ export interface Dialect {
    */
   readonly forShare: string;
   /**
-   * Whether a lock attempt checks its session after locking the lock row: where `forShare` also blocks renewals, a
-   * look waiting for a busy lock row must not hold its session row meanwhile.
+   * Whether a lock attempt or a join checks its session after locking the lock row or the group's counter: where
+   * `forShare` also blocks renewals, a request waiting for a busy row must not hold its session row meanwhile.
    */
   readonly sessionAfterLockRow: boolean;
   /** `INSERT ... VALUES (...)` that does nothing (count 0) when the key exists. */

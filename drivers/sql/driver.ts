@@ -23,8 +23,8 @@
  *   or grant before it), in line order. A lock held by an expired session is freed by the next attempt.
  * - Lock order, to keep deadlocks rare: the session row first (FOR SHARE by writers, deleted by reapers), then lock
  *   rows, then group counter rows in name order; except where a shared lock on the session row would also block its
- *   renewals (MySQL), a lock attempt locks the lock row first and its session row after, so that a look waiting for
- *   a busy lock row does not hold up its session's renewals meanwhile. A deadlock or serialization failure that still
+ *   renewals (MySQL), a lock attempt or a join locks the lock row or the group's counter first and its session row
+ *   after, so that a request waiting for a busy row does not hold up its session's renewals meanwhile. A deadlock or serialization failure that still
  *   happens is retried here, never shown to the caller.
  */
 import { randomBytes } from 'node:crypto';
@@ -534,8 +534,10 @@ export class SqlDriver implements Driver {
   async joinGroup(group: string, member: string, sessionId: string, capabilities: Capabilities, create: boolean): Promise<void> {
     const json = JSON.stringify(capabilities);
     await this.#tx('write', async (query) => {
-      await this.#requireSession(query, sessionId);
+      const late = this.#q.sessionAfterLockRow;
+      if (!late) await this.#requireSession(query, sessionId);
       let seq = await this.#lockLog(query, group);
+      if (late) await this.#requireSession(query, sessionId);
       if (!(await this.#groupExists(query, group))) {
         if (!create) throw groupNotFound(group);
         await query(this.#q.insertIgnore('concord_groups', ['ns', 'name']), [this.#ns, group]);

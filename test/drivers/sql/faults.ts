@@ -247,10 +247,18 @@ export function describeSqlFaults(target: SqlFaultTarget): void {
       expect((await first.group('g').members()).map((m) => m.id)).toHaveLength(20);
     }, 120_000);
 
-    it('a look waiting for a lock row another transaction holds does not hold up its session renewals', async () => {
+    /**
+     * While another transaction holds `row` (FOR UPDATE), `start` makes the coordinator wait for it in the backend: its
+     * session's renewals (every 500 ms) must go on meanwhile, and `start` completes once the row is free.
+     */
+    const renewalsGoOnWhileWaitingFor = async (
+      row: string,
+      prepare: (c: Coordinator) => Promise<unknown>,
+      start: (c: Coordinator) => Promise<unknown>,
+    ): Promise<void> => {
       fresh();
       const c = await coordinator('w', { sessionTtlMs: 1500 });
-      await (await c.lock('l').acquire()).release();
+      await prepare(c);
       let lost = false;
       c.on('lost', () => {
         lost = true;
@@ -259,32 +267,50 @@ export function describeSqlFaults(target: SqlFaultTarget): void {
       const look = await target.raw(server.url);
       try {
         await blocker.query('BEGIN');
-        await blocker.query("SELECT fence FROM concord_locks WHERE ns = ? AND kind = 'lock' AND name = 'l' FOR UPDATE", [namespace]);
+        await blocker.query(row, [namespace]);
         // The session's own row: a lost session's successor would have another.
         const [session] = await look.query('SELECT id FROM concord_sessions WHERE ns = ?', [namespace]);
         const expiry = async (): Promise<number> =>
           Number((await look.query('SELECT expires_at AS e FROM concord_sessions WHERE id = ?', [session?.id]))[0]?.e);
-        const acquiring = c.lock('l').acquire({ timeoutMs: 60_000 });
-        acquiring.catch(() => undefined);
+        const started = start(c);
+        started.catch(() => undefined);
         await eventually(
           () => target.lockWaits(look),
           (n) => n > 0,
           10_000,
-          "the acquire's look to wait for the lock row",
+          'the request to wait for the row',
         );
         const from = await expiry();
-        // Renewals every 500 ms go on while the look waits (a look holding its session row shared blocked them all).
-        await eventually(expiry, (e) => e > from + 1000, 10_000, 'two renewals while the look waits');
+        // A request holding its session row shared while it waits would block every renewal.
+        await eventually(expiry, (e) => e > from + 1000, 10_000, 'two renewals while the request waits');
         expect(await target.lockWaits(look)).toBeGreaterThan(0);
         await blocker.query('COMMIT');
-        const held = await deadline(acquiring, 30_000, 'the acquire once the row is free');
+        await deadline(started, 30_000, 'the request once the row is free');
         expect(lost).toBe(false);
         expect(c.session.state).toBe('connected');
-        await held.release();
       } finally {
         await blocker.end();
         await look.end();
       }
+    };
+
+    it('a look waiting for a lock row another transaction holds does not hold up its session renewals', async () => {
+      await renewalsGoOnWhileWaitingFor(
+        "SELECT fence FROM concord_locks WHERE ns = ? AND kind = 'lock' AND name = 'l' FOR UPDATE",
+        async (c) => (await c.lock('l').acquire()).release(),
+        async (c) => (await c.lock('l').acquire({ timeoutMs: 60_000 })).release(),
+      );
+    }, 60_000);
+
+    it("a join waiting for its group's change counter another transaction holds does not hold up its session renewals", async () => {
+      await renewalsGoOnWhileWaitingFor(
+        "SELECT seq FROM concord_logs WHERE ns = ? AND grp = 'g' FOR UPDATE",
+        async (c) => {
+          await c.group('g').join({ create: true });
+          await c.group('g').leave();
+        },
+        (c) => c.group('g').join(),
+      );
     }, 60_000);
 
     it('4 processes x 500 acquisitions: no two holds overlap and tokens strictly increase', async () => {
