@@ -4,7 +4,7 @@
  * sends them), within about a round trip of the deletion; and the check renewals make (the renewal script reports the
  * locks the session no longer holds) of the holds no notification covers, which also runs at once for every hold
  * after a flush or a reconnect, and for one hold after a notification about its key (`check`, `checkSoon`). A session
- * holding 10,000 watched locks renews with the same one-key script as a session holding none.
+ * holding 10,000 watched locks renews with a script that names none of them, as a session holding none does.
  */
 import { debug } from '../../src/debug.js';
 import { isConcordError } from '../../src/errors.js';
