@@ -127,11 +127,9 @@ export class Acquisition implements ActiveAcquisition {
             // One plain attempt (the uncontended path): the token, or undefined when it is taken.
             this.#phase = 'trying';
             if (waited) this.#assertCurrent();
-            const attempt = this.#tryLock();
-            this.#ask(attempt);
             let token: bigint | undefined;
             try {
-              token = await this.#race(attempt);
+              token = await this.#try();
             } catch (error) {
               await this.#tryFailed(error);
             }
@@ -255,6 +253,16 @@ export class Acquisition implements ActiveAcquisition {
       : driver.tryLock(this.kind, this.name, this.#session, member);
   }
 
+  /**
+   * One plain attempt, tracked for clean-up and raced against an interrupt: the token, or undefined when it is taken.
+   * Not async: the race's promise is returned as it is, with no layer of its own.
+   */
+  #try(): Promise<bigint | undefined> {
+    const attempt = this.#tryLock();
+    this.#ask(attempt);
+    return this.#race(attempt);
+  }
+
   /** The plain attempt failed: resolves when waiting will tell (a dropped link), else throws what to throw. */
   async #tryFailed(error: unknown): Promise<void> {
     if (error === replaced || this.#ended) throw error;
@@ -315,11 +323,9 @@ export class Acquisition implements ActiveAcquisition {
     try {
       for (;;) {
         this.#assertCurrent();
-        const attempt = this.#tryLock();
-        this.#ask(attempt);
         let token: bigint | undefined;
         try {
-          token = await this.#race(attempt);
+          token = await this.#try();
         } catch (error) {
           if (error === replaced || this.#ended || !isConcordError(error, 'ERR_CONNECTION')) throw error;
         }
