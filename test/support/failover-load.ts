@@ -6,7 +6,7 @@
  */
 import type { Redis } from 'ioredis';
 import { expect } from 'vitest';
-import type { Coordinator } from '../../src/index.js';
+import { connect, type Coordinator } from '../../src/index.js';
 import { checkIntervals, type HoldInterval } from './history.js';
 
 /** The token the server behind `admin` has for lock `name`'s exclusive holder, if any. */
@@ -27,11 +27,28 @@ export class FailoverLoad {
     this.#promotedNow = resolve;
   });
   readonly #stop = new AbortController();
+  readonly #clients: readonly Coordinator[];
   readonly #loops: Array<Promise<void>>;
 
   /** Two clients per lock, so a client waiting for `a` held across the failover never holds up `b`. */
   constructor(clients: readonly Coordinator[], acquireTimeoutMs: number) {
+    this.#clients = clients;
     this.#loops = clients.map((client, i) => this.#loop(client, this.names[i % this.names.length] ?? 'a', acquireTimeoutMs));
+  }
+
+  /** Four clients of `url` in `namespace`, looping; close() ends the loops and closes them. */
+  static async connect(url: string, namespace: string, acquireTimeoutMs: number): Promise<FailoverLoad> {
+    const clients: Coordinator[] = [];
+    try {
+      for (let i = 0; i < 4; i++) {
+        // A TTL longer than the failover takes here: sessions outlive it, so only the cut-off grants are lost.
+        clients.push(await connect(url, { member: `c${String(i)}`, namespace, sessionTtlMs: 20_000 }));
+      }
+    } catch (error) {
+      await Promise.all(clients.map((c) => c.close()));
+      throw error;
+    }
+    return new FailoverLoad(clients, acquireTimeoutMs);
   }
 
   /** Holds of `a` taken from now on are kept until promoted(). */
@@ -54,6 +71,12 @@ export class FailoverLoad {
     this.#stop.abort();
     this.#promotedNow();
     await Promise.all(this.#loops);
+  }
+
+  /** Ends the loops and closes the clients. */
+  async close(): Promise<void> {
+    await this.stop();
+    await Promise.all(this.#clients.map((c) => c.close()));
   }
 
   /** With ?replicas no hold overlaps another of its lock; without, whether one did is only told (it is a race). */

@@ -173,15 +173,10 @@ describe.skipIf(!availability.ok)(`redis ?replicas behind Sentinel${availability
       const setup = await startSetup();
       const namespace = `v${randomBytes(5).toString('hex')}`;
       const url = replicas ? `${setup.sentinel.url}?replicas=1` : setup.sentinel.url;
-      const clients: Coordinator[] = [];
       let load: FailoverLoad | undefined;
       let extra: ServerHandle | undefined;
       try {
-        for (let i = 0; i < 4; i++) {
-          // A TTL longer than the failover takes here: sessions outlive it, so only the cut-off grants are lost.
-          clients.push(await connect(url, { member: `c${String(i)}`, namespace, sessionTtlMs: 20_000 }));
-        }
-        const running = new FailoverLoad(clients, 20_000);
+        const running = await FailoverLoad.connect(url, namespace, 20_000);
         load = running;
         await eventually(
           () => running.grants,
@@ -225,8 +220,7 @@ describe.skipIf(!availability.ok)(`redis ?replicas behind Sentinel${availability
         await running.stop();
         running.check(replicas);
       } finally {
-        await load?.stop();
-        await Promise.all(clients.map((c) => c.close()));
+        await load?.close();
         await extra?.stop();
         await setup.stop();
       }
