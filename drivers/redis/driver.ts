@@ -127,6 +127,8 @@ class RedisDriver implements Driver {
       wasDown = true;
       this.#generation++;
       this.#loaded.clear();
+      // Suspended now, not at the next renewal (up to TTL/3 away) that finds the link down.
+      if (!this.#closed) this.#context.events.linkDown?.();
     });
     this.#cmd.on('ready', () => {
       if (!wasDown) return;
@@ -135,6 +137,8 @@ class RedisDriver implements Driver {
       // A server restarted without persistence forgot every session, and a promoted replica may lack the latest
       // grants: say so now, not at the next renewal.
       this.#checkSessions();
+      // The core renews at once: reconnected (or lost) as soon as the server answers.
+      this.#context.events.linkUp?.();
     });
   }
 

@@ -18,7 +18,8 @@
  * sessions (their memberships and locks) while renewing, and at once when keyspace notifications for expired keys
  * are on (the driver turns them on when the server lets it; nothing depends on them). Worst-case detection of a
  * crashed member: its TTL plus a third of the shortest TTL among the live coordinators (about 100 ms with
- * notifications). Lock waiters also re-check when the holder's session is due to expire.
+ * notifications). Lock waiters also re-check when the holder's session is due to expire. A dropped command
+ * connection makes the session `suspended` at once, and its reconnection renews at once (DriverEvents.linkDown/linkUp).
  *
  * Held locks: each is watched while held, by a keyspace notification on its key (when the server emits them; the
  * driver turns on `Kg` with `Ex` where CONFIG SET is allowed), and otherwise (not watched yet, refused, subscriber

@@ -16,7 +16,7 @@ import { ConcordError, connect, type Coordinator, type GroupEvent, type HeldLock
 import { FailoverLoad, tokenOn } from '../../support/failover-load.js';
 import { checkIntervals, type HoldInterval } from '../../support/history.js';
 import { redisClusterAvailable, startRedisCluster, type ClusterNode, type RedisCluster } from '../../support/redis-cluster.js';
-import { Collector, aborted, eventually } from '../../support/wait.js';
+import { Collector, aborted, eventually, once } from '../../support/wait.js';
 
 const availability = redisClusterAvailable();
 
@@ -140,6 +140,8 @@ describe.skipIf(!availability.ok)(`redis cluster failover${availability.ok ? '' 
           if (outlasts) {
             // The replica may take over only once the holder's session has run out.
             await replicaAdmin.call('CONFIG', 'SET', 'cluster-replica-no-failover', 'yes');
+            // A new session, with the group re-joined, once the slot has a master again.
+            const restored = once(holder, 'restored', 60_000);
             await master.kill();
             const reason = await aborted(held.signal, 15_000);
             const lostAt = process.hrtime.bigint();
@@ -153,6 +155,7 @@ describe.skipIf(!availability.ok)(`redis cluster failover${availability.ok ? '' 
               40_000,
               'the waiters to take turns after the failover',
             );
+            await restored;
             // Nobody held the lock before the holder was told it was lost.
             for (const i of intervals) expect(i.start > lostAt).toBe(true);
           } else {

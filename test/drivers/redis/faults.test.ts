@@ -271,6 +271,22 @@ describe.skipIf(!availability.ok)(`redis faults${availability.ok ? '' : ` (skipp
     await next.release();
   });
 
+  it('a dropped connection is suspended at once, not at the next renewal, and reconnected as soon as the link is back', async () => {
+    fresh();
+    // Renewals 20 s apart: a state change within a few seconds comes from the connection's own events.
+    const { c, proxy } = await proxied('dropped', { sessionTtlMs: 60_000 });
+    const held = await c.lock('l').acquire();
+    const suspended = once(c, 'suspended', 10_000);
+    proxy.cut();
+    await suspended;
+    const reconnected = once(c, 'reconnected', 10_000);
+    proxy.pass();
+    await reconnected;
+    expect(c.session.state).toBe('connected');
+    expect(held.signal.aborted).toBe(false);
+    await held.release();
+  });
+
   it('a cut longer than the TTL: the holder is told lost before the waiter acquires', async () => {
     fresh();
     const { c: holder, proxy } = await proxied('holder', { sessionTtlMs: 1000 });
