@@ -4,7 +4,8 @@
  * is made again (with back-off) and the driver told to look at everything (wake-ups may have been missed); while it is
  * down, or where a pooler in transaction mode refuses LISTEN, the driver is woken every fallbackMs instead.
  * Renewals run on this connection too (see PostgresBackend.heartbeat), so a connection that silently stopped
- * answering is found by the next renewal and replaced.
+ * answering is found by the next renewal and replaced. Its drop and its return are the link's (WakeHandlers.linkDown,
+ * linkUp): the session is `suspended` at once, and renewed as soon as the connection is back.
  */
 import type { Client, ClientConfig, Notification } from 'pg';
 import { debug } from '../../src/debug.js';
@@ -93,10 +94,12 @@ export class Listener implements WakeSource {
 
   #lost(client: Client): void {
     if (this.#client !== client) return;
+    const wasUp = this.#ready === client;
     this.#client = undefined;
     this.#ready = undefined;
     dropClient(client);
     if (this.#closed) return;
+    if (wasUp) this.#handlers.linkDown?.();
     this.#fallback ??= setInterval(() => {
       this.#handlers.reset();
     }, this.#fallbackMs);
@@ -110,8 +113,10 @@ export class Listener implements WakeSource {
       this.#retry = undefined;
       this.#connect().then(
         () => {
+          if (!this.#ready) return;
+          this.#handlers.linkUp?.();
           // Anything may have happened while we were not listening.
-          if (this.#ready) this.#handlers.reset();
+          this.#handlers.reset();
         },
         (error: unknown) => {
           debug('postgres LISTEN reconnect failed: %s', (error as Error).message);

@@ -72,6 +72,10 @@ export interface WakeHandlers {
   topic(topic: string): void;
   /** Wake-ups may have been missed (a reconnect): look at everything again. */
   reset(): void;
+  /** A dedicated connection (PostgreSQL's LISTEN one) dropped: the link to the server is down. */
+  linkDown?(): void;
+  /** That connection is back. */
+  linkUp?(): void;
 }
 
 /** One database, as the shared driver uses it. */

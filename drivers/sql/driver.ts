@@ -168,6 +168,13 @@ export class SqlDriver implements Driver {
       reset: () => {
         this.#onReset();
       },
+      // Suspended at once, not at the next renewal; renewed at once when the connection is back.
+      linkDown: () => {
+        if (!this.#closed) this.#context.events.linkDown?.();
+      },
+      linkUp: () => {
+        if (!this.#closed) this.#context.events.linkUp?.();
+      },
     });
   }
 

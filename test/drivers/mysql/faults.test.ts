@@ -30,6 +30,7 @@ describeSqlFaults({
   defaultPort: 3306,
   deadlocks,
   raw,
+  dropSeenAtOnce: false,
   lockWaits: async (connection) => {
     // InnoDB refreshes this view only once it has gone unread for 100 ms: read it more often and it never changes.
     await new Promise((resolve) => setTimeout(resolve, 150));

@@ -36,6 +36,7 @@ describeSqlFaults({
   defaultPort: 5432,
   deadlocks,
   raw,
+  dropSeenAtOnce: true,
   lockWaits: async (client) => {
     const [row] = await client.query(
       "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",

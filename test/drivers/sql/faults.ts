@@ -27,6 +27,8 @@ export interface SqlFaultTarget {
   readonly raw: (url: string) => Promise<RawSql>;
   /** How many transactions of the database wait for a row lock, read over `raw`. */
   readonly lockWaits: (raw: RawSql) => Promise<number>;
+  /** The driver keeps a connection open at all times (PostgreSQL's LISTEN one), whose drop it reports at once. */
+  readonly dropSeenAtOnce: boolean;
 }
 
 export interface RawSql {
@@ -210,6 +212,26 @@ export function describeSqlFaults(target: SqlFaultTarget): void {
       expect(next.token).toBeGreaterThan(held.token);
       await next.release();
     }, 90_000);
+
+    it.runIf(target.dropSeenAtOnce)(
+      'a dropped connection is suspended at once, not at the next renewal, and reconnected as soon as the link is back',
+      async () => {
+        fresh();
+        // Renewals 20 s apart: a state change within a few seconds comes from the connection's own events.
+        const { c, proxy } = await behindProxy('dropped', { sessionTtlMs: 60_000 });
+        const held = await c.lock('l').acquire();
+        const suspended = once(c, 'suspended', 10_000);
+        proxy.cut();
+        await suspended;
+        const reconnected = once(c, 'reconnected', 10_000);
+        proxy.pass();
+        await reconnected;
+        expect(c.session.state).toBe('connected');
+        expect(held.signal.aborted).toBe(false);
+        await held.release();
+      },
+      60_000,
+    );
 
     it('a connection cut longer than the TTL: the holder is told LOST before the waiter acquires, then restored', async () => {
       fresh();
