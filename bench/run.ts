@@ -33,14 +33,14 @@ for (const name of names) {
 const sections = SECTIONS.filter((name) => existsSync(`${root}bench/results/${name}.md`)).map((name) =>
   readFileSync(`${root}bench/results/${name}.md`, 'utf8').trim(),
 );
-const cpu = cpus()[0]?.model ?? 'unknown CPU';
 writeFileSync(
   `${root}BENCHMARKS.md`,
   `# Benchmarks
 
-Measured with \`npm run bench\` on ${cpus().length} cores (${cpu}), Node ${process.version}. Each section runs concord and
-its peers in one process against one server, and reports ratios: absolute times on a shared machine drift by 1.5-2x
-between runs, ratios much less. Each section says when it was run.
+Measured with \`npm run bench\`, Node ${process.version}. Each section runs concord and its peers in one process against
+one server, and reports ratios: absolute times on a shared machine drift by 1.5-2x between runs, ratios much less.
+Sections run at different times may come from different machines (${cpus().length} cores; each driver's section names
+its CPU and says when it ran): compare numbers within a section, not across sections.
 
 ${sections.join('\n\n')}
 `,
