@@ -9,6 +9,7 @@ import { Etcd3 } from 'etcd3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { kQueued } from '../../../src/coordinator.js';
 import { ConcordError, connect, type ConnectOptions, type Coordinator, type LeaderChange } from '../../../src/index.js';
+import { RENEWALS_FAR_APART_TTL_MS, suspendedAtOnce } from '../../support/link.js';
 import { FaultProxy } from '../../support/proxy.js';
 import { requireServer, startEtcd, type ServerHandle } from '../../support/servers.js';
 import { Collector, aborted, deadline, eventually, once } from '../../support/wait.js';
@@ -317,19 +318,13 @@ describe.skipIf(!availability.ok)(
       fresh();
       const proxy = await FaultProxy.start({ host: server.host, port: server.port });
       try {
-        // Renewals 20 s apart: a state change within a few seconds comes from the connection's own events.
-        const c = await connect(`etcd://${proxy.host}:${String(proxy.port)}`, { member: 'dropped', namespace, sessionTtlMs: 60_000 });
+        const c = await connect(`etcd://${proxy.host}:${String(proxy.port)}`, {
+          member: 'dropped',
+          namespace,
+          sessionTtlMs: RENEWALS_FAR_APART_TTL_MS,
+        });
         open.push(c);
-        const held = await c.lock('l').acquire();
-        const suspended = once(c, 'suspended', 10_000);
-        proxy.cut();
-        await suspended;
-        const reconnected = once(c, 'reconnected', 10_000);
-        proxy.pass();
-        await reconnected;
-        expect(c.session.state).toBe('connected');
-        expect(held.signal.aborted).toBe(false);
-        await held.release();
+        await suspendedAtOnce(c, proxy);
       } finally {
         await Promise.all(open.splice(0).map((c) => c.close()));
         await proxy.close();

@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { kQueued, type CoordinatorImpl } from '../../../src/coordinator.js';
 import { ConcordError, connect, type ConnectOptions, type Coordinator } from '../../../src/index.js';
 import { checkIntervals, type HoldInterval } from '../../support/history.js';
+import { RENEWALS_FAR_APART_TTL_MS, suspendedAtOnce } from '../../support/link.js';
 import { FaultProxy } from '../../support/proxy.js';
 import { requireServer, startRedis, type ServerHandle } from '../../support/servers.js';
 import { aborted, deadline, eventually, once } from '../../support/wait.js';
@@ -273,18 +274,8 @@ describe.skipIf(!availability.ok)(`redis faults${availability.ok ? '' : ` (skipp
 
   it('a dropped connection is suspended at once, not at the next renewal, and reconnected as soon as the link is back', async () => {
     fresh();
-    // Renewals 20 s apart: a state change within a few seconds comes from the connection's own events.
-    const { c, proxy } = await proxied('dropped', { sessionTtlMs: 60_000 });
-    const held = await c.lock('l').acquire();
-    const suspended = once(c, 'suspended', 10_000);
-    proxy.cut();
-    await suspended;
-    const reconnected = once(c, 'reconnected', 10_000);
-    proxy.pass();
-    await reconnected;
-    expect(c.session.state).toBe('connected');
-    expect(held.signal.aborted).toBe(false);
-    await held.release();
+    const { c, proxy } = await proxied('dropped', { sessionTtlMs: RENEWALS_FAR_APART_TTL_MS });
+    await suspendedAtOnce(c, proxy);
   });
 
   it('a cut longer than the TTL: the holder is told lost before the waiter acquires', async () => {
