@@ -87,11 +87,7 @@ class EtcdDriver implements Driver {
     this.#member = context.member;
     this.#namespace = context.namespace;
     this.#hosts = hosts.map((host) => host.replace(/^https?:\/\//, '')).join(',');
-    // A broken watch stream makes the session suspended at once, not at the next renewal; its return renews at once.
-    this.#hub = new WatchHub(() => this.#client.watchClient.watch(), callTimeoutMs, {
-      down: () => context.events.linkDown?.(),
-      up: () => context.events.linkUp?.(),
-    });
+    this.#hub = new WatchHub(() => this.#client.watchClient.watch(), callTimeoutMs);
     this.#held = new HeldLocks(rpc, this.#hub, context.events);
     this.#queue = new LockQueue(rpc, this.#hub, this.#keys, this.#held, context.sessionTtlMs);
     this.#shared = new SharedLine(rpc, this.#hub, this.#keys, this.#held, this.#queue);

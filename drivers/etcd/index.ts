@@ -11,8 +11,7 @@
  * - Opening a session also puts a session key on the lease, in a transaction whose untaken branch deletes the whole
  *   namespace: etcd checks both branches' permissions, so a user who may not read and write every key of the namespace
  *   is refused at connect (ERR_REFUSED, naming the range), not at first use. The session key is watched: its delete
- *   (the lease revoked or expired) declares the session lost at once, not at the next renewal. So a watch stream is
- *   open while a session lives: its break is the link's (`suspended` at once), and etcd answering on a new one renews.
+ *   (the lease revoked or expired) declares the session lost at once, not at the next renewal.
  * - While connecting (until the first session is open) every call gives up when the core's connect signal aborts.
  * - A held lock's key is watched for deletes while held (held.ts): deleted from outside (an operator, a revoked lease), the core
  *   hears lockLost within a round trip, about when a waiter is told it may take the lock.

@@ -57,15 +57,6 @@ interface Entry {
 
 type Stream = IDuplexStream<IWatchRequest, IWatchResponse>;
 
-/**
- * The stream's state as the link's: a session's key is watched for as long as the session lives, so a stream is open
- * whenever one does. It is down when a stream etcd answered on breaks, and up when etcd answers on a new one.
- */
-export interface LinkEvents {
-  down(): void;
-  up(): void;
-}
-
 const MIN_BACKOFF_MS = 50;
 const MAX_BACKOFF_MS = 1000;
 
@@ -81,16 +72,10 @@ export class WatchHub {
   #nextId = 1;
   #backoffMs = MIN_BACKOFF_MS;
   #timer: NodeJS.Timeout | undefined;
-  readonly #link: LinkEvents | undefined;
-  /** etcd confirmed a watch on the current stream. */
-  #streamWorks = false;
-  /** A working stream broke, and none has worked since. */
-  #down = false;
 
-  constructor(open: () => Promise<Stream>, createTimeoutMs: number, link?: LinkEvents) {
+  constructor(open: () => Promise<Stream>, createTimeoutMs: number) {
     this.#open = open;
     this.#createTimeoutMs = createTimeoutMs;
-    this.#link = link;
   }
 
   /** Resolves with an unsubscribe function once etcd has created the watch; ERR_CONNECTION if it could not. */
@@ -216,11 +201,6 @@ export class WatchHub {
     this.#uncreated.clear();
     if (this.#closed) return;
     debug('etcd watch stream broke: %s', error instanceof Error ? error.message : String(error));
-    if (this.#streamWorks) {
-      this.#streamWorks = false;
-      this.#down = true;
-      this.#link?.down();
-    }
     stream?.cancel();
     for (const entry of [...this.#entries.values()]) {
       entry.created = false;
@@ -250,11 +230,6 @@ export class WatchHub {
     const entry = this.#entries.get(Number(response.watch_id));
     if (response.created) {
       this.#backoffMs = MIN_BACKOFF_MS;
-      this.#streamWorks = true;
-      if (this.#down) {
-        this.#down = false;
-        this.#link?.up();
-      }
       if (this.#uncreated.delete(Number(response.watch_id))) {
         if (!response.canceled) this.#stream?.write({ cancel_request: { watch_id: Number(response.watch_id) } });
         return;

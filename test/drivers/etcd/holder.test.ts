@@ -9,8 +9,6 @@ import { Etcd3 } from 'etcd3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { kQueued } from '../../../src/coordinator.js';
 import { ConcordError, connect, type ConnectOptions, type Coordinator, type LeaderChange } from '../../../src/index.js';
-import { RENEWALS_FAR_APART_TTL_MS, suspendedAtOnce } from '../../support/link.js';
-import { FaultProxy } from '../../support/proxy.js';
 import { requireServer, startEtcd, type ServerHandle } from '../../support/servers.js';
 import { Collector, aborted, deadline, eventually, once } from '../../support/wait.js';
 
@@ -313,22 +311,5 @@ describe.skipIf(!availability.ok)(
       await leadership.resign();
       await next.release();
     }, 120_000);
-
-    it('a dropped connection is suspended at once, not at the next renewal, and reconnected as soon as the link is back', async () => {
-      fresh();
-      const proxy = await FaultProxy.start({ host: server.host, port: server.port });
-      try {
-        const c = await connect(`etcd://${proxy.host}:${String(proxy.port)}`, {
-          member: 'dropped',
-          namespace,
-          sessionTtlMs: RENEWALS_FAR_APART_TTL_MS,
-        });
-        open.push(c);
-        await suspendedAtOnce(c, proxy);
-      } finally {
-        await Promise.all(open.splice(0).map((c) => c.close()));
-        await proxy.close();
-      }
-    });
   },
 );
