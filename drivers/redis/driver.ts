@@ -127,8 +127,9 @@ class RedisDriver implements Driver {
       wasDown = true;
       this.#generation++;
       this.#loaded.clear();
-      // Suspended now, not at the next renewal (up to TTL/3 away) that finds the link down.
-      if (!this.#closed) this.#context.events.linkDown?.();
+      // Suspended now, not at the next renewal (up to TTL/3 away) that finds the link down. (After close() the core
+      // has stopped its session machine, which ignores it.)
+      this.#context.events.linkDown?.();
     });
     this.#cmd.on('ready', () => {
       if (!wasDown) return;

@@ -168,13 +168,10 @@ export class SqlDriver implements Driver {
       reset: () => {
         this.#onReset();
       },
-      // Suspended at once, not at the next renewal; renewed at once when the connection is back.
-      linkDown: () => {
-        if (!this.#closed) this.#context.events.linkDown?.();
-      },
-      linkUp: () => {
-        if (!this.#closed) this.#context.events.linkUp?.();
-      },
+      // Suspended at once, not at the next renewal; renewed at once when the connection is back. (After close() the
+      // core has stopped its session machine, which ignores both.)
+      linkDown: () => this.#context.events.linkDown?.(),
+      linkUp: () => this.#context.events.linkUp?.(),
     });
   }
 
