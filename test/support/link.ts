@@ -12,14 +12,19 @@ import { once } from './wait.js';
 /** The sessionTtlMs the coordinator given to suspendedAtOnce must be connected with. */
 export const RENEWALS_FAR_APART_TTL_MS = 60_000;
 
-export async function suspendedAtOnce(c: Coordinator, proxy: FaultProxy): Promise<void> {
-  const held = await c.lock('dropped').acquire();
-  const suspended = once(c, 'suspended', 10_000);
+/** The proxy cuts `c` off until it is `suspended`, then lets it through until it is `reconnected`, each within `withinMs`. */
+export async function cutAndRestore(c: Coordinator, proxy: FaultProxy, withinMs: number): Promise<void> {
+  const suspended = once(c, 'suspended', withinMs);
   proxy.cut();
   await suspended;
-  const reconnected = once(c, 'reconnected', 10_000);
+  const reconnected = once(c, 'reconnected', withinMs);
   proxy.pass();
   await reconnected;
+}
+
+export async function suspendedAtOnce(c: Coordinator, proxy: FaultProxy): Promise<void> {
+  const held = await c.lock('dropped').acquire();
+  await cutAndRestore(c, proxy, 10_000);
   expect(c.session.state).toBe('connected');
   expect(held.signal.aborted).toBe(false);
   await held.release();

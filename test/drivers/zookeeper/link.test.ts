@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Coordinator } from '../../../src/index.js';
 import type { DriverEvents } from '../../../src/driver.js';
 import { driverCallChannel, type DriverCallContext } from '../../../src/diagnostics.js';
+import { cutAndRestore } from '../../support/link.js';
 import { FaultProxy } from '../../support/proxy.js';
 import { requireServer, startZooKeeper, type ServerHandle } from '../../support/servers.js';
 import { once } from '../../support/wait.js';
@@ -106,14 +107,7 @@ describe.skipIf(!availability.ok)(`zookeeper link state${availability.ok ? '' : 
     open.push(c);
     const seen: string[] = [];
     record(c, seen);
-    for (let round = 0; round < 3; round++) {
-      const suspended = once(c, 'suspended', 30_000);
-      proxy.cut();
-      await suspended;
-      const reconnected = once(c, 'reconnected', 30_000);
-      proxy.pass();
-      await reconnected;
-    }
+    for (let round = 0; round < 3; round++) await cutAndRestore(c, proxy, 30_000);
     expect(seen.filter((e) => e !== 'renewal' && e !== 'linkDown' && e !== 'linkUp')).toEqual([
       'suspended',
       'reconnected',
